@@ -1,0 +1,115 @@
+// The bytes of a KvCommand inside a Raft 'command' entry. Every replica decodes the same bytes, so
+// decoding is strict: anything but exactly one well-formed command is refused with KvCodecError.
+//
+// Version 1 layout (big-endian):
+//   u8 version = 1 | u8 op (1 put, 2 del) | u8 flags (bit 0 ifMatch, bit 1 ifNoneMatch; put only)
+//   [u64 ifMatch, when flag bit 0] | u16 key length | key (UTF-8)
+//   put only: u32 value length | value
+import type { KvCommand } from '../node/ops.ts';
+import { utf8Length, validateKey } from './key.ts';
+import { ByteReader, ByteWriter } from './reader.ts';
+
+export const KV_COMMAND_VERSION = 1;
+
+const OP_PUT = 1;
+const OP_DEL = 2;
+const FLAG_IF_MATCH = 0b01;
+const FLAG_IF_NONE_MATCH = 0b10;
+const MAX_VALUE_LENGTH = 0xffff_ffff;
+
+export class KvCodecError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KvCodecError';
+  }
+}
+
+const keyDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const keyEncoder = new TextEncoder();
+
+export function encodeKvCommand(cmd: KvCommand): Uint8Array {
+  const keyProblem = validateKey(cmd.key);
+  if (keyProblem !== null) throw new KvCodecError(`cannot encode command: ${keyProblem}`);
+  if (cmd.ifMatch !== undefined) checkModIndex(cmd.ifMatch, 'cannot encode command: ifMatch');
+  const keyBytes = keyEncoder.encode(cmd.key);
+  const writer = new ByteWriter(encodedKvCommandLength(cmd));
+  writer.u8(KV_COMMAND_VERSION);
+  switch (cmd.op) {
+    case 'put':
+      if (cmd.value.byteLength > MAX_VALUE_LENGTH) throw new KvCodecError('cannot encode command: value is over 4 GiB');
+      writer.u8(OP_PUT);
+      writer.u8((cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0) | (cmd.ifNoneMatch === true ? FLAG_IF_NONE_MATCH : 0));
+      writeKey(writer, cmd.ifMatch, keyBytes);
+      writer.u32(cmd.value.byteLength);
+      writer.raw(cmd.value);
+      break;
+    case 'del':
+      writer.u8(OP_DEL);
+      writer.u8(cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0);
+      writeKey(writer, cmd.ifMatch, keyBytes);
+      break;
+    default: {
+      const unknown: never = cmd;
+      throw new KvCodecError(`cannot encode command: unknown op in ${JSON.stringify(unknown)}`);
+    }
+  }
+  return writer.bytes;
+}
+
+function writeKey(writer: ByteWriter, ifMatch: number | undefined, keyBytes: Uint8Array): void {
+  if (ifMatch !== undefined) writer.u64(ifMatch);
+  writer.u16(keyBytes.byteLength);
+  writer.raw(keyBytes);
+}
+
+/** Throws KvCodecError unless `data` is exactly one valid command. The value is a copy. */
+export function decodeKvCommand(data: Uint8Array): KvCommand {
+  const reader = new ByteReader(data, 'command', (message) => new KvCodecError(message));
+  const version = reader.u8('version');
+  if (version !== KV_COMMAND_VERSION) {
+    throw new KvCodecError(`unknown command version ${version} (this build reads version ${KV_COMMAND_VERSION})`);
+  }
+  const op = reader.u8('op');
+  if (op !== OP_PUT && op !== OP_DEL) throw new KvCodecError(`unknown command op ${op}`);
+  const flags = reader.u8('flags');
+  const allowedFlags = op === OP_PUT ? FLAG_IF_MATCH | FLAG_IF_NONE_MATCH : FLAG_IF_MATCH;
+  if ((flags & ~allowedFlags) !== 0) throw new KvCodecError(`unknown command flags 0x${flags.toString(16)}`);
+  const ifMatch = (flags & FLAG_IF_MATCH) !== 0 ? reader.u64('ifMatch') : undefined;
+  if (ifMatch !== undefined) checkModIndex(ifMatch, 'ifMatch');
+  const keyBytes = reader.bytes(reader.u16('key length'), 'key');
+  let key: string;
+  try {
+    key = keyDecoder.decode(keyBytes);
+  } catch {
+    throw new KvCodecError('key is not valid UTF-8');
+  }
+  const keyProblem = validateKey(key);
+  if (keyProblem !== null) throw new KvCodecError(keyProblem);
+  let cmd: KvCommand;
+  if (op === OP_PUT) {
+    const value = reader.bytes(reader.u32('value length'), 'value').slice();
+    cmd = {
+      op: 'put',
+      key,
+      value,
+      ...(ifMatch !== undefined ? { ifMatch } : {}),
+      ...((flags & FLAG_IF_NONE_MATCH) !== 0 ? { ifNoneMatch: true } : {}),
+    };
+  } else {
+    cmd = { op: 'del', key, ...(ifMatch !== undefined ? { ifMatch } : {}) };
+  }
+  reader.end();
+  return cmd;
+}
+
+/** The encoded size without encoding: lets the API refuse an oversized command early. */
+export function encodedKvCommandLength(cmd: KvCommand): number {
+  const fixed = 3 + (cmd.ifMatch !== undefined ? 8 : 0) + 2 + utf8Length(cmd.key);
+  return cmd.op === 'put' ? fixed + 4 + cmd.value.byteLength : fixed;
+}
+
+function checkModIndex(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new KvCodecError(`${what} must be a log index (an integer from 1 to 2^53-1), got ${value}`);
+  }
+}
