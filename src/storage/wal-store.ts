@@ -1,0 +1,454 @@
+// The durable store the node runtime persists each Ready into: a write-ahead log of segment files,
+// snapshot files beside it, and group commit.
+//
+// Group commit: save() encodes nothing to disk itself; it adds its records to the pending batch and
+// returns a promise. One flush loop takes the whole pending batch, writes it as one frame and
+// fsyncs once; every save() that arrived while that fsync ran lands in the next batch. No promise
+// resolves before the fsync that covers its bytes has returned.
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Entry, HardState, Snapshot } from '../raft/types.ts';
+import { StorageError } from './errors.ts';
+import { FrameBuilder } from './frame.ts';
+import { syncDir, timedSync, writeFully, type FsyncKind, type FsyncObserver } from './fsutil.ts';
+import { LogShape } from './log-shape.ts';
+import type { WalRecord } from './records.ts';
+import { SEGMENT_HEADER_BYTES, segmentHeader, segmentName } from './segment.ts';
+import { pruneSnapshots, writeSnapshotFile } from './snapshot-file.ts';
+
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_KEEP_SNAPSHOTS = 2;
+
+export interface StorageLogger {
+  warn(message: string): void;
+  info?(message: string): void;
+}
+
+export interface StoreOptions {
+  /** The member this data directory belongs to; a directory made for another id is refused. */
+  readonly nodeId: string;
+  /** A segment is closed and a new one started once it has reached this size. */
+  readonly segmentBytes?: number;
+  /** How many snapshot files to keep (the newest ones); at least 1. */
+  readonly keepSnapshots?: number;
+  /** Called after every fsync with its duration, for metrics. */
+  readonly onFsync?: (seconds: number, kind: FsyncKind) => void;
+  readonly logger?: StorageLogger;
+}
+
+/** What one Ready asks to persist. Pass the Ready itself: the other fields are ignored. */
+export interface PersistUpdate {
+  /** A snapshot received from the leader: it replaces the whole log (§7). */
+  readonly snapshot?: Snapshot | null;
+  /** New entries; entries[0].index may be <= the last persisted index, which discards from there. */
+  readonly entries?: readonly Entry[];
+  readonly hardState?: HardState | null;
+}
+
+export interface SegmentState {
+  readonly seq: number;
+  /** Highest entry or snapshot index recorded in the segment (0 if none). */
+  maxIndex: number;
+}
+
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface Batch {
+  readonly records: WalRecord[];
+  readonly waiters: Waiter[];
+  /** Snapshots received from the leader: their files must be durable before the records. */
+  readonly installs: Snapshot[];
+  hardState: HardState | null;
+  maxIndex: number;
+  /** Index of the newest snapshot (install or compaction) the records refer to, or -1. */
+  snapshotIndex: number;
+  hasInstall: boolean;
+}
+
+/** Everything openStore learned about the directory, handed to the store it builds. */
+export interface StoreInit {
+  readonly dir: string;
+  readonly handle: FileHandle;
+  readonly activeSize: number;
+  readonly segments: SegmentState[];
+  readonly shape: LogShape;
+  readonly hardState: HardState | null;
+  readonly snapshotIndex: number | null;
+  readonly lastInstallSeq: number;
+}
+
+export class WalStore {
+  readonly dir: string;
+  private readonly segmentBytes: number;
+  private readonly keepSnapshots: number;
+  private readonly observe: FsyncObserver | undefined;
+  private readonly logger: StorageLogger | undefined;
+
+  private handle: FileHandle;
+  private activeSize: number;
+  private readonly segments: SegmentState[];
+  private readonly shape: LogShape;
+  /** The newest hard state already on disk: repeated at the start of each new segment. */
+  private writtenHardState: HardState | null;
+  /** Index of the newest durable snapshot, or null if there is none yet. */
+  private snapshotIndex: number | null;
+  /** Segment holding the newest install record: every segment before it is obsolete. */
+  private lastInstallSeq: number;
+
+  private pending: Batch | null = null;
+  private flushing: Promise<void> | null = null;
+  private compactions: Promise<void> = Promise.resolve();
+  private failure: StorageError | null = null;
+  private closed = false;
+
+  constructor(init: StoreInit, options: StoreOptions) {
+    this.dir = init.dir;
+    this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.keepSnapshots = Math.max(1, options.keepSnapshots ?? DEFAULT_KEEP_SNAPSHOTS);
+    this.observe = options.onFsync;
+    this.logger = options.logger;
+    this.handle = init.handle;
+    this.activeSize = init.activeSize;
+    this.segments = init.segments;
+    this.shape = init.shape;
+    this.writtenHardState = init.hardState;
+    this.snapshotIndex = init.snapshotIndex;
+    this.lastInstallSeq = init.lastInstallSeq;
+  }
+
+  /** Index of the last persisted (or queued) entry; the snapshot index if the log is empty. */
+  get lastIndex(): number {
+    return this.shape.last;
+  }
+
+  /** Index the newest snapshot covers (0 = none): the log holds entries after it. */
+  get snapshotBase(): number {
+    return this.shape.base;
+  }
+
+  /** Number of segment files in use; for tests and status. */
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  /** The error that stopped the store, or null while it works (for /healthz). */
+  get error(): StorageError | null {
+    return this.failure;
+  }
+
+  /**
+   * Persists a snapshot from the leader, then entries, then the hard state, as one atomic step
+   * for recovery's purposes, and resolves once they are fsynced. Calls made while an fsync runs
+   * share the next one. An update with nothing in it resolves once everything before it is durable.
+   */
+  save(update: PersistUpdate): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    const snapshot = update.snapshot ?? null;
+    const entries = update.entries ?? [];
+    const hardState = update.hardState ?? null;
+    try {
+      if (snapshot !== null) checkSnapshot(snapshot);
+      checkEntries(entries);
+      if (hardState !== null) checkHardState(hardState);
+      this.checkFits(snapshot, entries);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (snapshot === null && entries.length === 0 && hardState === null) {
+      if (this.pending === null && this.flushing === null) return Promise.resolve();
+    }
+
+    const batch = this.pendingBatch();
+    if (snapshot !== null) {
+      const { index, term } = snapshot.meta;
+      this.shape.install(index, term);
+      batch.installs.push(snapshot);
+      batch.records.push({ kind: 'install', index, term });
+      batch.maxIndex = Math.max(batch.maxIndex, index);
+      batch.snapshotIndex = Math.max(batch.snapshotIndex, index);
+      batch.hasInstall = true;
+    }
+    for (const entry of entries) {
+      this.shape.append(entry.index, entry.term);
+      batch.records.push({ kind: 'entry', entry });
+      batch.maxIndex = Math.max(batch.maxIndex, entry.index);
+    }
+    if (hardState !== null) {
+      batch.records.push({ kind: 'hardState', hardState });
+      batch.hardState = hardState;
+    }
+    return this.wait(batch);
+  }
+
+  /**
+   * Records a snapshot this node took of its own state machine (log compaction): writes its file
+   * atomically, then records in the WAL that the log now starts after it, then deletes segments
+   * and old snapshot files it makes unnecessary. Entries after the snapshot stay. A snapshot not
+   * newer than the current one is ignored.
+   */
+  saveSnapshot(snapshot: Snapshot): Promise<void> {
+    const refused = this.refusal();
+    if (refused) return Promise.reject(refused);
+    try {
+      checkSnapshot(snapshot);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const run = this.compactions.then(() => this.compact(snapshot));
+    this.compactions = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Waits for every accepted save to be durable, then closes the active segment. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.compactions;
+    while (this.flushing) await this.flushing;
+    await this.handle.close();
+  }
+
+  private refusal(): StorageError | null {
+    if (this.failure) return this.failure;
+    if (this.closed) return new StorageError('failed', `the store for ${this.dir} is closed`);
+    return null;
+  }
+
+  /** Rejects a batch that would leave a hole or rewrite what a snapshot already covers. */
+  private checkFits(snapshot: Snapshot | null, entries: readonly Entry[]): void {
+    let base = this.shape.base;
+    let last = this.shape.last;
+    if (snapshot !== null) {
+      if (snapshot.meta.index < base) {
+        throw new RangeError(`cannot install snapshot at index ${snapshot.meta.index}: the store already has a snapshot at ${base}`);
+      }
+      base = snapshot.meta.index;
+      last = base;
+    }
+    const first = entries[0];
+    if (first === undefined) return;
+    if (first.index <= base || first.index > last + 1) {
+      throw new RangeError(`cannot save entries from index ${first.index}: the persisted log holds ${base + 1}..${last}, so the next entry must be in ${base + 1}..${last + 1}`);
+    }
+  }
+
+  private async compact(snapshot: Snapshot): Promise<void> {
+    const { index, term } = snapshot.meta;
+    if (index <= this.shape.base) return;
+    this.checkCompactionTerm(index, term);
+    try {
+      await writeSnapshotFile(this.dir, snapshot, this.observe);
+    } catch (error) {
+      throw this.fail(error, `write snapshot ${index}`);
+    }
+    const refused = this.refusal();
+    if (refused) throw refused;
+    // Saves ran while the file was written; the snapshot may be stale now.
+    if (index <= this.shape.base) return;
+    this.checkCompactionTerm(index, term);
+    this.shape.compact(index, term);
+    const batch = this.pendingBatch();
+    batch.records.push({ kind: 'compact', index, term });
+    batch.maxIndex = Math.max(batch.maxIndex, index);
+    batch.snapshotIndex = Math.max(batch.snapshotIndex, index);
+    await this.wait(batch);
+  }
+
+  private checkCompactionTerm(index: number, term: number): void {
+    const known = this.shape.termAt(index);
+    if (known !== undefined && known !== term) {
+      throw new RangeError(`cannot compact at index ${index} term ${term}: the log has term ${known} there (only committed entries may be compacted)`);
+    }
+  }
+
+  /** Adds bookkeeping-only records (recovery's install record) and waits for them. */
+  recordInstall(index: number, term: number): Promise<void> {
+    const batch = this.pendingBatch();
+    batch.records.push({ kind: 'install', index, term });
+    batch.maxIndex = Math.max(batch.maxIndex, index);
+    batch.hasInstall = true;
+    return this.wait(batch);
+  }
+
+  private pendingBatch(): Batch {
+    if (this.pending === null) {
+      this.pending = { records: [], waiters: [], installs: [], hardState: null, maxIndex: 0, snapshotIndex: -1, hasInstall: false };
+    }
+    return this.pending;
+  }
+
+  private wait(batch: Batch): Promise<void> {
+    const done = new Promise<void>((resolve, reject) => {
+      batch.waiters.push({ resolve, reject });
+    });
+    if (this.flushing === null) {
+      // Start on a microtask so saves issued in the same synchronous burst share the first fsync.
+      this.flushing = Promise.resolve().then(() => this.runFlushes());
+    }
+    return done;
+  }
+
+  private async runFlushes(): Promise<void> {
+    try {
+      while (this.pending !== null) {
+        const batch = this.pending;
+        this.pending = null;
+        if (this.failure) {
+          for (const waiter of batch.waiters) waiter.reject(this.failure);
+          continue;
+        }
+        try {
+          await this.flush(batch);
+        } catch (error) {
+          const failure = this.fail(error, 'write the WAL');
+          for (const waiter of batch.waiters) waiter.reject(failure);
+          continue;
+        }
+        for (const waiter of batch.waiters) waiter.resolve();
+      }
+    } finally {
+      this.flushing = null;
+    }
+  }
+
+  private async flush(batch: Batch): Promise<void> {
+    for (const snapshot of batch.installs) await writeSnapshotFile(this.dir, snapshot, this.observe);
+    if (batch.records.length > 0) {
+      let created = false;
+      if (this.activeSize >= this.segmentBytes && this.activeSize > SEGMENT_HEADER_BYTES) {
+        await this.roll();
+        created = true;
+      }
+      const frame = new FrameBuilder(64 + batch.records.length * 128);
+      if (created && this.writtenHardState !== null) {
+        // Every segment starts with the hard state so that deleting older segments never loses it.
+        frame.add({ kind: 'hardState', hardState: this.writtenHardState });
+      }
+      for (const record of batch.records) frame.add(record);
+      const bytes = frame.seal();
+      await writeFully(this.handle, bytes, this.activeSize);
+      await timedSync(this.handle, 'wal', this.observe, true);
+      if (created) await syncDir(this.dir, this.observe);
+      this.activeSize += bytes.length;
+      const active = this.segments[this.segments.length - 1]!;
+      active.maxIndex = Math.max(active.maxIndex, batch.maxIndex);
+      if (batch.hardState !== null) this.writtenHardState = batch.hardState;
+      if (batch.hasInstall) this.lastInstallSeq = active.seq;
+    }
+    if (batch.snapshotIndex >= 0) {
+      this.snapshotIndex = Math.max(this.snapshotIndex ?? 0, batch.snapshotIndex);
+      await this.dropObsoleteSegments();
+      const removed = await pruneSnapshots(this.dir, this.keepSnapshots, this.observe);
+      if (removed.length > 0) this.logger?.info?.(`storage: removed old snapshot files ${removed.join(', ')}`);
+    }
+  }
+
+  /** Starts the next segment; the caller fsyncs it together with the frame it writes. */
+  private async roll(): Promise<void> {
+    const seq = this.segments[this.segments.length - 1]!.seq + 1;
+    const handle = await open(join(this.dir, segmentName(seq)), 'wx', 0o600);
+    try {
+      await writeFully(handle, segmentHeader(), 0);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    // The previous segment's frames were all fsynced by earlier flushes.
+    await this.handle.close();
+    this.handle = handle;
+    this.activeSize = SEGMENT_HEADER_BYTES;
+    this.segments.push({ seq, maxIndex: 0 });
+  }
+
+  /** Deletes the oldest segments while a durable snapshot makes them unnecessary for recovery. */
+  private async dropObsoleteSegments(): Promise<void> {
+    if (this.snapshotIndex === null) return;
+    const removed: string[] = [];
+    while (this.segments.length > 1) {
+      const oldest = this.segments[0]!;
+      if (oldest.maxIndex > this.snapshotIndex && oldest.seq >= this.lastInstallSeq) break;
+      const name = segmentName(oldest.seq);
+      await unlink(join(this.dir, name));
+      this.segments.shift();
+      removed.push(name);
+    }
+    if (removed.length > 0) {
+      await syncDir(this.dir, this.observe);
+      this.logger?.info?.(`storage: removed segments covered by snapshot ${this.snapshotIndex}: ${removed.join(', ')}`);
+    }
+  }
+
+  private fail(error: unknown, action: string): StorageError {
+    if (this.failure === null) {
+      const detail = error instanceof Error ? error.message : String(error);
+      this.failure = new StorageError(
+        'failed',
+        `storage in ${this.dir} failed to ${action} (${detail}); what reached the disk is unknown, so this node must stop and restart to recover from its WAL`,
+        { cause: error },
+      );
+      this.logger?.warn(this.failure.message);
+    }
+    return this.failure;
+  }
+}
+
+function isIndex(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+// Checks happen before a record joins the pending frame, so a bad value is refused alone instead of
+// leaving half a record behind for everyone else's fsync.
+
+function checkEntries(entries: readonly Entry[]): void {
+  for (let n = 0; n < entries.length; n++) {
+    const entry = entries[n]!;
+    if (!isIndex(entry.index) || entry.index < 1 || !isIndex(entry.term)) {
+      throw new RangeError(`entry ${n} has index ${entry.index} term ${entry.term}: both must be safe integers, the index at least 1`);
+    }
+    if (n > 0 && entry.index !== entries[n - 1]!.index + 1) {
+      throw new RangeError(`entries must be contiguous: index ${entry.index} follows ${entries[n - 1]!.index}`);
+    }
+    switch (entry.kind) {
+      case 'noop':
+        break;
+      case 'command':
+        if (!(entry.data instanceof Uint8Array)) throw new TypeError(`entry ${entry.index}: command data must be a Uint8Array`);
+        break;
+      case 'config':
+        checkMembers(entry.members, `entry ${entry.index}`);
+        break;
+      default: {
+        const never: never = entry;
+        throw new TypeError(`entry ${n} has unknown kind ${String((never as { kind: unknown }).kind)}`);
+      }
+    }
+  }
+}
+
+function checkMembers(members: Snapshot['meta']['members'], where: string): void {
+  if (!Array.isArray(members)) throw new TypeError(`${where}: members must be an array`);
+  for (const member of members) {
+    if (typeof member.id !== 'string' || typeof member.url !== 'string' || typeof member.voter !== 'boolean') {
+      throw new TypeError(`${where}: every member needs a string id, a string url and a boolean voter`);
+    }
+  }
+}
+
+function checkHardState(state: HardState): void {
+  if (!isIndex(state.term) || !isIndex(state.commitIndex)) {
+    throw new RangeError(`hard state term ${state.term} / commitIndex ${state.commitIndex} must be safe non-negative integers`);
+  }
+  if (state.votedFor !== null && typeof state.votedFor !== 'string') throw new TypeError('hard state votedFor must be a string or null');
+}
+
+function checkSnapshot(snapshot: Snapshot): void {
+  if (!isIndex(snapshot.meta.index) || !isIndex(snapshot.meta.term)) {
+    throw new RangeError(`snapshot index ${snapshot.meta.index} / term ${snapshot.meta.term} must be safe non-negative integers`);
+  }
+  if (!(snapshot.data instanceof Uint8Array)) throw new TypeError('snapshot data must be a Uint8Array');
+  checkMembers(snapshot.meta.members, `snapshot ${snapshot.meta.index}`);
+}
