@@ -1,0 +1,74 @@
+// The seam between the client API (src/api) and the node runtime (src/node). The API layer knows
+// HTTP; the runtime knows Raft. Neither imports the other's internals, only this file.
+import type { Membership, NodeId, Role } from '../raft/types.ts';
+
+/** A key-value command as it travels through the log. Conditions are checked when it is applied,
+ * on every replica alike, so a compare-and-set is decided by log order, not by who received it. */
+export type KvCommand =
+  | { readonly op: 'put'; readonly key: string; readonly value: Uint8Array; readonly ifMatch?: number; readonly ifNoneMatch?: boolean }
+  | { readonly op: 'del'; readonly key: string; readonly ifMatch?: number };
+
+/** The outcome of applying a KvCommand at log index `index` in term `term`. */
+export type KvResult =
+  | { readonly ok: true; readonly index: number; readonly term: number; readonly deleted?: boolean }
+  | { readonly ok: false; readonly code: 'precondition_failed'; readonly index: number; readonly term: number; readonly message: string };
+
+export interface KvItem {
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly modIndex: number;
+}
+
+/** Read-only view of the local replica of the key-value state machine. */
+export interface KvView {
+  get(key: string): KvItem | undefined;
+  /** Keys in byte order starting with prefix, at most limit of them. */
+  list(prefix: string, limit: number): KvItem[];
+  /** The log index the view reflects. */
+  readonly appliedIndex: number;
+}
+
+export interface NodeStatus {
+  readonly id: NodeId;
+  readonly role: Exclude<Role, 'precandidate'> ;
+  readonly term: number;
+  readonly leader: NodeId | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly lastLogIndex: number;
+  readonly members: Membership;
+}
+
+export interface LeaderInfo {
+  readonly id: NodeId;
+  readonly url: string;
+  readonly term: number;
+}
+
+/** Errors the runtime rejects with; the API maps `code` to the status of SPEC section 4. */
+export class ClientError extends Error {
+  readonly code: 'bad_request' | 'no_leader' | 'timeout' | 'precondition_failed' | 'not_found' | 'payload_too_large' | 'unavailable';
+  constructor(code: ClientError['code'], message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface ClientOps {
+  status(): NodeStatus;
+  /** The leader as this node knows it, or null. */
+  leader(): LeaderInfo | null;
+  /** Resolves when the leader or term differs from (seenLeader, seenTerm), or after waitMs with the
+   * current value (which may be null). */
+  waitLeaderChange(seenLeader: NodeId | null, seenTerm: number, waitMs: number): Promise<LeaderInfo | null>;
+  /** Replicates cmd through the leader (forwarding if this node follows) and resolves once it is
+   * committed and applied on this node. Rejects with ClientError no_leader (certainly not proposed)
+   * or timeout (outcome unknown). A failed condition resolves with ok: false. */
+  propose(cmd: KvCommand, deadlineMs: number): Promise<KvResult>;
+  /** Linearizable read barrier (ReadIndex, thesis §6.4): once it resolves, kv() reflects every write
+   * committed before the call began. */
+  readBarrier(deadlineMs: number): Promise<void>;
+  kv(): KvView;
+  /** Leadership transfer; `to` null = the most up-to-date follower. */
+  transferLeadership(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;
+}

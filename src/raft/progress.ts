@@ -1,0 +1,84 @@
+// What a leader knows about one follower's log (§5.3 nextIndex / matchIndex), with explicit flow
+// control states so that a lagging or restarted follower is probed one append at a time, a healthy
+// one is streamed to within a bounded window, and one behind the compacted prefix gets a snapshot.
+import type { NodeId, ProgressState } from './types.ts';
+
+export class Progress {
+  readonly id: NodeId;
+  matchIndex = 0;
+  nextIndex: number;
+  state: ProgressState = 'probe';
+  /** probe: an append is outstanding; wait for its answer or the next heartbeat before another. */
+  probeSent = false;
+  /** replicate: the last index of each append in flight, oldest first (bounded window). */
+  readonly inflight: number[] = [];
+  /** snapshot: the index of the snapshot sent, and ticks spent waiting for its answer. */
+  pendingSnapshot = 0;
+  snapshotTicks = 0;
+  /** check-quorum (thesis §6.2): heard from since the last check. */
+  recentActive = false;
+  /** ReadIndex (thesis §6.4): the highest heartbeat round this follower answered in this term. */
+  readRoundAcked = 0;
+
+  constructor(id: NodeId, nextIndex: number) {
+    this.id = id;
+    this.nextIndex = nextIndex;
+  }
+
+  becomeProbe(): void {
+    this.state = 'probe';
+    this.probeSent = false;
+    this.inflight.length = 0;
+    this.nextIndex = Math.max(this.nextIndex, this.matchIndex + 1);
+  }
+
+  becomeReplicate(): void {
+    this.state = 'replicate';
+    this.inflight.length = 0;
+    this.nextIndex = this.matchIndex + 1;
+  }
+
+  becomeSnapshot(index: number): void {
+    this.state = 'snapshot';
+    this.pendingSnapshot = index;
+    this.snapshotTicks = 0;
+    this.inflight.length = 0;
+  }
+
+  /** Records a success; false if the answer was stale (told us nothing new). */
+  acknowledge(matchIndex: number): boolean {
+    if (matchIndex <= this.matchIndex) return false;
+    this.matchIndex = matchIndex;
+    this.nextIndex = Math.max(this.nextIndex, matchIndex + 1);
+    while (this.inflight.length > 0 && this.inflight[0] <= matchIndex) this.inflight.shift();
+    return true;
+  }
+
+  /** May another append with entries go out now? */
+  canSend(maxInflight: number): boolean {
+    switch (this.state) {
+      case 'probe':
+        return !this.probeSent;
+      case 'replicate':
+        return this.inflight.length < maxInflight;
+      case 'snapshot':
+        return false;
+      default: {
+        const never: never = this.state;
+        return never;
+      }
+    }
+  }
+}
+
+/** The size of a majority of n voters (§5.2). */
+export function quorumSize(voters: number): number {
+  return Math.floor(voters / 2) + 1;
+}
+
+/** The largest value that a majority of the given per-voter values has reached (matchIndex, rounds). */
+export function quorumValue(values: readonly number[]): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => b - a);
+  return sorted[quorumSize(values.length) - 1];
+}

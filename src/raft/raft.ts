@@ -1,0 +1,992 @@
+// The Raft consensus core: a deterministic state machine with no clocks, sockets, files or global
+// randomness. The host calls tick() on a timer, step() for each message received, propose()/
+// readIndex()/transferLeadership()/proposeConfigChange() for clients, and drains ready()/advance().
+import { RaftLog } from './log.ts';
+import { applyConfigChange, findMember, isVoter, voters } from './membership.ts';
+import { Progress, quorumSize, quorumValue } from './progress.ts';
+import type {
+  AppendRequest,
+  AppendResponse,
+  ConfigChange,
+  Entry,
+  HardState,
+  HeartbeatRequest,
+  HeartbeatResponse,
+  Membership,
+  Message,
+  NodeId,
+  PeerProgress,
+  ProposeResult,
+  RaftConfig,
+  RaftEvent,
+  RaftStatus,
+  ReadState,
+  Ready,
+  RestoredState,
+  Role,
+  Snapshot,
+  SnapshotRequest,
+  VoteRequest,
+  VoteResponse,
+} from './types.ts';
+
+/** The configuration of a brand-new cluster: one config entry at index 1, identical on every
+ * bootstrapping member so that their logs match from the start (Log Matching, §5.3). */
+export function bootstrapState(members: Membership): RestoredState {
+  const sorted = [...members].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return {
+    hardState: { term: 1, votedFor: null, commitIndex: 0 },
+    snapshot: null,
+    entries: [{ kind: 'config', term: 1, index: 1, members: sorted }],
+  };
+}
+
+interface PendingRead {
+  readonly requestId: number;
+  readonly index: number;
+  /** The heartbeat round that must be answered by a majority before the read may be served. */
+  readonly round: number;
+}
+
+type ElectionKind = 'preVote' | 'vote' | 'transfer';
+
+const LEADER_TRAFFIC = new Set<Message['kind']>(['append', 'heartbeat', 'snapshot', 'timeoutNow']);
+
+export class Raft {
+  readonly id: NodeId;
+  private readonly electionTicks: number;
+  private readonly heartbeatTicks: number;
+  private readonly random: () => number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly maxEntriesPerAppend: number;
+  private readonly maxBytesPerAppend: number;
+  private readonly maxInflight: number;
+
+  // Persistent state (Figure 2) and the log.
+  private term: number;
+  private votedFor: NodeId | null;
+  private readonly log: RaftLog;
+
+  // Volatile state.
+  private role: Role = 'follower';
+  private leader: NodeId | null = null;
+  private commitIndex: number;
+  /** The last committed index handed to the host for applying. */
+  private appliedHandedOut: number;
+  private members: Membership;
+  /** Index of the config entry in effect (0: it came from the snapshot). */
+  private configIndex = 0;
+
+  // Timers, in ticks.
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+
+  // Candidate state.
+  private readonly votes = new Map<NodeId, boolean>();
+
+  // Leader state.
+  private readonly progress = new Map<NodeId, Progress>();
+  /** Index of this leader's first entry (its no-op); reads and config changes wait for its commit. */
+  private termStartIndex = 0;
+  private pendingConfigIndex = 0;
+  private transferee: NodeId | null = null;
+  private transferElapsed = 0;
+  private readRound = 0;
+  private pendingReads: PendingRead[] = [];
+  private readsAwaitingTermCommit: number[] = [];
+  private needsBroadcast = false;
+  /** The commit index last announced to followers. */
+  private commitBroadcast = 0;
+
+  // Persistence bookkeeping: what has been handed to the host, what it has made durable.
+  private persistedHardState: HardState;
+  private unstableFrom: number;
+  private stableIndex: number;
+  private readyOutstanding = false;
+  private truncatedWhileOutstanding: number | null = null;
+  private snapshot: Snapshot | null;
+  private snapshotToPersist: Snapshot | null = null;
+
+  // Outboxes, drained by ready().
+  private sendNow: Message[] = [];
+  private messages: Message[] = [];
+  private events: RaftEvent[] = [];
+  private readStates: ReadState[] = [];
+  private readsFailed: number[] = [];
+
+  constructor(config: RaftConfig, restored: RestoredState) {
+    if (config.heartbeatTicks < 1 || config.electionTicks <= config.heartbeatTicks) {
+      throw new Error(`electionTicks (${config.electionTicks}) must exceed heartbeatTicks (${config.heartbeatTicks}) >= 1`);
+    }
+    this.id = config.id;
+    this.electionTicks = config.electionTicks;
+    this.heartbeatTicks = config.heartbeatTicks;
+    this.random = config.random;
+    this.preVote = config.preVote ?? true;
+    this.checkQuorum = config.checkQuorum ?? true;
+    this.maxEntriesPerAppend = config.maxEntriesPerAppend ?? 512;
+    this.maxBytesPerAppend = config.maxBytesPerAppend ?? 1 << 20;
+    this.maxInflight = config.maxInflightAppends ?? 64;
+
+    this.log = new RaftLog(restored.snapshot?.meta ?? null, restored.entries);
+    this.snapshot = restored.snapshot;
+    this.term = restored.hardState.term;
+    this.votedFor = restored.hardState.votedFor;
+    this.persistedHardState = restored.hardState;
+    // The persisted commit index is a hint; everything up to it was committed when it was written.
+    this.commitIndex = Math.max(this.log.snapshotIndex, Math.min(restored.hardState.commitIndex, this.log.lastIndex));
+    this.appliedHandedOut = this.log.snapshotIndex;
+    this.stableIndex = this.log.lastIndex;
+    this.unstableFrom = this.log.lastIndex + 1;
+    this.members = restored.snapshot?.meta.members ?? [];
+    this.refreshMembership();
+    this.resetElectionTimeout();
+  }
+
+  // ---- host API ---------------------------------------------------------------------------------
+
+  tick(): void {
+    if (this.role === 'leader') this.tickLeader();
+    else this.tickElection();
+  }
+
+  step(m: Message): void {
+    if (m.to !== this.id) return;
+    if (!this.handleTerm(m)) return;
+    switch (m.kind) {
+      case 'vote':
+        this.handleVoteRequest(m);
+        return;
+      case 'voteResponse':
+        this.handleVoteResponse(m);
+        return;
+      case 'append':
+        this.followLeader(m.from);
+        this.handleAppend(m);
+        return;
+      case 'heartbeat':
+        this.followLeader(m.from);
+        this.handleHeartbeat(m);
+        return;
+      case 'snapshot':
+        this.followLeader(m.from);
+        this.handleSnapshot(m);
+        return;
+      case 'timeoutNow':
+        // Thesis §3.10: the leader says our log is up to date; campaign at once, skipping pre-vote.
+        if (this.role !== 'leader' && this.promotable()) this.campaign('transfer');
+        return;
+      case 'appendResponse':
+        if (this.role === 'leader') this.handleAppendResponse(m);
+        return;
+      case 'heartbeatResponse':
+        if (this.role === 'leader') this.handleHeartbeatResponse(m);
+        return;
+      default: {
+        const never: never = m;
+        return never;
+      }
+    }
+  }
+
+  /** Start an election now (used to let a single-node cluster elect itself without waiting). */
+  campaignNow(): void {
+    if (this.role !== 'leader' && this.promotable()) this.campaign(this.preVote ? 'preVote' : 'vote');
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    const refused = this.refuseProposal();
+    if (refused) return refused;
+    return this.appendAsLeader({ kind: 'command', term: this.term, index: this.log.lastIndex + 1, data });
+  }
+
+  proposeConfigChange(change: ConfigChange): ProposeResult {
+    const refused = this.refuseProposal();
+    if (refused) return refused;
+    // Thesis §4.1 (and the 2015 fix on raft-dev): one change at a time, and only after this leader
+    // has committed an entry of its own term.
+    if (this.pendingConfigIndex > this.commitIndex) {
+      return this.refusal('change_in_progress', `configuration change at index ${this.pendingConfigIndex} is not committed yet`);
+    }
+    if (this.commitIndex < this.termStartIndex) {
+      return this.refusal('change_in_progress', `leader has not committed an entry of term ${this.term} yet`);
+    }
+    const next = applyConfigChange(this.members, change, this.id);
+    if ('error' in next) return this.refusal('invalid_change', next.error);
+    const result = this.appendAsLeader({ kind: 'config', term: this.term, index: this.log.lastIndex + 1, members: next.members });
+    if (result.ok) this.pendingConfigIndex = result.index;
+    return result;
+  }
+
+  /** ReadIndex (thesis §6.4). The answer comes later as a ReadState or in readsFailed. */
+  readIndex(requestId: number): { ok: true } | { ok: false; leader: NodeId | null } {
+    if (this.role !== 'leader') return { ok: false, leader: this.leader };
+    if (this.commitIndex < this.termStartIndex) {
+      // §6.4 step 1: until its no-op commits, a new leader does not know the commit index.
+      this.readsAwaitingTermCommit.push(requestId);
+      return { ok: true };
+    }
+    this.pendingReads.push({ requestId, index: this.commitIndex, round: this.readRound + 1 });
+    this.startReadRoundIfIdle();
+    return { ok: true };
+  }
+
+  transferLeadership(to: NodeId | null): { ok: true; to: NodeId } | { ok: false; message: string } {
+    if (this.role !== 'leader') return { ok: false, message: 'not the leader' };
+    if (this.transferee !== null) return { ok: false, message: `a transfer to ${this.transferee} is already in progress` };
+    const target = to ?? this.mostUpToDateVoter();
+    if (target === null) return { ok: false, message: 'no other voter to transfer leadership to' };
+    if (target === this.id) return { ok: true, to: target };
+    if (!isVoter(this.members, target)) return { ok: false, message: `${target} is not a voting member` };
+    const pr = this.progress.get(target);
+    if (!pr) return { ok: false, message: `${target} is not a member` };
+    this.transferee = target;
+    this.transferElapsed = 0;
+    this.events.push({ kind: 'transferStarted', to: target, term: this.term });
+    if (pr.matchIndex === this.log.lastIndex) this.send({ kind: 'timeoutNow', from: this.id, to: target, term: this.term });
+    else this.sendAppend(pr, false);
+    return { ok: true, to: target };
+  }
+
+  /** The host serialised its state machine at `index` (<= the last index it was handed to apply):
+   * drop the log up to there (§7) and return the snapshot for the host to persist. */
+  compact(index: number, data: Uint8Array): Snapshot {
+    if (index > this.appliedHandedOut) throw new Error(`snapshot at ${index} is beyond applied index ${this.appliedHandedOut}`);
+    const term = this.log.termAt(index);
+    if (term === undefined || index <= this.log.snapshotIndex) throw new Error(`cannot snapshot at ${index}: log holds [${this.log.firstIndex}, ${this.log.lastIndex}]`);
+    const snapshot: Snapshot = { meta: { index, term, members: this.membersAt(index) }, data };
+    this.log.compact(index);
+    this.snapshot = snapshot;
+    return snapshot;
+  }
+
+  hasReady(): boolean {
+    return (
+      this.needsBroadcast ||
+      this.sendNow.length > 0 ||
+      this.messages.length > 0 ||
+      this.events.length > 0 ||
+      this.readStates.length > 0 ||
+      this.readsFailed.length > 0 ||
+      this.snapshotToPersist !== null ||
+      this.unstableFrom <= this.log.lastIndex ||
+      this.hardStateChanged() ||
+      this.appliedHandedOut < Math.min(this.commitIndex, this.log.lastIndex)
+    );
+  }
+
+  ready(): Ready {
+    if (this.readyOutstanding) throw new Error('ready() called again before advance()');
+    if (this.needsBroadcast) this.broadcastAppends();
+    const entries = this.unstableFrom <= this.log.lastIndex ? this.log.slice(this.unstableFrom, this.log.lastIndex) : [];
+    const hardState = this.hardStateChanged() || entries.length > 0 ? this.currentHardState() : null;
+    const committedTo = Math.min(this.commitIndex, this.log.lastIndex);
+    const committed = committedTo > this.appliedHandedOut ? this.log.slice(this.appliedHandedOut + 1, committedTo) : [];
+    const rd: Ready = {
+      hardState,
+      snapshot: this.snapshotToPersist,
+      entries,
+      sendNow: this.sendNow,
+      messages: this.messages,
+      committed,
+      readStates: this.readStates,
+      readsFailed: this.readsFailed,
+      events: this.events,
+    };
+    this.appliedHandedOut = committedTo > this.appliedHandedOut ? committedTo : this.appliedHandedOut;
+    this.unstableFrom = this.log.lastIndex + 1;
+    this.snapshotToPersist = null;
+    this.sendNow = [];
+    this.messages = [];
+    this.readStates = [];
+    this.readsFailed = [];
+    this.events = [];
+    this.readyOutstanding = true;
+    this.truncatedWhileOutstanding = null;
+    return rd;
+  }
+
+  /** The host has persisted, sent and applied everything in rd. */
+  advance(rd: Ready): void {
+    if (!this.readyOutstanding) throw new Error('advance() without ready()');
+    this.readyOutstanding = false;
+    if (rd.hardState) this.persistedHardState = rd.hardState;
+    if (rd.snapshot) this.stableIndex = Math.max(this.stableIndex, rd.snapshot.meta.index);
+    if (rd.entries.length > 0) {
+      let durable = rd.entries[rd.entries.length - 1].index;
+      // Entries overwritten after ready() were persisted in their old form: not durable as they are now.
+      if (this.truncatedWhileOutstanding !== null) durable = Math.min(durable, this.truncatedWhileOutstanding - 1);
+      this.stableIndex = Math.max(this.stableIndex, durable);
+    }
+    this.truncatedWhileOutstanding = null;
+    if (this.role === 'leader') this.maybeCommit();
+  }
+
+  status(): RaftStatus {
+    const progress: PeerProgress[] = [];
+    if (this.role === 'leader') {
+      for (const pr of this.progress.values()) {
+        progress.push({
+          id: pr.id,
+          voter: isVoter(this.members, pr.id),
+          matchIndex: pr.matchIndex,
+          nextIndex: pr.nextIndex,
+          state: pr.state,
+          recentActive: pr.recentActive,
+        });
+      }
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      votedFor: this.votedFor,
+      leader: this.leader,
+      commitIndex: this.commitIndex,
+      lastLogIndex: this.log.lastIndex,
+      lastLogTerm: this.log.lastTerm,
+      firstLogIndex: this.log.firstIndex,
+      snapshotIndex: this.log.snapshotIndex,
+      members: this.members,
+      transferee: this.transferee,
+      progress,
+    };
+  }
+
+  // Cheap read-only views for hot paths (status() allocates).
+  get currentTerm(): number {
+    return this.term;
+  }
+
+  get currentRole(): Role {
+    return this.role;
+  }
+
+  get currentLeader(): NodeId | null {
+    return this.leader;
+  }
+
+  get committedIndex(): number {
+    return this.commitIndex;
+  }
+
+  get lastLogIndex(): number {
+    return this.log.lastIndex;
+  }
+
+  get snapshotIndex(): number {
+    return this.log.snapshotIndex;
+  }
+
+  get membership(): Membership {
+    return this.members;
+  }
+
+  /** The log entry at index, for hosts that need to read back (e.g. the simulator's checker). */
+  entryAt(index: number): Entry | undefined {
+    return index >= this.log.firstIndex && index <= this.log.lastIndex ? this.log.entryAt(index) : undefined;
+  }
+
+  termAt(index: number): number | undefined {
+    return this.log.termAt(index);
+  }
+
+  // ---- rules that a test may override to plant a known bug -------------------------------------
+
+  /** §5.2, §5.4.1: at most one vote per term, only for a candidate whose log is at least as up to date. */
+  protected canGrantVote(m: VoteRequest): boolean {
+    const free =
+      this.votedFor === m.from ||
+      (this.votedFor === null && this.leader === null) ||
+      (m.preVote && m.term > this.term);
+    return free && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+  }
+
+  /** §5.4.2: only an entry of the leader's current term is committed by counting replicas. */
+  protected canCommitByCounting(index: number): boolean {
+    return this.log.termAt(index) === this.term;
+  }
+
+  // ---- terms and roles ---------------------------------------------------------------------------
+
+  /** §5.1 term rules, with the pre-vote and leader-lease exceptions. Returns false to drop m. */
+  private handleTerm(m: Message): boolean {
+    if (m.term > this.term) {
+      if (m.kind === 'vote') {
+        // Thesis §4.2.3 / §6.2: while we hear from a leader, a vote request is a disruption, not news.
+        const inLease = this.checkQuorum && this.leader !== null && this.electionElapsed < this.electionTicks;
+        if (inLease && !m.transfer) return false;
+        if (m.preVote) return true; // a pre-vote never changes our term
+      }
+      if (m.kind === 'voteResponse' && m.preVote && m.granted) return true; // carries the future term
+      const fromLeader = m.kind === 'append' || m.kind === 'heartbeat' || m.kind === 'snapshot';
+      if (this.role === 'leader') this.events.push({ kind: 'steppedDown', reason: 'higherTerm', term: m.term });
+      this.becomeFollower(m.term, fromLeader ? m.from : null);
+      return true;
+    }
+    if (m.term < this.term) {
+      if (m.kind === 'append' || m.kind === 'heartbeat' || m.kind === 'snapshot') {
+        // A deposed leader (e.g. returning from a partition) learns our term and steps down; with
+        // pre-vote and check-quorum it would otherwise never hear of it.
+        this.messages.push(this.appendReply(m.from, false, 0, 0, 0, 0));
+      } else if (m.kind === 'vote' && m.preVote) {
+        this.messages.push({ kind: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
+      }
+      return false;
+    }
+    return true;
+  }
+
+  private becomeFollower(term: number, leader: NodeId | null): void {
+    const wasLeader = this.role === 'leader';
+    this.setTerm(term);
+    this.setRole('follower');
+    this.setLeader(leader);
+    this.electionElapsed = 0;
+    this.resetElectionTimeout();
+    if (wasLeader) this.dropLeaderState();
+  }
+
+  private followLeader(from: NodeId): void {
+    // An append in our own term comes from the one leader of this term (Election Safety, §5.2).
+    if (this.role !== 'follower') this.setRole('follower');
+    if (this.leader !== from) this.setLeader(from);
+    this.electionElapsed = 0;
+  }
+
+  private setTerm(term: number): void {
+    if (term === this.term) return;
+    this.term = term;
+    this.votedFor = null;
+    this.events.push({ kind: 'termChanged', term });
+  }
+
+  private setRole(role: Role): void {
+    if (role === this.role) return;
+    this.role = role;
+    this.events.push({ kind: 'roleChanged', role, term: this.term });
+  }
+
+  private setLeader(leader: NodeId | null): void {
+    if (leader === this.leader) return;
+    this.leader = leader;
+    this.events.push({ kind: 'leaderChanged', leader, term: this.term });
+  }
+
+  private dropLeaderState(): void {
+    this.progress.clear();
+    this.transferee = null;
+    this.needsBroadcast = false;
+    for (const read of this.pendingReads) this.readsFailed.push(read.requestId);
+    this.readsFailed.push(...this.readsAwaitingTermCommit);
+    this.pendingReads = [];
+    this.readsAwaitingTermCommit = [];
+  }
+
+  private promotable(): boolean {
+    return isVoter(this.members, this.id);
+  }
+
+  private resetElectionTimeout(): void {
+    // §5.2: randomized in [T, 2T) so that split votes are rare.
+    this.randomizedElectionTimeout = this.electionTicks + Math.floor(this.random() * this.electionTicks);
+  }
+
+  // ---- elections (§5.2, thesis §9.6 pre-vote) ----------------------------------------------------
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedElectionTimeout && this.promotable()) {
+      this.electionElapsed = 0;
+      this.campaign(this.preVote ? 'preVote' : 'vote');
+    }
+  }
+
+  private campaign(kind: ElectionKind): void {
+    this.votes.clear();
+    this.resetElectionTimeout();
+    this.electionElapsed = 0;
+    let electionTerm: number;
+    if (kind === 'preVote') {
+      // Pre-vote changes nothing durable: a partitioned node cannot inflate its term (thesis §9.6).
+      electionTerm = this.term + 1;
+      this.setRole('precandidate');
+      this.setLeader(null);
+    } else {
+      this.becomeCandidate();
+      electionTerm = this.term;
+    }
+    this.votes.set(this.id, true);
+    if (this.tallyVotes(kind === 'preVote')) return;
+    for (const voter of voters(this.members)) {
+      if (voter === this.id) continue;
+      this.messages.push({
+        kind: 'vote',
+        from: this.id,
+        to: voter,
+        term: electionTerm,
+        preVote: kind === 'preVote',
+        lastLogIndex: this.log.lastIndex,
+        lastLogTerm: this.log.lastTerm,
+        transfer: kind === 'transfer',
+      });
+    }
+  }
+
+  private becomeCandidate(): void {
+    const wasLeader = this.role === 'leader';
+    this.setTerm(this.term + 1);
+    this.votedFor = this.id;
+    this.setRole('candidate');
+    this.setLeader(null);
+    if (wasLeader) this.dropLeaderState();
+    this.events.push({ kind: 'electionStarted', term: this.term });
+  }
+
+  /** Decides the election once a majority answered either way; true if it is decided. */
+  private tallyVotes(preVote: boolean): boolean {
+    const voterIds = voters(this.members);
+    let granted = 0;
+    let rejected = 0;
+    for (const id of voterIds) {
+      const vote = this.votes.get(id);
+      if (vote === true) granted++;
+      else if (vote === false) rejected++;
+    }
+    const quorum = quorumSize(voterIds.length);
+    if (granted >= quorum) {
+      if (preVote) this.campaign('vote');
+      else this.becomeLeader();
+      return true;
+    }
+    if (rejected >= quorum) {
+      this.becomeFollower(this.term, null);
+      return true;
+    }
+    return false;
+  }
+
+  private handleVoteRequest(m: VoteRequest): void {
+    const granted = this.canGrantVote(m);
+    if (granted && !m.preVote) {
+      this.votedFor = m.from;
+      this.electionElapsed = 0; // §5.2: granting a vote restarts the election timer
+    }
+    // A granted pre-vote answers in the proposed term so the pre-candidate can tell it from a stale
+    // answer; a refusal carries our term so a stale pre-candidate catches up.
+    const term = granted && m.preVote ? m.term : this.term;
+    this.messages.push({ kind: 'voteResponse', from: this.id, to: m.from, term, preVote: m.preVote, granted });
+  }
+
+  private handleVoteResponse(m: VoteResponse): void {
+    const expecting = m.preVote ? this.role === 'precandidate' : this.role === 'candidate';
+    if (!expecting) return;
+    if (m.preVote && m.granted && m.term !== this.term + 1) return; // from an earlier pre-vote round
+    this.votes.set(m.from, m.granted);
+    this.tallyVotes(m.preVote);
+  }
+
+  private becomeLeader(): void {
+    this.setRole('leader');
+    this.setLeader(this.id);
+    this.events.push({ kind: 'electionWon', term: this.term });
+    this.heartbeatElapsed = 0;
+    this.electionElapsed = 0;
+    this.transferee = null;
+    this.readRound = 0;
+    this.progress.clear();
+    for (const member of this.members) {
+      if (member.id === this.id) continue;
+      this.progress.set(member.id, this.newProgress(member.id));
+    }
+    // Config entries appended by earlier leaders but not known committed count as pending.
+    this.pendingConfigIndex = this.configIndex > this.commitIndex ? this.configIndex : 0;
+    // §5.4.2 / §8: a no-op of the new term lets earlier entries commit and reads find the commit index.
+    const noop: Entry = { kind: 'noop', term: this.term, index: this.log.lastIndex + 1 };
+    this.log.append(noop);
+    this.termStartIndex = noop.index;
+    this.needsBroadcast = true;
+    this.maybeCommit();
+  }
+
+  private newProgress(id: NodeId): Progress {
+    const pr = new Progress(id, this.log.lastIndex + 1);
+    pr.recentActive = true; // a fresh leader gives everyone a full check-quorum period
+    return pr;
+  }
+
+  // ---- leader: ticks, replication, commit (§5.3, §5.4) -----------------------------------------
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.transferee !== null && ++this.transferElapsed >= this.electionTicks) {
+      // Thesis §3.10: give up after an election timeout and take proposals again.
+      this.events.push({ kind: 'transferAborted', to: this.transferee, term: this.term });
+      this.transferee = null;
+    }
+    if (this.electionElapsed >= this.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum && !this.quorumActive()) {
+        // Thesis §6.2: a leader cut off from a majority stops believing it leads.
+        this.events.push({ kind: 'steppedDown', reason: 'checkQuorum', term: this.term });
+        this.becomeFollower(this.term, null);
+        return;
+      }
+      for (const pr of this.progress.values()) pr.recentActive = false;
+    }
+    for (const pr of this.progress.values()) {
+      if (pr.state === 'snapshot' && ++pr.snapshotTicks >= this.electionTicks) pr.becomeProbe(); // lost: retry
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private quorumActive(): boolean {
+    const voterIds = voters(this.members);
+    let active = 0;
+    for (const id of voterIds) {
+      if (id === this.id || this.progress.get(id)?.recentActive) active++;
+    }
+    return active >= quorumSize(voterIds.length);
+  }
+
+  private refuseProposal(): ProposeResult | null {
+    if (this.role !== 'leader') return this.refusal('not_leader', this.leader ? `the leader is ${this.leader}` : 'no leader is known');
+    if (this.transferee !== null) return this.refusal('transferring', `leadership is being transferred to ${this.transferee}`);
+    return null;
+  }
+
+  private refusal(reason: Exclude<ProposeResult, { ok: true }>['reason'], message: string): ProposeResult {
+    return { ok: false, reason, leader: this.leader, message };
+  }
+
+  private appendAsLeader(entry: Entry): ProposeResult {
+    this.log.append(entry);
+    if (entry.kind === 'config') this.refreshMembership();
+    this.needsBroadcast = true;
+    // A single-voter cluster commits as soon as the entry is durable (in advance()).
+    return { ok: true, index: entry.index, term: entry.term };
+  }
+
+  private broadcastAppends(): void {
+    this.needsBroadcast = false;
+    // A follower that has everything still hears of a new commit index at once, so a write it
+    // forwarded is applied there without waiting for the next heartbeat (read-your-writes).
+    const commitNews = this.commitIndex > this.commitBroadcast;
+    this.commitBroadcast = this.commitIndex;
+    for (const pr of this.progress.values()) this.sendAppend(pr, commitNews && pr.state === 'replicate');
+  }
+
+  private broadcastHeartbeat(): void {
+    // Reads registered since the last round ride on this one (thesis §6.4: batching).
+    if (this.pendingReads.some((r) => r.round > this.readRound)) this.readRound++;
+    for (const pr of this.progress.values()) {
+      const hb: HeartbeatRequest = {
+        kind: 'heartbeat',
+        from: this.id,
+        to: pr.id,
+        term: this.term,
+        commit: Math.min(pr.matchIndex, this.commitIndex),
+        seq: this.readRound,
+      };
+      this.send(hb);
+      if (pr.state === 'probe') pr.probeSent = false; // heartbeats pace probes of a silent follower
+    }
+    this.releaseConfirmedReads();
+  }
+
+  /** Sends the follower what it lacks, as far as flow control allows (§5.3); with allowEmpty, an
+   * append without entries goes out when none may (a probe, or news of the commit index). */
+  private sendAppend(pr: Progress, allowEmpty: boolean): void {
+    if (pr.state === 'snapshot' || (pr.state === 'probe' && pr.probeSent)) return;
+    const carry = pr.nextIndex <= this.log.lastIndex && pr.canSend(this.maxInflight);
+    if (!carry && !allowEmpty) return;
+    const prevLogIndex = pr.nextIndex - 1;
+    const prevLogTerm = this.log.termAt(prevLogIndex);
+    if (prevLogTerm === undefined) {
+      this.sendSnapshot(pr);
+      return;
+    }
+    const entries = carry ? this.log.slice(pr.nextIndex, this.log.lastIndex, this.maxEntriesPerAppend, this.maxBytesPerAppend) : [];
+    const msg: AppendRequest = {
+      kind: 'append',
+      from: this.id,
+      to: pr.id,
+      term: this.term,
+      prevLogIndex,
+      prevLogTerm,
+      entries,
+      leaderCommit: this.commitIndex,
+    };
+    this.send(msg);
+    if (pr.state === 'probe') {
+      pr.probeSent = true;
+    } else if (entries.length > 0) {
+      // Pipelining: assume success and stream the next batch; a refusal drops us back to probe.
+      const last = entries[entries.length - 1].index;
+      pr.nextIndex = last + 1;
+      pr.inflight.push(last);
+    }
+  }
+
+  private sendSnapshot(pr: Progress): void {
+    if (!this.snapshot) throw new Error(`entry ${pr.nextIndex - 1} is compacted but no snapshot is held`);
+    const msg: SnapshotRequest = { kind: 'snapshot', from: this.id, to: pr.id, term: this.term, snapshot: this.snapshot };
+    this.send(msg);
+    pr.becomeSnapshot(this.snapshot.meta.index);
+  }
+
+  private handleAppendResponse(m: AppendResponse): void {
+    const pr = this.progress.get(m.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    if (m.success) {
+      const advanced = pr.acknowledge(m.matchIndex);
+      if (pr.state === 'probe' && (advanced || m.matchIndex >= pr.matchIndex)) pr.becomeReplicate();
+      else if (pr.state === 'snapshot' && pr.matchIndex >= pr.pendingSnapshot) pr.becomeReplicate();
+      if (advanced) this.maybeCommit();
+      if (this.role !== 'leader') return;
+      if (this.transferee === m.from && pr.matchIndex === this.log.lastIndex) {
+        this.send({ kind: 'timeoutNow', from: this.id, to: m.from, term: this.term });
+      }
+      this.sendAppend(pr, false);
+      return;
+    }
+    if (m.rejectedIndex <= pr.matchIndex) return; // stale: that prefix is known to match
+    if (pr.state === 'probe' && m.rejectedIndex !== pr.nextIndex - 1) return; // answer to an older probe
+    if (pr.state === 'snapshot') return;
+    pr.becomeProbe();
+    pr.nextIndex = this.nextIndexAfterRefusal(pr, m);
+    this.sendAppend(pr, true);
+  }
+
+  /** Fast back-off using the follower's conflict hints (§5.3, end): skip a whole term at a time. */
+  private nextIndexAfterRefusal(pr: Progress, m: AppendResponse): number {
+    let next = m.conflictIndex;
+    if (m.conflictTerm > 0) {
+      const lastOfTerm = this.log.lastIndexOfTerm(m.conflictTerm, m.rejectedIndex);
+      if (lastOfTerm > 0) next = lastOfTerm + 1;
+    }
+    return Math.max(pr.matchIndex + 1, Math.min(next, m.rejectedIndex));
+  }
+
+  private handleHeartbeatResponse(m: HeartbeatResponse): void {
+    const pr = this.progress.get(m.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    if (m.seq > pr.readRoundAcked) pr.readRoundAcked = m.seq;
+    // A follower that is behind (lost appends, restarted) gets an append. In replicate state with
+    // everything sent, an empty one doubles as a probe: it travels behind the appends in flight on
+    // the same ordered channel, so it is refused only if one of them went missing.
+    if (pr.matchIndex < this.log.lastIndex || pr.state === 'probe') this.sendAppend(pr, true);
+    this.releaseConfirmedReads();
+  }
+
+  private maybeCommit(): void {
+    const voterIds = voters(this.members);
+    const matches = voterIds.map((id) => (id === this.id ? this.stableIndex : (this.progress.get(id)?.matchIndex ?? 0)));
+    const candidate = quorumValue(matches);
+    if (candidate <= this.commitIndex || !this.canCommitByCounting(candidate)) return;
+    this.commitIndex = candidate;
+    if (this.readsAwaitingTermCommit.length > 0 && this.commitIndex >= this.termStartIndex) {
+      for (const requestId of this.readsAwaitingTermCommit) {
+        this.pendingReads.push({ requestId, index: this.commitIndex, round: this.readRound + 1 });
+      }
+      this.readsAwaitingTermCommit = [];
+      this.startReadRoundIfIdle();
+    }
+    // Followers learn the new commit index with the next append or heartbeat.
+    this.needsBroadcast = true;
+    if (!isVoter(this.members, this.id) && this.commitIndex >= this.configIndex) {
+      // Defensive: a leader is never removed (transfer first), but never lead outside the config.
+      this.becomeFollower(this.term, null);
+    }
+  }
+
+  // ---- ReadIndex (thesis §6.4) ---------------------------------------------------------------------
+
+  private startReadRoundIfIdle(): void {
+    const roundInFlight = this.pendingReads.some((r) => r.round <= this.readRound);
+    if (!roundInFlight) this.broadcastHeartbeat();
+  }
+
+  private releaseConfirmedReads(): void {
+    if (this.pendingReads.length === 0) return;
+    const rounds = voters(this.members).map((id) => (id === this.id ? this.readRound : (this.progress.get(id)?.readRoundAcked ?? 0)));
+    const confirmed = quorumValue(rounds);
+    const still: PendingRead[] = [];
+    for (const read of this.pendingReads) {
+      if (read.round <= confirmed) this.readStates.push({ requestId: read.requestId, index: read.index });
+      else still.push(read);
+    }
+    this.pendingReads = still;
+    // Reads that arrived during the round just confirmed start the next one now.
+    if (still.length > 0 && !still.some((r) => r.round <= this.readRound)) this.broadcastHeartbeat();
+  }
+
+  private mostUpToDateVoter(): NodeId | null {
+    let best: Progress | null = null;
+    for (const pr of this.progress.values()) {
+      if (!isVoter(this.members, pr.id)) continue;
+      if (!best || pr.matchIndex > best.matchIndex) best = pr;
+    }
+    return best?.id ?? null;
+  }
+
+  // ---- follower: appends, heartbeats, snapshots ---------------------------------------------------
+
+  private handleAppend(m: AppendRequest): void {
+    if (m.prevLogIndex < this.commitIndex) {
+      // Everything up to our commit index is known to match; trim what we already have.
+      const skip = this.commitIndex - m.prevLogIndex;
+      if (skip >= m.entries.length) {
+        this.messages.push(this.appendReply(m.from, true, this.commitIndex, 0, 0, 0));
+        return;
+      }
+      this.acceptAppend(m, this.commitIndex, m.entries.slice(skip));
+      return;
+    }
+    const prevTerm = this.log.termAt(m.prevLogIndex);
+    if (prevTerm !== m.prevLogTerm) {
+      // §5.3 receiver rule 2, with the hint that lets the leader skip a term per round trip.
+      let conflictIndex: number;
+      let conflictTerm: number;
+      if (prevTerm === undefined) {
+        conflictIndex = this.log.lastIndex + 1;
+        conflictTerm = 0;
+      } else {
+        conflictTerm = prevTerm;
+        conflictIndex = this.log.firstIndexOfTermRun(m.prevLogIndex);
+      }
+      this.messages.push(this.appendReply(m.from, false, 0, m.prevLogIndex, conflictIndex, conflictTerm));
+      return;
+    }
+    this.acceptAppend(m, m.prevLogIndex, m.entries);
+  }
+
+  private acceptAppend(m: AppendRequest, prevLogIndex: number, entries: readonly Entry[]): void {
+    const truncatedAt = this.log.appendAfter(prevLogIndex, entries, this.commitIndex);
+    if (truncatedAt !== null) this.noteTruncation(truncatedAt);
+    if (entries.some((e) => e.kind === 'config') || truncatedAt !== null) this.refreshMembership();
+    const lastNewIndex = prevLogIndex + entries.length;
+    // §5.3 receiver rule 5.
+    const newCommit = Math.min(m.leaderCommit, lastNewIndex);
+    if (newCommit > this.commitIndex) this.commitIndex = newCommit;
+    this.messages.push(this.appendReply(m.from, true, lastNewIndex, 0, 0, 0));
+  }
+
+  private handleHeartbeat(m: HeartbeatRequest): void {
+    // The leader sends min(our matchIndex, its commit), so this never commits an unmatched entry.
+    const newCommit = Math.min(m.commit, this.log.lastIndex);
+    if (newCommit > this.commitIndex) this.commitIndex = newCommit;
+    const reply: HeartbeatResponse = {
+      kind: 'heartbeatResponse',
+      from: this.id,
+      to: m.from,
+      term: this.term,
+      seq: m.seq,
+      lastLogIndex: this.log.lastIndex,
+    };
+    this.messages.push(reply);
+  }
+
+  private handleSnapshot(m: SnapshotRequest): void {
+    const meta = m.snapshot.meta;
+    if (meta.index <= this.commitIndex) {
+      this.messages.push(this.appendReply(m.from, true, this.commitIndex, 0, 0, 0));
+      return;
+    }
+    if (this.log.termAt(meta.index) === meta.term) {
+      // §7 receiver rule 6: our log already has the snapshot's last entry; keep what follows.
+      this.commitIndex = meta.index;
+    } else {
+      // §7 receiver rule 7: discard the log and take the snapshot.
+      this.log.resetTo(meta);
+      this.noteTruncation(meta.index + 1);
+      this.stableIndex = Math.min(this.stableIndex, meta.index);
+      this.unstableFrom = meta.index + 1;
+      this.snapshot = m.snapshot;
+      this.snapshotToPersist = m.snapshot;
+      this.commitIndex = meta.index;
+      this.appliedHandedOut = meta.index;
+      this.refreshMembership();
+    }
+    this.messages.push(this.appendReply(m.from, true, meta.index, 0, 0, 0));
+  }
+
+  private noteTruncation(index: number): void {
+    this.stableIndex = Math.min(this.stableIndex, index - 1);
+    this.unstableFrom = Math.min(this.unstableFrom, index);
+    if (this.readyOutstanding) {
+      this.truncatedWhileOutstanding = Math.min(this.truncatedWhileOutstanding ?? index, index);
+    }
+  }
+
+  private appendReply(to: NodeId, success: boolean, matchIndex: number, rejectedIndex: number, conflictIndex: number, conflictTerm: number): AppendResponse {
+    return {
+      kind: 'appendResponse',
+      from: this.id,
+      to,
+      term: this.term,
+      success,
+      matchIndex,
+      rejectedIndex,
+      conflictIndex,
+      conflictTerm,
+      lastLogIndex: this.log.lastIndex,
+    };
+  }
+
+  // ---- membership ------------------------------------------------------------------------------
+
+  /** The configuration in effect at index (the newest config entry at or below it). */
+  private membersAt(index: number): Membership {
+    return this.log.lastConfigEntry(index)?.members ?? this.snapshot?.meta.members ?? [];
+  }
+
+  /** Thesis §4.1: a server uses the newest configuration in its log, committed or not. */
+  private refreshMembership(): void {
+    const entry = this.log.lastConfigEntry();
+    const members = entry ? entry.members : this.snapshot?.meta.members ?? this.members;
+    const index = entry ? entry.index : 0;
+    if (index === this.configIndex && members === this.members) return;
+    this.configIndex = index;
+    this.members = members;
+    this.events.push({ kind: 'membershipChanged', members, index: index || this.log.snapshotIndex });
+    if (this.role !== 'leader') return;
+    for (const member of members) {
+      if (member.id !== this.id && !this.progress.has(member.id)) this.progress.set(member.id, this.newProgress(member.id));
+    }
+    for (const id of [...this.progress.keys()]) {
+      if (!findMember(members, id)) this.progress.delete(id);
+    }
+    if (this.transferee !== null && !isVoter(members, this.transferee)) this.transferee = null;
+  }
+
+  // ---- outbox ------------------------------------------------------------------------------------
+
+  private send(m: Message): void {
+    // A leader's replication traffic may leave before its own fsync (thesis §10.2.1) as long as the
+    // term and vote it speaks for are durable; everything else waits for the persist step.
+    const early =
+      this.role === 'leader' &&
+      LEADER_TRAFFIC.has(m.kind) &&
+      this.persistedHardState.term === this.term &&
+      this.persistedHardState.votedFor === this.votedFor;
+    (early ? this.sendNow : this.messages).push(m);
+  }
+
+  private currentHardState(): HardState {
+    return { term: this.term, votedFor: this.votedFor, commitIndex: this.commitIndex };
+  }
+
+  private hardStateChanged(): boolean {
+    return this.persistedHardState.term !== this.term || this.persistedHardState.votedFor !== this.votedFor;
+  }
+
+}

@@ -1,0 +1,20 @@
+// Known bugs planted in a node so the simulator can prove that its checker catches them.
+import { Raft } from '../../src/raft/raft.ts';
+import type { VoteRequest } from '../../src/raft/types.ts';
+
+export type PlantedBug = 'voteTwice' | 'commitPreviousTerm' | 'ackBeforePersist';
+
+/** Grants every vote whose log check passes, forgetting whom it already voted for this term (§5.2). */
+export class VoteTwiceRaft extends Raft {
+  protected override canGrantVote(m: VoteRequest): boolean {
+    const lastTerm = this.termAt(this.lastLogIndex) ?? 0;
+    return m.lastLogTerm > lastTerm || (m.lastLogTerm === lastTerm && m.lastLogIndex >= this.lastLogIndex);
+  }
+}
+
+/** Commits any entry a majority holds, whatever its term: the mistake Figure 8 warns about (§5.4.2). */
+export class CommitByCountingRaft extends Raft {
+  protected override canCommitByCounting(_index: number): boolean {
+    return true;
+  }
+}

@@ -1,0 +1,62 @@
+// npm run sim -- --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B]
+// npm run sim -- --seed X [--nodes N] [--steps S] --trace      (replay one seed step by step)
+import { parseArgs } from 'node:util';
+import type { PlantedBug } from './buggy.ts';
+import { runSimulation } from './simulation.ts';
+
+const { values } = parseArgs({
+  options: {
+    seeds: { type: 'string', default: '1000' },
+    seed: { type: 'string' },
+    start: { type: 'string', default: '1' },
+    nodes: { type: 'string', default: '3' },
+    steps: { type: 'string', default: '2000' },
+    bug: { type: 'string' },
+    trace: { type: 'boolean', default: false },
+  },
+});
+
+function int(name: string, text: string | undefined): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    console.error(`--${name} must be a non-negative integer (got ${text})`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const nodes = int('nodes', values.nodes);
+const steps = int('steps', values.steps);
+const bugs: readonly string[] = ['voteTwice', 'commitPreviousTerm', 'ackBeforePersist'];
+if (values.bug !== undefined && !bugs.includes(values.bug)) {
+  console.error(`--bug must be one of ${bugs.join(', ')} (got ${values.bug})`);
+  process.exit(2);
+}
+const bug = values.bug as PlantedBug | undefined;
+const first = values.seed !== undefined ? int('seed', values.seed) : int('start', values.start);
+const count = values.seed !== undefined ? 1 : int('seeds', values.seeds);
+
+const started = performance.now();
+let violations = 0;
+let steps_ = 0;
+let maxLiveness = 0;
+for (let seed = first; seed < first + count; seed++) {
+  const result = runSimulation({ seed, nodes, steps, bug, trace: values.trace ? (line) => console.log(line) : undefined });
+  steps_ += result.stats.steps;
+  maxLiveness = Math.max(maxLiveness, result.stats.livenessTicks);
+  if (values.trace) console.log(JSON.stringify(result.stats));
+  if (result.violation !== null) {
+    violations++;
+    console.log(`seed ${seed}: VIOLATION ${result.violation}`);
+    console.log(`replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${steps}${bug ? ` --bug ${bug}` : ''} --trace`);
+    break;
+  }
+  if (count >= 1000 && (seed - first + 1) % 1000 === 0) {
+    const minutes = (performance.now() - started) / 60000;
+    console.error(`.. ${seed - first + 1} seeds, ${Math.round((seed - first + 1) / minutes)} seeds/min`);
+  }
+}
+const minutes = (performance.now() - started) / 60000;
+console.log(`${nodes} nodes, ${steps} steps per seed, ${steps_} steps, ${Math.round(count / minutes)} seeds/min, slowest recovery ${maxLiveness} ticks`);
+console.log(`${count} seeds, ${violations} violations`);
+process.exitCode = violations > 0 ? 1 : 0;

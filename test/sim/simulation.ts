@@ -1,0 +1,670 @@
+// Deterministic simulation of a raftlet cluster: real Raft cores, a seeded network that drops,
+// duplicates, reorders and delays messages and partitions, nodes that crash and restart from exactly
+// what they had persisted, random client writes, ReadIndex reads, leadership transfers, membership
+// changes and snapshots. Safety invariants are checked after every step; liveness once faults stop.
+import { Raft, bootstrapState } from '../../src/raft/raft.ts';
+import type { Entry, HardState, Member, Message, NodeId, RaftConfig, Ready, RestoredState, Snapshot } from '../../src/raft/types.ts';
+import { CommitByCountingRaft, VoteTwiceRaft, type PlantedBug } from './buggy.ts';
+import { EventHeap } from './heap.ts';
+import { Rng } from './rng.ts';
+
+export interface SimOptions {
+  readonly seed: number;
+  readonly nodes: number;
+  readonly steps: number;
+  readonly bug?: PlantedBug;
+  readonly faults?: boolean;
+  readonly membershipChanges?: boolean;
+  readonly trace?: (line: string) => void;
+}
+
+export interface SimStats {
+  steps: number;
+  elections: number;
+  maxTerm: number;
+  committed: number;
+  writesAcked: number;
+  readsServed: number;
+  snapshots: number;
+  crashes: number;
+  partitions: number;
+  dropped: number;
+  duplicated: number;
+  transfers: number;
+  configChanges: number;
+  livenessTicks: number;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly violation: string | null;
+  readonly stats: SimStats;
+}
+
+export class Violation extends Error {}
+
+const TICK = 10; // time units per tick
+const ELECTION_TICKS = 10;
+const HEARTBEAT_TICKS = 2;
+/** After faults stop, a leader must commit a write and every member catch up within this many ticks. */
+export const LIVENESS_BOUND_TICKS = 40 * ELECTION_TICKS;
+
+interface Disk {
+  hardState: HardState;
+  snapshot: Snapshot | null;
+  entries: Entry[];
+}
+
+interface SimNode {
+  readonly id: NodeId;
+  readonly rng: Rng;
+  disk: Disk;
+  raft: Raft | null; // null while crashed
+  incarnation: number;
+  kv: Map<string, string>;
+  applied: number;
+  lastCommit: number;
+  leaderTermChecked: number;
+  persisting: Ready | null;
+  readsWaiting: { requestId: number; index: number }[];
+  group: number; // partition side
+}
+
+type SimEvent =
+  | { readonly kind: 'tick'; readonly time: number; readonly seq: number; readonly node: NodeId }
+  | { readonly kind: 'deliver'; readonly time: number; readonly seq: number; readonly msg: Message }
+  | { readonly kind: 'persisted'; readonly time: number; readonly seq: number; readonly node: NodeId; readonly incarnation: number }
+  | { readonly kind: 'client'; readonly time: number; readonly seq: number }
+  | { readonly kind: 'fault'; readonly time: number; readonly seq: number };
+
+interface WriteCmd {
+  readonly key: string;
+  readonly value: string;
+}
+
+interface PendingWrite {
+  readonly node: NodeId;
+  readonly index: number;
+  readonly term: number;
+}
+
+interface PendingRead {
+  readonly node: NodeId;
+  readonly key: string;
+  /** The highest index of a write acknowledged before the read was invoked. */
+  readonly mustSee: number;
+}
+
+const KEYS = ['a', 'b', 'c'];
+
+export function runSimulation(opts: SimOptions): SimResult {
+  const sim = new Simulation(opts);
+  let violation: string | null = null;
+  try {
+    sim.run();
+  } catch (err) {
+    if (err instanceof Violation) violation = err.message;
+    else violation = `node threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+  }
+  return { seed: opts.seed, violation, stats: sim.stats };
+}
+
+class Simulation {
+  readonly stats: SimStats = {
+    steps: 0,
+    elections: 0,
+    maxTerm: 0,
+    committed: 0,
+    writesAcked: 0,
+    readsServed: 0,
+    snapshots: 0,
+    crashes: 0,
+    partitions: 0,
+    dropped: 0,
+    duplicated: 0,
+    transfers: 0,
+    configChanges: 0,
+    livenessTicks: 0,
+  };
+  private readonly opts: SimOptions;
+  private readonly rng: Rng;
+  private readonly heap = new EventHeap<SimEvent>();
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly spareIds: NodeId[] = [];
+  private now = 0;
+  private seq = 0;
+  private faultsOn: boolean;
+  private readonly trace: ((line: string) => void) | undefined;
+
+  // Fault parameters, drawn per seed.
+  private dropRate: number;
+  private dupRate: number;
+  private readonly maxDelay: number;
+  private readonly snapshotEvery: number;
+  private readonly maxEntriesPerAppend: number;
+  private readonly maxInflightAppends: number;
+
+  // What the checker knows.
+  private readonly leaders = new Map<number, NodeId>();
+  private readonly applied: (Entry | undefined)[] = [];
+  /** An upper bound on the term in which each applied index was committed. */
+  private readonly commitTerm: number[] = [];
+  private readonly logIdentity = new Map<string, { entry: Entry; prevTerm: number | undefined }>();
+  private readonly commands = new WeakMap<Uint8Array, WriteCmd>();
+  private readonly snapshotStates = new WeakMap<Uint8Array, Map<string, string>>();
+  private readonly pendingWrites = new Map<Uint8Array, PendingWrite>();
+  private readonly pendingReads = new Map<number, PendingRead>();
+  private maxAcked = 0;
+  private nextRequestId = 1;
+  private nextValue = 1;
+  private livenessWrite: Uint8Array | null = null;
+  private livenessAckIndex = 0;
+
+  constructor(opts: SimOptions) {
+    this.opts = opts;
+    this.rng = new Rng(opts.seed);
+    this.trace = opts.trace;
+    this.faultsOn = opts.faults ?? true;
+    this.dropRate = this.faultsOn ? this.rng.pick([0, 0.01, 0.05, 0.15]) : 0;
+    this.dupRate = this.faultsOn ? this.rng.pick([0, 0.02, 0.1]) : 0;
+    this.maxDelay = this.rng.pick([2, 5, 15, 30]);
+    this.snapshotEvery = this.rng.pick([8, 20, 50, 1_000_000]);
+    this.maxEntriesPerAppend = this.rng.pick([1, 2, 8, 64]);
+    this.maxInflightAppends = this.rng.pick([1, 4, 16]);
+    const members: Member[] = [];
+    for (let i = 1; i <= opts.nodes; i++) members.push({ id: `n${i}`, url: `sim://n${i}`, voter: true });
+    for (let i = opts.nodes + 1; i <= opts.nodes + 2; i++) this.spareIds.push(`n${i}`);
+    const boot = bootstrapState(members);
+    for (const m of members) this.addNode(m.id, boot);
+    this.log(`seed ${opts.seed}: ${opts.nodes} nodes, drop ${this.dropRate}, dup ${this.dupRate}, delay <= ${this.maxDelay}, snapshot every ${this.snapshotEvery}, batch ${this.maxEntriesPerAppend}, window ${this.maxInflightAppends}${opts.bug ? `, planted bug ${opts.bug}` : ''}`);
+  }
+
+  run(): void {
+    this.schedule({ kind: 'client', time: this.now + this.rng.between(1, 8), seq: 0 });
+    if (this.faultsOn) this.schedule({ kind: 'fault', time: this.now + this.rng.between(50, 300), seq: 0 });
+    while (this.stats.steps < this.opts.steps) this.stepOnce();
+    this.checkLiveness();
+    this.checkLogsPairwise();
+  }
+
+  // ---- event loop --------------------------------------------------------------------------------
+
+  private schedule(event: SimEvent): void {
+    this.heap.push({ ...event, seq: this.seq++ });
+  }
+
+  private stepOnce(): void {
+    const event = this.heap.pop();
+    if (!event) throw new Violation('simulation ran out of events');
+    this.now = event.time;
+    this.stats.steps++;
+    switch (event.kind) {
+      case 'tick':
+        this.onTick(event.node);
+        return;
+      case 'deliver':
+        this.onDeliver(event.msg);
+        return;
+      case 'persisted':
+        this.onPersisted(event.node, event.incarnation);
+        return;
+      case 'client':
+        this.onClient();
+        this.schedule({ kind: 'client', time: this.now + this.rng.between(1, 12), seq: 0 });
+        return;
+      case 'fault':
+        if (!this.faultsOn) return;
+        this.onFault();
+        this.schedule({ kind: 'fault', time: this.now + this.rng.between(50, 400), seq: 0 });
+        return;
+      default: {
+        const never: never = event;
+        return never;
+      }
+    }
+  }
+
+  private addNode(id: NodeId, restored: RestoredState): SimNode {
+    const node: SimNode = {
+      id,
+      rng: this.rng.fork(),
+      disk: { hardState: restored.hardState, snapshot: restored.snapshot, entries: [...restored.entries] },
+      raft: null,
+      incarnation: 0,
+      kv: new Map(),
+      applied: 0,
+      lastCommit: 0,
+      leaderTermChecked: 0,
+      persisting: null,
+      readsWaiting: [],
+      group: 0,
+    };
+    this.nodes.set(id, node);
+    this.start(node);
+    this.schedule({ kind: 'tick', time: this.now + 1 + node.rng.int(TICK), seq: 0, node: id });
+    return node;
+  }
+
+  private start(node: SimNode): void {
+    const config: RaftConfig = {
+      id: node.id,
+      electionTicks: ELECTION_TICKS,
+      heartbeatTicks: HEARTBEAT_TICKS,
+      random: () => node.rng.next(),
+      maxEntriesPerAppend: this.maxEntriesPerAppend,
+      maxInflightAppends: this.maxInflightAppends,
+    };
+    const restored: RestoredState = { hardState: node.disk.hardState, snapshot: node.disk.snapshot, entries: [...node.disk.entries] };
+    const Impl = this.opts.bug === 'voteTwice' ? VoteTwiceRaft : this.opts.bug === 'commitPreviousTerm' ? CommitByCountingRaft : Raft;
+    node.raft = new Impl(config, restored);
+    node.incarnation++;
+    node.persisting = null;
+    node.readsWaiting = [];
+    const snap = node.disk.snapshot;
+    node.kv = snap ? new Map(this.snapshotStates.get(snap.data)) : new Map();
+    node.applied = snap ? snap.meta.index : 0;
+    node.lastCommit = node.raft.committedIndex;
+    node.leaderTermChecked = 0;
+    this.afterInput(node);
+  }
+
+  private onTick(id: NodeId): void {
+    const node = this.nodes.get(id);
+    if (!node) return;
+    this.schedule({ kind: 'tick', time: this.now + TICK, seq: 0, node: id });
+    if (!node.raft) return;
+    node.raft.tick();
+    this.afterInput(node);
+  }
+
+  private onDeliver(msg: Message): void {
+    const to = this.nodes.get(msg.to);
+    const from = this.nodes.get(msg.from);
+    if (!to?.raft || (from && from.group !== to.group)) {
+      this.stats.dropped++;
+      return;
+    }
+    this.log(`deliver ${describe(msg)}`);
+    to.raft.step(msg);
+    this.afterInput(to);
+  }
+
+  /** After any input: check the per-step invariants of this node and start persisting its Ready. */
+  private afterInput(node: SimNode): void {
+    const raft = node.raft;
+    if (!raft) return;
+    if (raft.committedIndex < node.lastCommit) {
+      throw new Violation(`${node.id}: commit index moved backwards from ${node.lastCommit} to ${raft.committedIndex}`);
+    }
+    node.lastCommit = raft.committedIndex;
+    if (raft.currentRole === 'leader' && node.leaderTermChecked !== raft.currentTerm) {
+      node.leaderTermChecked = raft.currentTerm;
+      this.checkNewLeader(node, raft);
+    }
+    if (node.persisting || !raft.hasReady()) return;
+    const rd = raft.ready();
+    node.persisting = rd;
+    this.checkLogMatching(node, raft, rd);
+    this.sendAll(rd.sendNow);
+    // The planted bug acknowledges before its fsync: a crash in between loses what it promised.
+    if (this.opts.bug === 'ackBeforePersist') this.sendAll(rd.messages);
+    this.schedule({ kind: 'persisted', time: this.now + this.rng.between(1, 4), seq: 0, node: node.id, incarnation: node.incarnation });
+  }
+
+  private onPersisted(id: NodeId, incarnation: number): void {
+    const node = this.nodes.get(id);
+    if (!node?.raft || node.incarnation !== incarnation || !node.persisting) return;
+    const raft = node.raft;
+    const rd = node.persisting;
+    this.persist(node.disk, rd);
+    if (this.opts.bug !== 'ackBeforePersist') this.sendAll(rd.messages);
+    if (rd.snapshot) {
+      node.kv = new Map(this.snapshotStates.get(rd.snapshot.data));
+      node.applied = rd.snapshot.meta.index;
+    }
+    for (const entry of rd.committed) this.apply(node, raft, entry);
+    for (const rs of rd.readStates) node.readsWaiting.push(rs);
+    for (const requestId of rd.readsFailed) this.pendingReads.delete(requestId);
+    this.serveAppliedReads(node);
+    for (const ev of rd.events) {
+      if (ev.kind === 'electionStarted') this.stats.elections++;
+      if (ev.kind === 'termChanged') this.stats.maxTerm = Math.max(this.stats.maxTerm, ev.term);
+    }
+    raft.advance(rd);
+    node.persisting = null;
+    this.maybeSnapshot(node, raft);
+    this.afterInput(node);
+  }
+
+  private persist(disk: Disk, rd: Ready): void {
+    if (rd.snapshot) {
+      const meta = rd.snapshot.meta;
+      disk.snapshot = rd.snapshot;
+      const keep = disk.entries.findIndex((e) => e.index === meta.index && e.term === meta.term);
+      disk.entries = keep >= 0 ? disk.entries.slice(keep + 1) : [];
+    }
+    if (rd.entries.length > 0) {
+      const first = rd.entries[0].index;
+      const base = disk.snapshot?.meta.index ?? 0;
+      disk.entries.length = Math.max(0, Math.min(disk.entries.length, first - base - 1));
+      disk.entries.push(...rd.entries);
+    }
+    if (rd.hardState) disk.hardState = rd.hardState;
+  }
+
+  private sendAll(msgs: readonly Message[]): void {
+    for (const msg of msgs) {
+      if (this.faultsOn && this.rng.chance(this.dropRate)) {
+        this.stats.dropped++;
+        continue;
+      }
+      this.schedule({ kind: 'deliver', time: this.now + this.rng.between(1, this.maxDelay), seq: 0, msg });
+      if (this.faultsOn && this.rng.chance(this.dupRate)) {
+        this.stats.duplicated++;
+        this.schedule({ kind: 'deliver', time: this.now + this.rng.between(1, this.maxDelay * 2), seq: 0, msg });
+      }
+    }
+  }
+
+  // ---- the state machine and its clients ---------------------------------------------------------
+
+  private apply(node: SimNode, raft: Raft, entry: Entry): void {
+    if (entry.index !== node.applied + 1) {
+      throw new Violation(`${node.id} applied index ${entry.index} after ${node.applied}`);
+    }
+    const seen = this.applied[entry.index];
+    if (seen === undefined) {
+      this.applied[entry.index] = entry;
+      this.commitTerm[entry.index] = raft.currentTerm;
+      this.stats.committed = Math.max(this.stats.committed, entry.index);
+    } else if (seen !== entry) {
+      throw new Violation(
+        `state machine safety: ${node.id} applied ${describeEntry(entry)} at index ${entry.index}, another node applied ${describeEntry(seen)}`,
+      );
+    } else if (raft.currentTerm < this.commitTerm[entry.index]) {
+      this.commitTerm[entry.index] = raft.currentTerm;
+    }
+    node.applied = entry.index;
+    if (entry.kind === 'command') {
+      const cmd = this.commands.get(entry.data);
+      if (cmd) node.kv.set(cmd.key, cmd.value);
+      const pending = this.pendingWrites.get(entry.data);
+      if (pending && pending.node === node.id && pending.index === entry.index && pending.term === entry.term) {
+        this.pendingWrites.delete(entry.data);
+        this.maxAcked = Math.max(this.maxAcked, entry.index);
+        this.stats.writesAcked++;
+        if (entry.data === this.livenessWrite) this.livenessAckIndex = entry.index;
+        this.log(`ack write ${cmd?.key}=${cmd?.value} at ${entry.index}`);
+      }
+    }
+  }
+
+  /** ReadIndex step 4 (thesis §6.4): a confirmed read is served once its index is applied. */
+  private serveAppliedReads(node: SimNode): void {
+    const still: { requestId: number; index: number }[] = [];
+    for (const waiting of node.readsWaiting) {
+      if (waiting.index > node.applied) still.push(waiting);
+      else this.serveRead(node, waiting.requestId);
+    }
+    node.readsWaiting = still;
+  }
+
+  private serveRead(node: SimNode, requestId: number): void {
+    const read = this.pendingReads.get(requestId);
+    if (!read) return;
+    this.pendingReads.delete(requestId);
+    if (node.applied < read.mustSee) {
+      throw new Violation(
+        `linearizability: ${node.id} served read ${requestId} of ${read.key} at applied index ${node.applied}, but a write at ${read.mustSee} was acknowledged before the read began`,
+      );
+    }
+    this.stats.readsServed++;
+    this.log(`read ${read.key}=${node.kv.get(read.key)} at ${node.id} (applied ${node.applied} >= ${read.mustSee})`);
+  }
+
+  private maybeSnapshot(node: SimNode, raft: Raft): void {
+    if (node.applied - raft.snapshotIndex < this.snapshotEvery) return;
+    const data = new Uint8Array(0);
+    this.snapshotStates.set(data, new Map(node.kv));
+    const snap = raft.compact(node.applied, data);
+    node.disk.snapshot = snap;
+    node.disk.entries = node.disk.entries.filter((e) => e.index > snap.meta.index);
+    this.stats.snapshots++;
+    this.log(`${node.id} snapshot at ${snap.meta.index}`);
+  }
+
+  private liveLeaders(): SimNode[] {
+    const out: SimNode[] = [];
+    for (const node of this.nodes.values()) if (node.raft?.currentRole === 'leader') out.push(node);
+    return out;
+  }
+
+  private onClient(): void {
+    // Once faults stop, recovery is measured with the prober's write only (checkLiveness).
+    if (!this.faultsOn) return;
+    const leaders = this.liveLeaders();
+    const all = [...this.nodes.values()].filter((n) => n.raft);
+    if (all.length === 0) return;
+    // Mostly ask a node that believes it leads; sometimes anyone, to exercise refusals.
+    const node = leaders.length > 0 && this.rng.chance(0.9) ? this.rng.pick(leaders) : this.rng.pick(all);
+    const raft = node.raft as Raft;
+    const r = this.rng.next();
+    if (r < 0.6) {
+      const data = new Uint8Array(1);
+      const cmd = { key: this.rng.pick(KEYS), value: `v${this.nextValue++}` };
+      this.commands.set(data, cmd);
+      const res = raft.propose(data);
+      if (res.ok) {
+        this.pendingWrites.set(data, { node: node.id, index: res.index, term: res.term });
+        this.log(`propose ${cmd.key}=${cmd.value} at ${node.id} -> index ${res.index} term ${res.term}`);
+      }
+    } else if (r < 0.88) {
+      const requestId = this.nextRequestId++;
+      const key = this.rng.pick(KEYS);
+      if (raft.readIndex(requestId).ok) this.pendingReads.set(requestId, { node: node.id, key, mustSee: this.maxAcked });
+    } else if (r < 0.92) {
+      const voters = raft.membership.filter((m) => m.voter && m.id !== node.id);
+      const to = voters.length > 0 && this.rng.chance(0.5) ? this.rng.pick(voters).id : null;
+      if (raft.transferLeadership(to).ok) {
+        this.stats.transfers++;
+        this.log(`transfer from ${node.id} to ${to ?? 'most up-to-date'}`);
+      }
+    } else if (r < 0.97 && (this.opts.membershipChanges ?? true)) {
+      this.changeMembership(node, raft);
+    }
+    this.afterInput(node);
+  }
+
+  private changeMembership(node: SimNode, raft: Raft): void {
+    const members = raft.membership;
+    const learners = members.filter((m) => !m.voter);
+    const removable = members.filter((m) => m.id !== node.id);
+    const choice = this.rng.next();
+    let res;
+    if (learners.length > 0 && choice < 0.5) {
+      res = raft.proposeConfigChange({ kind: 'promote', id: this.rng.pick(learners).id });
+    } else if (members.length < this.opts.nodes + 2 && choice < 0.8) {
+      const id = this.spareIds.find((s) => !members.some((m) => m.id === s));
+      if (!id) return;
+      res = raft.proposeConfigChange({ kind: 'addLearner', id, url: `sim://${id}` });
+      if (res.ok && !this.nodes.has(id)) {
+        this.addNode(id, { hardState: { term: 0, votedFor: null, commitIndex: 0 }, snapshot: null, entries: [] });
+      }
+    } else if (members.length > this.opts.nodes && removable.length > 0) {
+      res = raft.proposeConfigChange({ kind: 'remove', id: this.rng.pick(removable).id });
+    } else {
+      return;
+    }
+    if (res.ok) {
+      this.stats.configChanges++;
+      this.log(`config change at ${node.id} -> index ${res.index}`);
+    }
+  }
+
+  // ---- faults ------------------------------------------------------------------------------------
+
+  private onFault(): void {
+    const all = [...this.nodes.values()];
+    const live = all.filter((n) => n.raft);
+    const crashed = all.filter((n) => !n.raft);
+    const r = this.rng.next();
+    if (r < 0.3 && live.length > 0) {
+      const victim = this.rng.chance(0.5) && this.liveLeaders().length > 0 ? this.rng.pick(this.liveLeaders()) : this.rng.pick(live);
+      victim.raft = null;
+      victim.persisting = null; // whatever was not fsynced is gone
+      this.stats.crashes++;
+      this.log(`crash ${victim.id}`);
+    } else if (r < 0.6 && crashed.length > 0) {
+      const node = this.rng.pick(crashed);
+      this.log(`restart ${node.id} (term ${node.disk.hardState.term}, ${node.disk.entries.length} entries, snapshot ${node.disk.snapshot?.meta.index ?? 0})`);
+      this.start(node);
+    } else if (r < 0.8) {
+      for (const node of all) node.group = this.rng.int(2);
+      // Isolating the leader is the most interesting partition.
+      const leader = this.liveLeaders()[0];
+      if (leader && this.rng.chance(0.5)) for (const node of all) node.group = node === leader ? 1 : 0;
+      this.stats.partitions++;
+      this.log(`partition ${all.map((n) => `${n.id}:${n.group}`).join(' ')}`);
+    } else {
+      for (const node of all) node.group = 0;
+      this.log('heal');
+    }
+  }
+
+  // ---- invariants ----------------------------------------------------------------------------------
+
+  /** Election Safety (§5.2) and Leader Completeness (§5.4) for a node that just became leader. */
+  private checkNewLeader(node: SimNode, raft: Raft): void {
+    const term = raft.currentTerm;
+    const other = this.leaders.get(term);
+    if (other !== undefined && other !== node.id) {
+      throw new Violation(`election safety: ${other} and ${node.id} are both leaders of term ${term}`);
+    }
+    this.leaders.set(term, node.id);
+    this.log(`${node.id} leads term ${term}`);
+    for (let index = raft.snapshotIndex + 1; index < this.applied.length; index++) {
+      const entry = this.applied[index];
+      if (entry === undefined || this.commitTerm[index] >= term) continue;
+      if (raft.termAt(index) !== entry.term) {
+        throw new Violation(
+          `leader completeness: ${node.id} leads term ${term} without ${describeEntry(entry)} committed by term ${this.commitTerm[index]} (its log has term ${raft.termAt(index) ?? 'none'} there)`,
+        );
+      }
+    }
+  }
+
+  /** Log Matching (§5.3): an (index, term) pair names one entry, always with the same predecessor. */
+  private checkLogMatching(node: SimNode, raft: Raft, rd: Ready): void {
+    let prevTerm = rd.entries.length > 0 ? raft.termAt(rd.entries[0].index - 1) : undefined;
+    for (const entry of rd.entries) {
+      const key = `${entry.index}/${entry.term}`;
+      const known = this.logIdentity.get(key);
+      if (!known) {
+        this.logIdentity.set(key, { entry, prevTerm });
+      } else if (known.entry !== entry || (prevTerm !== undefined && known.prevTerm !== undefined && known.prevTerm !== prevTerm)) {
+        throw new Violation(`log matching: ${node.id} has a different entry or predecessor at index ${entry.index} term ${entry.term}`);
+      }
+      prevTerm = entry.term;
+    }
+  }
+
+  /** At the end: any two logs that agree at an index agree on everything before it. */
+  private checkLogsPairwise(): void {
+    const live = [...this.nodes.values()].filter((n) => n.raft);
+    for (let i = 0; i < live.length; i++) {
+      for (let j = i + 1; j < live.length; j++) {
+        const a = live[i].raft as Raft;
+        const b = live[j].raft as Raft;
+        const from = Math.max(a.snapshotIndex, b.snapshotIndex) + 1;
+        let agreeing = false;
+        for (let index = Math.min(a.lastLogIndex, b.lastLogIndex); index >= from; index--) {
+          const same = a.termAt(index) === b.termAt(index);
+          if (agreeing && !same) throw new Violation(`log matching: ${a.id} and ${b.id} agree past index ${index} but differ there`);
+          if (same) agreeing = true;
+        }
+      }
+    }
+  }
+
+  /** Liveness: once faults stop, a leader is elected, a write commits and every member catches up. */
+  private checkLiveness(): void {
+    this.faultsOn = false;
+    this.dropRate = 0;
+    this.dupRate = 0;
+    for (const node of this.nodes.values()) {
+      node.group = 0;
+      if (!node.raft) this.start(node);
+    }
+    this.log('faults stop: healed, every node restarted');
+    const deadline = this.now + LIVENESS_BOUND_TICKS * TICK;
+    const startedAt = this.now;
+    let livenessProposedAt = this.now;
+    while (this.now < deadline) {
+      if (this.livenessAckIndex === 0 && this.livenessWrite === null) {
+        const leader = this.liveLeaders()[0];
+        if (leader?.raft) {
+          const data = new Uint8Array(1);
+          this.commands.set(data, { key: 'liveness', value: 'ok' });
+          const res = leader.raft.propose(data);
+          if (res.ok) {
+            this.livenessWrite = data;
+            livenessProposedAt = this.now;
+            this.pendingWrites.set(data, { node: leader.id, index: res.index, term: res.term });
+            this.afterInput(leader);
+          }
+        }
+      } else if (this.livenessAckIndex === 0 && this.now - livenessProposedAt > 3 * ELECTION_TICKS * TICK) {
+        this.livenessWrite = null; // lost with a leadership change, as a client would see: retry
+      }
+      if (this.livenessAckIndex > 0 && this.allMembersApplied(this.livenessAckIndex)) {
+        this.stats.livenessTicks = Math.ceil((this.now - startedAt) / TICK);
+        return;
+      }
+      this.stepOnce();
+    }
+    const states = [...this.nodes.values()]
+      .map((n) => `${n.id}:${n.raft?.currentRole}/t${n.raft?.currentTerm}/c${n.raft?.committedIndex}/a${n.applied}`)
+      .join(' ');
+    throw new Violation(`liveness: no committed write on every member within ${LIVENESS_BOUND_TICKS} ticks after faults stopped (${states})`);
+  }
+
+  private allMembersApplied(index: number): boolean {
+    const leader = this.liveLeaders()[0];
+    if (!leader?.raft) return false;
+    return leader.raft.membership.every((m) => (this.nodes.get(m.id)?.applied ?? 0) >= index);
+  }
+
+  private log(line: string): void {
+    if (this.trace) this.trace(`t=${this.now} ${line}`);
+  }
+}
+
+function describeEntry(entry: Entry): string {
+  return `${entry.kind}@${entry.index}/t${entry.term}`;
+}
+
+export function describe(m: Message): string {
+  const head = `${m.from}->${m.to} ${m.kind} t${m.term}`;
+  switch (m.kind) {
+    case 'vote':
+      return `${head}${m.preVote ? ' pre' : ''}${m.transfer ? ' transfer' : ''} last=${m.lastLogIndex}/t${m.lastLogTerm}`;
+    case 'voteResponse':
+      return `${head}${m.preVote ? ' pre' : ''} ${m.granted ? 'granted' : 'rejected'}`;
+    case 'append':
+      return `${head} prev=${m.prevLogIndex}/t${m.prevLogTerm} n=${m.entries.length} commit=${m.leaderCommit}`;
+    case 'appendResponse':
+      return m.success ? `${head} ok match=${m.matchIndex}` : `${head} refused ${m.rejectedIndex} hint=${m.conflictIndex}/t${m.conflictTerm}`;
+    case 'heartbeat':
+      return `${head} commit=${m.commit} seq=${m.seq}`;
+    case 'heartbeatResponse':
+      return `${head} seq=${m.seq}`;
+    case 'snapshot':
+      return `${head} index=${m.snapshot.meta.index}/t${m.snapshot.meta.term}`;
+    case 'timeoutNow':
+      return head;
+    default: {
+      const never: never = m;
+      return never;
+    }
+  }
+}
