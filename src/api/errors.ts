@@ -1,0 +1,62 @@
+// One error shape for every answer that is not a success: {"error":{"code","message"}} (SPEC §4).
+import type { Response } from 'express';
+import { ClientError } from '../node/ops.ts';
+
+export type ApiErrorCode =
+  | ClientError['code']
+  | 'method_not_allowed'
+  | 'internal_error';
+
+/** Thrown by handlers; the error middleware turns it into the JSON answer. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: ApiErrorCode;
+  /** Extra headers for the answer (Allow on 405, Connection: close on 413). */
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(status: number, code: ApiErrorCode, message: string, headers: Readonly<Record<string, string>> = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.headers = headers;
+  }
+}
+
+export function badRequest(message: string): ApiError {
+  return new ApiError(400, 'bad_request', message);
+}
+
+/** The HTTP status for each error code the runtime can reject with. */
+export function statusOf(code: ClientError['code']): number {
+  switch (code) {
+    case 'bad_request':
+      return 400;
+    case 'not_found':
+      return 404;
+    case 'precondition_failed':
+      return 412;
+    case 'payload_too_large':
+      return 413;
+    case 'no_leader':
+    case 'unavailable':
+      return 503;
+    case 'timeout':
+      return 504;
+    default: {
+      const unknown: never = code;
+      throw new Error(`unknown client error code ${String(unknown)}`);
+    }
+  }
+}
+
+/** null when `error` is not one the API knows how to answer (a bug: answered 500 and logged). */
+export function toApiError(error: unknown): ApiError | null {
+  if (error instanceof ApiError) return error;
+  if (error instanceof ClientError) return new ApiError(statusOf(error.code), error.code, error.message);
+  return null;
+}
+
+export function sendError(res: Response, error: ApiError): void {
+  res.status(error.status).set(error.headers).json({ error: { code: error.code, message: error.message } });
+}
