@@ -85,8 +85,10 @@ export class ReplayLog {
 
   private applyCompact(index: number, term: number, place: Place): void {
     if (this.anchored && index <= this.base) return;
-    // Compaction below where this replay began: a later snapshot anchors the log instead.
-    if (!this.anchored && this.entries.length > 0 && index < this.firstIndex()) return;
+    // Before the first entry of an unanchored replay nothing tells whether the compaction cut the
+    // log or went past its end (the entries it kept are in deleted segments); entries still to come
+    // start the log either way, and the snapshot file anchors it at the end.
+    if (!this.anchored && (this.entries.length === 0 || index < this.firstIndex())) return;
     if (index > this.lastIndex() || this.entries.length === 0) {
       this.reset(index, term, place);
       return;

@@ -223,8 +223,9 @@ export class WalStore {
     let base = this.shape.base;
     let last = this.shape.last;
     if (snapshot !== null) {
-      if (snapshot.meta.index < base) {
-        throw new RangeError(`cannot install snapshot at index ${snapshot.meta.index}: the store already has a snapshot at ${base}`);
+      const { index, term } = snapshot.meta;
+      if (index < base || (index === base && base > 0 && term !== this.shape.baseTerm)) {
+        throw new RangeError(`cannot install snapshot at index ${index} term ${term}: the store already has a snapshot at index ${base} term ${this.shape.baseTerm}`);
       }
       base = snapshot.meta.index;
       last = base;
