@@ -1,0 +1,88 @@
+// Safe bootstrap of a new cluster from DNS discovery. Two pods that bootstrap with different
+// member sets would form two clusters that never merge (split brain), so the set must be a
+// function of names alone: every pod that decides to bootstrap decides on the same set.
+import type { Member, NodeId } from '../raft/types.ts';
+import type { Peer } from './discovery.ts';
+import { compareMemberIds, ordinalOf } from './ordinal.ts';
+
+export type BootstrapDecision =
+  /** Write the initial configuration (these voters) as this node's first log entry. */
+  | { readonly kind: 'bootstrap'; readonly members: readonly Member[] }
+  /** Do not form a cluster; wait to be contacted (added) by a leader. `reason` is for the log. */
+  | { readonly kind: 'wait'; readonly reason: string };
+
+export interface BootstrapInput {
+  readonly selfId: NodeId;
+  readonly discovered: readonly Peer[];
+  /** RAFTLET_BOOTSTRAP_EXPECT. */
+  readonly expect: number;
+  /** The node has a log, a snapshot or a persisted term: it belongs to a cluster already. */
+  readonly hasData: boolean;
+  /** A peer told this node it belongs to a cluster (a leader contacted it, or a peer reported a
+   * leader or a non-empty configuration). */
+  readonly clusterSeen?: boolean;
+}
+
+/**
+ * The bootstrap set for what DNS shows: the `expect` members with the lowest StatefulSet ordinals,
+ * or null while it cannot be known yet.
+ *
+ * When those members are StatefulSet pods of one set (`name-<n>`), the set is exactly ordinals
+ * 0..expect-1 and stays null until all of them are visible: a pod that sees name-1, name-2, name-3
+ * before name-0 appears in DNS must not pick {1, 2, 3} while name-0 later picks {0, 1, 2}.
+ * Names without ordinals sort lexically after ordinal names; with such names the set is only as
+ * stable as DNS visibility (give pods StatefulSet names).
+ */
+export function chooseBootstrapMembers(discovered: readonly Peer[], expect: number): Member[] | null {
+  if (!Number.isInteger(expect) || expect < 1) return null;
+  const unique = new Map<NodeId, Peer>();
+  for (const peer of discovered) if (!unique.has(peer.id)) unique.set(peer.id, peer);
+  if (unique.size < expect) return null;
+  const chosen = [...unique.values()].sort((a, b) => compareMemberIds(a.id, b.id)).slice(0, expect);
+  const ordinals = chosen.map((peer) => ordinalOf(peer.id));
+  const allOrdinal = ordinals.every((o) => o !== null);
+  if (allOrdinal) {
+    const prefix = ordinals[0]?.prefix;
+    const onePrefix = ordinals.every((o) => o?.prefix === prefix);
+    if (onePrefix && !ordinals.every((o, index) => o?.ordinal === index)) return null;
+  }
+  return chosen.map((peer) => ({ id: peer.id, url: peer.url, voter: true }));
+}
+
+/** The members to bootstrap with when this node should write the initial configuration, else null. */
+export function shouldBootstrap(
+  selfId: NodeId,
+  discovered: readonly Peer[],
+  expect: number,
+  hasData: boolean,
+  clusterSeen = false,
+): Member[] | null {
+  const decision = decideBootstrap({ selfId, discovered, expect, hasData, clusterSeen });
+  return decision.kind === 'bootstrap' ? [...decision.members] : null;
+}
+
+/** shouldBootstrap with the reason for waiting, for one clear log line. */
+export function decideBootstrap(input: BootstrapInput): BootstrapDecision {
+  const { selfId, discovered, expect } = input;
+  if (input.hasData) {
+    return { kind: 'wait', reason: 'this node has Raft data: it rejoins its cluster and never bootstraps again' };
+  }
+  if (input.clusterSeen === true) {
+    return { kind: 'wait', reason: 'a cluster already exists: waiting for its leader to add this node' };
+  }
+  const members = chooseBootstrapMembers(discovered, expect);
+  if (members === null) {
+    const seen = discovered.map((peer) => peer.id).sort(compareMemberIds);
+    return {
+      kind: 'wait',
+      reason: `waiting for the ${expect} lowest-ordinal members of RAFTLET_BOOTSTRAP_EXPECT=${expect} to appear in DNS (seen ${seen.length}: ${seen.join(', ') || 'none'})`,
+    };
+  }
+  if (!members.some((member) => member.id === selfId)) {
+    return {
+      kind: 'wait',
+      reason: `not in the bootstrap set (${members.map((m) => m.id).join(', ')}): waiting for the leader to add this node`,
+    };
+  }
+  return { kind: 'bootstrap', members };
+}

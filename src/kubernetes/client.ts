@@ -1,0 +1,174 @@
+// The few Kubernetes API calls raftlet makes, through @kubernetes/client-node, each with a timeout
+// and the content type it needs, plus one place that turns the client's errors into decisions.
+import {
+  ApiException,
+  CoordinationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  Observable,
+  PatchStrategy,
+  type ConfigurationOptions,
+  type CoreV1Event,
+  type RequestContext,
+  type ResponseContext,
+  type V1Lease,
+  type V1Pod,
+} from '@kubernetes/client-node';
+
+export type { CoreV1Event, V1Lease, V1Pod };
+
+/** KUBECONFIG (or the given file), else ~/.kube/config, else the pod's service account. */
+export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (kubeconfigPath !== undefined) kc.loadFromFile(kubeconfigPath);
+  else kc.loadFromDefault();
+  if (kc.getCurrentCluster() === null) {
+    throw new Error(
+      'no Kubernetes cluster configured: run inside a pod with a service account, or set KUBECONFIG to a kubeconfig file (or set RAFTLET_KUBERNETES=0)',
+    );
+  }
+  return kc;
+}
+
+export interface KubeClientOptions {
+  /** Upper bound of every call, connect to last byte (SPEC §7: the API never blocks Raft). */
+  readonly timeoutMs?: number;
+}
+
+/** The calls the adapters use. Narrow on purpose: the RBAC rules in rbac.ts must cover all of it. */
+export class KubeClient {
+  private readonly core: CoreV1Api;
+  private readonly coordination: CoordinationV1Api;
+  private readonly timeoutMs: number;
+
+  constructor(kc: KubeConfig, opts: KubeClientOptions = {}) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.coordination = kc.makeApiClient(CoordinationV1Api);
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+  }
+
+  getPod(namespace: string, name: string, signal?: AbortSignal): Promise<V1Pod> {
+    return this.core.readNamespacedPod({ name, namespace }, this.options(signal));
+  }
+
+  async listPods(namespace: string, labelSelector: string, signal?: AbortSignal): Promise<V1Pod[]> {
+    const list = await this.core.listNamespacedPod({ namespace, labelSelector }, this.options(signal));
+    return list.items;
+  }
+
+  /**
+   * JSON merge patch (RFC 7386). The generated client would send application/json-patch+json,
+   * which the API server reads as an RFC 6902 operation list, so the content type is set here.
+   */
+  mergePatchPod(namespace: string, name: string, patch: object, signal?: AbortSignal): Promise<V1Pod> {
+    return this.core.patchNamespacedPod(
+      { name, namespace, body: patch, fieldManager: 'raftlet' },
+      this.options(signal, PatchStrategy.MergePatch),
+    );
+  }
+
+  createEvent(namespace: string, event: CoreV1Event, signal?: AbortSignal): Promise<CoreV1Event> {
+    return this.core.createNamespacedEvent({ namespace, body: event, fieldManager: 'raftlet' }, this.options(signal));
+  }
+
+  readLease(namespace: string, name: string, signal?: AbortSignal): Promise<V1Lease> {
+    return this.coordination.readNamespacedLease({ name, namespace }, this.options(signal));
+  }
+
+  createLease(namespace: string, lease: V1Lease, signal?: AbortSignal): Promise<V1Lease> {
+    return this.coordination.createNamespacedLease({ namespace, body: lease, fieldManager: 'raftlet' }, this.options(signal));
+  }
+
+  /** PUT with metadata.resourceVersion as read: the API server answers 409 if it changed since. */
+  replaceLease(namespace: string, name: string, lease: V1Lease, signal?: AbortSignal): Promise<V1Lease> {
+    return this.coordination.replaceNamespacedLease({ name, namespace, body: lease, fieldManager: 'raftlet' }, this.options(signal));
+  }
+
+  private options(signal: AbortSignal | undefined, contentType?: string): ConfigurationOptions {
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const combined = signal === undefined ? timeout : AbortSignal.any([timeout, signal]);
+    return {
+      // A fresh array per call: the generated code reverses the middleware array in place.
+      middleware: [
+        {
+          pre: (ctx: RequestContext): Observable<RequestContext> => {
+            ctx.setSignal(combined);
+            if (contentType !== undefined) ctx.setHeaderParam('Content-Type', contentType);
+            return new Observable(Promise.resolve(ctx));
+          },
+          post: (rsp: ResponseContext): Observable<ResponseContext> => new Observable(Promise.resolve(rsp)),
+        },
+      ],
+      middlewareMergeStrategy: 'append',
+    };
+  }
+}
+
+export type KubeFailure =
+  | { readonly kind: 'conflict' | 'not_found' | 'forbidden' | 'unauthorized' | 'invalid' | 'server'; readonly status: number; readonly message: string }
+  | { readonly kind: 'throttled'; readonly status: 429; readonly retryAfterMs: number; readonly message: string }
+  | { readonly kind: 'timeout' | 'unreachable' | 'aborted' | 'unknown'; readonly message: string };
+
+/** What an error from KubeClient means for the caller. */
+export function classifyKubeError(err: unknown, fallbackRetryAfterMs = 1000): KubeFailure {
+  if (err instanceof ApiException) {
+    const status = err.code;
+    const message = statusMessage(err.body) ?? `HTTP ${status}`;
+    if (status === 409) return { kind: 'conflict', status, message };
+    if (status === 404) return { kind: 'not_found', status, message };
+    if (status === 403) return { kind: 'forbidden', status, message };
+    if (status === 401) return { kind: 'unauthorized', status, message };
+    if (status === 429) {
+      return { kind: 'throttled', status, message, retryAfterMs: retryAfterMs(err.headers, err.body) ?? fallbackRetryAfterMs };
+    }
+    if (status === 400 || status === 415 || status === 422) return { kind: 'invalid', status, message };
+    return { kind: 'server', status, message };
+  }
+  if (err instanceof Error) {
+    const cause = (err as Error & { cause?: unknown }).cause;
+    if (err.name === 'TimeoutError' || (cause instanceof Error && cause.name === 'TimeoutError')) {
+      return { kind: 'timeout', message: 'Kubernetes API call timed out' };
+    }
+    if (err.name === 'AbortError' || (cause instanceof Error && cause.name === 'AbortError')) {
+      return { kind: 'aborted', message: 'Kubernetes API call aborted' };
+    }
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code !== undefined) return { kind: 'unreachable', message: `${err.message}: ${code}` };
+    return { kind: 'unknown', message: err.message };
+  }
+  return { kind: 'unknown', message: String(err) };
+}
+
+function statusMessage(body: unknown): string | undefined {
+  const parsed = typeof body === 'string' ? tryParse(body) : body;
+  if (typeof parsed === 'object' && parsed !== null && 'message' in parsed && typeof parsed.message === 'string') {
+    return parsed.message;
+  }
+  return typeof body === 'string' && body !== '' ? body.slice(0, 300) : undefined;
+}
+
+function retryAfterMs(headers: Record<string, string>, body: unknown): number | undefined {
+  const header = headers['retry-after'] ?? headers['Retry-After'];
+  if (header !== undefined) {
+    const secs = Number(header);
+    if (Number.isFinite(secs) && secs >= 0) return secs * 1000;
+    const date = Date.parse(header);
+    if (!Number.isNaN(date)) return Math.max(0, date - Date.now());
+  }
+  const parsed = typeof body === 'string' ? tryParse(body) : body;
+  if (typeof parsed === 'object' && parsed !== null && 'details' in parsed) {
+    const details = parsed.details;
+    if (typeof details === 'object' && details !== null && 'retryAfterSeconds' in details && typeof details.retryAfterSeconds === 'number') {
+      return details.retryAfterSeconds * 1000;
+    }
+  }
+  return undefined;
+}
+
+function tryParse(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}

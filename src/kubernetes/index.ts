@@ -1,0 +1,86 @@
+// The Kubernetes side of raftlet in one object for the node runtime: role labels, the
+// LeaderElected event and the optional Lease mirror, all fed by one non-blocking update() call.
+// Discovery (discovery.ts) and the pure bootstrap / membership rules are used directly.
+import type { NodeId } from '../raft/types.ts';
+import { KubeClient, loadKubeConfig } from './client.ts';
+import { EventRecorder, type EventResult } from './events.ts';
+import { RoleLabeler, type LabelResult, type RoleState } from './labeler.ts';
+import { LeaseMirror, type LeaseResult } from './lease.ts';
+import type { Logger } from './log.ts';
+
+export type { RoleState, LabelResult } from './labeler.ts';
+export type { EventResult } from './events.ts';
+export type { LeaseResult } from './lease.ts';
+export { requiredRbacRules, type PolicyRule } from './rbac.ts';
+
+export interface KubernetesAdaptersOptions {
+  /** A kubeconfig file; default: KUBECONFIG, ~/.kube/config, else the in-cluster service account. */
+  readonly kubeconfigPath?: string;
+  /** RAFTLET_POD_NAMESPACE. */
+  readonly namespace: string;
+  /** RAFTLET_POD_NAME: this node's pod. */
+  readonly podName: string;
+  /** RAFTLET_NODE_ID. */
+  readonly selfId: NodeId;
+  /** RAFTLET_ROLE_LABEL. */
+  readonly roleLabel: string;
+  /** RAFTLET_LEASE_NAME, or null for no Lease. */
+  readonly leaseName: string | null;
+  readonly logger: Logger;
+  readonly onLabelUpdate?: (result: LabelResult) => void;
+  readonly onEvent?: (result: EventResult) => void;
+  readonly onLease?: (result: LeaseResult) => void;
+  /** Per-call timeout. */
+  readonly timeoutMs?: number;
+  readonly reconcileIntervalMs?: number;
+}
+
+export class KubernetesAdapters {
+  private readonly labeler: RoleLabeler;
+  private readonly events: EventRecorder;
+  private readonly lease: LeaseMirror | null;
+  private readonly selfId: NodeId;
+  private lastLeaderTerm = -1;
+
+  constructor(opts: KubernetesAdaptersOptions) {
+    const client = new KubeClient(loadKubeConfig(opts.kubeconfigPath), { timeoutMs: opts.timeoutMs ?? 5000 });
+    const common = { client, namespace: opts.namespace, logger: opts.logger };
+    this.selfId = opts.selfId;
+    this.labeler = new RoleLabeler({
+      ...common,
+      selfId: opts.selfId,
+      podName: opts.podName,
+      labelKey: opts.roleLabel,
+      onLabelUpdate: opts.onLabelUpdate,
+      reconcileIntervalMs: opts.reconcileIntervalMs,
+    });
+    this.events = new EventRecorder({ ...common, podName: opts.podName, onResult: opts.onEvent });
+    this.lease =
+      opts.leaseName === null
+        ? null
+        : new LeaseMirror({ ...common, leaseName: opts.leaseName, selfId: opts.selfId, onResult: opts.onLease, renewIntervalMs: opts.reconcileIntervalMs });
+    this.labeler.start();
+    this.lease?.start();
+  }
+
+  /** Call on every change of role, term, leader or membership. Never blocks, never throws. */
+  update(state: RoleState): void {
+    this.labeler.update(state);
+    this.lease?.update(state);
+    if (state.isLeader && state.term > this.lastLeaderTerm) {
+      this.lastLeaderTerm = state.term;
+      this.events.leaderElected(this.selfId, state.term);
+    }
+  }
+
+  /** Waits (at most timeoutMs) for pending label, lease and event writes, e.g. before exiting on SIGTERM. */
+  async flush(timeoutMs: number): Promise<boolean> {
+    const deadline = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
+    const work = Promise.all([this.labeler.flush(timeoutMs), this.lease?.flush(timeoutMs) ?? true, this.events.flush().then(() => true)]);
+    return Promise.race([work.then((all) => all.every(Boolean)), deadline]);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.labeler.stop(), this.lease?.stop(), this.events.stop()]);
+  }
+}

@@ -1,0 +1,295 @@
+// Term-fenced role labels on member pods (SPEC §7). Every write reads the pod, refuses to overwrite
+// a higher `raftlet.io/term`, and PATCHes only our label and that annotation, carrying the
+// resourceVersion it read so that a concurrent writer makes it fail with 409 instead of being lost.
+import type { NodeId } from '../raft/types.ts';
+import { Backoff, sleep } from './backoff.ts';
+import { classifyKubeError, type KubeClient, type V1Pod } from './client.ts';
+import type { Logger } from './log.ts';
+import { BackgroundLoop, type RoundResult } from './loop.ts';
+import { ordinalOf } from './ordinal.ts';
+import { describeRule } from './rbac.ts';
+
+export const TERM_ANNOTATION = 'raftlet.io/term';
+
+/** What the runtime knows about this node's place in the cluster. */
+export interface RoleState {
+  readonly term: number;
+  readonly isLeader: boolean;
+  readonly leaderId: NodeId | null;
+  /** The ids of the current configuration (voters and learners), this node included. */
+  readonly memberIds: readonly NodeId[];
+}
+
+/** One value per label write attempt, for raftlet_label_updates_total{result}. */
+export type LabelResult = 'ok' | 'conflict' | 'fenced' | 'forbidden' | 'throttled' | 'not_found' | 'error';
+
+type Role = 'leader' | 'follower';
+type WriteOutcome = LabelResult | 'unchanged' | 'aborted';
+
+export type PodClient = Pick<KubeClient, 'getPod' | 'listPods' | 'mergePatchPod'>;
+
+export interface RoleLabelerOptions {
+  readonly client: PodClient;
+  readonly namespace: string;
+  /** This node's member id, and the name of its own pod (RAFTLET_POD_NAME). */
+  readonly selfId: NodeId;
+  readonly podName: string;
+  /** RAFTLET_ROLE_LABEL. */
+  readonly labelKey: string;
+  readonly logger: Logger;
+  readonly onLabelUpdate?: (result: LabelResult) => void;
+  /** How often the leader re-checks every member pod. */
+  readonly reconcileIntervalMs?: number;
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  /** Read-and-patch attempts for one pod when it keeps changing under us (409). */
+  readonly maxConflictRetries?: number;
+  readonly random?: () => number;
+}
+
+export class RoleLabeler {
+  private readonly opts: RoleLabelerOptions;
+  private readonly loop: BackgroundLoop;
+  private readonly backoff: Backoff;
+  private readonly knownIds = new Set<NodeId>();
+  private readonly lastLogged = new Map<string, number>();
+  private desired: RoleState | null = null;
+  /** Set when this node stops leading: relabel its own pod follower (best effort). */
+  private demotionPending = false;
+  private pausedUntil = 0;
+
+  constructor(opts: RoleLabelerOptions) {
+    this.opts = opts;
+    this.backoff = new Backoff(opts.backoffBaseMs ?? 200, opts.backoffMaxMs ?? 10_000, opts.random);
+    this.loop = new BackgroundLoop(
+      (signal) => this.round(signal),
+      (err) => this.opts.logger.error({ err: (err as Error).message }, 'role labeler round failed unexpectedly; retrying'),
+    );
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  /**
+   * Hand over the current role; returns at once. Call on every change of role, term, leader or
+   * membership (calling more often is harmless).
+   */
+  update(state: RoleState): void {
+    const previous = this.desired;
+    this.desired = state;
+    for (const id of state.memberIds) this.knownIds.add(id);
+    if (state.isLeader) {
+      this.demotionPending = false;
+      const tookOffice = previous === null || !previous.isLeader || previous.term !== state.term;
+      if (tookOffice || !sameIds(previous.memberIds, state.memberIds)) this.loop.kick();
+    } else if (previous?.isLeader === true) {
+      this.demotionPending = true;
+      this.loop.kick();
+    }
+  }
+
+  /** Resolves true once the writes the current state asks for are done (or given up), else false at the deadline. */
+  flush(timeoutMs: number): Promise<boolean> {
+    return this.loop.whenSettled(timeoutMs);
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  private async round(signal: AbortSignal): Promise<RoundResult> {
+    const pause = this.pausedUntil - Date.now();
+    if (pause > 0) return { nextInMs: pause, settled: false };
+    const state = this.desired;
+    if (state === null) return { nextInMs: null, settled: true };
+    if (state.isLeader) {
+      const complete = await this.labelMembers(state, signal);
+      if (!complete) return { nextInMs: this.retryDelay(), settled: false };
+      this.backoff.reset();
+      return { nextInMs: this.opts.reconcileIntervalMs ?? 5000, settled: true };
+    }
+    if (this.demotionPending) {
+      const outcome = await this.writeRole(this.opts.podName, 'follower', state.term, signal);
+      if (retryable(outcome) && this.demotionPending) return { nextInMs: this.retryDelay(), settled: false };
+      this.demotionPending = false;
+      this.backoff.reset();
+    }
+    return { nextInMs: null, settled: true };
+  }
+
+  private retryDelay(): number {
+    return Math.max(this.backoff.next(), this.pausedUntil - Date.now());
+  }
+
+  /** The leader's pass: demote pods still labelled leader, label itself, then every follower. */
+  private async labelMembers(state: RoleState, signal: AbortSignal): Promise<boolean> {
+    const self = this.opts.podName;
+    const staleLeaders: string[] = [];
+    let complete = true;
+    try {
+      const labelled = await this.opts.client.listPods(this.opts.namespace, `${this.opts.labelKey}=leader`, signal);
+      for (const pod of labelled) {
+        const name = pod.metadata?.name;
+        if (name !== undefined && name !== self && this.mayManage(name, state)) staleLeaders.push(name);
+      }
+    } catch (err) {
+      const outcome = this.failed(err, 'list', null, false);
+      if (outcome === 'throttled' || outcome === 'aborted') return false;
+      complete = false;
+    }
+    const followers = state.memberIds.filter((id) => id !== this.opts.selfId && !staleLeaders.includes(id));
+    const plan: [string, Role][] = [
+      ...staleLeaders.map((name): [string, Role] => [name, 'follower']),
+      [self, 'leader'],
+      ...followers.map((id): [string, Role] => [id, 'follower']),
+    ];
+    for (const [pod, role] of plan) {
+      // A newer state (another term, or no longer leader) has kicked the loop: stop this pass.
+      if (this.desired?.isLeader !== true || this.desired.term !== state.term) return true;
+      const outcome = await this.writeRole(pod, role, state.term, signal);
+      if (outcome === 'throttled' || outcome === 'aborted') return false;
+      if (retryable(outcome)) complete = false;
+    }
+    return complete;
+  }
+
+  /**
+   * Pods this node may relabel beyond the current members: ids it has seen as members, and pods of
+   * its own StatefulSet. Another raftlet cluster in the namespace using the same label is left alone.
+   */
+  private mayManage(podName: string, state: RoleState): boolean {
+    if (state.memberIds.includes(podName) || this.knownIds.has(podName)) return true;
+    const mine = ordinalOf(this.opts.podName);
+    const theirs = ordinalOf(podName);
+    return mine !== null && theirs !== null && mine.prefix === theirs.prefix;
+  }
+
+  /** Read, fence by term, patch with the read resourceVersion; re-read on 409. */
+  private async writeRole(podName: string, role: Role, term: number, signal: AbortSignal): Promise<WriteOutcome> {
+    const { client, namespace, labelKey } = this.opts;
+    const attempts = this.opts.maxConflictRetries ?? 5;
+    for (let attempt = 1; ; attempt++) {
+      let pod: V1Pod;
+      try {
+        pod = await client.getPod(namespace, podName, signal);
+      } catch (err) {
+        return this.failed(err, 'get', podName, true);
+      }
+      const podTerm = parseTerm(pod.metadata?.annotations?.[TERM_ANNOTATION]);
+      const current = pod.metadata?.labels?.[labelKey];
+      if (podTerm > term) {
+        this.report('fenced');
+        this.opts.logger.info(
+          { pod: podName, role, term, podTerm, label: current ?? null },
+          `not labelling pod ${podName} ${role}: it carries ${TERM_ANNOTATION}=${podTerm}, newer than our term ${term}`,
+        );
+        return 'fenced';
+      }
+      if (current === role && podTerm === term) return 'unchanged';
+      const patch = {
+        metadata: {
+          resourceVersion: pod.metadata?.resourceVersion,
+          labels: { [labelKey]: role },
+          annotations: { [TERM_ANNOTATION]: String(term) },
+        },
+      };
+      try {
+        await client.mergePatchPod(namespace, podName, patch, signal);
+        this.report('ok');
+        this.opts.logger.info({ pod: podName, role, term, previous: current ?? null }, `labelled pod ${podName} ${labelKey}=${role} (term ${term})`);
+        return 'ok';
+      } catch (err) {
+        const failure = classifyKubeError(err);
+        if (failure.kind !== 'conflict') return this.failed(err, 'patch', podName, true);
+        this.report('conflict');
+        if (attempt >= attempts) {
+          this.opts.logger.warn({ pod: podName, attempts }, `pod ${podName} kept changing while labelling it (409 ${attempts} times); retrying later`);
+          return 'conflict';
+        }
+        await sleep(jitter(attempt, this.opts.random), signal);
+        if (signal.aborted) return 'aborted';
+      }
+    }
+  }
+
+  /** Classifies, counts and logs a failed call. */
+  private failed(err: unknown, verb: string, podName: string | null, count: boolean): WriteOutcome {
+    const failure = classifyKubeError(err);
+    const { namespace } = this.opts;
+    const target = podName === null ? 'pods' : `pod ${podName}`;
+    let outcome: WriteOutcome;
+    switch (failure.kind) {
+      case 'aborted':
+        return 'aborted';
+      case 'not_found':
+        outcome = 'not_found';
+        this.opts.logger.info({ pod: podName }, `${target} not found in namespace ${namespace}; skipping its label`);
+        break;
+      case 'forbidden': {
+        outcome = 'forbidden';
+        const rule = describeRule(verb, 'pods', namespace);
+        this.logRateLimited(`forbidden:${verb}`, 'error', { rule, status: 403, detail: failure.message }, `Kubernetes RBAC is missing the rule "${rule}": grant it in raftlet's Role (${failure.message})`);
+        break;
+      }
+      case 'throttled':
+        outcome = 'throttled';
+        this.pausedUntil = Math.max(this.pausedUntil, Date.now() + failure.retryAfterMs);
+        this.logRateLimited('throttled', 'warn', { retryAfterMs: failure.retryAfterMs }, `Kubernetes API is throttling (429); pausing label writes for ${failure.retryAfterMs} ms as Retry-After asks`);
+        break;
+      case 'conflict':
+      case 'unauthorized':
+      case 'invalid':
+      case 'server':
+      case 'timeout':
+      case 'unreachable':
+      case 'unknown':
+        outcome = 'error';
+        this.logRateLimited(`error:${failure.kind}`, 'warn', { kind: failure.kind, verb, pod: podName, detail: failure.message }, `Kubernetes API ${verb} of ${target} failed (${failure.kind}: ${failure.message}); retrying with backoff`);
+        break;
+      default: {
+        const never: never = failure;
+        return never;
+      }
+    }
+    if (count) this.report(outcome);
+    return outcome;
+  }
+
+  private report(result: LabelResult): void {
+    this.opts.onLabelUpdate?.(result);
+  }
+
+  /** The first occurrence of a condition at once, then at most once a minute. */
+  private logRateLimited(key: string, level: 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
+    const now = Date.now();
+    const last = this.lastLogged.get(key);
+    if (last !== undefined && now - last < 60_000) {
+      this.opts.logger.debug(obj, msg);
+      return;
+    }
+    this.lastLogged.set(key, now);
+    this.opts.logger[level](obj, msg);
+  }
+}
+
+function retryable(outcome: WriteOutcome): boolean {
+  return outcome === 'error' || outcome === 'conflict' || outcome === 'throttled' || outcome === 'aborted';
+}
+
+/** A missing or malformed annotation fences nothing. */
+export function parseTerm(value: string | undefined): number {
+  if (value === undefined || !/^\d+$/.test(value)) return 0;
+  return Number(value);
+}
+
+function jitter(attempt: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(2000, 50 * 2 ** attempt);
+  return ceiling / 2 + (random() * ceiling) / 2;
+}
+
+function sameIds(a: readonly NodeId[], b: readonly NodeId[]): boolean {
+  if (a.length !== b.length) return false;
+  const set = new Set(a);
+  return b.every((id) => set.has(id));
+}

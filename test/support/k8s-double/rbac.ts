@@ -1,0 +1,30 @@
+// The double's authorizer: a Role-like table of (apiGroups, resources, verbs) for the one service
+// account, checked on every resource request the way RBAC does (discovery paths are always open).
+
+export interface Rule {
+  readonly apiGroups: readonly string[];
+  readonly resources: readonly string[];
+  readonly verbs: readonly string[];
+}
+
+/**
+ * SPEC §7, written out here independently of src/kubernetes/rbac.ts so that a drift between the
+ * code's declared rules and the contract shows up in tests instead of being copied along.
+ */
+export function specRole(leases: boolean): Rule[] {
+  const rules: Rule[] = [
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch'] },
+    { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+  ];
+  if (leases) rules.push({ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] });
+  return rules;
+}
+
+export function allows(rules: readonly Rule[], group: string, resource: string, verb: string): boolean {
+  return rules.some(
+    (rule) =>
+      (rule.apiGroups.includes(group) || rule.apiGroups.includes('*')) &&
+      (rule.resources.includes(resource) || rule.resources.includes('*')) &&
+      (rule.verbs.includes(verb) || rule.verbs.includes('*')),
+  );
+}
