@@ -5,6 +5,16 @@
 // Everything is checked here, before the node touches the disk or a socket: a bad setting must end
 // the process with exit code 2 and one line naming the setting (SPEC §2), never half-way through
 // start-up.
+//
+// Decisions where SPEC §3 is silent:
+// - An empty value counts as unset (Kubernetes manifests often template empty strings).
+// - RAFTLET_ELECTION_TIMEOUT_MS must be at least 2 x RAFTLET_HEARTBEAT_MS (the defaults are 10 x).
+// - Neither RAFTLET_PEERS nor RAFTLET_DISCOVERY_SERVICE: a one-member cluster of this node, outside
+//   Kubernetes only; with Kubernetes on it is an error, since every pod would label itself leader.
+//   Both set is an error too.
+// - The cluster token has at least MIN_TOKEN_LENGTH printable ASCII characters; RAFTLET_INSECURE=1
+//   with a token set is an error (which one did the operator mean?).
+// - Unknown flags are errors; unknown RAFTLET_* variables are warnings (another tool may own them).
 import { readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
