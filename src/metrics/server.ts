@@ -105,6 +105,8 @@ async function checkHealth(healthy: () => boolean | Promise<boolean>, timeoutMs:
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<{ healthy: boolean; reason: string }>((resolve) => {
     timer = setTimeout(() => resolve({ healthy: false, reason: `health check did not answer within ${timeoutMs} ms` }), timeoutMs);
+    // A probe whose client went away must not keep the process alive.
+    timer.unref();
   });
   const check = (async () => {
     try {
