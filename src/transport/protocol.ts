@@ -1,0 +1,118 @@
+// What both ends of the peer protocol agree on: the version, the routes, the headers, how errors
+// travel, and the errors a caller can tell apart.
+import { ClientError } from '../node/ops.ts';
+
+/** Bump when routes, bodies or the frame format change incompatibly. Carried in the path (/raft/v1)
+ * and, for finer refusals, in the Raftlet-Protocol header of every request and response. */
+export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_HEADER = 'raftlet-protocol';
+
+export const ROUTE_PREFIX = `/raft/v${PROTOCOL_VERSION}`;
+export const ROUTES = {
+  messages: `${ROUTE_PREFIX}/messages`,
+  propose: `${ROUTE_PREFIX}/propose`,
+  readIndex: `${ROUTE_PREFIX}/read-index`,
+  transfer: `${ROUTE_PREFIX}/transfer`,
+  status: `${ROUTE_PREFIX}/status`,
+} as const;
+
+/** The longest wait a peer may ask of another (a request's timeoutMs); a client asks for no more. */
+export const MAX_TIMEOUT_MS = 60_000;
+
+export const MESSAGES_CONTENT_TYPE = 'application/octet-stream';
+export const JSON_CONTENT_TYPE = 'application/json';
+
+/** Error codes of the transport itself, beside the ClientError codes a handler may throw. */
+export type TransportErrorCode = 'unauthorized' | 'protocol_mismatch' | 'misdirected' | 'no_route' | 'internal';
+export type ClientErrorCode = ClientError['code'];
+export type ErrorCode = ClientErrorCode | TransportErrorCode;
+
+const CLIENT_ERROR_CODES: ReadonlySet<string> = new Set<ClientErrorCode>([
+  'bad_request',
+  'no_leader',
+  'timeout',
+  'precondition_failed',
+  'not_found',
+  'payload_too_large',
+  'unavailable',
+]);
+
+export function isClientErrorCode(code: string): code is ClientErrorCode {
+  return CLIENT_ERROR_CODES.has(code);
+}
+
+/** HTTP status per error code, in line with the client API (SPEC section 4). */
+export function statusForCode(code: ErrorCode): number {
+  switch (code) {
+    case 'bad_request':
+      return 400;
+    case 'unauthorized':
+      return 401;
+    case 'not_found':
+    case 'no_route':
+      return 404;
+    case 'precondition_failed':
+      return 412;
+    case 'payload_too_large':
+      return 413;
+    case 'misdirected':
+      return 421;
+    case 'protocol_mismatch':
+      return 426;
+    case 'internal':
+      return 500;
+    case 'no_leader':
+    case 'unavailable':
+      return 503;
+    case 'timeout':
+      return 504;
+    default: {
+      const unreachable: never = code;
+      return unreachable;
+    }
+  }
+}
+
+/** The body of every error reply: the same shape as the client API's errors. */
+export interface ErrorBody {
+  readonly error: { readonly code: string; readonly message: string };
+}
+
+/** The peer runs an incompatible protocol version. Surfaces as `unavailable` to clients; the
+ * runtime should log it as a deployment problem (mixed versions in one cluster). */
+export class ProtocolMismatchError extends ClientError {
+  readonly peer: string;
+  readonly peerVersion: number | null;
+  readonly localVersion: number;
+  constructor(peer: string, peerVersion: number | null, detail: string) {
+    super(
+      'unavailable',
+      `peer ${peer} refused our raftlet protocol ${PROTOCOL_VERSION}` +
+        `${peerVersion === null ? '' : ` (it speaks ${peerVersion})`}: ${detail}; run one raftlet version across the cluster`,
+    );
+    this.name = 'ProtocolMismatchError';
+    this.peer = peer;
+    this.peerVersion = peerVersion;
+    this.localVersion = PROTOCOL_VERSION;
+  }
+}
+
+/** The peer refused our cluster token: RAFTLET_CLUSTER_TOKEN differs between members. */
+export class PeerAuthError extends ClientError {
+  readonly peer: string;
+  constructor(peer: string, detail: string) {
+    super('unavailable', `peer ${peer} refused our cluster token (${detail}); give every member the same RAFTLET_CLUSTER_TOKEN`);
+    this.name = 'PeerAuthError';
+    this.peer = peer;
+  }
+}
+
+/** The node at the peer's URL is not the member we meant (a stale address after a reschedule). */
+export class MisdirectedError extends ClientError {
+  readonly peer: string;
+  constructor(peer: string, detail: string) {
+    super('unavailable', `peer ${peer} is not the member we addressed: ${detail}`);
+    this.name = 'MisdirectedError';
+    this.peer = peer;
+  }
+}
