@@ -134,6 +134,7 @@ class Simulation {
   private now = 0;
   private seq = 0;
   private faultsOn: boolean;
+  private clientsOn = true;
   private readonly trace: ((line: string) => void) | undefined;
 
   // Fault parameters, drawn per seed.
@@ -441,7 +442,7 @@ class Simulation {
 
   private onClient(): void {
     // Once faults stop, recovery is measured with the prober's write only (checkLiveness).
-    if (!this.faultsOn) return;
+    if (!this.clientsOn) return;
     const leaders = this.liveLeaders();
     const all = [...this.nodes.values()].filter((n) => n.raft);
     if (all.length === 0) return;
@@ -589,6 +590,7 @@ class Simulation {
   /** Liveness: once faults stop, a leader is elected, a write commits and every member catches up. */
   private checkLiveness(): void {
     this.faultsOn = false;
+    this.clientsOn = false;
     this.dropRate = 0;
     this.dupRate = 0;
     for (const node of this.nodes.values()) {
