@@ -37,7 +37,9 @@ describe('deterministic simulation with faults', () => {
     for (let seed = 1; seed <= 50; seed++) {
       const result = runSimulation({ seed, nodes: 3, steps: 2000, faults: false });
       assert.equal(result.violation, null, `seed ${seed}`);
-      assert.ok(result.stats.writesAcked > 100, `seed ${seed}: ${result.stats.writesAcked} writes acknowledged`);
+      const { writesAcked, writesProposed } = result.stats;
+      // Only writes cut off by a leadership transfer or still in flight at the end may go unacknowledged.
+      assert.ok(writesAcked > 20 && writesAcked >= 0.8 * writesProposed, `seed ${seed}: ${writesAcked} of ${writesProposed} writes acknowledged`);
     }
   });
 

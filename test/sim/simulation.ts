@@ -23,6 +23,7 @@ export interface SimStats {
   elections: number;
   maxTerm: number;
   committed: number;
+  writesProposed: number;
   writesAcked: number;
   readsServed: number;
   snapshots: number;
@@ -115,6 +116,7 @@ class Simulation {
     elections: 0,
     maxTerm: 0,
     committed: 0,
+    writesProposed: 0,
     writesAcked: 0,
     readsServed: 0,
     snapshots: 0,
@@ -457,6 +459,7 @@ class Simulation {
       const res = raft.propose(data);
       if (res.ok) {
         this.pendingWrites.set(data, { node: node.id, index: res.index, term: res.term });
+        this.stats.writesProposed++;
         this.log(`propose ${cmd.key}=${cmd.value} at ${node.id} -> index ${res.index} term ${res.term}`);
       }
     } else if (r < 0.88) {
