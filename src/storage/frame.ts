@@ -35,6 +35,7 @@ export class FrameBuilder {
   /** Fills in the header and returns the frame's bytes (a view that stays valid until add()). */
   seal(): Buffer {
     const body = this.out.view(FRAME_HEADER_BYTES);
+    if (body.length > 0xffff_ffff) throw new RangeError(`a frame of ${body.length} bytes is too large; save fewer or smaller entries at once`);
     this.out.patchU32(0, body.length);
     this.out.patchU32(4, crc32(body));
     this.out.patchU32(8, crc32(this.out.view(0, 8)));

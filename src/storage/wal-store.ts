@@ -246,8 +246,8 @@ export class WalStore {
     } catch (error) {
       throw this.fail(error, `write snapshot ${index}`);
     }
-    const refused = this.refusal();
-    if (refused) throw refused;
+    // A close() that began meanwhile waits for this compaction, so only a failure stops it here.
+    if (this.failure) throw this.failure;
     // Saves ran while the file was written; the snapshot may be stale now.
     if (index <= this.shape.base) return;
     this.checkCompactionTerm(index, term);
@@ -266,7 +266,7 @@ export class WalStore {
     }
   }
 
-  /** Adds bookkeeping-only records (recovery's install record) and waits for them. */
+  /** For openStore only: records that the newest snapshot file replaced the log (see replay.ts). */
   recordInstall(index: number, term: number): Promise<void> {
     const batch = this.pendingBatch();
     batch.records.push({ kind: 'install', index, term });

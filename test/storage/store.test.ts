@@ -247,3 +247,42 @@ describe('group commit', () => {
       await store.close();
     }));
 });
+
+describe('failures and shutdown', () => {
+  it('a failed write stops the store: that save and every later one reject, and error says why', () =>
+    withTempDir(async (dir) => {
+      const rec = recorder();
+      const { store } = await openStore(dir, rec.options());
+      await store.save({ entries: [command(1, 1)] });
+      // Pull the segment's file handle out from under the store to make the next write fail.
+      await (store as unknown as { handle: { close(): Promise<void> } }).handle.close();
+      await assert.rejects(store.save({ entries: [command(2, 1)] }), (error: unknown) => {
+        assert.ok(error instanceof StorageError);
+        assert.equal(error.code, 'failed');
+        assert.match(error.message, /must stop/);
+        return true;
+      });
+      assert.equal(store.error?.code, 'failed');
+      await assert.rejects(store.save({ entries: [command(2, 1)] }), /must stop/);
+      await assert.rejects(store.saveSnapshot(snapshotAt(1, 1)), /must stop/);
+      assert.equal(rec.warnings.length, 1);
+      const { store: again, restored } = await openStore(dir, rec.options());
+      await again.close();
+      assert.deepEqual(restored.entries, [command(1, 1)]);
+    }));
+
+  it('close() lets saves and a compaction that are under way finish', () =>
+    withTempDir(async (dir) => {
+      const { store } = await openStore(dir, recorder().options());
+      const saving = store.save({ entries: commands(1, 10, 1) });
+      const compacting = store.saveSnapshot(snapshotAt(5, 1));
+      await store.close();
+      await saving;
+      await compacting;
+      await assert.rejects(store.save({ entries: [command(11, 1)] }), /closed/);
+      const { store: again, restored } = await openStore(dir, recorder().options());
+      await again.close();
+      assert.deepEqual(restored.snapshot, snapshotAt(5, 1));
+      assert.deepEqual(restored.entries, commands(6, 10, 1));
+    }));
+});
