@@ -2,30 +2,36 @@
 // RaftletMetrics; the metrics server renders the registry. Every label value is bounded: fixed
 // enumerations below, or member ids (peers), whose series are removed when a member leaves.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Membership, MessageKind, NodeId, RaftEvent, Role } from '../raft/types.ts';
+import type { Membership, NodeId, RaftEvent, Role } from '../raft/types.ts';
 
 /** The outcome a client saw for one write (PUT/DELETE), counted once by the node the client asked.
  * precondition_failed is a normal client outcome (a lost compare-and-set), not a failure of raftlet. */
 export type ProposalResult = 'ok' | 'precondition_failed' | 'no_leader' | 'timeout' | 'error';
 export const PROPOSAL_RESULTS: readonly ProposalResult[] = ['ok', 'precondition_failed', 'no_leader', 'timeout', 'error'];
 
-/** One role-label write attempt on a pod: ok = patched; conflict = 409 (pod changed, read again);
- * fenced = skipped because the pod carries a higher raftlet.io/term; error = any other failure. */
-export type LabelUpdateResult = 'ok' | 'conflict' | 'fenced' | 'error';
-export const LABEL_UPDATE_RESULTS: readonly LabelUpdateResult[] = ['ok', 'conflict', 'fenced', 'error'];
+/** One role-label write attempt on a pod (the labeler's outcomes): ok = patched; conflict = 409, the
+ * pod changed, read again; fenced = skipped, the pod carries a higher raftlet.io/term; forbidden =
+ * 403, RBAC is missing; throttled = 429; not_found = the pod does not exist; error = anything else. */
+export type LabelUpdateResult = 'ok' | 'conflict' | 'fenced' | 'forbidden' | 'throttled' | 'not_found' | 'error';
+export const LABEL_UPDATE_RESULTS: readonly LabelUpdateResult[] = ['ok', 'conflict', 'fenced', 'forbidden', 'throttled', 'not_found', 'error'];
 
 /** One DNS discovery lookup: ok = at least one member found; empty = answered without members. */
 export type DiscoveryResult = 'ok' | 'empty' | 'error';
 export const DISCOVERY_RESULTS: readonly DiscoveryResult[] = ['ok', 'empty', 'error'];
 
-/** Calls a follower makes to the leader on behalf of a client (SPEC §4: any node accepts every request). */
-export type ForwardKind = 'forwardPropose' | 'forwardRead' | 'forwardTransfer';
-/** One outgoing peer call: a Raft message, or a forwarded client request. */
-export type RpcKind = MessageKind | ForwardKind;
-export const RPC_KINDS: readonly RpcKind[] = [
-  'vote', 'voteResponse', 'append', 'appendResponse', 'heartbeat', 'heartbeatResponse', 'snapshot', 'timeoutNow',
-  'forwardPropose', 'forwardRead', 'forwardTransfer',
-];
+/** One outgoing peer HTTP call, as the transport makes them: messages = a batch of Raft messages;
+ * snapshot = InstallSnapshot; propose, readIndex, transfer, status = a client request forwarded to
+ * the leader (SPEC §4: any node accepts every request). */
+export type RpcKind = 'messages' | 'snapshot' | 'propose' | 'readIndex' | 'transfer' | 'status';
+export const RPC_KINDS: readonly RpcKind[] = ['messages', 'snapshot', 'propose', 'readIndex', 'transfer', 'status'];
+
+/** Why the transport dropped a message to a peer without delivering it. */
+export type PeerDropReason = 'queue_full' | 'backoff' | 'failed' | 'unknown_peer' | 'bad_url' | 'invalid' | 'closed';
+const PEER_DROP_REASONS: ReadonlySet<string> = new Set<PeerDropReason>(['queue_full', 'backoff', 'failed', 'unknown_peer', 'bad_url', 'invalid', 'closed']);
+
+/** What an fsync made durable: WAL appends, directory entries, snapshot files, small metadata files. */
+export type FsyncKind = 'wal' | 'dir' | 'snapshot' | 'meta';
+const FSYNC_KINDS: readonly FsyncKind[] = ['wal', 'dir', 'snapshot', 'meta'];
 
 /** create = this node compacted its log into a snapshot; install = it received one from the leader. */
 export type SnapshotKind = 'create' | 'install';
@@ -114,6 +120,7 @@ export class RaftletMetrics {
   readonly #discoveryChildren: Map<DiscoveryResult, CounterChild>;
   readonly #rpcDurationChildren = new Map<RpcKind, { observe(value: number): void }>();
   readonly #rpcFailureChildren: Map<RpcKind, CounterChild>;
+  readonly #fsyncChildren = new Map<FsyncKind, { observe(value: number): void }>();
 
   // What this node believes, to derive the 0/1 gauges and to count leader changes.
   #currentTerm = 0;
@@ -202,7 +209,8 @@ export class RaftletMetrics {
     });
     this.#fsyncDuration = new Histogram({
       name: 'raftlet_fsync_duration_seconds',
-      help: 'Duration of fsync calls that make log entries and hard state durable.',
+      help: 'Duration of fsync calls, by kind (wal = log appends, meta = term and vote, dir = directory entries, snapshot = snapshot files).',
+      labelNames: ['kind'],
       buckets: FSYNC_BUCKETS,
       registers,
     });
@@ -232,8 +240,8 @@ export class RaftletMetrics {
     });
     this.#peerDrops = new Counter({
       name: 'raftlet_peer_messages_dropped_total',
-      help: 'Messages to a peer dropped without sending (queue full or peer unreachable), by peer id.',
-      labelNames: ['peer'],
+      help: 'Messages to a member dropped undelivered, by peer id and reason (queue_full, backoff, failed, bad_url, invalid, closed).',
+      labelNames: ['peer', 'reason'],
       registers,
     });
     this.#members = new Gauge({
@@ -250,6 +258,9 @@ export class RaftletMetrics {
     this.#discoveryChildren = childrenOf(this.#discoveryLookups, DISCOVERY_RESULTS);
     this.#rpcFailureChildren = childrenOf(this.#rpcFailures, RPC_KINDS);
     for (const kind of ['create', 'install'] as const) this.#snapshots.labels(kind).inc(0);
+    for (const kind of FSYNC_KINDS) this.#fsyncChildren.set(kind, this.#fsyncDuration.labels(kind));
+    // The WAL's buckets exist from the start, so its latency panel and alert have series at once.
+    this.#fsyncDuration.zero({ kind: 'wal' });
     this.#members.labels('true').set(0);
     this.#members.labels('false').set(0);
     this.#term.set(0);
@@ -366,8 +377,9 @@ export class RaftletMetrics {
     if (!ok) this.#rpcFailureChildren.get(kind)?.inc();
   }
 
-  observeFsync(seconds: number): void {
-    this.#fsyncDuration.observe(seconds);
+  /** Same shape as the storage's FsyncObserver, so it can be passed as one. */
+  observeFsync(seconds: number, kind: FsyncKind = 'wal'): void {
+    (this.#fsyncChildren.get(kind) ?? unknownLabel('fsync kind', kind)).observe(seconds);
   }
 
   observeSnapshot(seconds: number, kind: SnapshotKind = 'create'): void {
@@ -375,20 +387,25 @@ export class RaftletMetrics {
     this.#snapshotDuration.labels(kind).observe(seconds);
   }
 
-  /** memberCount is what the lookup found; it is kept from the last answered lookup on error. */
-  onDiscovery(result: DiscoveryResult, memberCount: number): void {
+  /** memberCount is what the lookup found (omit it if unknown); an error keeps the last count. */
+  onDiscovery(result: DiscoveryResult, memberCount?: number): void {
     (this.#discoveryChildren.get(result) ?? unknownLabel('discovery result', result)).inc();
-    if (result !== 'error') this.#discoveryMembers.set(memberCount);
+    if (result === 'empty') this.#discoveryMembers.set(0);
+    else if (result === 'ok' && memberCount !== undefined) this.#discoveryMembers.set(memberCount);
   }
 
   onLabelUpdate(result: LabelUpdateResult): void {
     (this.#labelUpdateChildren.get(result) ?? unknownLabel('label update result', result)).inc();
   }
 
-  /** A message to `peer` was dropped. Peers that are not members are not counted (bounded labels). */
-  onDrop(peer: NodeId): void {
+  /**
+   * A message to `peer` was dropped; the same shape as the transport's onDrop hook. Peers that are
+   * not members are not counted, so the peer label stays bounded by the configuration.
+   */
+  onDrop(peer: NodeId, reason: PeerDropReason): void {
     if (this.#memberIds !== null && !this.#memberIds.has(peer)) return;
-    this.#peerDrops.labels(peer).inc();
+    if (!PEER_DROP_REASONS.has(reason)) unknownLabel('drop reason', reason);
+    this.#peerDrops.labels(peer, reason).inc();
     this.#dropPeers.add(peer);
   }
 
@@ -402,7 +419,7 @@ export class RaftletMetrics {
     this.#memberIds = ids;
     for (const peer of this.#dropPeers) {
       if (!ids.has(peer)) {
-        this.#peerDrops.remove(peer);
+        for (const reason of PEER_DROP_REASONS) this.#peerDrops.remove(peer, reason);
         this.#dropPeers.delete(peer);
       }
     }

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RaftletMetrics, exportedRole } from '../../src/metrics/metrics.ts';
-import type { ProposalResult, RpcKind } from '../../src/metrics/metrics.ts';
+import type { FsyncKind, ProposalResult, RpcKind } from '../../src/metrics/metrics.ts';
 import type { Membership, RaftEvent } from '../../src/raft/types.ts';
 import { parseSamples, sampleValue } from './exposition.ts';
 
@@ -69,8 +69,11 @@ describe('RaftletMetrics registry', () => {
     for (const result of ['ok', 'precondition_failed', 'no_leader', 'timeout', 'error']) {
       assert.equal(sampleValue(text, 'raftlet_proposals_total', { result }), 0, result);
     }
-    for (const result of ['ok', 'conflict', 'fenced', 'error']) assert.equal(sampleValue(text, 'raftlet_label_updates_total', { result }), 0);
-    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'append' }), 0);
+    for (const result of ['ok', 'conflict', 'fenced', 'forbidden', 'throttled', 'not_found', 'error']) {
+      assert.equal(sampleValue(text, 'raftlet_label_updates_total', { result }), 0, result);
+    }
+    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'messages' }), 0);
+    assert.equal(sampleValue(text, 'raftlet_fsync_duration_seconds_count', { kind: 'wal' }), 0);
   });
 
   it('keeps each instance separate (one registry per node)', async () => {
@@ -229,35 +232,40 @@ describe('RaftletMetrics observations', () => {
 
   it('times peer calls by kind and counts the failed ones', async () => {
     const metrics = fresh();
-    const calls: [RpcKind, number, boolean][] = [['append', 0.001, true], ['append', 0.002, false], ['vote', 0.5, true], ['forwardPropose', 0.01, false]];
+    const calls: [RpcKind, number, boolean][] = [['messages', 0.001, true], ['messages', 0.002, false], ['snapshot', 0.5, true], ['propose', 0.01, false]];
     for (const [kind, seconds, ok] of calls) metrics.observeRpc(kind, seconds, ok);
     const text = await metrics.render();
-    assert.equal(sampleValue(text, 'raftlet_rpc_duration_seconds_count', { kind: 'append' }), 2);
-    assert.equal(sampleValue(text, 'raftlet_rpc_duration_seconds_count', { kind: 'vote' }), 1);
-    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'append' }), 1);
-    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'vote' }), 0);
-    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'forwardPropose' }), 1);
+    assert.equal(sampleValue(text, 'raftlet_rpc_duration_seconds_count', { kind: 'messages' }), 2);
+    assert.equal(sampleValue(text, 'raftlet_rpc_duration_seconds_count', { kind: 'snapshot' }), 1);
+    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'messages' }), 1);
+    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'snapshot' }), 0);
+    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'propose' }), 1);
+    assert.equal(sampleValue(text, 'raftlet_rpc_failures_total', { kind: 'transfer' }), 0);
   });
 
   it('records fsync, snapshots, discovery, label updates, indices and drops', async () => {
     const metrics = fresh();
     metrics.setMembers(MEMBERS);
-    metrics.observeFsync(0.0004);
+    metrics.observeFsync(0.0004, 'wal');
     metrics.observeFsync(0.7);
+    metrics.observeFsync(2, 'snapshot');
     metrics.observeSnapshot(0.2);
     metrics.observeSnapshot(1.5, 'install');
     metrics.onDiscovery('ok', 3);
-    metrics.onDiscovery('error', 0);
+    metrics.onDiscovery('error');
     metrics.onLabelUpdate('ok');
     metrics.onLabelUpdate('conflict');
     metrics.onLabelUpdate('ok');
     metrics.setIndices({ commitIndex: 12, appliedIndex: 11, lastLogIndex: 13 });
-    metrics.onDrop('raftlet-1');
-    metrics.onDrop('raftlet-1');
-    metrics.onDrop('stranger');
+    metrics.onDrop('raftlet-1', 'queue_full');
+    metrics.onDrop('raftlet-1', 'queue_full');
+    metrics.onDrop('raftlet-1', 'backoff');
+    metrics.onDrop('stranger', 'unknown_peer');
     let text = await metrics.render();
-    assert.equal(sampleValue(text, 'raftlet_fsync_duration_seconds_count'), 2);
-    assert.equal(sampleValue(text, 'raftlet_fsync_duration_seconds_bucket', { le: '0.5' }), 1);
+    assert.equal(sampleValue(text, 'raftlet_fsync_duration_seconds_count', { kind: 'wal' }), 2, 'wal is the default kind');
+    assert.equal(sampleValue(text, 'raftlet_fsync_duration_seconds_bucket', { kind: 'wal', le: '0.5' }), 1);
+    assert.equal(sampleValue(text, 'raftlet_fsync_duration_seconds_count', { kind: 'snapshot' }), 1);
+    assert.equal(sampleValue(text, 'raftlet_fsync_duration_seconds_count', { kind: 'dir' }), undefined);
     assert.equal(sampleValue(text, 'raftlet_snapshots_total', { kind: 'create' }), 1);
     assert.equal(sampleValue(text, 'raftlet_snapshots_total', { kind: 'install' }), 1);
     assert.equal(sampleValue(text, 'raftlet_snapshot_duration_seconds_sum', { kind: 'install' }), 1.5);
@@ -269,17 +277,21 @@ describe('RaftletMetrics observations', () => {
     assert.equal(sampleValue(text, 'raftlet_commit_index'), 12);
     assert.equal(sampleValue(text, 'raftlet_applied_index'), 11);
     assert.equal(sampleValue(text, 'raftlet_last_log_index'), 13);
-    assert.equal(sampleValue(text, 'raftlet_peer_messages_dropped_total', { peer: 'raftlet-1' }), 2);
+    assert.equal(sampleValue(text, 'raftlet_peer_messages_dropped_total', { peer: 'raftlet-1', reason: 'queue_full' }), 2);
+    assert.equal(sampleValue(text, 'raftlet_peer_messages_dropped_total', { peer: 'raftlet-1', reason: 'backoff' }), 1);
     assert.equal(sampleValue(text, 'raftlet_peer_messages_dropped_total', { peer: 'stranger' }), undefined, 'only members are labels');
 
     metrics.setMembers(MEMBERS.filter((member) => member.id !== 'raftlet-1'));
+    metrics.onDiscovery('empty');
     text = await metrics.render();
-    assert.equal(sampleValue(text, 'raftlet_peer_messages_dropped_total', { peer: 'raftlet-1' }), undefined);
+    assert.equal(parseSamples(text).filter((sample) => sample.labels.peer === 'raftlet-1').length, 0, 'a removed member keeps no drop series');
+    assert.equal(sampleValue(text, 'raftlet_discovery_members'), 0, 'an empty answer finds no members');
   });
 
   it('refuses label values outside the fixed sets, so a bad cast cannot grow the series', () => {
     const metrics = fresh();
     assert.throws(() => metrics.observeProposal('weird' as ProposalResult, 1), /unknown proposal result "weird"/);
     assert.throws(() => metrics.observeRpc('weird' as RpcKind, 1, true), /unknown rpc kind "weird"/);
+    assert.throws(() => metrics.observeFsync(1, 'weird' as FsyncKind), /unknown fsync kind "weird"/);
   });
 });

@@ -79,12 +79,12 @@ describe('real Prometheus scraping a simulated three-node cluster', () => {
     leader.setFollowerLag(new Map([['raftlet-0', 2], ['raftlet-2', 40]]));
     leader.setIndices({ commitIndex: 10, appliedIndex: 10, lastLogIndex: 12 });
     leader.observeProposal('ok', 0.004);
-    leader.observeRpc('append', 0.001, true);
+    leader.observeRpc('messages', 0.001, true);
     leader.observeFsync(0.002);
     leader.observeSnapshot(0.1);
     leader.onDiscovery('ok', 3);
     leader.onLabelUpdate('ok');
-    leader.onDrop('raftlet-2');
+    leader.onDrop('raftlet-2', 'queue_full');
 
     for (const query of dashboardVariableQueries()) {
       const inner = /^label_values\((.+), (\w+)\)$/.exec(query);
