@@ -132,7 +132,9 @@ export class RaftletMetrics {
   #lagPeers = new Set<NodeId>();
   #dropPeers = new Set<NodeId>();
   #memberIds: ReadonlySet<NodeId> | null = null;
-  #indices: Indices = { commitIndex: -1, appliedIndex: -1, lastLogIndex: -1 };
+  #lastCommitIndex = -1;
+  #lastAppliedIndex = -1;
+  #seenLastLogIndex = -1;
 
   constructor(options: RaftletMetricsOptions = {}) {
     const registry = new Registry();
@@ -334,12 +336,20 @@ export class RaftletMetrics {
     this.setIndices(status);
   }
 
+  /** Call after each Ready batch; unchanged values cost a comparison. */
   setIndices(indices: Indices): void {
-    const last = this.#indices;
-    if (indices.commitIndex !== last.commitIndex) this.#commitIndex.set(indices.commitIndex);
-    if (indices.appliedIndex !== last.appliedIndex) this.#appliedIndex.set(indices.appliedIndex);
-    if (indices.lastLogIndex !== last.lastLogIndex) this.#lastLogIndex.set(indices.lastLogIndex);
-    this.#indices = { commitIndex: indices.commitIndex, appliedIndex: indices.appliedIndex, lastLogIndex: indices.lastLogIndex };
+    if (indices.commitIndex !== this.#lastCommitIndex) {
+      this.#lastCommitIndex = indices.commitIndex;
+      this.#commitIndex.set(indices.commitIndex);
+    }
+    if (indices.appliedIndex !== this.#lastAppliedIndex) {
+      this.#lastAppliedIndex = indices.appliedIndex;
+      this.#appliedIndex.set(indices.appliedIndex);
+    }
+    if (indices.lastLogIndex !== this.#seenLastLogIndex) {
+      this.#seenLastLogIndex = indices.lastLogIndex;
+      this.#lastLogIndex.set(indices.lastLogIndex);
+    }
   }
 
   /**
