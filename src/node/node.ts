@@ -1,0 +1,508 @@
+// The runtime loop: the only place that wires the pure Raft core to real time, storage, the network
+// and the key-value state machine. Time enters as tick() on a timer, peer messages as step(); each
+// Ready is handled in the order the core prescribes (send early traffic, fsync, send promises,
+// apply, advance). It also implements the client seam (ClientOps) and the peer handlers, forwarding
+// to the leader when this node follows.
+import { encodeKvCommand, KvStore } from '../kv/index.ts';
+import { Raft } from '../raft/raft.ts';
+import type { ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
+import type { WalStore } from '../storage/index.ts';
+import type { PeerClient, PeerHandlers } from '../transport/index.ts';
+import { ClientError, type ClientOps, type KvCommand, type KvResult, type LeaderInfo, type NodeStatus } from './ops.ts';
+import { Waiters } from './waiters.ts';
+
+export interface NodeLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+export interface NodeOptions {
+  readonly id: NodeId;
+  readonly heartbeatMs: number;
+  readonly electionTimeoutMs: number;
+  readonly restored: RestoredState;
+  readonly store: WalStore;
+  readonly peers: PeerClient;
+  readonly logger: NodeLogger;
+  /** Take a snapshot and compact the log once this many entries were applied since the last one. */
+  readonly snapshotEntries: number;
+  /** Called once when the node cannot go on (storage failed: exit code 3; a core invariant: 1). */
+  readonly onFatal: (error: unknown, exitCode: number) => void;
+  readonly random?: () => number;
+}
+
+export interface NodeHooks {
+  onRaftEvent?(ev: RaftEvent): void;
+  onApplied?(status: NodeStatus): void;
+  onProposal?(result: 'ok' | 'precondition_failed' | 'no_leader' | 'timeout' | 'error', seconds: number): void;
+  onSnapshot?(seconds: number, kind: 'create' | 'install'): void;
+}
+
+/** How long a client call waits between looks for a leader while none is known. */
+const LEADER_POLL_MS = 50;
+
+export class RaftNode implements ClientOps, PeerHandlers {
+  readonly id: NodeId;
+  readonly kvStore = new KvStore();
+  private raft: Raft;
+  private readonly options: NodeOptions;
+  private readonly tickMs: number;
+  private readonly hooks: NodeHooks[] = [];
+  private readonly waiters = new Waiters();
+  private timer: NodeJS.Timeout | null = null;
+  private scheduled = false;
+  private persisting = false;
+  private stopped = false;
+  private failed = false;
+  private nextReadId = 1;
+  private readonly reads = new Map<number, { resolve: (index: number) => void; reject: (err: Error) => void }>();
+  /** Proposals this node made as leader, by index: resolved when that index is applied. */
+  private readonly proposals = new Map<number, { term: number; resolve: (r: KvResult) => void; reject: (err: Error) => void }>();
+
+  constructor(options: NodeOptions) {
+    this.options = options;
+    this.id = options.id;
+    // A tick of about 10 ms keeps timeouts fine-grained; heartbeat and election are whole ticks.
+    this.tickMs = Math.max(1, Math.min(10, Math.floor(options.heartbeatMs / 2)));
+    this.raft = this.makeRaft(options.restored);
+    const snap = options.restored.snapshot;
+    if (snap) this.kvStore.restore(snap.data, snap.meta.index);
+  }
+
+  private makeRaft(restored: RestoredState): Raft {
+    const heartbeatTicks = Math.max(1, Math.round(this.options.heartbeatMs / this.tickMs));
+    const electionTicks = Math.max(heartbeatTicks + 1, Math.round(this.options.electionTimeoutMs / this.tickMs));
+    return new Raft(
+      { id: this.id, heartbeatTicks, electionTicks, random: this.options.random ?? Math.random, maxInflightAppends: 256 },
+      restored,
+    );
+  }
+
+  addHooks(hooks: NodeHooks): void {
+    this.hooks.push(hooks);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.onTick(), this.tickMs);
+    this.kick();
+  }
+
+  /** True until something has been written to the log: a fresh node may still bootstrap. */
+  isPristine(): boolean {
+    const s = this.raft.status();
+    return s.lastLogIndex === 0 && s.snapshotIndex === 0 && s.term === 0;
+  }
+
+  /** Replaces a pristine core by one started from the bootstrap state (already persisted). */
+  bootstrap(restored: RestoredState): void {
+    if (!this.isPristine()) throw new Error('only a node with an empty log can bootstrap');
+    this.raft = this.makeRaft(restored);
+    this.kick();
+  }
+
+  /** Single-node clusters need not wait a whole election timeout. */
+  campaignIfAlone(): void {
+    const voters = this.raft.membership.filter((m) => m.voter);
+    if (voters.length === 1 && voters[0].id === this.id) {
+      this.raft.campaignNow();
+      this.kick();
+    }
+  }
+
+  members(): readonly Member[] {
+    return this.raft.membership;
+  }
+
+  raftStatus(): ReturnType<Raft['status']> {
+    return this.raft.status();
+  }
+
+  proposeConfigChange(change: ConfigChange): ProposeResult {
+    const result = this.raft.proposeConfigChange(change);
+    this.kick();
+    return result;
+  }
+
+  /** Stops ticking and waits for the Ready in flight; the store and servers are closed by the caller. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.waiters.until(() => !this.persisting, Date.now() + 10_000).catch(() => undefined);
+    const closing = new ClientError('unavailable', 'the node is shutting down');
+    for (const p of this.proposals.values()) p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+    this.proposals.clear();
+    for (const r of this.reads.values()) r.reject(closing);
+    this.reads.clear();
+    this.waiters.rejectAll(closing);
+  }
+
+  // ---- the loop ----------------------------------------------------------------------------------
+
+  private onTick(): void {
+    if (this.stopped) return;
+    this.guard(() => this.raft.tick());
+    this.waiters.check();
+    this.kick();
+  }
+
+  /** Runs fn against the core; an exception there means a broken invariant: stop, never limp on. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.fail(err, 1);
+    }
+  }
+
+  private fail(err: unknown, exitCode: number): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.options.onFatal(err, exitCode);
+  }
+
+  /** Drains Ready batches on the next turn of the event loop, so proposals that arrive together
+   * share one fsync (group commit at the core: everything appended while an fsync runs goes into
+   * the next Ready). */
+  private kick(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    if (this.persisting || this.stopped || !this.raft.hasReady()) return;
+    const raft = this.raft;
+    let rd: Ready;
+    try {
+      rd = raft.ready();
+    } catch (err) {
+      this.fail(err, 1);
+      return;
+    }
+    if (rd.sendNow.length > 0) this.options.peers.sendAll(rd.sendNow);
+    if (rd.entries.length === 0 && rd.hardState === null && rd.snapshot === null) {
+      this.finish(raft, rd);
+      return;
+    }
+    this.persisting = true;
+    this.options.store.save(rd).then(
+      () => {
+        this.persisting = false;
+        if (!this.stopped) this.finish(raft, rd);
+        this.waiters.check();
+      },
+      (err: unknown) => {
+        this.persisting = false;
+        this.fail(err, 3);
+      },
+    );
+  }
+
+  /** Steps 3 to 5 of the Ready contract (src/raft/types.ts), once step 2 is durable. */
+  private finish(raft: Raft, rd: Ready): void {
+    if (rd.messages.length > 0) this.options.peers.sendAll(rd.messages);
+    try {
+      if (rd.snapshot) this.installSnapshot(rd);
+      for (const entry of rd.committed) this.apply(entry);
+    } catch (err) {
+      this.fail(err, 1);
+      return;
+    }
+    for (const rs of rd.readStates) {
+      this.reads.get(rs.requestId)?.resolve(rs.index);
+      this.reads.delete(rs.requestId);
+    }
+    for (const requestId of rd.readsFailed) {
+      this.reads.get(requestId)?.reject(new ClientError('no_leader', 'leadership was lost before the read could be confirmed'));
+      this.reads.delete(requestId);
+    }
+    for (const ev of rd.events) this.onEvent(ev);
+    this.guard(() => raft.advance(rd));
+    if (rd.committed.length > 0 || rd.snapshot) {
+      const status = this.status();
+      for (const h of this.hooks) h.onApplied?.(status);
+      this.maybeSnapshot();
+    }
+    this.waiters.check();
+    this.kick();
+  }
+
+  private installSnapshot(rd: Ready): void {
+    const snap = rd.snapshot;
+    if (!snap) return;
+    const started = performance.now();
+    this.kvStore.restore(snap.data, snap.meta.index);
+    // Proposals covered by the snapshot: whether they won their index cannot be told any more.
+    for (const [index, p] of this.proposals) {
+      if (index <= snap.meta.index) {
+        p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
+        this.proposals.delete(index);
+      }
+    }
+    for (const h of this.hooks) h.onSnapshot?.((performance.now() - started) / 1000, 'install');
+    this.options.logger.info({ index: snap.meta.index, term: snap.meta.term }, 'installed snapshot from leader');
+  }
+
+  private apply(entry: Entry): void {
+    const result = this.kvStore.applyEntry(entry);
+    const waiting = this.proposals.get(entry.index);
+    if (!waiting) return;
+    this.proposals.delete(entry.index);
+    if (entry.term === waiting.term && result !== null) waiting.resolve(result);
+    // Another leader's entry won this index: ours was never committed, so a retry is safe.
+    else waiting.reject(new ClientError('no_leader', 'leadership changed before the write committed; it was not applied'));
+  }
+
+  private maybeSnapshot(): void {
+    const applied = this.kvStore.appliedIndex;
+    if (applied - this.raft.snapshotIndex < this.options.snapshotEntries) return;
+    const started = performance.now();
+    const snapshot = this.raft.compact(applied, this.kvStore.snapshot());
+    this.options.store.saveSnapshot(snapshot).then(
+      () => {
+        for (const h of this.hooks) h.onSnapshot?.((performance.now() - started) / 1000, 'create');
+        this.options.logger.debug({ index: applied }, 'snapshot taken, log compacted');
+      },
+      (err: unknown) => this.fail(err, 3),
+    );
+  }
+
+  private onEvent(ev: RaftEvent): void {
+    for (const h of this.hooks) h.onRaftEvent?.(ev);
+    switch (ev.kind) {
+      case 'leaderChanged':
+        this.options.logger.info({ leader: ev.leader, term: ev.term }, ev.leader === null ? 'no leader' : `leader is ${ev.leader}`);
+        break;
+      case 'electionWon':
+        this.options.logger.info({ term: ev.term }, 'won the election');
+        break;
+      case 'steppedDown':
+        this.options.logger.warn({ term: ev.term, reason: ev.reason }, 'stepped down');
+        break;
+      case 'membershipChanged':
+        this.options.logger.info({ members: ev.members, index: ev.index }, 'membership changed');
+        break;
+      case 'transferStarted':
+      case 'transferAborted':
+        this.options.logger.info({ to: ev.to, term: ev.term }, ev.kind === 'transferStarted' ? 'leadership transfer started' : 'leadership transfer aborted');
+        break;
+      case 'termChanged':
+      case 'roleChanged':
+      case 'electionStarted':
+        break;
+      default: {
+        const never: never = ev;
+        return never;
+      }
+    }
+  }
+
+  // ---- peer handlers (SPEC §5) --------------------------------------------------------------------
+
+  onMessages(messages: Message[]): void {
+    if (this.stopped) return;
+    this.guard(() => {
+      for (const m of messages) this.raft.step(m);
+    });
+    this.waiters.check();
+    this.kick();
+  }
+
+  async onPropose(cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
+    // Never forwarded again: a follower forwarding to a stale leader gets no_leader and retries.
+    return this.proposeHere(encodeKvCommand(cmd), deadlineMs);
+  }
+
+  async onReadIndex(deadlineMs: number): Promise<{ index: number }> {
+    return { index: await this.readIndexHere(deadlineMs) };
+  }
+
+  async onTransfer(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }> {
+    return this.transferHere(to, deadlineMs);
+  }
+
+  onStatus(): NodeStatus {
+    return this.status();
+  }
+
+  // ---- client seam (src/node/ops.ts) --------------------------------------------------------------
+
+  status(): NodeStatus {
+    const s = this.raft.status();
+    return {
+      id: s.id,
+      role: s.role === 'precandidate' ? 'candidate' : s.role,
+      term: s.term,
+      leader: s.leader,
+      commitIndex: s.commitIndex,
+      appliedIndex: this.kvStore.appliedIndex,
+      lastLogIndex: s.lastLogIndex,
+      members: s.members,
+    };
+  }
+
+  leader(): LeaderInfo | null {
+    const id = this.raft.currentLeader;
+    if (id === null) return null;
+    const member = this.raft.membership.find((m) => m.id === id);
+    return member ? { id, url: member.url, term: this.raft.currentTerm } : null;
+  }
+
+  async waitLeaderChange(seenLeader: NodeId | null, seenTerm: number, waitMs: number): Promise<LeaderInfo | null> {
+    const changed = (): boolean => this.raft.currentLeader !== seenLeader || this.raft.currentTerm !== seenTerm;
+    await this.waiters.until(changed, Date.now() + waitMs).catch(() => undefined);
+    return this.leader();
+  }
+
+  async propose(cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
+    const started = performance.now();
+    try {
+      const result = await this.proposeAnywhere(cmd, deadlineMs);
+      this.observeProposal(result.ok ? 'ok' : 'precondition_failed', started);
+      return result;
+    } catch (err) {
+      this.observeProposal(err instanceof ClientError && (err.code === 'no_leader' || err.code === 'timeout') ? err.code : 'error', started);
+      throw err;
+    }
+  }
+
+  private observeProposal(result: 'ok' | 'precondition_failed' | 'no_leader' | 'timeout' | 'error', started: number): void {
+    const seconds = (performance.now() - started) / 1000;
+    for (const h of this.hooks) h.onProposal?.(result, seconds);
+  }
+
+  private async proposeAnywhere(cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
+    const data = encodeKvCommand(cmd);
+    for (;;) {
+      if (this.stopped) throw new ClientError('unavailable', 'the node is shutting down');
+      if (this.raft.currentRole === 'leader') {
+        try {
+          return await this.proposeHere(data, deadlineMs);
+        } catch (err) {
+          // Refused before proposing (a transfer, a lost election): look for the new leader.
+          if (!(err instanceof ClientError && err.code === 'no_leader' && err.message.startsWith('not proposed'))) throw err;
+        }
+      }
+      const leader = this.leader();
+      if (leader && leader.id !== this.id) {
+        const result = await this.options.peers.propose(leader.url, cmd, deadlineMs);
+        // Read-your-writes on this node (SPEC §4): answer once the entry is applied here too.
+        await this.waitApplied(result.index, deadlineMs, `committed at index ${result.index} but not yet applied on ${this.id}`);
+        return result;
+      }
+      await this.awaitLeader(deadlineMs);
+    }
+  }
+
+  /** Leader-only: append, then resolve once applied here. */
+  private proposeHere(data: Uint8Array, deadlineMs: number): Promise<KvResult> {
+    const res = this.raft.propose(data);
+    if (!res.ok) {
+      const hint = res.leader ? ` (the leader is ${res.leader})` : '';
+      return Promise.reject(new ClientError('no_leader', `not proposed: ${res.message}${hint}`));
+    }
+    this.kick();
+    return new Promise<KvResult>((resolve, reject) => {
+      this.proposals.set(res.index, { term: res.term, resolve, reject });
+      this.waiters.deadline(deadlineMs, () => {
+        if (this.proposals.get(res.index)?.term !== res.term) return;
+        this.proposals.delete(res.index);
+        reject(new ClientError('timeout', `the write was proposed at index ${res.index} but not committed in time; its outcome is unknown`));
+      });
+    });
+  }
+
+  async readBarrier(deadlineMs: number): Promise<void> {
+    for (;;) {
+      if (this.stopped) throw new ClientError('unavailable', 'the node is shutting down');
+      let index: number | null = null;
+      if (this.raft.currentRole === 'leader') {
+        index = await this.readIndexHere(deadlineMs);
+      } else {
+        const leader = this.leader();
+        // ReadIndex from a follower (thesis §6.4.1): the leader confirms, this node serves.
+        if (leader && leader.id !== this.id) index = (await this.options.peers.readIndex(leader.url, deadlineMs)).index;
+      }
+      if (index !== null) {
+        await this.waitApplied(index, deadlineMs, `read index ${index} not yet applied on ${this.id}`);
+        return;
+      }
+      await this.awaitLeader(deadlineMs);
+    }
+  }
+
+  private readIndexHere(deadlineMs: number): Promise<number> {
+    const requestId = this.nextReadId++;
+    const res = this.raft.readIndex(requestId);
+    if (!res.ok) return Promise.reject(new ClientError('no_leader', `${this.id} is not the leader`));
+    this.kick();
+    return new Promise<number>((resolve, reject) => {
+      this.reads.set(requestId, { resolve, reject });
+      this.waiters.deadline(deadlineMs, () => {
+        if (!this.reads.delete(requestId)) return;
+        reject(new ClientError('timeout', 'the leader could not confirm its leadership in time'));
+      });
+    });
+  }
+
+  async transferLeadership(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }> {
+    for (;;) {
+      if (this.raft.currentRole === 'leader') return this.transferHere(to, deadlineMs);
+      const leader = this.leader();
+      if (leader && leader.id !== this.id) return this.options.peers.transfer(leader.url, to, deadlineMs);
+      await this.awaitLeader(deadlineMs);
+    }
+  }
+
+  private async transferHere(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }> {
+    if (this.raft.currentRole !== 'leader') throw new ClientError('no_leader', `${this.id} is not the leader`);
+    const res = this.raft.transferLeadership(to);
+    if (!res.ok) throw new ClientError('bad_request', `cannot transfer leadership: ${res.message}`);
+    if (res.to === this.id) return { leader: this.id, term: this.raft.currentTerm };
+    this.kick();
+    const target = res.to;
+    const done = (): boolean => {
+      const leader = this.raft.currentLeader;
+      return leader !== null && leader !== this.id;
+    };
+    const aborted = (): boolean => this.raft.currentRole === 'leader' && this.raft.status().transferee === null;
+    try {
+      await this.waiters.until(() => done() || aborted(), deadlineMs);
+    } catch {
+      throw new ClientError('timeout', `leadership transfer to ${target} did not finish in time`);
+    }
+    if (!done()) throw new ClientError('timeout', `leadership transfer to ${target} was aborted after an election timeout`);
+    return { leader: this.raft.currentLeader as NodeId, term: this.raft.currentTerm };
+  }
+
+  kv(): KvStore {
+    return this.kvStore;
+  }
+
+  // ---- waiting helpers ----------------------------------------------------------------------------
+
+  private async waitApplied(index: number, deadlineMs: number, what: string): Promise<void> {
+    try {
+      await this.waiters.until(() => this.kvStore.appliedIndex >= index, deadlineMs);
+    } catch {
+      throw new ClientError('timeout', what);
+    }
+  }
+
+  /** Waits a little for a leader to appear; past the deadline, no_leader (nothing was proposed). */
+  private async awaitLeader(deadlineMs: number): Promise<void> {
+    const now = Date.now();
+    if (now >= deadlineMs) throw new ClientError('no_leader', `no leader was elected within the request timeout`);
+    const seen = this.raft.currentLeader;
+    const term = this.raft.currentTerm;
+    await this.waitLeaderChange(seen, term, Math.min(LEADER_POLL_MS, deadlineMs - now));
+  }
+}
