@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { cp, open, readFile, rename, stat, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { crc32 } from 'node:zlib';
 import { openStore, StorageCorruptError } from '../../src/storage/index.ts';
 import { command, commands, recorder, segmentFiles, snapshotAt, snapshotFiles, withTempDir } from './helpers.ts';
@@ -115,6 +116,38 @@ describe('torn tail of the last segment', () => {
       assert.deepEqual(restored.entries, commands(1, 3, 1));
       assert.match(rec.warnings.join('\n'), /creation was interrupted/);
       assert.deepEqual(await segmentFiles(dir), ['wal-0000000000000001.log']);
+    }));
+});
+
+describe('a crash at any byte of the last segment', () => {
+  it('recovers the state after the last whole frame before the cut, and the log goes on', () =>
+    withTempDir(async (root) => {
+      const original = join(root, 'original');
+      const ends = await writeFrames(original, 12);
+      const segment = (await segmentFiles(original))[0]!;
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 16, max: ends.at(-1)! }), async (cut) => {
+          const dir = join(root, `run-${run++}`);
+          await cp(original, dir, { recursive: true });
+          await truncate(join(dir, segment), cut);
+          const whole = ends.filter((end) => end <= cut).length;
+          const rec = recorder();
+          const { store, restored } = await openStore(dir, rec.options());
+          try {
+            assert.deepEqual(restored.entries, commands(1, whole, 1));
+            assert.equal(restored.hardState.commitIndex, whole);
+            assert.equal(rec.warnings.length, ends.includes(cut) || cut === 16 ? 0 : 1);
+            await store.save({ entries: [command(whole + 1, 2)] });
+          } finally {
+            await store.close();
+          }
+          const again = await openStore(dir, recorder().options());
+          await again.store.close();
+          assert.deepEqual(again.restored.entries, [...commands(1, whole, 1), command(whole + 1, 2)]);
+        }),
+        { numRuns: 40 },
+      );
     }));
 });
 
