@@ -136,7 +136,7 @@ export async function runNode(settings: Settings): Promise<number> {
       host: settings.metricsListen.host,
       port: settings.metricsListen.port,
       metrics,
-      healthy: () => !failed,
+      healthy: () => !failed && store.error === null,
       ready: () => readinessOf(node.status()),
     }).catch((err: unknown) => {
       throw listenError(err, 'RAFTLET_METRICS_LISTEN', settings.metricsListen.host, settings.metricsListen.port);
