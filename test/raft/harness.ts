@@ -185,7 +185,8 @@ function hashId(id: string): number {
   return h >>> 0;
 }
 
-function encodeState(state: readonly string[]): Uint8Array {
+/** The harness state machine's snapshot format: the commands applied, in order. */
+export function encodeState(state: readonly string[]): Uint8Array {
   return bytes(JSON.stringify(state));
 }
 
