@@ -59,6 +59,7 @@ export interface Settings {
   readonly electionTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly maxValueBytes: number;
+  readonly snapshotEntries: number;
   /** The peer RPC bearer token; null exactly when insecure. */
   readonly clusterToken: string | null;
   readonly insecure: boolean;
@@ -138,6 +139,7 @@ const DEFAULTS = {
   electionTimeoutMs: 1000,
   requestTimeoutMs: 5000,
   maxValueBytes: 1_048_576,
+  snapshotEntries: 10_000,
   roleLabel: 'raftlet.io/role',
   logLevel: 'info' as LogLevel,
 } as const;
@@ -200,6 +202,10 @@ export const SETTINGS = {
   maxValueBytes: setting({
     env: 'RAFTLET_MAX_VALUE_BYTES', metavar: 'BYTES', defaultText: String(DEFAULTS.maxValueBytes),
     help: `largest value accepted (at most ${MAX_VALUE_BYTES_LIMIT}, 64 MiB)`, parse: integer(1, MAX_VALUE_BYTES_LIMIT),
+  }),
+  snapshotEntries: setting({
+    env: 'RAFTLET_SNAPSHOT_ENTRIES', metavar: 'N', defaultText: String(DEFAULTS.snapshotEntries),
+    help: 'advanced: entries applied between snapshots (log compaction, Raft §7)', parse: integer(1, 100_000_000),
   }),
   clusterToken: setting({
     env: 'RAFTLET_CLUSTER_TOKEN', metavar: 'TOKEN', defaultText: 'required',
@@ -353,6 +359,7 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
   }
   const requestTimeoutMs = read('requestTimeoutMs') ?? DEFAULTS.requestTimeoutMs;
   const maxValueBytes = read('maxValueBytes') ?? DEFAULTS.maxValueBytes;
+  const snapshotEntries = read('snapshotEntries') ?? DEFAULTS.snapshotEntries;
   const bootstrapExpect = read('bootstrapExpect') ?? DEFAULTS.bootstrapExpect;
   const logLevel = read('logLevel') ?? DEFAULTS.logLevel;
 
@@ -430,7 +437,7 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
 
   return deepFreeze({
     nodeId, peerListen, apiListen, metricsListen, advertiseUrl, membersFrom, peers, discoveryService, dnsServer,
-    bootstrapExpect, dataDir, heartbeatMs, electionTimeoutMs, requestTimeoutMs, maxValueBytes, clusterToken,
+    bootstrapExpect, dataDir, heartbeatMs, electionTimeoutMs, requestTimeoutMs, maxValueBytes, snapshotEntries, clusterToken,
     insecure, kubernetes, podName, podNamespace, roleLabel, leaseName, logLevel, warnings,
   });
 }

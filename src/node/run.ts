@@ -17,8 +17,6 @@ import { openStore, StorageError, type WalStore } from '../storage/index.ts';
 import { PeerClient, startPeerServer, type RunningPeerServer } from '../transport/index.ts';
 import { RaftNode } from './node.ts';
 
-/** Entries applied between snapshots (log compaction, §7). RAFTLET_SNAPSHOT_ENTRIES overrides it. */
-const DEFAULT_SNAPSHOT_ENTRIES = 10_000;
 const RECONCILE_INTERVAL_MS = 2_000;
 
 export async function runNode(settings: Settings): Promise<number> {
@@ -73,7 +71,7 @@ export async function runNode(settings: Settings): Promise<number> {
     store,
     peers,
     logger,
-    snapshotEntries: snapshotEntries(),
+    snapshotEntries: settings.snapshotEntries,
     onFatal: (err, code) => {
       failed = true;
       logger.fatal({ err }, code === 3 ? 'storage failed: stopping' : 'internal invariant broken: stopping');
@@ -299,12 +297,6 @@ export async function runNode(settings: Settings): Promise<number> {
   if (code !== 3) await store.close().catch(() => undefined);
   logger.info({ code }, 'stopped');
   return code;
-}
-
-function snapshotEntries(): number {
-  const raw = process.env.RAFTLET_SNAPSHOT_ENTRIES;
-  const n = raw === undefined || raw === '' ? DEFAULT_SNAPSHOT_ENTRIES : Number(raw);
-  return Number.isSafeInteger(n) && n >= 1 ? n : DEFAULT_SNAPSHOT_ENTRIES;
 }
 
 class ListenError extends Error {}

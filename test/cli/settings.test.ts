@@ -52,6 +52,7 @@ describe('settings: defaults', () => {
       electionTimeoutMs: 1000,
       requestTimeoutMs: 5000,
       maxValueBytes: 1048576,
+      snapshotEntries: 10000,
       clusterToken: TOKEN,
       insecure: false,
       kubernetes: false,
