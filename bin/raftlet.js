@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// The raftlet command. Sources are TypeScript run directly by Node's type stripping (Node >= 22.18);
-// the container image runs the compiled dist/ instead (see Dockerfile).
+// The raftlet command. In a checkout it runs the TypeScript sources directly (Node's type stripping);
+// the container image, which ships no sources, runs the compiled dist/. RAFTLET_USE_DIST=1 runs dist/
+// in a checkout too (after npm run build), e.g. to measure memory without the type stripper loaded.
 import { existsSync } from 'node:fs';
 
 const [major, minor] = process.versions.node.split('.').map(Number);
 const compiled = new URL('../dist/cli/main.js', import.meta.url);
-const useCompiled = existsSync(compiled) && !process.env.RAFTLET_FROM_SOURCE;
+const source = new URL('../src/cli/main.ts', import.meta.url);
+const useCompiled = !existsSync(source) || process.env.RAFTLET_USE_DIST === '1';
 if (major < 22 || (major === 22 && minor < 19)) {
   process.stderr.write(
     `raftlet: Node.js ${process.versions.node} is too old; raftlet needs Node.js >= 22.19 (24 LTS recommended).\n` +
@@ -13,6 +15,6 @@ if (major < 22 || (major === 22 && minor < 19)) {
   );
   process.exit(2);
 }
-const entry = useCompiled ? compiled : new URL('../src/cli/main.ts', import.meta.url);
+const entry = useCompiled ? compiled : source;
 const { main } = await import(entry.href);
 process.exitCode = await main(process.argv.slice(2));

@@ -252,7 +252,8 @@ type SettingValue<K extends SettingKey> = (typeof SETTINGS)[K] extends SettingSp
 export const SETTING_KEYS = Object.keys(SETTINGS) as SettingKey[];
 
 /** Variables read by the launcher (bin/raftlet.js) or by the client and demo-app commands, not by `run`. */
-const OTHER_KNOWN_ENV = new Set(['RAFTLET_FROM_SOURCE', 'RAFTLET_API_URL']);
+// Read by bin/raftlet.js (RAFTLET_USE_DIST) and the client commands (RAFTLET_API_URL), not by run.
+const OTHER_KNOWN_ENV = new Set(['RAFTLET_USE_DIST', 'RAFTLET_API_URL']);
 
 // ---- flags ---------------------------------------------------------------------------------------
 
