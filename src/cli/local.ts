@@ -46,7 +46,7 @@ export const PORTS_PER_NODE = 3;
 /** Settings of `run` that `local` forwards to every node; the rest it sets itself. */
 const FORWARDED: readonly SettingKey[] = ['heartbeatMs', 'electionTimeoutMs', 'requestTimeoutMs', 'maxValueBytes', 'snapshotEntries', 'logLevel'];
 /** Variables that pass through to the nodes untouched. */
-const PASSED_ENV = new Set(['RAFTLET_FROM_SOURCE', ...FORWARDED.map((key) => SETTINGS[key].env)]);
+const PASSED_ENV = new Set(['RAFTLET_USE_DIST', ...FORWARDED.map((key) => SETTINGS[key].env)]);
 
 const LOCAL_FLAGS: readonly FlagSpec[] = [
   { flag: 'nodes', bare: null },

@@ -47,10 +47,10 @@ describe('raftlet local: the plan', () => {
   it('keeps only the forwarded RAFTLET_ variables of its own environment', () => {
     const [node] = planLocal(['--nodes=1'], '/w', 'tok').nodes;
     const env = nodeEnv({ PATH: '/bin', RAFTLET_HEARTBEAT_MS: '20', RAFTLET_PEERS: 'x=http://x:1', RAFTLET_CLUSTER_TOKEN_FILE: '/t',
-      RAFTLET_INSECURE: '1', RAFTLET_FROM_SOURCE: '1' }, node);
+      RAFTLET_INSECURE: '1', RAFTLET_USE_DIST: '1' }, node);
     assert.equal(env.PATH, '/bin');
     assert.equal(env.RAFTLET_HEARTBEAT_MS, '20');
-    assert.equal(env.RAFTLET_FROM_SOURCE, '1');
+    assert.equal(env.RAFTLET_USE_DIST, '1');
     assert.equal(env.RAFTLET_PEERS, 'node-1=http://127.0.0.1:7070');
     assert.equal(env.RAFTLET_CLUSTER_TOKEN_FILE, undefined);
     assert.equal(env.RAFTLET_INSECURE, undefined);
@@ -197,7 +197,7 @@ describe('raftlet local with real nodes', () => {
     const base = await freePortRun(9);
     const dir = path.join(scratch, 'real');
     const child = spawn(process.execPath, [BIN, 'local', `--base-port=${base}`, `--data-dir=${dir}`, '--election-timeout-ms=300',
-      '--heartbeat-ms=50'], { env: { ...process.env, RAFTLET_FROM_SOURCE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      '--heartbeat-ms=50'], { env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk; });

@@ -69,7 +69,7 @@ describe('main: run with a bad setting', () => {
 
   it('does the same as a real process started from bin/raftlet.js', () => {
     const dataDir = path.join(scratch, 'process');
-    const env: Record<string, string> = { PATH: process.env.PATH ?? '', RAFTLET_FROM_SOURCE: '1', RAFTLET_DATA_DIR: dataDir };
+    const env: Record<string, string> = { PATH: process.env.PATH ?? '', RAFTLET_DATA_DIR: dataDir };
     const result = spawnSync(process.execPath, [BIN, 'run', '--insecure', '--api-listen', 'nowhere'], { env, encoding: 'utf8', timeout: 30_000 });
     assert.equal(result.status, 2, result.stderr);
     assert.equal(result.stderr, 'raftlet: --api-listen must be HOST:PORT such as 0.0.0.0:7070 or [::1]:7070 (got "nowhere")\n');

@@ -178,10 +178,10 @@ describe('settings: members and advertise URL', () => {
 
 describe('settings: warnings', () => {
   it('names unknown RAFTLET_ variables with a suggestion', () => {
-    const s = parse([], { RAFTLET_CLUSTER_TOKEN: TOKEN, RAFTLET_HEARTBEAT: '10', RAFTLET_FROM_SOURCE: '1' });
+    const s = parse([], { RAFTLET_CLUSTER_TOKEN: TOKEN, RAFTLET_HEARTBEAT: '10', RAFTLET_USE_DIST: '1' });
     assert.ok(s.warnings.includes('unknown environment variable RAFTLET_HEARTBEAT is ignored; did you mean RAFTLET_HEARTBEAT_MS?'),
       s.warnings.join('\n'));
-    assert.ok(!s.warnings.some((w) => w.includes('RAFTLET_FROM_SOURCE')));
+    assert.ok(!s.warnings.some((w) => w.includes('RAFTLET_USE_DIST')));
   });
 
   it('warns loudly in insecure mode and about settings that have no effect', () => {
