@@ -325,6 +325,13 @@ export class Network {
     return result;
   }
 
+  /** Asks node id for a ReadIndex (thesis §6.4); the answer arrives in node.readStates or readsFailed. */
+  readIndex(id: NodeId, requestId: number): { ok: true } | { ok: false; leader: NodeId | null } {
+    const result = this.raft(id).readIndex(requestId);
+    this.process(id);
+    return result;
+  }
+
   campaign(id: NodeId): void {
     this.raft(id).campaignNow();
     this.process(id);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Snapshot } from '../../src/raft/types.ts';
-import { Network, encodeState, logOfTerms, ofKind, restored, voters } from './harness.ts';
+import { ELECTION_TICKS, Network, encodeState, logOfTerms, not, ofKind, restored, voters } from './harness.ts';
 
 const IDS = ['n1', 'n2', 'n3'];
 
@@ -96,4 +96,35 @@ test('§7 a stale snapshot (covered by the commit index) is acknowledged without
   const [ack] = net.peek(ofKind('appendResponse'));
   assert.ok(ack.kind === 'appendResponse' && ack.success);
   assert.equal(ack.kind === 'appendResponse' && ack.matchIndex, 4, 'it reports what it has, so the leader skips ahead');
+});
+
+test('§7 a lost InstallSnapshot is sent again', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  net.isolate('n3');
+  for (const c of ['a', 'b']) net.propose('n1', c);
+  net.deliverAll();
+  net.compact('n1');
+  net.heal();
+  let lost = 0;
+  let rounds = 0;
+  while (net.node('n3').state.length < 2 && rounds < 5 * ELECTION_TICKS) {
+    for (const id of IDS) net.tick(id);
+    net.deliverAll(not(ofKind('snapshot')));
+    if (lost === 0) lost = net.drop(ofKind('snapshot')).length;
+    net.deliverAll();
+    rounds++;
+  }
+  assert.equal(lost, 1, 'the first snapshot was lost');
+  assert.equal(net.delivered.filter((m) => m.kind === 'snapshot').length, 1, 'the second one arrived');
+  assert.deepEqual(net.node('n3').state, ['a', 'b']);
+  assert.ok(rounds <= 3 * ELECTION_TICKS, `recovered after ${rounds} rounds`);
+});
+
+test('§7 a follower takes its configuration from an installed snapshot', () => {
+  const net = new Network();
+  net.add('n2', restored({ term: 5, entries: logOfTerms([1, 2], ['n2', 'old']) }));
+  net.step({ kind: 'snapshot', from: 'n1', to: 'n2', term: 5, snapshot: snapshotAt(4, 5, []) });
+  assert.deepEqual(net.raft('n2').membership.map((m) => m.id), IDS);
+  assert.deepEqual(net.node('n2').eventsOf('membershipChanged').at(-1)?.members.map((m) => m.id), IDS);
 });

@@ -1,0 +1,117 @@
+// The Ready contract (types.ts): what may leave before the fsync (sendNow), what must wait for it
+// (messages), and the ready()/advance() handshake. The harness checks the ordering on every Ready of
+// every test; these tests state it directly and show the harness's check can fail.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Raft } from '../../src/raft/raft.ts';
+import type { Message, MessageKind, Ready } from '../../src/raft/types.ts';
+import { HEARTBEAT_TICKS, InvariantError, Network, and, from, ofKind, to } from './harness.ts';
+
+const IDS = ['n1', 'n2', 'n3'];
+const LEADER_TRAFFIC: readonly MessageKind[] = ['append', 'heartbeat', 'snapshot', 'timeoutNow'];
+
+/** A busy life: elections, writes, reads, a lagging follower, a snapshot, a transfer, a crash. */
+function busyCluster(): Network {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  net.isolate('n3');
+  for (const c of ['a', 'b', 'c']) net.propose('n1', c);
+  net.readIndex('n1', 1);
+  net.deliverAll();
+  net.compact('n1');
+  net.heal();
+  net.runUntil(() => net.node('n3').state.length === 3, 10);
+  net.raft('n1').transferLeadership('n3');
+  net.process('n1');
+  net.runUntil(() => net.leader()?.id === 'n3', 20);
+  net.crash('n2');
+  net.restart('n2');
+  net.propose('n3', 'd');
+  net.runUntil(() => IDS.every((id) => net.node(id).state.length === 4), 20);
+  return net;
+}
+
+test('Ready: sendNow carries only a leader\'s append, heartbeat, snapshot and timeoutNow traffic', () => {
+  const net = busyCluster();
+  const early = new Set<MessageKind>();
+  const late = new Set<MessageKind>();
+  for (const node of net.nodes.values()) {
+    for (const rd of node.readys) {
+      for (const m of rd.sendNow) early.add(m.kind);
+      for (const m of rd.messages) late.add(m.kind);
+    }
+  }
+  for (const kind of early) assert.ok(LEADER_TRAFFIC.includes(kind), `${kind} left before the fsync`);
+  assert.deepEqual([...early].sort(), ['append', 'heartbeat', 'snapshot', 'timeoutNow'], 'the busy run used sendNow for all four');
+  for (const kind of ['vote', 'voteResponse', 'appendResponse', 'heartbeatResponse'] as const) {
+    assert.ok(late.has(kind), `${kind} went out after the persist step`);
+  }
+});
+
+test('Ready: a follower acknowledges entries in messages, in the same Ready that hands them over to persist', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  net.propose('n1', 'x');
+  net.deliver(and(from('n1'), to('n2'), ofKind('append')));
+  const rd = net.node('n2').readys.at(-1);
+  assert.ok(rd);
+  assert.deepEqual(rd.entries.map((e) => e.index), [3]);
+  assert.deepEqual(rd.sendNow, []);
+  assert.deepEqual(rd.messages.map((m) => m.kind === 'appendResponse' && m.matchIndex), [3]);
+});
+
+test('Ready: a leader\'s traffic waits in messages until the term it speaks for is known durable', () => {
+  const net = Network.bootstrap(IDS, { preVote: false });
+  const n1 = net.raft('n1');
+  n1.campaignNow();
+  const rd1 = n1.ready(); // term 2 and the self-vote: handed over, not yet acknowledged by advance()
+  assert.deepEqual(rd1.hardState, { term: 2, votedFor: 'n1', commitIndex: 0 });
+  for (const m of rd1.messages) net.step(m);
+  for (const m of net.peek(ofKind('voteResponse'))) n1.step(m); // the votes arrive before advance()
+  assert.equal(n1.currentRole, 'leader');
+  n1.transferLeadership('n2'); // produces an append now, while term 2 is not known durable
+  n1.advance(rd1);
+  const rd2 = n1.ready();
+  const early = rd2.sendNow.filter((m) => m.kind === 'append').map((m) => m.to);
+  const late = rd2.messages.filter((m) => m.kind === 'append').map((m) => m.to);
+  assert.deepEqual(late, ['n2'], 'the append made before advance() waits for the persist step');
+  assert.deepEqual(early, ['n3'], 'appends made after advance() may leave at once');
+  n1.advance(rd2);
+});
+
+test('Ready: ready() twice without advance() throws, and so does advance() without ready()', () => {
+  const net = Network.bootstrap(IDS);
+  const raft = net.raft('n1');
+  raft.campaignNow();
+  const rd = raft.ready();
+  assert.throws(() => raft.ready(), /ready\(\) called again before advance\(\)/);
+  raft.advance(rd);
+  assert.throws(() => raft.advance(rd), /advance\(\) without ready\(\)/);
+});
+
+test('Ready: hasReady() is false once everything was handed over, and true after new input', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  const raft = net.raft('n1');
+  assert.equal(raft.hasReady(), false);
+  raft.tick();
+  raft.tick();
+  assert.equal(raft.hasReady(), true, 'a heartbeat is due');
+  net.process('n1');
+  assert.equal(raft.hasReady(), false);
+  net.tick('n1', HEARTBEAT_TICKS);
+  assert.ok(net.peek(ofKind('heartbeat')).length > 0);
+});
+
+/** A core that sends everything early, as a host that skipped the fsync would. */
+class SendsEverythingEarly extends Raft {
+  override ready(): Ready {
+    const rd = super.ready();
+    return { ...rd, sendNow: [...rd.sendNow, ...rd.messages], messages: [] as Message[] };
+  }
+}
+
+test('Ready: the harness catches a vote that leaves before its fsync (planted bug)', () => {
+  const net = Network.bootstrap(IDS, { preVote: false, impl: SendsEverythingEarly });
+  assert.throws(() => net.campaign('n1'), InvariantError);
+});
