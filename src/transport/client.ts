@@ -13,10 +13,11 @@ import {
   decodeReadIndexResult,
   decodeStatus,
   decodeTransferResult,
-  encodeProposeRequest,
+  encodeCommand,
   encodeReadIndexRequest,
   encodeTransferRequest,
   parseJson,
+  proposeBody,
 } from './forwarding.ts';
 import type { TransferResult } from './forwarding.ts';
 import { emptyDropCounts, PeerLink } from './peer-link.ts';
@@ -50,6 +51,8 @@ export interface PeerClientOptions {
   readonly maxConcurrentCalls?: number;
   /** Jitter source, [0, 1). Default Math.random. */
   readonly random?: () => number;
+  /** Monotonic milliseconds for backoff. Default performance.now (tests pass a fake clock). */
+  readonly now?: () => number;
   readonly hooks?: TransportHooks;
 }
 
@@ -106,6 +109,8 @@ export class PeerClient {
   private readonly unknownDrops = emptyDropCounts();
   private callsInFlight = 0;
   private closed = false;
+  /** Aborts every forwarded call in flight when the client closes. */
+  private readonly closing = new AbortController();
 
   constructor(options: PeerClientOptions) {
     const requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, MAX_TIMEOUT_MS);
@@ -124,7 +129,7 @@ export class PeerClient {
       connectionsPerPeer: positive('connectionsPerPeer', options.connectionsPerPeer, DEFAULTS.connectionsPerPeer),
       maxResponseBytes: MAX_RESPONSE_BYTES,
       random: options.random ?? Math.random,
-      now: () => performance.now(),
+      now: options.now ?? (() => performance.now()),
       hooks: this.hooks,
     };
     if (this.linkOptions.backoffMaxMs < backoffInitialMs) {
@@ -182,14 +187,13 @@ export class PeerClient {
    * Rejects with ClientError: 'no_leader' = certainly not proposed (unreachable, refused before
    * sending, or the peer is not the leader), 'timeout' = outcome unknown, or the leader's own error. */
   async propose(peerUrl: string, cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
-    let body: (timeoutMs: number) => string;
+    let command: string;
     try {
-      encodeProposeRequest({ command: cmd, timeoutMs: 1 });
-      body = (timeoutMs) => encodeProposeRequest({ command: cmd, timeoutMs });
+      command = encodeCommand(cmd);
     } catch (error) {
       throw new ClientError('bad_request', `the write cannot be forwarded: ${describeFailure(error)}`);
     }
-    return this.call('propose', peerUrl, 'POST', ROUTES.propose, body, deadlineMs, decodeKvResult);
+    return this.call('propose', peerUrl, 'POST', ROUTES.propose, (timeoutMs) => proposeBody(command, timeoutMs), deadlineMs, decodeKvResult);
   }
 
   /** Asks the leader at peerUrl for a read index (thesis §6.4.1): once this node has applied up to
@@ -229,6 +233,7 @@ export class PeerClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.closing.abort();
     const links = [...this.links.values()];
     this.links.clear();
     await Promise.all(links.map((link) => link.close()));
@@ -288,7 +293,7 @@ export class PeerClient {
           path: base.prefix + route,
           headers: body === null ? { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.linkOptions.token) } : this.jsonHeaders,
           body: body === null ? null : body(peerTimeoutMs),
-          signal: AbortSignal.timeout(waitMs),
+          signal: AbortSignal.any([this.closing.signal, AbortSignal.timeout(waitMs)]),
         });
       } catch (error) {
         if (failedBeforeSending(error)) {

@@ -114,11 +114,18 @@ function commandFromJson(value: unknown, path: FieldPath): KvCommand {
 }
 
 export function encodeProposeRequest(request: ProposeRequest): string {
+  return proposeBody(encodeCommand(request.command), request.timeoutMs);
+}
+
+/** A command as JSON text, validated: encode once, then wrap it per attempt with proposeBody. */
+export function encodeCommand(cmd: KvCommand): string {
   const path = new FieldPath('propose');
   path.enter('command');
-  const command = commandToJson(request.command, path);
-  path.leave();
-  return JSON.stringify({ command, timeoutMs: checkUint(request.timeoutMs, path, 'timeoutMs') });
+  return JSON.stringify(commandToJson(cmd, path));
+}
+
+export function proposeBody(commandJson: string, timeoutMs: number): string {
+  return `{"command":${commandJson},"timeoutMs":${checkUint(timeoutMs, new FieldPath('propose'), 'timeoutMs')}}`;
 }
 
 export function decodeProposeRequest(value: unknown, maxTimeoutMs: number): ProposeRequest {

@@ -142,6 +142,11 @@ export class PeerLink {
       this.drop('backoff', 1);
       return;
     }
+    if (message.to !== this.id) {
+      // The peer would refuse the whole batch carrying it (421), so it must not join one.
+      this.drop('invalid', 1, new WireError('message.to', `${JSON.stringify(message.to)} does not match the peer it was sent to, ${JSON.stringify(this.id)}`));
+      return;
+    }
     let encoded: Uint8Array;
     try {
       encoded = encodeMessage(message);

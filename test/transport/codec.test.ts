@@ -50,6 +50,14 @@ describe('wire codec: round trip', () => {
     );
   });
 
+  test('a frame of 300 messages (a two-byte count) round-trips', () => {
+    const many = Array.from({ length: 300 }, (_, seq): Message => ({ ...heartbeat, seq }));
+    const bytes = encodeMessages(many);
+    assert.deepEqual([...bytes.subarray(3, 5)], [0xac, 0x02]);
+    assert.deepEqual(decodeMessages(bytes), many);
+    assert.deepEqual(frameEncoded(many.map(encodeMessage)), bytes);
+  });
+
   test('command data comes back as a private copy, not a view of the input', () => {
     const m: Message = {
       kind: 'append', from: 'a', to: 'b', term: 2, prevLogIndex: 4, prevLogTerm: 1, leaderCommit: 4,

@@ -1,0 +1,505 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { ClientError } from '../../src/node/ops.ts';
+import type { Message } from '../../src/raft/types.ts';
+import { PeerClient } from '../../src/transport/client.ts';
+import type { PeerClientOptions } from '../../src/transport/client.ts';
+import type { DropReason, RpcKind } from '../../src/transport/peer-link.ts';
+import { MisdirectedError, PeerAuthError, ProtocolMismatchError } from '../../src/transport/protocol.ts';
+import { startPeerServer } from '../../src/transport/server.ts';
+import type { RunningPeerServer } from '../../src/transport/server.ts';
+import { WireError } from '../../src/transport/wire.ts';
+import { heartbeat, recorder, sampleStatus, TOKEN, waitFor } from './helpers.ts';
+import type { Recorder } from './helpers.ts';
+
+/** A server that accepts connections and requests and never answers. */
+async function startSilentServer(): Promise<{ url: string; requests: () => number; close: () => Promise<void> }> {
+  let requests = 0;
+  const server: Server = createServer(() => {
+    requests++;
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests: () => requests,
+    close: async () => {
+      const closed = once(server, 'close');
+      server.close();
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** A port nothing listens on: bound once, then released. */
+async function deadPort(): Promise<string> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return `http://127.0.0.1:${port}`;
+}
+
+interface Observed {
+  drops: { peer: string; reason: DropReason; error?: Error }[];
+  rpcs: { kind: RpcKind; ok: boolean }[];
+  reachability: { peer: string; reachable: boolean; error: Error | null }[];
+}
+
+function observedClient(options: Partial<PeerClientOptions> = {}): { client: PeerClient; seen: Observed } {
+  const seen: Observed = { drops: [], rpcs: [], reachability: [] };
+  const client = new PeerClient({
+    token: TOKEN,
+    random: () => 0.5,
+    ...options,
+    hooks: {
+      onDrop: (peer, reason, error) => seen.drops.push({ peer, reason, error }),
+      onRpc: (kind, _seconds, ok) => seen.rpcs.push({ kind, ok }),
+      onPeerReachable: (peer, reachable, error) => seen.reachability.push({ peer, reachable, error }),
+    },
+  });
+  return { client, seen };
+}
+
+function stats(client: PeerClient, id: string) {
+  const found = client.stats().find((s) => s.id === id);
+  assert.ok(found, `no stats for ${id}`);
+  return found;
+}
+
+const received = (r: Recorder): Message[] => r.batches.flat();
+
+describe('peer client: Raft messages', () => {
+  let b: RunningPeerServer;
+  let c: RunningPeerServer;
+  let rb: Recorder;
+  let rc: Recorder;
+  let client: PeerClient;
+  let seen: Observed;
+
+  before(async () => {
+    rb = recorder();
+    rc = recorder();
+    b = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: { ...rb.handlers, onMessages: (m) => rb.handlers.onMessages(m) } });
+    c = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'c', handlers: { ...rc.handlers, onMessages: (m) => rc.handlers.onMessages(m) } });
+  });
+  after(async () => {
+    await b.close();
+    await c.close();
+  });
+  beforeEach(() => {
+    rb.batches.length = 0;
+    rc.batches.length = 0;
+    rb.messages = () => undefined;
+    ({ client, seen } = observedClient());
+    client.setPeers({ a: 'http://127.0.0.1:1', b: b.url, c: `${c.url}/` });
+  });
+  afterEach(async () => {
+    await client.close();
+  });
+
+  test('messages arrive in order per peer, batched while a request is in flight', async () => {
+    for (let seq = 1; seq <= 3000; seq++) {
+      client.send('b', [heartbeat(seq, 'b')]);
+      client.sendAll([heartbeat(seq, 'c')]);
+    }
+    await waitFor(() => stats(client, 'b').delivered === 3000 && stats(client, 'c').delivered === 3000, 'all 6000 messages acknowledged');
+    const expected = (to: string) => Array.from({ length: 3000 }, (_, i) => heartbeat(i + 1, to));
+    assert.deepEqual(received(rb), expected('b'));
+    assert.deepEqual(received(rc), expected('c'));
+    // The first message leaves at once; the rest queue behind it and go in batches of at most 1024.
+    assert.deepEqual(rb.batches.map((batch) => batch.length), [1, 1024, 1024, 951]);
+    assert.equal(stats(client, 'b').requests, 4);
+    assert.deepEqual(seen.drops, []);
+    assert.deepEqual(seen.reachability.map((e) => [e.peer, e.reachable]).sort(), [['b', true], ['c', true]]);
+    assert.ok(seen.rpcs.every((rpc) => rpc.kind === 'messages' && rpc.ok));
+  });
+
+  test('a batch stops at maxBatchBytes', async () => {
+    await client.close();
+    ({ client, seen } = observedClient({ maxBatchBytes: 1000 }));
+    client.setPeers({ b: b.url });
+    const append = (i: number): Message => ({
+      kind: 'append', from: 'a', to: 'b', term: 1, prevLogIndex: i, prevLogTerm: 1, leaderCommit: 0,
+      entries: [{ kind: 'command', term: 1, index: i + 1, data: new Uint8Array(300) }],
+    });
+    for (let i = 0; i < 20; i++) client.send('b', [append(i)]);
+    await waitFor(() => received(rb).length === 20, '20 appends');
+    assert.deepEqual(received(rb), Array.from({ length: 20 }, (_, i) => append(i)));
+    // About 315 bytes each: 3 fit in 1000 bytes, 4 do not. The first leaves alone, at once.
+    assert.deepEqual(rb.batches.map((batch) => batch.length), [1, 3, 3, 3, 3, 3, 3, 1]);
+  });
+
+  test('a snapshot in flight does not hold back other messages', async () => {
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    rb.messages = (messages) => (messages.some((m) => m.kind === 'snapshot') ? gate : undefined);
+    const snapshot: Message = {
+      kind: 'snapshot', from: 'a', to: 'b', term: 2,
+      snapshot: { meta: { index: 10, term: 2, members: [{ id: 'a', url: 'http://a', voter: true }] }, data: new Uint8Array(100_000).fill(7) },
+    };
+    client.send('b', [snapshot]);
+    await waitFor(() => received(rb).some((m) => m.kind === 'snapshot'), 'the snapshot to reach the handler');
+    client.send('b', [heartbeat(1), heartbeat(2)]);
+    await waitFor(() => stats(client, 'b').delivered === 2, 'heartbeats delivered while the snapshot is held');
+    assert.deepEqual(received(rb).slice(1), [heartbeat(1), heartbeat(2)]);
+    assert.equal(stats(client, 'b').inFlightRequests, 1, 'the snapshot request is still in flight');
+    release();
+    await waitFor(() => stats(client, 'b').inFlightRequests === 0, 'the snapshot request to finish');
+    assert.deepEqual(received(rb)[0], snapshot);
+  });
+
+  test('invalid messages, unknown peers and a closed client drop with a reason', async () => {
+    client.send('b', [{ ...heartbeat(1), term: -1 }]);
+    client.send('b', [heartbeat(1, 'c')]);
+    client.send('nobody', [heartbeat(1, 'nobody'), heartbeat(2, 'nobody')]);
+    client.setPeers({ b: b.url, d: 'ftp://example' });
+    client.send('d', [heartbeat(1, 'd')]);
+    assert.deepEqual(
+      seen.drops.map((d) => [d.peer, d.reason]),
+      [['b', 'invalid'], ['b', 'invalid'], ['nobody', 'unknown_peer'], ['nobody', 'unknown_peer'], ['d', 'bad_url']],
+    );
+    assert.ok(seen.drops[0].error instanceof WireError);
+    assert.match(seen.drops[0].error.message, /message\.term/);
+    assert.match(String(seen.drops[1].error?.message), /message\.to: "c" does not match the peer it was sent to, "b"/);
+    assert.ok(seen.reachability.some((e) => e.peer === 'd' && !e.reachable && /http:\/\/ or https:\/\//.test(String(e.error?.message))));
+    await client.close();
+    client.send('b', [heartbeat(3)]);
+    assert.equal(client.droppedWithoutLink().closed, 1);
+    await assert.rejects(client.status(b.url), (e: unknown) => e instanceof ClientError && e.code === 'unavailable');
+  });
+
+  test('messages to the wrong node are refused and reported as misdirected', async () => {
+    client.setPeers({ c: b.url });
+    client.send('c', [heartbeat(1, 'c')]);
+    await waitFor(() => seen.reachability.length > 0, 'a reachability report');
+    assert.equal(seen.reachability[0].reachable, false);
+    assert.ok(seen.reachability[0].error instanceof MisdirectedError, String(seen.reachability[0].error));
+    assert.deepEqual(received(rb), []);
+  });
+});
+
+describe('peer client: unreachable and slow peers', () => {
+  let silent: Awaited<ReturnType<typeof startSilentServer>>;
+  let client: PeerClient;
+  let seen: Observed;
+
+  before(async () => {
+    silent = await startSilentServer();
+  });
+  after(async () => {
+    await silent.close();
+  });
+  afterEach(async () => {
+    await client.close();
+  });
+
+  test('a peer that never answers does not make the queue grow: the oldest are dropped and counted', async () => {
+    ({ client, seen } = observedClient({ maxQueuedMessages: 100, requestTimeoutMs: 300 }));
+    client.setPeers({ b: silent.url });
+    for (let seq = 1; seq <= 10_000; seq++) client.send('b', [heartbeat(seq)]);
+    const s = stats(client, 'b');
+    assert.equal(s.inFlightRequests, 1);
+    assert.equal(s.queued, 100);
+    assert.equal(s.dropped.queue_full, 10_000 - 1 - 100);
+    assert.equal(seen.drops.filter((d) => d.reason === 'queue_full').length, 9899);
+    // Then the request times out: its message counts as failed, the queue is dropped, backoff begins.
+    await waitFor(() => stats(client, 'b').failedRequests === 1, 'the request to time out');
+    const later = stats(client, 'b');
+    assert.equal(later.queued, 0);
+    assert.equal(later.dropped.failed, 1);
+    assert.equal(later.dropped.backoff, 100);
+    assert.equal(later.reachable, false);
+    assert.deepEqual(seen.rpcs, [{ kind: 'messages', ok: false }]);
+  });
+
+  test('the byte bound holds too', async () => {
+    ({ client, seen } = observedClient({ maxQueuedBytes: 10_000, requestTimeoutMs: 5000 }));
+    client.setPeers({ b: silent.url });
+    const big = (i: number): Message => ({
+      kind: 'append', from: 'a', to: 'b', term: 1, prevLogIndex: i, prevLogTerm: 1, leaderCommit: 0,
+      entries: [{ kind: 'command', term: 1, index: i + 1, data: new Uint8Array(1000) }],
+    });
+    for (let i = 0; i < 500; i++) client.send('b', [big(i)]);
+    const s = stats(client, 'b');
+    assert.ok(s.queuedBytes <= 10_000, `queued ${s.queuedBytes} bytes`);
+    assert.equal(s.queued, 9);
+    assert.equal(s.dropped.queue_full, 500 - 1 - 9);
+  });
+
+  test('a dead port: exponential backoff with jitter, messages dropped meanwhile, one unreachable report', async () => {
+    let now = 1000;
+    ({ client, seen } = observedClient({ backoffInitialMs: 100, backoffMaxMs: 400, random: () => 0.5, now: () => now }));
+    client.setPeers({ b: await deadPort() });
+    let sent = 0;
+    const attempt = async (): Promise<void> => {
+      const before = stats(client, 'b').requests;
+      client.send('b', [heartbeat(++sent)]);
+      assert.equal(stats(client, 'b').requests, before + 1, 'the message starts a request');
+      await waitFor(() => stats(client, 'b').inFlightRequests === 0, 'the attempt to fail');
+    };
+    await attempt();
+    // Equal jitter with random 0.5: three quarters of min(400, 100 * 2^failures).
+    for (const delay of [75, 150, 300, 300]) {
+      now += delay - 1;
+      for (let i = 0; i < 3; i++) {
+        const before = stats(client, 'b');
+        client.send('b', [heartbeat(++sent)]);
+        const after = stats(client, 'b');
+        assert.equal(after.requests, before.requests, `no attempt ${delay - 1} ms into a ${delay} ms backoff`);
+        assert.equal(after.dropped.backoff, before.dropped.backoff + 1);
+      }
+      now += 1;
+      await attempt();
+    }
+    const s = stats(client, 'b');
+    assert.equal(s.requests, 5);
+    assert.equal(s.failedRequests, 5);
+    assert.equal(s.consecutiveFailures, 5);
+    assert.equal(s.delivered, 0);
+    assert.deepEqual([s.dropped.failed, s.dropped.backoff, s.queued], [5, 12, 0]);
+    assert.equal(sent, 17);
+    assert.deepEqual(seen.rpcs, Array.from({ length: 5 }, () => ({ kind: 'messages', ok: false })));
+    assert.equal(seen.reachability.length, 1);
+    assert.equal(seen.reachability[0].reachable, false);
+    assert.match(String(seen.reachability[0].error?.message), /ECONNREFUSED/);
+  });
+
+  test('a peer that recovers is reached again and reported reachable', async () => {
+    const r = recorder();
+    let failuresLeft = 3;
+    r.messages = () => {
+      if (failuresLeft-- > 0) throw new Error('not ready yet');
+    };
+    const server = await startPeerServer('127.0.0.1', 0, { token: TOKEN, handlers: r.handlers });
+    try {
+      ({ client, seen } = observedClient({ backoffInitialMs: 10, backoffMaxMs: 40 }));
+      client.setPeers({ b: server.url });
+      let seq = 0;
+      const started = Date.now();
+      while (stats(client, 'b').delivered === 0) {
+        assert.ok(Date.now() - started < 10_000, 'delivery within 10 s');
+        client.send('b', [heartbeat(++seq)]);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      assert.equal(stats(client, 'b').failedRequests, 3);
+      assert.equal(stats(client, 'b').consecutiveFailures, 0);
+      assert.deepEqual(seen.reachability.map((e) => e.reachable), [false, true]);
+      assert.match(String(seen.reachability[0].error?.message), /not ready yet/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('removing a peer drops what is queued for it and closes its link', async () => {
+    ({ client, seen } = observedClient({ requestTimeoutMs: 5000 }));
+    client.setPeers({ b: silent.url });
+    for (let seq = 1; seq <= 5; seq++) client.send('b', [heartbeat(seq)]);
+    client.setPeers({});
+    assert.deepEqual(client.stats(), []);
+    assert.equal(seen.drops.filter((d) => d.reason === 'closed').length, 4);
+    client.send('b', [heartbeat(6)]);
+    assert.equal(seen.drops.at(-1)?.reason, 'unknown_peer');
+  });
+});
+
+describe('peer client: forwarding calls', () => {
+  let server: RunningPeerServer;
+  let r: Recorder = recorder();
+  let client: PeerClient;
+  let seen: Observed;
+
+  before(async () => {
+    server = await startPeerServer('127.0.0.1', 0, {
+      token: TOKEN,
+      handlers: {
+        onMessages: (m) => r.handlers.onMessages(m),
+        onPropose: (cmd, d) => r.handlers.onPropose(cmd, d),
+        onReadIndex: (d) => r.handlers.onReadIndex(d),
+        onTransfer: (to, d) => r.handlers.onTransfer(to, d),
+        onStatus: () => r.handlers.onStatus(),
+      },
+    });
+  });
+  after(async () => {
+    await server.close();
+  });
+  beforeEach(() => {
+    r = recorder();
+    ({ client, seen } = observedClient());
+    client.setPeers({ a: server.url });
+  });
+  afterEach(async () => {
+    await client.close();
+  });
+
+  const soon = (ms = 2000): number => Date.now() + ms;
+  const put = { op: 'put', key: 'k', value: new Uint8Array([0, 255, 1]), ifMatch: 3 } as const;
+
+  test('propose round-trips the command and the KvResult', async () => {
+    assert.deepEqual(await client.propose(server.url, put, soon()), { ok: true, index: 7, term: 2 });
+    assert.deepEqual(r.proposals[0].cmd, put);
+    r.propose = async () => ({ ok: false, code: 'precondition_failed', index: 9, term: 2, message: 'modIndex is 4, not 3' });
+    assert.deepEqual(await client.propose(server.url, put, soon()), { ok: false, code: 'precondition_failed', index: 9, term: 2, message: 'modIndex is 4, not 3' });
+    r.propose = async () => ({ ok: true, index: 10, term: 2, deleted: false });
+    assert.deepEqual(await client.propose(server.url, { op: 'del', key: 'gone' }, soon()), { ok: true, index: 10, term: 2, deleted: false });
+    assert.deepEqual(seen.rpcs, [{ kind: 'propose', ok: true }, { kind: 'propose', ok: true }, { kind: 'propose', ok: true }]);
+  });
+
+  test('the peer gets a deadline a little before ours', async () => {
+    const deadline = soon(3000);
+    await client.propose(server.url, put, deadline);
+    assert.ok(r.proposals[0].deadlineMs < deadline && r.proposals[0].deadlineMs > deadline - 1000, `${r.proposals[0].deadlineMs} vs ${deadline}`);
+  });
+
+  test('every ClientError code comes back as the same ClientError', async () => {
+    const codes: ClientError['code'][] = ['bad_request', 'no_leader', 'timeout', 'precondition_failed', 'not_found', 'payload_too_large', 'unavailable'];
+    for (const code of codes) {
+      r.propose = async () => {
+        throw new ClientError(code, `the leader says ${code}`);
+      };
+      await assert.rejects(client.propose(server.url, put, soon()), (error: unknown) => {
+        assert.ok(error instanceof ClientError);
+        assert.equal(error.code, code);
+        assert.equal(error.message, `the leader says ${code}`);
+        return true;
+      });
+    }
+  });
+
+  test('read index, transfer and status round-trip', async () => {
+    assert.deepEqual(await client.readIndex(server.url, soon()), { index: 42 });
+    assert.deepEqual(await client.transfer(server.url, null, soon()), { leader: 'c', term: 5 });
+    assert.deepEqual(await client.transfer(server.url, 'b', soon()), { leader: 'b', term: 5 });
+    await assert.rejects(client.transfer(server.url, 'nobody', soon()), { code: 'bad_request', message: 'nobody is not a member' });
+    assert.deepEqual(await client.status(server.url), sampleStatus);
+    assert.deepEqual(r.calls, ['readIndex', 'transfer', 'transfer', 'transfer', 'status']);
+  });
+
+  test('a URL that is not a current peer works through a one-off connection', async () => {
+    client.setPeers({});
+    assert.deepEqual(await client.readIndex(`${server.url}/`, soon()), { index: 42 });
+  });
+
+  test('a refused connection means certainly not proposed: no_leader', async () => {
+    const url = await deadPort();
+    await assert.rejects(client.propose(url, put, soon()), (error: unknown) => {
+      assert.ok(error instanceof ClientError);
+      assert.equal(error.code, 'no_leader');
+      assert.match(error.message, /ECONNREFUSED.*the write was not sent/);
+      return true;
+    });
+    await assert.rejects(client.readIndex(url, soon()), { code: 'no_leader' });
+    await assert.rejects(client.status(url), { code: 'unavailable' });
+  });
+
+  test('a deadline already past sends nothing: no_leader', async () => {
+    await assert.rejects(client.propose(server.url, put, Date.now() - 1), { code: 'no_leader' });
+    assert.deepEqual(r.calls, []);
+  });
+
+  test('an invalid command is refused before sending: bad_request', async () => {
+    await assert.rejects(client.propose(server.url, { op: 'put', key: '', value: new Uint8Array() }, soon()), (error: unknown) => {
+      assert.ok(error instanceof ClientError);
+      assert.equal(error.code, 'bad_request');
+      assert.match(error.message, /key/);
+      return true;
+    });
+    assert.deepEqual(r.calls, []);
+  });
+
+  test('no answer after sending means the outcome is unknown: timeout', async () => {
+    const silent = await startSilentServer();
+    try {
+      await assert.rejects(client.propose(silent.url, put, soon(200)), (error: unknown) => {
+        assert.ok(error instanceof ClientError);
+        assert.equal(error.code, 'timeout');
+        assert.match(error.message, /outcome is unknown/);
+        return true;
+      });
+      assert.equal(silent.requests(), 1);
+      assert.deepEqual(seen.rpcs, [{ kind: 'propose', ok: false }]);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  test('calls in flight are bounded', async () => {
+    await client.close();
+    ({ client, seen } = observedClient({ maxConcurrentCalls: 2 }));
+    const silent = await startSilentServer();
+    try {
+      const pending = [client.readIndex(silent.url, soon(5000)), client.readIndex(silent.url, soon(5000))];
+      const outcomes = Promise.allSettled(pending);
+      await assert.rejects(client.readIndex(silent.url, soon(5000)), (error: unknown) => {
+        assert.ok(error instanceof ClientError);
+        assert.equal(error.code, 'unavailable');
+        assert.match(error.message, /too many requests forwarded at once \(limit 2\)/);
+        return true;
+      });
+      await client.close();
+      for (const outcome of await outcomes) assert.equal(outcome.status, 'rejected');
+    } finally {
+      await silent.close();
+    }
+  });
+
+  test('a wrong token surfaces as PeerAuthError, on calls and on the message lane', async () => {
+    await client.close();
+    ({ client, seen } = observedClient({ token: 'other-token' }));
+    client.setPeers({ a: server.url });
+    await assert.rejects(client.status(server.url), (error: unknown) => {
+      assert.ok(error instanceof PeerAuthError);
+      assert.equal(error.code, 'unavailable');
+      assert.match(error.message, /refused our cluster token \(wrong cluster token\); give every member the same RAFTLET_CLUSTER_TOKEN/);
+      return true;
+    });
+    client.send('a', [heartbeat(1, 'a')]);
+    await waitFor(() => seen.reachability.length > 0, 'a reachability report');
+    assert.ok(seen.reachability[0].error instanceof PeerAuthError);
+    assert.deepEqual(r.calls, []);
+  });
+});
+
+describe('peer client: protocol version mismatch', () => {
+  test('a peer speaking another version surfaces as ProtocolMismatchError', async () => {
+    // Plays a node of protocol 2 refusing our protocol 1.
+    const server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(426, { 'content-type': 'application/json', 'raftlet-protocol': '2' });
+      res.end(JSON.stringify({ error: { code: 'protocol_mismatch', message: 'peer speaks raftlet protocol 1, this node speaks 2' } }));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { client, seen } = observedClient();
+    try {
+      await assert.rejects(client.propose(url, { op: 'del', key: 'k' }, Date.now() + 2000), (error: unknown) => {
+        assert.ok(error instanceof ProtocolMismatchError);
+        assert.equal(error.code, 'unavailable');
+        assert.equal(error.peerVersion, 2);
+        assert.equal(error.localVersion, 1);
+        assert.match(error.message, /it speaks 2\): peer speaks raftlet protocol 1, this node speaks 2; run one raftlet version/);
+        return true;
+      });
+      client.setPeers({ z: url });
+      client.send('z', [heartbeat(1, 'z')]);
+      await waitFor(() => seen.reachability.length > 0, 'a reachability report');
+      assert.ok(seen.reachability[0].error instanceof ProtocolMismatchError);
+    } finally {
+      await client.close();
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    }
+  });
+});
