@@ -215,6 +215,15 @@ export class Raft {
     }
     const next = applyConfigChange(this.members, change, this.id);
     if ('error' in next) return this.refusal('invalid_change', next.error);
+    if (change.kind === 'promote') {
+      // Thesis §4.2.1: a new server gets a vote only once it has caught up (has answered, and is
+      // within one append batch of the commit index), or commits could stall behind a voter that
+      // still has the whole log to fetch.
+      const match = this.progress.get(change.id)?.matchIndex ?? 0;
+      if (match === 0 || match + this.maxEntriesPerAppend < this.commitIndex) {
+        return this.refusal('invalid_change', `${change.id} has not caught up yet (matchIndex ${match}, commitIndex ${this.commitIndex})`);
+      }
+    }
     const result = this.appendAsLeader({ kind: 'config', term: this.term, index: this.log.lastIndex + 1, members: next.members });
     if (result.ok) this.pendingConfigIndex = result.index;
     return result;
