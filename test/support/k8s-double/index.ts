@@ -60,6 +60,8 @@ export interface PodInput {
 }
 
 export interface RequestRecord {
+  /** Date.now() when the request arrived. */
+  readonly at: number;
   readonly method: string;
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
@@ -90,6 +92,12 @@ export interface Faults {
   throttle(times: number, retryAfterSeconds: number, match?: FaultMatch): void;
   /** Answer matching requests only after `ms` (times = how many; default every request). */
   delay(ms: number, opts?: { times?: number; match?: FaultMatch }): void;
+  /**
+   * Run `fn` right after each of the next `times` matching requests has been answered, before the
+   * client can act on the answer (the double and the test share one event loop): e.g. another
+   * controller changing a pod between a client's GET and its PATCH.
+   */
+  afterResponse(times: number, match: FaultMatch, fn: () => void): void;
   /** Accept requests and never answer them, until up() / clear() / stop(). */
   hang(match?: FaultMatch): void;
   /** 'refuse': stop listening (ECONNREFUSED); 'reset': accept and drop every connection. */
@@ -147,6 +155,11 @@ interface HangFault {
   readonly kind: 'hang';
   readonly match: FaultMatch;
 }
+interface AfterHook {
+  remaining: number;
+  readonly match: FaultMatch;
+  readonly fn: () => void;
+}
 type Fault = StatusFault | DelayFault | HangFault;
 
 type Route =
@@ -171,6 +184,7 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
   const store = new Map<string, JsonObject>();
   let revision = 1000;
   const faults: Fault[] = [];
+  const afterHooks: AfterHook[] = [];
   const requests: RequestRecord[] = [];
   const sockets = new Set<Socket>();
   const held = new Set<ServerResponse>();
@@ -228,6 +242,7 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     const route = routeOf(url.pathname);
     const verb = route?.kind === 'resource' ? verbOf(method, route.name, url.searchParams) : '';
     const record: RequestRecord = {
+      at: Date.now(),
       method,
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
@@ -245,6 +260,18 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     res.on('finish', () => {
       record.status = res.statusCode;
     });
+    const hook = afterHooks.find((h) => matches(h.match, record));
+    if (hook !== undefined) {
+      hook.remaining -= 1;
+      if (hook.remaining <= 0) afterHooks.splice(afterHooks.indexOf(hook), 1);
+      const end = res.end.bind(res);
+      // Runs synchronously inside end(), so the mutation lands before the client reads the answer.
+      res.end = ((...args: Parameters<typeof end>) => {
+        const result = end(...args);
+        hook.fn();
+        return result;
+      }) as typeof res.end;
+    }
 
     // No credentials = the anonymous user; wrong credentials = 401, as with --anonymous-auth=true.
     const authorization = req.headers.authorization;
@@ -273,14 +300,13 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
 
     const { def } = route;
     const ref: S.ResourceRef = { resource: def.resource, group: def.group, name: route.name };
-    if (!allows(anonymous ? anonymousRules : rules, def.group, def.resource, verb)) {
+    // The rules are a Role in the service account's namespace: they grant nothing elsewhere,
+    // and nothing at the cluster scope.
+    const granted = route.namespace === namespace && allows(anonymous ? anonymousRules : rules, def.group, def.resource, verb);
+    if (!granted) {
       return send(res, 403, S.forbidden(ref, anonymous ? 'system:anonymous' : user, verb, route.namespace));
     }
-    if (route.namespace === null) {
-      // Only list across namespaces is routed without a namespace.
-      return sendList(res, def, listOf(def, null), url.searchParams, req.headers.accept ?? '');
-    }
-    const ns = route.namespace;
+    const ns = namespace;
     switch (verb) {
       case 'get':
         return doGet(res, def, ns, ref);
@@ -565,6 +591,9 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     delay(ms, o = {}) {
       faults.push({ kind: 'delay', remaining: o.times ?? Number.POSITIVE_INFINITY, ms, match: o.match ?? {} });
     },
+    afterResponse(times, match, fn) {
+      afterHooks.push({ remaining: times, match, fn });
+    },
     hang(match = {}) {
       faults.push({ kind: 'hang', match });
     },
@@ -584,6 +613,7 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     },
     async clear() {
       faults.length = 0;
+      afterHooks.length = 0;
       await faultApi.up();
     },
   };
