@@ -50,6 +50,7 @@ export async function runNode(settings: Settings): Promise<number> {
   const peers = new PeerClient({
     token: settings.clusterToken,
     requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
+    backoffMaxMs: Math.max(200, Math.min(2000, settings.electionTimeoutMs)),
     hooks: {
       onRpc: (kind, seconds, ok) => metrics.observeRpc(kind, seconds, ok),
       onDrop: (peer, reason) => metrics.onDrop(peer, reason),
@@ -120,6 +121,9 @@ export async function runNode(settings: Settings): Promise<number> {
       token: settings.clusterToken,
       handlers: node,
       nodeId: settings.nodeId,
+      // A forwarded write carries one value as base64; an append carries at least one entry.
+      requestLimitBytes: Math.max(2 << 20, Math.ceil((settings.maxValueBytes * 4) / 3) + (64 << 10)),
+      messagesLimitBytes: Math.max(64 << 20, 2 * settings.maxValueBytes + (1 << 20)),
       onRefused: (r) => logger.warn({ status: r.status, code: r.code, path: r.path, remote: r.remoteAddress }, `refused a peer request: ${r.message}`),
     }).catch((err: unknown) => {
       throw listenError(err, 'RAFTLET_PEER_LISTEN', settings.peerListen.host, settings.peerListen.port);
