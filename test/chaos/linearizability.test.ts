@@ -16,7 +16,7 @@ function assertOk(build: (h: HistoryBuilder) => void): void {
   assert.equal(v.verdict, 'ok', JSON.stringify(v));
 }
 
-function assertIllegal(build: (h: HistoryBuilder) => void, stuckId?: number): KeyVerdict & { verdict: 'illegal' } {
+function assertIllegal(build: (h: HistoryBuilder) => void, stuckId?: number): Extract<KeyVerdict, { verdict: 'illegal' }> {
   const v = verdictOf(build);
   assert.equal(v.verdict, 'illegal', JSON.stringify(v));
   if (v.verdict !== 'illegal') throw new Error('unreachable');
@@ -133,75 +133,86 @@ describe('non-linearizable histories', () => {
     assert.deepEqual(v.tail.map((op) => op.id), [0, 1]);
   });
 
-  it('a lost write: 404 after an acknowledged PUT and no delete', () =>
+  it('a lost write: 404 after an acknowledged PUT and no delete', () => {
     assertIllegal((h) => {
       h.put('a', 0, 10, 1);
       h.get(20, 30, null);
-    }, 1));
+    }, 1);
+  });
 
-  it('a lost CAS: the value before an acknowledged CAS is read after it', () =>
+  it('a lost CAS: the value before an acknowledged CAS is read after it', () => {
     assertIllegal((h) => {
       h.put('a', 0, 10, 1);
       h.cas('b', 1, 20, 30, 2);
       h.get(40, 50, ['a', 1]);
-    }, 2));
+    }, 2);
+  });
 
-  it('a CAS that succeeded although the modIndex did not match', () =>
+  it('a CAS that succeeded although the modIndex did not match', () => {
     assertIllegal((h) => {
       h.del(0, 10, { deleted: false, index: 2 });
       h.put('a', 20, 30, 3);
       h.cas('b', 2, 40, 50, 4);
-    }, 2));
+    }, 2);
+  });
 
-  it('a CAS refused although the modIndex matched and nothing else wrote', () =>
+  it('a CAS refused although the modIndex matched and nothing else wrote', () => {
     assertIllegal((h) => {
       h.put('a', 0, 10, 1);
       h.cas('b', 1, 20, 30, 412);
-    }, 1));
+    }, 1);
+  });
 
-  it('a read of a value never written', () =>
+  it('a read of a value never written', () => {
     assertIllegal((h) => {
       h.put('a', 0, 10, 1);
       h.get(20, 30, ['zzz', 1]);
-    }, 1));
+    }, 1);
+  });
 
-  it('a read of a value whose write certainly failed', () =>
+  it('a read of a value whose write certainly failed', () => {
     assertIllegal((h) => {
       h.put('a', 0, 10, 'failed');
       h.get(20, 30, ['a', 1]);
-    }, 1));
+    }, 1);
+  });
 
-  it('a write visible, then invisible again', () =>
+  it('a write visible, then invisible again', () => {
     assertIllegal((h) => {
       h.put('a', 0, 100, 1, 'c1');
       h.get(10, 20, ['a', 1], 'c2');
       h.get(30, 40, null, 'c2');
-    }, 2));
+    }, 2);
+  });
 
-  it('a value read with the wrong modIndex', () =>
+  it('a value read with the wrong modIndex', () => {
     assertIllegal((h) => {
       h.put('a', 0, 10, 3);
       h.get(20, 30, ['a', 4]);
-    }, 1));
+    }, 1);
+  });
 
-  it('a read that sees a write invoked after the read returned', () =>
+  it('a read that sees a write invoked after the read returned', () => {
     assertIllegal((h) => {
       h.get(0, 10, ['b', 1]);
       h.put('b', 20, 30, 1);
-    }, 0));
+    }, 0);
+  });
 
-  it('deleted:true on a key that was absent', () =>
+  it('deleted:true on a key that was absent', () => {
     assertIllegal((h) => {
       h.del(0, 10, { deleted: true, index: 1 });
-    }, 0));
+    }, 0);
+  });
 
-  it('an unknown write seen, then its predecessor again', () =>
+  it('an unknown write seen, then its predecessor again', () => {
     assertIllegal((h) => {
       h.put('a', 0, 10, 1);
       h.put('b', 20, 30, 'unknown');
       h.get(40, 50, ['b', 2]);
       h.get(60, 70, ['a', 1]);
-    }, 3));
+    }, 3);
+  });
 
   it('keys are independent: each is judged on its own', () => {
     const good = new HistoryBuilder('good');

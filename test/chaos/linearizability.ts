@@ -239,7 +239,7 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
       return { verdict: 'ok', steps, order: stack.map((frame) => (frame.cursor.phase === 'completed' ? completed[frame.cursor.event.op].id : unknown[frame.cursor.index].id)) };
     }
     if (cursor.phase === 'completed') {
-      const event = cursor.event;
+      const event: Event = cursor.event;
       if (event.isCall) {
         if (attempt(cursor, completed[event.op], () => markCompleted(event.op))) {
           lift(event);
@@ -262,7 +262,8 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
         continue;
       }
     } else {
-      const { index, limit } = cursor;
+      const index: number = cursor.index;
+      const limit: number = cursor.limit;
       if (attempt(cursor, unknown[index], () => markUnknown(index))) {
         cursor = head.next === null ? null : { phase: 'completed', event: head.next };
         continue;
