@@ -180,9 +180,11 @@ export class RoleLabeler {
       const current = pod.metadata?.labels?.[labelKey];
       if (podTerm > term) {
         this.report('fenced');
-        this.opts.logger.info(
+        this.logRateLimited(
+          `fenced:${podName}:${podTerm}`,
+          'info',
           { pod: podName, role, term, podTerm, label: current ?? null },
-          `not labelling pod ${podName} ${role}: it carries ${TERM_ANNOTATION}=${podTerm}, newer than our term ${term}`,
+          `not labelling pod ${podName} ${role}: it carries ${TERM_ANNOTATION}=${podTerm}, newer than our term ${term} (a newer leader wrote it; if this cluster's data was wiped, clear it with: kubectl annotate pod ${podName} ${TERM_ANNOTATION}-)`,
         );
         return 'fenced';
       }
@@ -224,7 +226,7 @@ export class RoleLabeler {
         return 'aborted';
       case 'not_found':
         outcome = 'not_found';
-        this.opts.logger.info({ pod: podName }, `${target} not found in namespace ${namespace}; skipping its label`);
+        this.logRateLimited(`not_found:${podName ?? ''}`, 'info', { pod: podName }, `${target} not found in namespace ${namespace}; skipping its label`);
         break;
       case 'forbidden': {
         outcome = 'forbidden';
@@ -261,7 +263,7 @@ export class RoleLabeler {
   }
 
   /** The first occurrence of a condition at once, then at most once a minute. */
-  private logRateLimited(key: string, level: 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
+  private logRateLimited(key: string, level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
     const now = Date.now();
     const last = this.lastLogged.get(key);
     if (last !== undefined && now - last < 60_000) {
