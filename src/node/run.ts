@@ -47,6 +47,28 @@ export async function runNode(settings: Settings): Promise<number> {
     logger.info({ members: members.map((m) => m.id) }, 'bootstrapped a new cluster');
   }
 
+  let kube: KubernetesAdapters | null = null;
+  if (settings.kubernetes) {
+    const { KubernetesAdapters } = await import('../kubernetes/index.ts');
+    try {
+      kube = new KubernetesAdapters({
+        namespace: settings.podNamespace,
+        podName: settings.podName,
+        selfId: settings.nodeId,
+        roleLabel: settings.roleLabel,
+        leaseName: settings.leaseName,
+        logger: logger.child({ component: 'kubernetes' }),
+        onLabelUpdate: (result) => metrics.onLabelUpdate(result),
+      });
+    } catch (err) {
+      const message = `RAFTLET_KUBERNETES is on but no Kubernetes client configuration was found: ${err instanceof Error ? err.message : String(err)}`;
+      logger.fatal({ err }, message);
+      process.stderr.write(`raftlet: ${message}\n`);
+      await store.close().catch(() => undefined);
+      return 2;
+    }
+  }
+
   const peers = new PeerClient({
     token: settings.clusterToken,
     requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
@@ -93,7 +115,6 @@ export async function runNode(settings: Settings): Promise<number> {
   };
   updatePeers();
 
-  let kube: KubernetesAdapters | null = null;
   const publishRole = (): void => {
     const s = node.status();
     kube?.update({ term: s.term, isLeader: s.role === 'leader', leaderId: s.leader, memberIds: s.members.map((m) => m.id) });
@@ -157,19 +178,7 @@ export async function runNode(settings: Settings): Promise<number> {
   node.start();
   node.campaignIfAlone();
 
-  if (settings.kubernetes) {
-    const { KubernetesAdapters } = await import('../kubernetes/index.ts');
-    kube = new KubernetesAdapters({
-      namespace: settings.podNamespace,
-      podName: settings.podName,
-      selfId: settings.nodeId,
-      roleLabel: settings.roleLabel,
-      leaseName: settings.leaseName,
-      logger: logger.child({ component: 'kubernetes' }),
-      onLabelUpdate: (result) => metrics.onLabelUpdate(result),
-    });
-    publishRole();
-  }
+  publishRole();
 
   let discovery: SrvDiscovery | null = null;
   const absence = new AbsenceTracker();
