@@ -40,10 +40,14 @@ const started = performance.now();
 let violations = 0;
 let steps_ = 0;
 let maxLiveness = 0;
+let slowestSeed = 0;
 for (let seed = first; seed < first + count; seed++) {
   const result = runSimulation({ seed, nodes, steps, bug, trace: values.trace ? (line) => console.log(line) : undefined });
   steps_ += result.stats.steps;
-  maxLiveness = Math.max(maxLiveness, result.stats.livenessTicks);
+  if (result.stats.livenessTicks > maxLiveness) {
+    maxLiveness = result.stats.livenessTicks;
+    slowestSeed = seed;
+  }
   if (values.trace) console.log(JSON.stringify(result.stats));
   if (result.violation !== null) {
     violations++;
@@ -57,6 +61,6 @@ for (let seed = first; seed < first + count; seed++) {
   }
 }
 const minutes = (performance.now() - started) / 60000;
-console.log(`${nodes} nodes, ${steps} steps per seed, ${steps_} steps, ${Math.round(count / minutes)} seeds/min, slowest recovery ${maxLiveness} ticks`);
+console.log(`${nodes} nodes, ${steps} steps per seed, ${steps_} steps, ${Math.round(count / minutes)} seeds/min, slowest recovery ${maxLiveness} ticks (seed ${slowestSeed})`);
 console.log(`${count} seeds, ${violations} violations`);
 process.exitCode = violations > 0 ? 1 : 0;

@@ -173,7 +173,7 @@ class Simulation {
     this.maxDelay = this.rng.pick([2, 5, 15, 30]);
     this.snapshotEvery = this.rng.pick([8, 20, 50, 1_000_000]);
     this.maxEntriesPerAppend = this.rng.pick([1, 2, 8, 64]);
-    this.maxInflightAppends = this.rng.pick([1, 4, 16]);
+    this.maxInflightAppends = this.rng.pick([2, 4, 16]);
     const members: Member[] = [];
     for (let i = 1; i <= opts.nodes; i++) members.push({ id: `n${i}`, url: `sim://n${i}`, voter: true });
     for (let i = opts.nodes + 1; i <= opts.nodes + 2; i++) this.spareIds.push(`n${i}`);
