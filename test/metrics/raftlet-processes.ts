@@ -65,6 +65,19 @@ export interface LocalCluster {
 
 class ListenFailed extends Error {}
 
+// Last resort when the test process ends without its after() hook (a runner timeout, a crash):
+// children are not in our process group's fate, so kill the ones still running ourselves.
+const livePids = new Set<number>();
+process.once('exit', () => {
+  for (const pid of livePids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
 export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
   // Ports are free when chosen but another process may bind one before the node does: then that
   // node exits with code 2 (a listen error) and the whole cluster starts again on other ports.
@@ -165,9 +178,11 @@ class ProcessNode implements LocalNode {
       closeSync(log); // the child has its own descriptor
     }
     this.pid = this.#child.pid ?? -1;
+    if (this.pid > 0) livePids.add(this.pid);
     this.#exited = new Promise((resolve) => {
       this.#child.once('exit', (code, signal) => {
         this.#exit = { code, signal };
+        livePids.delete(this.pid);
         resolve();
       });
       this.#child.once('error', () => {
