@@ -40,6 +40,12 @@ export interface NodeHooks {
   onSnapshot?(seconds: number, kind: 'create' | 'install'): void;
 }
 
+interface Proposal {
+  readonly term: number;
+  readonly resolve: (r: KvResult) => void;
+  readonly reject: (err: Error) => void;
+}
+
 /** How long a client call waits between looks for a leader while none is known. */
 const LEADER_POLL_MS = 50;
 
@@ -58,8 +64,10 @@ export class RaftNode implements ClientOps, PeerHandlers {
   private failed = false;
   private nextReadId = 1;
   private readonly reads = new Map<number, { resolve: (index: number) => void; reject: (err: Error) => void }>();
-  /** Proposals this node made as leader, by index: resolved when that index is applied. */
-  private readonly proposals = new Map<number, { term: number; resolve: (r: KvResult) => void; reject: (err: Error) => void }>();
+  /** Proposals this node made as leader, by index: settled when that index is applied. Several may
+   * wait on one index (this node lost office and proposed there again in a later term); the entry
+   * that commits there decides all of them. */
+  private readonly proposals = new Map<number, Proposal[]>();
 
   constructor(options: NodeOptions) {
     this.options = options;
@@ -132,7 +140,9 @@ export class RaftNode implements ClientOps, PeerHandlers {
     this.timer = null;
     await this.waiters.until(() => !this.persisting, Date.now() + 10_000).catch(() => undefined);
     const closing = new ClientError('unavailable', 'the node is shutting down');
-    for (const p of this.proposals.values()) p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+    for (const waiting of this.proposals.values()) {
+      for (const p of waiting) p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+    }
     this.proposals.clear();
     for (const r of this.reads.values()) r.reject(closing);
     this.reads.clear();
@@ -241,11 +251,10 @@ export class RaftNode implements ClientOps, PeerHandlers {
     const started = performance.now();
     this.kvStore.restore(snap.data, snap.meta.index);
     // Proposals covered by the snapshot: whether they won their index cannot be told any more.
-    for (const [index, p] of this.proposals) {
-      if (index <= snap.meta.index) {
-        p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
-        this.proposals.delete(index);
-      }
+    for (const [index, waiting] of this.proposals) {
+      if (index > snap.meta.index) continue;
+      for (const p of waiting) p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
+      this.proposals.delete(index);
     }
     for (const h of this.hooks) h.onSnapshot?.((performance.now() - started) / 1000, 'install');
     this.options.logger.info({ index: snap.meta.index, term: snap.meta.term }, 'installed snapshot from leader');
@@ -256,9 +265,12 @@ export class RaftNode implements ClientOps, PeerHandlers {
     const waiting = this.proposals.get(entry.index);
     if (!waiting) return;
     this.proposals.delete(entry.index);
-    if (entry.term === waiting.term && result !== null) waiting.resolve(result);
-    // Another leader's entry won this index: ours was never committed, so a retry is safe.
-    else waiting.reject(new ClientError('no_leader', 'leadership changed before the write committed; it was not applied'));
+    for (const p of waiting) {
+      if (entry.term === p.term && result !== null) p.resolve(result);
+      // Another entry committed at this index: ours never can (an entry's index is fixed and a
+      // committed entry is final), so a retry is safe.
+      else p.reject(new ClientError('no_leader', 'leadership changed before the write committed; it was not applied'));
+    }
   }
 
   private maybeSnapshot(): void {
@@ -411,10 +423,16 @@ export class RaftNode implements ClientOps, PeerHandlers {
     }
     this.kick();
     return new Promise<KvResult>((resolve, reject) => {
-      this.proposals.set(res.index, { term: res.term, resolve, reject });
+      const proposal: Proposal = { term: res.term, resolve, reject };
+      const waiting = this.proposals.get(res.index);
+      if (waiting) waiting.push(proposal);
+      else this.proposals.set(res.index, [proposal]);
       this.waiters.deadline(deadlineMs, () => {
-        if (this.proposals.get(res.index)?.term !== res.term) return;
-        this.proposals.delete(res.index);
+        const still = this.proposals.get(res.index);
+        const at = still?.indexOf(proposal) ?? -1;
+        if (!still || at < 0) return; // already settled
+        still.splice(at, 1);
+        if (still.length === 0) this.proposals.delete(res.index);
         reject(new ClientError('timeout', `the write was proposed at index ${res.index} but not committed in time; its outcome is unknown`));
       });
     });
