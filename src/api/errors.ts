@@ -1,6 +1,6 @@
 // One error shape for every answer that is not a success: {"error":{"code","message"}} (SPEC §4).
 import type { Response } from 'express';
-import { ClientError } from '../node/ops.ts';
+import { ClientError, clientErrorStatus } from '../node/ops.ts';
 
 export type ApiErrorCode =
   | ClientError['code']
@@ -28,27 +28,7 @@ export function badRequest(message: string): ApiError {
 }
 
 /** The HTTP status for each error code the runtime can reject with. */
-export function statusOf(code: ClientError['code']): number {
-  switch (code) {
-    case 'bad_request':
-      return 400;
-    case 'not_found':
-      return 404;
-    case 'precondition_failed':
-      return 412;
-    case 'payload_too_large':
-      return 413;
-    case 'no_leader':
-    case 'unavailable':
-      return 503;
-    case 'timeout':
-      return 504;
-    default: {
-      const unknown: never = code;
-      throw new Error(`unknown client error code ${String(unknown)}`);
-    }
-  }
-}
+export const statusOf = clientErrorStatus;
 
 /** null when `error` is not one the API knows how to answer (a bug: answered 500 and logged). */
 export function toApiError(error: unknown): ApiError | null {

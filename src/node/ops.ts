@@ -54,6 +54,29 @@ export class ClientError extends Error {
   }
 }
 
+/** The HTTP status of each ClientError code (SPEC section 4), for the client API and peer RPC alike. */
+export function clientErrorStatus(code: ClientError['code']): number {
+  switch (code) {
+    case 'bad_request':
+      return 400;
+    case 'not_found':
+      return 404;
+    case 'precondition_failed':
+      return 412;
+    case 'payload_too_large':
+      return 413;
+    case 'no_leader':
+    case 'unavailable':
+      return 503;
+    case 'timeout':
+      return 504;
+    default: {
+      const never: never = code;
+      return never;
+    }
+  }
+}
+
 export interface ClientOps {
   status(): NodeStatus;
   /** The leader as this node knows it, or null. */

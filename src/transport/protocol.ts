@@ -1,6 +1,6 @@
 // What both ends of the peer protocol agree on: the version, the routes, the headers, how errors
 // travel, and the errors a caller can tell apart.
-import { ClientError } from '../node/ops.ts';
+import { ClientError, clientErrorStatus } from '../node/ops.ts';
 
 /** Bump when routes, bodies or the frame format change incompatibly. Carried in the path (/raft/v1)
  * and, for finer refusals, in the Raftlet-Protocol header of every request and response. */
@@ -41,31 +41,21 @@ export function isClientErrorCode(code: string): code is ClientErrorCode {
   return CLIENT_ERROR_CODES.has(code);
 }
 
-/** HTTP status per error code, in line with the client API (SPEC section 4). */
+/** HTTP status per error code: the client API's for ClientError codes (SPEC section 4), plus the
+ * refusals only peer RPC makes. */
 export function statusForCode(code: ErrorCode): number {
+  if (isClientErrorCode(code)) return clientErrorStatus(code);
   switch (code) {
-    case 'bad_request':
-      return 400;
     case 'unauthorized':
       return 401;
-    case 'not_found':
     case 'no_route':
       return 404;
-    case 'precondition_failed':
-      return 412;
-    case 'payload_too_large':
-      return 413;
     case 'misdirected':
       return 421;
     case 'protocol_mismatch':
       return 426;
     case 'internal':
       return 500;
-    case 'no_leader':
-    case 'unavailable':
-      return 503;
-    case 'timeout':
-      return 504;
     default: {
       const unreachable: never = code;
       return unreachable;
