@@ -1,6 +1,8 @@
 // Little binary writer/reader pair for the on-disk formats. Integers are big-endian; 64-bit values
 // are JavaScript safe integers stored as two u32 halves, so no BigInt is needed on the hot path.
 
+import { GrowableBuffer } from '../util/growable-buffer.ts';
+
 const TWO_32 = 0x1_0000_0000;
 
 /** Thrown by ByteReader; callers turn it into a StorageCorruptError with the file's absolute offset. */
@@ -14,31 +16,9 @@ export class DecodeError extends Error {
   }
 }
 
-export class ByteWriter {
-  private buf: Buffer;
-  private pos = 0;
-
+export class ByteWriter extends GrowableBuffer {
   constructor(initialBytes = 4096) {
-    this.buf = Buffer.allocUnsafe(Math.max(64, initialBytes));
-  }
-
-  get length(): number {
-    return this.pos;
-  }
-
-  private ensure(extra: number): void {
-    const need = this.pos + extra;
-    if (need <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < need) size *= 2;
-    const bigger = Buffer.allocUnsafe(size);
-    this.buf.copy(bigger, 0, 0, this.pos);
-    this.buf = bigger;
-  }
-
-  u8(value: number): void {
-    this.ensure(1);
-    this.buf[this.pos++] = value;
+    super(Math.max(64, initialBytes));
   }
 
   u32(value: number): void {
@@ -61,12 +41,6 @@ export class ByteWriter {
   bytes(value: Uint8Array): void {
     this.u32(value.length);
     this.raw(value);
-  }
-
-  raw(value: Uint8Array): void {
-    this.ensure(value.length);
-    this.buf.set(value, this.pos);
-    this.pos += value.length;
   }
 
   str(value: string): void {

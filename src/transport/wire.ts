@@ -2,6 +2,7 @@
 // integers), length-prefixed UTF-8 strings and byte strings. The reader validates as it goes and
 // reports every problem as a WireError naming the field, so a decoder built on it can only return a
 // fully valid value or throw a WireError.
+import { GrowableBuffer } from '../util/growable-buffer.ts';
 import { Buffer, isUtf8 } from 'node:buffer';
 
 /** A value that cannot go on the wire, or bytes that are not a valid encoding. `field` names the
@@ -106,20 +107,13 @@ export function allocBytes(length: number): Uint8Array {
 
 /** A growable output buffer. Encoding reuses one scratch buffer and copies the result out, so a
  * small message costs one small allocation. */
-export class ByteWriter {
-  private buf: Buffer;
-  private pos = 0;
-
+export class ByteWriter extends GrowableBuffer {
   constructor(initialBytes = 4096) {
-    this.buf = Buffer.allocUnsafe(initialBytes);
+    super(initialBytes);
   }
 
   reset(): void {
     this.pos = 0;
-  }
-
-  get length(): number {
-    return this.pos;
   }
 
   /** Drops an oversized buffer (after a snapshot) so the scratch space does not pin it. */
@@ -135,21 +129,6 @@ export class ByteWriter {
     const out = allocBytes(this.pos);
     out.set(this.buf.subarray(0, this.pos));
     return out;
-  }
-
-  private ensure(extra: number): void {
-    const need = this.pos + extra;
-    if (need <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < need) size *= 2;
-    const bigger = Buffer.allocUnsafe(size);
-    this.buf.copy(bigger, 0, 0, this.pos);
-    this.buf = bigger;
-  }
-
-  u8(value: number): void {
-    this.ensure(1);
-    this.buf[this.pos++] = value;
   }
 
   /** value must already be checked with checkUint. */
@@ -181,15 +160,7 @@ export class ByteWriter {
 
   bytes(value: Uint8Array): void {
     this.uint(value.byteLength);
-    this.ensure(value.byteLength);
-    this.buf.set(value, this.pos);
-    this.pos += value.byteLength;
-  }
-
-  raw(value: Uint8Array): void {
-    this.ensure(value.byteLength);
-    this.buf.set(value, this.pos);
-    this.pos += value.byteLength;
+    this.raw(value);
   }
 }
 
