@@ -256,8 +256,6 @@ export function baseEnv(): Record<string, string> {
     if (name === 'KUBECONFIG' || name.startsWith('KUBERNETES_') || name === 'POD_NAME' || name === 'POD_NAMESPACE') continue;
     env[name] = value;
   }
-  // Run the sources under test even if someone built dist/.
-  env.RAFTLET_FROM_SOURCE = '1';
   return env;
 }
 
