@@ -1,0 +1,254 @@
+// The benchmark's result document (also written as JSON), the issue's targets judged against it,
+// and the printed table.
+import type { SystemName } from './cluster.ts';
+import type { FailoverRun } from './failover.ts';
+import type { LoadResult } from './load.ts';
+import type { Memory } from './procs.ts';
+import type { ProfileSummary } from './profile.ts';
+import { median } from './stats.ts';
+
+export interface WriteRow extends LoadResult {
+  readonly system: SystemName;
+  /** 'leader' or 'follower': which member the clients talk to. */
+  readonly via: 'leader' | 'follower';
+  readonly clients: number;
+}
+
+export interface MemoryRow extends Memory {
+  readonly system: SystemName;
+  readonly member: string;
+}
+
+export interface FailoverSeries {
+  readonly system: SystemName;
+  readonly signal: NodeJS.Signals;
+  readonly runs: readonly FailoverRun[];
+  readonly medianLeaderKnownMs: number;
+  readonly medianFirstWriteMs: number;
+  readonly medianReadyMs: number;
+  readonly failedRuns: number;
+}
+
+export interface Target {
+  readonly name: string;
+  readonly goal: string;
+  readonly value: string;
+  /** null when it could not be judged (e.g. etcd was skipped). */
+  readonly met: boolean | null;
+}
+
+export interface BenchReport {
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly environment: {
+    readonly node: string;
+    readonly raftletRuns: string;
+    readonly etcd: string | null;
+    readonly cores: number;
+    readonly loadAverageAtStart: readonly number[];
+    readonly tempDir: string;
+  };
+  readonly settings: {
+    readonly seconds: number;
+    readonly warmupSeconds: number;
+    readonly clients: readonly number[];
+    readonly valueBytes: number;
+    readonly keys: number;
+    readonly writeTimings: { readonly heartbeatMs: number; readonly electionTimeoutMs: number };
+    readonly failoverTimings: { readonly heartbeatMs: number; readonly electionTimeoutMs: number };
+    readonly failoverRuns: number;
+    readonly profiled: boolean;
+  };
+  readonly writes: readonly WriteRow[];
+  readonly memory: readonly MemoryRow[];
+  readonly failover: readonly FailoverSeries[];
+  readonly ratios: { readonly writesPerSecond: Record<string, number>; readonly p50At1Client: number | null };
+  readonly targets: readonly Target[];
+  readonly profile: ProfileSummary | null;
+  readonly errors: readonly string[];
+}
+
+export function failoverSeries(system: SystemName, signal: NodeJS.Signals, runs: readonly FailoverRun[]): FailoverSeries {
+  const ms = (v: number | null): number => (v === null ? Number.NaN : v);
+  const failed = runs.filter((r) => r.readyMs === null).length;
+  // A failed run counts as infinitely slow, so failures cannot improve the median.
+  const ready = runs.map((r) => (r.readyMs === null ? Number.POSITIVE_INFINITY : r.readyMs));
+  return {
+    system,
+    signal,
+    runs,
+    medianLeaderKnownMs: median(runs.map((r) => ms(r.leaderKnownMs))),
+    medianFirstWriteMs: median(runs.map((r) => ms(r.firstWriteMs))),
+    medianReadyMs: median(ready),
+    failedRuns: failed,
+  };
+}
+
+export function ratiosOf(writes: readonly WriteRow[], clients: readonly number[]): BenchReport['ratios'] {
+  const find = (system: SystemName, n: number): WriteRow | undefined =>
+    writes.find((w) => w.system === system && w.via === 'leader' && w.clients === n);
+  const writesPerSecond: Record<string, number> = {};
+  for (const n of clients) {
+    const r = find('raftlet', n);
+    const e = find('etcd', n);
+    if (r && e) writesPerSecond[String(n)] = r.writesPerSecond / e.writesPerSecond;
+  }
+  const r1 = find('raftlet', 1);
+  const e1 = find('etcd', 1);
+  return { writesPerSecond, p50At1Client: r1 && e1 ? r1.p50Ms / e1.p50Ms : null };
+}
+
+export const RSS_LIMIT_BYTES = 90e6;
+/** Event-loop use of the generator above which it may itself have limited a run. */
+const GENERATOR_BUSY = 0.8;
+
+export function judgeTargets(report: Omit<BenchReport, 'targets'>): Target[] {
+  const targets: Target[] = [];
+  const ratio64 = report.ratios.writesPerSecond['64'];
+  targets.push({
+    name: 'writes/s at 64 clients', goal: '>= 1.0x etcd',
+    value: ratio64 === undefined ? 'n/a' : `${ratio64.toFixed(2)}x`, met: ratio64 === undefined ? null : ratio64 >= 1.0,
+  });
+  const p50 = report.ratios.p50At1Client;
+  targets.push({
+    name: 'p50 latency at 1 client', goal: '<= 1.2x etcd',
+    value: p50 === null ? 'n/a' : `${p50.toFixed(2)}x`, met: p50 === null ? null : p50 <= 1.2,
+  });
+  const et = report.settings.failoverTimings.electionTimeoutMs;
+  const failover = (signal: NodeJS.Signals, limit: number, goal: string): void => {
+    const s = report.failover.find((f) => f.system === 'raftlet' && f.signal === signal);
+    targets.push({
+      name: `failover after ${signal === 'SIGKILL' ? 'kill -9' : 'SIGTERM'} (median ready)`, goal,
+      value: s === undefined ? 'n/a' : `${fmtMs(s.medianReadyMs)} ms`,
+      met: s === undefined ? null : s.medianReadyMs <= limit,
+    });
+  };
+  failover('SIGKILL', 1.5 * et + 100, `<= 1.5 x ${et} + 100 = ${1.5 * et + 100} ms`);
+  failover('SIGTERM', 100, '<= 100 ms');
+  const rss = report.memory.filter((m) => m.system === 'raftlet');
+  const worst = Math.max(...rss.map((m) => m.rssBytes));
+  targets.push({
+    name: 'RSS per raftlet node after writes', goal: `<= ${RSS_LIMIT_BYTES / 1e6} MB`,
+    value: rss.length === 0 ? 'n/a' : `${(worst / 1e6).toFixed(1)} MB (largest)`,
+    met: rss.length === 0 ? null : worst <= RSS_LIMIT_BYTES,
+  });
+  return targets;
+}
+
+// ---- printing ------------------------------------------------------------------------------------
+
+function fmtMs(v: number | null): string {
+  if (v === null || Number.isNaN(v)) return '-';
+  if (!Number.isFinite(v)) return 'failed';
+  return v < 10 ? v.toFixed(2) : v.toFixed(0);
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[], rightAligned: ReadonlySet<number>): string[] {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((cell, c) => (rightAligned.has(c) ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
+}
+
+const pct = (share: number): string => (Number.isNaN(share) ? '-' : `${Math.round(share * 100)}%`);
+
+export function renderReport(r: BenchReport): string {
+  const out: string[] = [];
+  const e = r.environment;
+  const s = r.settings;
+  out.push(`raftlet cluster benchmark, ${r.startedAt}`);
+  out.push(`  node ${e.node} (raftlet runs ${e.raftletRuns}), ${e.etcd ?? 'etcd not run'}, ${e.cores} cores, ` +
+    `load average at start ${e.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}`);
+  out.push(`  3 members each on 127.0.0.1, data in ${e.tempDir} (fsync on), ${s.valueBytes}-byte values over ${s.keys} keys, ` +
+    `${s.seconds} s per run after ${s.warmupSeconds} s warm-up`);
+  out.push('  Load generator: this process, undici Pool, one keep-alive connection per client, each client one write at a time.');
+  out.push(`  The cluster, the generator and anything else running share these ${e.cores} cores: "gen" is the generator's CPU`);
+  out.push('  (100% = one core) and event-loop use; near 100% loop use would mean it capped the figures. "machine" is');
+  out.push('  all processes; what it shows beyond gen + members is other work on the machine.');
+  if (e.etcd !== null) {
+    out.push('  etcd is driven through its v3 gRPC-gateway (POST /v3/kv/put, base64 JSON): HTTP+JSON like raftlet\'s API,');
+    out.push('  so both pay a comparable parsing cost and the ratio compares the replication paths fairly.');
+  }
+  if (e.loadAverageAtStart[0] > 0.5) out.push(`  NOTE: the machine was busy when this started (load ${e.loadAverageAtStart[0].toFixed(2)}): figures may be noisy.`);
+  if (s.profiled) out.push('  NOTE: raftlet nodes ran under --cpu-prof, which slows them a little.');
+  out.push('');
+
+  if (r.writes.length > 0) {
+    out.push(`Writes (timings: heartbeat ${s.writeTimings.heartbeatMs} ms, election timeout ${s.writeTimings.electionTimeoutMs} ms for both systems)`);
+    out.push(...table(
+      ['system', 'via', 'clients', 'writes/s', 'p50 ms', 'p99 ms', 'mean ms', 'errors', 'gen cpu', 'gen loop', 'members cpu', 'machine'],
+      r.writes.map((w) => [
+        w.system, w.via, String(w.clients), w.writesPerSecond.toFixed(0), fmtMs(w.p50Ms), fmtMs(w.p99Ms), fmtMs(w.meanMs),
+        String(w.errors), pct(w.cpu.generator), pct(w.cpu.generatorLoop), w.cpu.members.map(pct).join('/'),
+        `${pct(w.cpu.machine / w.cpu.cores)} of ${w.cpu.cores}`,
+      ]),
+      new Set([2, 3, 4, 5, 6, 7, 8, 9, 11]),
+    ));
+    const costed = r.writes.filter((w) => w.perWrite !== null);
+    if (costed.length > 0) {
+      out.push('');
+      out.push('  Cost per accepted write, all members together (from their /metrics): WAL fsyncs and their mean time;');
+      out.push('  raftlet also: peer HTTP requests carrying Raft messages and their mean round trip (etcd streams instead)');
+      out.push(...table(
+        ['system', 'via', 'clients', 'fsyncs/write', 'fsync ms', 'peer req/write', 'peer req ms'],
+        costed.map((w) => {
+          const c = w.perWrite as NonNullable<WriteRow['perWrite']>;
+          return [w.system, w.via, String(w.clients), c.fsyncs.toFixed(2), fmtMs(c.fsyncMeanMs),
+            c.peerRequests === null ? '-' : c.peerRequests.toFixed(2), fmtMs(c.peerRequestMeanMs)];
+        }),
+        new Set([2, 3, 4, 5, 6]),
+      ).map((l) => `  ${l}`));
+    }
+    const busiest = Math.max(...r.writes.map((w) => w.cpu.generatorLoop));
+    out.push(busiest > GENERATOR_BUSY
+      ? `  WARNING: the load generator's event loop was ${pct(busiest)} busy in one run: it may have capped that run.`
+      : `  The load generator's event loop was at most ${pct(busiest)} busy: it did not cap the figures.`);
+    for (const w of r.writes) if (w.firstError !== null) out.push(`  ${w.system} ${w.clients} clients: first error: ${w.firstError}`);
+    const ratios = Object.entries(r.ratios.writesPerSecond);
+    if (ratios.length > 0) {
+      out.push(`  raftlet/etcd writes/s: ${ratios.map(([n, v]) => `${n} client${n === '1' ? '' : 's'} ${v.toFixed(2)}x`).join(', ')}` +
+        (r.ratios.p50At1Client === null ? '' : `; p50 at 1 client ${r.ratios.p50At1Client.toFixed(2)}x`));
+    }
+    out.push('');
+  }
+
+  if (r.memory.length > 0) {
+    out.push('Memory after the write runs (MB = 10^6 bytes; VmRSS = anon + file; file is mostly the executable\'s code,');
+    out.push('shared by every process running the same binary)');
+    const mb = (b: number): string => (b / 1e6).toFixed(1);
+    out.push(...table(['system', 'member', 'VmRSS MB', 'anon MB', 'file MB', 'peak VmHWM MB'],
+      r.memory.map((m) => [m.system, m.member, mb(m.rssBytes), mb(m.anonBytes), mb(m.fileBytes), mb(m.peakBytes)]), new Set([2, 3, 4, 5])));
+    out.push('');
+  }
+
+  if (r.failover.length > 0) {
+    out.push(`Failover (heartbeat ${s.failoverTimings.heartbeatMs} ms, election timeout ${s.failoverTimings.electionTimeoutMs} ms; ms from the signal to the leader)`);
+    out.push('  known = a survivor names a new leader; write = first write accepted (a new attempt to each survivor every');
+    out.push('  10 ms); ready = the later of the two; exit = the old leader\'s process has exited');
+    out.push(...table(
+      ['system', 'signal', 'median known', 'median write', 'median ready', 'failed', 'runs (ready / exit)'],
+      r.failover.map((f) => [
+        f.system, f.signal, fmtMs(f.medianLeaderKnownMs), fmtMs(f.medianFirstWriteMs), fmtMs(f.medianReadyMs), String(f.failedRuns),
+        f.runs.map((run) => `${fmtMs(run.readyMs)}/${fmtMs(run.exitedMs)}`).join(' '),
+      ]),
+      new Set([2, 3, 4, 5]),
+    ));
+    out.push('');
+  }
+
+  if (r.profile !== null) {
+    const p = r.profile;
+    out.push(`CPU profile of the leader over the write runs (${p.file}, last ${(p.windowMs / 1000).toFixed(1)} s): ` +
+      `busy ${(p.busyMs / 1000).toFixed(1)} s of ${(p.totalMs / 1000).toFixed(1)} s; self time, share of busy time`);
+    out.push(...table(['self %', 'self ms', 'function'], p.functions.map((l) => [pct(l.share), l.selfMs.toFixed(0), l.name]), new Set([0, 1])));
+    out.push('');
+    out.push(...table(['self %', 'self ms', 'file'], p.files.map((l) => [pct(l.share), l.selfMs.toFixed(0), l.name]), new Set([0, 1])));
+    out.push('');
+  }
+
+  out.push('Targets (from the issue)');
+  out.push(...table(['target', 'goal', 'measured', 'result'],
+    r.targets.map((t) => [t.name, t.goal, t.value, t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED']), new Set()));
+  for (const err of r.errors) out.push(`ERROR: ${err}`);
+  return `${out.join('\n')}\n`;
+}
