@@ -72,7 +72,8 @@ node_bin=$(readlink -f "$repo/node_modules/node/bin/node" || true)
 [ -x "$node_bin" ] || fail "no Node binary at node_modules/node/bin/node: run npm ci first"
 node_version=$("$node_bin" --version)
 case "$node_version" in v24.*) ;; *) fail "node_modules/node is $node_version, expected v24";; esac
-npm_dir="$(npm root -g 2>/dev/null)/npm"
+# npm's own directory, from its executable (`npm root -g` depends on which node runs npm).
+npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
 [ -f "$npm_dir/bin/npm-cli.js" ] || fail "npm not found at $npm_dir"
 mkdir "$work/node-base"
 install -m 0755 "$node_bin" "$work/node-base/node"
