@@ -96,15 +96,17 @@ describe('a 3-node cluster of real processes', () => {
     const { index } = JSON.parse(put.stdout) as { index: number };
     assert.ok(Number.isSafeInteger(index) && index > 0, put.stdout);
 
-    const get = await raftlet(['get', 'cli-key', '--api', api(other)]);
+    // Three independent commands at once: each is a whole Node process start.
+    const [get, stale, cas] = await Promise.all([
+      raftlet(['get', 'cli-key', '--api', api(other)]),
+      // read-your-writes on the node that took the write (SPEC §4), so a stale read there sees it
+      raftlet(['get', 'cli-key', '--stale', '--api', api(follower)]),
+      raftlet(['put', 'cli-key', 'newer', '--if-match', String(index + 1000), '--api', api(other)]),
+    ]);
     assert.equal(get.code, 0, get.stderr);
     assert.equal(get.stdout, 'cli value', 'a pipe gets the exact bytes');
-
-    const stale = await raftlet(['get', 'cli-key', '--stale', '--api', api(leader.node)]);
     assert.equal(stale.code, 0, stale.stderr);
     assert.equal(stale.stdout, 'cli value');
-
-    const cas = await raftlet(['put', 'cli-key', 'newer', '--if-match', String(index + 1000), '--api', api(other)]);
     assert.equal(cas.code, 1);
     assert.match(cas.stderr, /precondition_failed/);
 

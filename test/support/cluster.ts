@@ -21,7 +21,7 @@ import path from 'node:path';
 import { after, afterEach } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Agent, request } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const RAFTLET_BIN = path.join(REPO_ROOT, 'bin', 'raftlet.js');
@@ -538,18 +538,18 @@ export class Cluster {
   // ---- HTTP ----
 
   /** One request to the node's client API; network errors reject. */
-  async request(node: number, method: string, pathAndQuery: string, options: RequestOptions = {}): Promise<HttpAnswer> {
+  async request(node: number, method: Dispatcher.HttpMethod, pathAndQuery: string, options: RequestOptions = {}): Promise<HttpAnswer> {
     return this.requestTo(this.spec(node).apiUrl, method, pathAndQuery, options);
   }
 
   /** One request to the node's peer port (SPEC §5); no token is added. */
-  async peerRequest(node: number, method: string, pathAndQuery: string, options: RequestOptions = {}): Promise<HttpAnswer> {
+  async peerRequest(node: number, method: Dispatcher.HttpMethod, pathAndQuery: string, options: RequestOptions = {}): Promise<HttpAnswer> {
     return this.requestTo(this.spec(node).peerUrl, method, pathAndQuery, options);
   }
 
-  private async requestTo(origin: string, method: string, pathAndQuery: string, options: RequestOptions): Promise<HttpAnswer> {
+  private async requestTo(origin: string, method: Dispatcher.HttpMethod, pathAndQuery: string, options: RequestOptions): Promise<HttpAnswer> {
     const response = await request(`${origin}${pathAndQuery}`, {
-      method: method as 'GET',
+      method,
       headers: { ...options.headers },
       body: options.body,
       dispatcher: this.agent,
