@@ -186,7 +186,7 @@ describe('the chart wires its objects together', () => {
       assert.equal(envValue(raftlet, 'RAFTLET_ADVERTISE_URL'), `http://$(POD_NAME).${headlessName}.$(POD_NAMESPACE).svc.cluster.local:${String(peerPort?.containerPort)}`);
       assert.equal(envValue(raftlet, 'RAFTLET_PEER_LISTEN'), `0.0.0.0:${String(peerPort?.containerPort)}`);
       assert.match(envValue(raftlet, 'RAFTLET_API_LISTEN') ?? '', /^127\.0\.0\.1:\d+$/);
-      assert.equal(envValue(raftlet, 'RAFTLET_BOOTSTRAP_EXPECT'), String(spec.replicas));
+      assert.equal(envValue(raftlet, 'RAFTLET_BOOTSTRAP_EXPECT'), String(Math.min(Number(spec.replicas), 3)));
       // $(VAR) expands only variables defined earlier in the list.
       const names = arr(raftlet.env).map((e) => String(e.name));
       assert.ok(names.indexOf('POD_NAME') < names.indexOf('RAFTLET_ADVERTISE_URL'));
@@ -196,12 +196,15 @@ describe('the chart wires its objects together', () => {
     }
   });
 
-  it('replicas and bootstrap expectation follow values', async () => {
+  it('replicas follow values; the bootstrap expectation is min(replicas, 3) unless pinned', async () => {
     const sts = find(await renderChart({ set: { replicas: 5 } }), 'StatefulSet');
     assert.equal(obj(sts.spec).replicas, 5);
-    assert.equal(envValue(container(sts, 'raftlet'), 'RAFTLET_BOOTSTRAP_EXPECT'), '5');
-    const pinned = find(await renderChart({ set: { replicas: 5, bootstrapExpect: 3 } }), 'StatefulSet');
-    assert.equal(envValue(container(pinned, 'raftlet'), 'RAFTLET_BOOTSTRAP_EXPECT'), '3');
+    // Scaling 3 -> 5 must not change the pod template (that would restart every member).
+    assert.equal(envValue(container(sts, 'raftlet'), 'RAFTLET_BOOTSTRAP_EXPECT'), '3');
+    const single = find(await renderChart({ set: { replicas: 1 } }), 'StatefulSet');
+    assert.equal(envValue(container(single, 'raftlet'), 'RAFTLET_BOOTSTRAP_EXPECT'), '1');
+    const pinned = find(await renderChart({ set: { replicas: 5, bootstrapExpect: 5 } }), 'StatefulSet');
+    assert.equal(envValue(container(pinned, 'raftlet'), 'RAFTLET_BOOTSTRAP_EXPECT'), '5');
   });
 
   it('the leader Service selects the pod labelled leader and reaches the app port', async () => {

@@ -94,11 +94,14 @@ the pod template's checksum annotation see the same token.
 {{- end -}}
 {{- end -}}
 
-{{/* bootstrapExpect may be null, which helm may also drop from the values: both mean replicas. */}}
+{{/* bootstrapExpect may be null, which helm may also drop from the values: both mean
+min(replicas, 3). Only the lowest ordinals bootstrap and later pods join as learners, so 3 is
+enough for any size, and a value that does not follow replicas lets `kubectl scale` 3 -> 5 -> 3
+add and remove members without restarting the existing ones. */}}
 {{- define "raftlet.bootstrapExpect" -}}
 {{- $expect := get .Values "bootstrapExpect" -}}
 {{- if or (kindIs "invalid" $expect) (eq (toString $expect) "") -}}
-{{- .Values.replicas | int -}}
+{{- min (.Values.replicas | int) 3 -}}
 {{- else -}}
 {{- $expect | int -}}
 {{- end -}}
