@@ -43,9 +43,13 @@ export interface KvOp {
  * bootstrap configuration. An If-Match below it is a condition that certainly fails. */
 export const FIRST_WRITE_INDEX = 2;
 
-/** The register: the id of the write that is current, or ABSENT. */
+/** The register: the id of the write that is current, ABSENT, or OPAQUE. */
 export type RegisterState = number;
 export const ABSENT: RegisterState = -1;
+/** Present, written by a write whose answer was lost and whose value no read saw: its value and
+ * index are unknown, so no read and no If-Match can tell such writes apart. One state for all of
+ * them lets the search treat them as one. */
+export const OPAQUE: RegisterState = -2;
 
 /** What the model needs to know about the writes of one key. */
 export interface WriteFacts {
@@ -55,6 +59,8 @@ export interface WriteFacts {
   /** The modIndex a write gives the key: from its answer, else from a read that saw its value,
    * else a negative number no client can have sent as If-Match. */
   readonly indexOf: (writer: number) => number;
+  /** Whether some read saw this value. */
+  readonly seen: (value: string) => boolean;
 }
 
 /**
@@ -84,10 +90,12 @@ export function writeFacts(ops: readonly KvOp[]): WriteFacts {
   }
   const problem = unseenIfMatch(ops);
   if (problem !== null) throw new Error(problem);
+  const seenValues = new Set(reads.map((read) => (read.output as Extract<KvOutput, { kind: 'found' }>).value));
   return {
     writerOf,
     valueOf: (writer) => values.get(writer) ?? '',
-    indexOf: (writer) => indexes.get(writer) ?? -(writer + 2),
+    indexOf: (writer) => indexes.get(writer) ?? -(writer + 3),
+    seen: (value) => seenValues.has(value),
   };
 }
 
@@ -110,21 +118,37 @@ export function unseenIfMatch(ops: readonly KvOp[]): string | null {
 
 /** The sequential specification of one key, for the checker. */
 export function registerModel(facts: WriteFacts): Model<RegisterState, { readonly id: number; readonly input: KvInput }, KvOutput> {
-  const matches = (state: RegisterState, ifMatch: number): boolean => state !== ABSENT && facts.indexOf(state) === ifMatch;
+  const known = (state: RegisterState): boolean => state !== ABSENT && state !== OPAQUE;
+  const matches = (state: RegisterState, ifMatch: number): boolean => known(state) && facts.indexOf(state) === ifMatch;
   return {
     init: ABSENT,
     key: (state) => state,
+    unknownClass: ({ input }) => {
+      switch (input.kind) {
+        case 'get':
+          return null;
+        case 'put':
+          if (facts.seen(input.value)) return null; // its own state
+          return input.ifMatch !== undefined ? `put If-Match ${input.ifMatch}` : input.ifNoneMatch === true ? 'put If-None-Match' : 'put';
+        case 'del':
+          return input.ifMatch !== undefined ? `del If-Match ${input.ifMatch}` : 'del';
+        default: {
+          const never: never = input;
+          throw new Error(`unknown input ${JSON.stringify(never)}`);
+        }
+      }
+    },
     step(state, { id, input }, output) {
       switch (input.kind) {
         case 'get': {
           if (output === null) return state; // a read with no answer constrains nothing
           if (output.kind === 'absent') return state === ABSENT ? state : undefined;
           if (output.kind !== 'found') return undefined;
-          return state !== ABSENT && facts.valueOf(state) === output.value && facts.indexOf(state) === output.modIndex ? state : undefined;
+          return known(state) && facts.valueOf(state) === output.value && facts.indexOf(state) === output.modIndex ? state : undefined;
         }
         case 'put': {
           const holds = input.ifMatch !== undefined ? matches(state, input.ifMatch) : input.ifNoneMatch === true ? state === ABSENT : true;
-          if (output === null) return holds ? id : state;
+          if (output === null) return holds ? (facts.seen(input.value) ? id : OPAQUE) : state;
           if (output.kind === 'written') return holds ? id : undefined;
           if (output.kind === 'precondition_failed') return holds ? undefined : state;
           return undefined;

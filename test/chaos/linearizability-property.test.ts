@@ -165,3 +165,137 @@ describe('checker properties', () => {
     );
   });
 });
+
+// ---- against a brute-force checker on tiny random histories ----------------------------------------
+
+/** Every subset of the unknown-outcome writes, every order of those and the completed operations
+ * that respects real time, run through a register written out plainly. */
+function bruteForceLinearizable(ops: readonly KvOp[]): boolean {
+  const completed = ops.filter((op) => op.outcome === 'ok');
+  const unknownWrites = ops.filter((op) => op.outcome === 'unknown' && op.input.kind !== 'get');
+  // The index a write gives the key: its answer's; for a lost answer, what a read of its value
+  // showed; else one nobody has seen.
+  const indexOf = new Map<number, number>();
+  for (const op of ops) if (op.output?.kind === 'written') indexOf.set(op.id, op.output.index);
+  for (const op of [...ops].sort((a, b) => a.call - b.call)) {
+    if (op.output?.kind !== 'found') continue;
+    const value = op.output.value;
+    const writer = ops.find((w) => w.input.kind === 'put' && w.input.value === value);
+    if (writer !== undefined && !indexOf.has(writer.id)) indexOf.set(writer.id, op.output.modIndex);
+  }
+  const legal = (order: readonly KvOp[]): boolean => {
+    let current: { value: string; index: number } | null = null;
+    for (const op of order) {
+      const input = op.input;
+      const out = op.outcome === 'ok' ? op.output : null;
+      if (input.kind === 'get') {
+        if (out?.kind === 'absent' && current !== null) return false;
+        if (out?.kind === 'found' && (current === null || current.value !== out.value || current.index !== out.modIndex)) return false;
+        continue;
+      }
+      const holds = input.ifMatch !== undefined ? current !== null && current.index === input.ifMatch
+        : input.kind === 'put' && input.ifNoneMatch === true ? current === null : true;
+      if (out?.kind === 'precondition_failed') {
+        if (holds) return false;
+        continue;
+      }
+      if (!holds) {
+        if (out !== null) return false;
+        continue;
+      }
+      if (out?.kind === 'deleted' && out.deleted !== (current !== null)) return false;
+      current = input.kind === 'put' ? { value: input.value, index: indexOf.get(op.id) ?? -1000 - op.id } : null;
+    }
+    return true;
+  };
+  const before = (a: KvOp, b: KvOp): boolean => a.outcome === 'ok' && a.ret < b.call;
+  const search = (placed: KvOp[], rest: KvOp[]): boolean => {
+    if (rest.length === 0) return legal(placed);
+    for (const op of rest) {
+      if (rest.some((other) => other !== op && before(other, op))) continue;
+      if (search([...placed, op], rest.filter((o) => o !== op))) return true;
+    }
+    return false;
+  };
+  for (let mask = 0; mask < 1 << unknownWrites.length; mask++) {
+    const chosen = unknownWrites.filter((_, i) => (mask & (1 << i)) !== 0);
+    if (search([], [...completed, ...chosen])) return true;
+  }
+  return false;
+}
+
+const tinyOp = fc.record({
+  kind: fc.constantFrom('get', 'put', 'cas', 'create', 'del', 'casDel'),
+  value: fc.constantFrom('a', 'b', 'c'),
+  index: fc.integer({ min: 2, max: 5 }),
+  found: fc.boolean(),
+  deleted: fc.boolean(),
+  failedCondition: fc.boolean(),
+  call: fc.integer({ min: 0, max: 40 }),
+  length: fc.integer({ min: 0, max: 25 }),
+  outcome: fc.constantFrom<Outcome>('ok', 'ok', 'ok', 'unknown', 'failed'),
+});
+
+type TinySpec = typeof tinyOp extends fc.Arbitrary<infer T> ? T : never;
+
+function tinyHistory(specs: readonly TinySpec[]): KvOp[] {
+  // Each put writes its own value (values are unique in real histories); reads pick from them.
+  const written: string[] = [];
+  return specs.map((spec, id) => {
+    let input: KvInput;
+    let output: KvOutput;
+    const value = `${spec.value}${id}`;
+    switch (spec.kind) {
+      case 'get':
+        input = { kind: 'get' };
+        output = spec.found && written.length > 0 ? { kind: 'found', value: written[spec.index % written.length], modIndex: spec.index } : { kind: 'absent' };
+        break;
+      case 'put':
+      case 'cas':
+      case 'create':
+        written.push(value);
+        input = spec.kind === 'put' ? { kind: 'put', value } : spec.kind === 'cas' ? { kind: 'put', value, ifMatch: spec.index } : { kind: 'put', value, ifNoneMatch: true };
+        output = spec.kind !== 'put' && spec.failedCondition ? { kind: 'precondition_failed' } : { kind: 'written', index: spec.index };
+        break;
+      default:
+        input = spec.kind === 'del' ? { kind: 'del' } : { kind: 'del', ifMatch: spec.index };
+        output = spec.kind === 'casDel' && spec.failedCondition ? { kind: 'precondition_failed' } : { kind: 'deleted', deleted: spec.deleted, index: spec.index };
+    }
+    const op: KvOp = {
+      id,
+      key: 'k',
+      client: `c${id}`,
+      node: 'n1',
+      input,
+      call: spec.call,
+      ret: spec.outcome === 'ok' ? spec.call + spec.length : Infinity,
+      outcome: spec.outcome,
+      output: spec.outcome === 'ok' ? output : null,
+    };
+    return op;
+  });
+}
+
+describe('checker against brute force', () => {
+  it('agrees on every tiny random history, linearizable or not', () => {
+    let illegal = 0;
+    let legal = 0;
+    fc.assert(
+      fc.property(fc.array(tinyOp, { minLength: 1, maxLength: 6 }), (specs) => {
+        const ops = tinyHistory(specs);
+        fc.pre(unseenIfMatch(ops) === null);
+        // Indexes are unique per write in raftlet; histories breaking that are not meaningful.
+        const answered = ops.flatMap((op) => (op.output?.kind === 'written' || op.output?.kind === 'deleted' ? [op.output.index] : []));
+        fc.pre(new Set(answered).size === answered.length);
+        const expected = bruteForceLinearizable(ops);
+        const verdict = checkKey(ops).verdict;
+        if (expected) legal++;
+        else illegal++;
+        assert.equal(verdict, expected ? 'ok' : 'illegal', JSON.stringify(ops));
+      }),
+      { numRuns: 3000 },
+    );
+    // Both answers must have been exercised, or the comparison proves little.
+    assert.ok(legal > 300 && illegal > 300, `legal ${legal}, illegal ${illegal}`);
+  });
+});

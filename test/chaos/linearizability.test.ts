@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HistoryBuilder } from './history-builder.ts';
 import { checkHistory, checkKey, type KeyVerdict } from './kv-model.ts';
-import { checkLinearizable, type Model } from './linearizability.ts';
+import { checkLinearizable, type Model, type Operation } from './linearizability.ts';
 
 function verdictOf(build: (h: HistoryBuilder) => void): KeyVerdict {
   const h = new HistoryBuilder();
@@ -228,30 +228,47 @@ describe('non-linearizable histories', () => {
 });
 
 describe('the search budget', () => {
-  // Many unknown writes pending forever and a read nothing explains: the search must try every
-  // subset of them before it can say 'illegal'.
-  function explosive(unknownWrites: number): HistoryBuilder {
-    const h = new HistoryBuilder();
-    for (let i = 0; i < unknownWrites; i++) h.put(`u${i}`, i, i + 1, 'unknown', `c${i}`);
-    for (let i = 0; i < unknownWrites; i++) h.del(100 + i * 10, 105 + i * 10, { deleted: i % 2 === 0, index: 1000 + i }, undefined, 'd');
-    h.get(1000, 1010, ['never', 5]);
-    return h;
+  // A counter with increments whose answers were lost, and a read that nothing explains: without
+  // classes (the counter declares none) the search must try every subset of the increments.
+  const counter: Model<number, 'inc' | 'read', number> = {
+    init: 0,
+    key: (s) => s,
+    step: (s, input, output) => (input === 'inc' ? s + 1 : output === s ? s : undefined),
+  };
+  function explosive(increments: number): Operation<'inc' | 'read', number>[] {
+    const ops: Operation<'inc' | 'read', number>[] = [];
+    for (let i = 0; i < increments; i++) ops.push({ id: i, call: i, ret: Infinity, input: 'inc', output: null });
+    for (let i = 0; i < increments; i++) ops.push({ id: 1000 + i, call: 1000 + i * 10, ret: 1005 + i * 10, input: 'read', output: -1 - (i % 2) });
+    return ops;
   }
 
-  it('reports undecided, never ok, when the budget runs out', () => {
-    const v = checkKey(explosive(14).ops, { maxSteps: 2_000 });
-    assert.equal(v.verdict, 'undecided');
-    if (v.verdict === 'undecided') assert.match(v.reason, /step budget of 2000 exhausted/);
+  it('reports undecided, never ok, when the step budget runs out', () => {
+    const result = checkLinearizable(counter, explosive(16), { maxSteps: 2_000 });
+    assert.equal(result.verdict, 'undecided');
+    if (result.verdict === 'undecided') assert.match(result.reason, /step budget of 2000 exhausted/);
   });
 
   it('reports undecided when the memo budget runs out', () => {
-    const v = checkKey(explosive(14).ops, { maxMemo: 500 });
-    assert.equal(v.verdict, 'undecided');
-    if (v.verdict === 'undecided') assert.match(v.reason, /memo budget of 500/);
+    const result = checkLinearizable(counter, explosive(16), { maxMemo: 500 });
+    assert.equal(result.verdict, 'undecided');
+    if (result.verdict === 'undecided') assert.match(result.reason, /memo budget of 500/);
   });
 
   it('decides the same history with enough budget', () => {
-    assert.equal(checkKey(explosive(8).ops).verdict, 'illegal');
+    assert.equal(checkLinearizable(counter, explosive(8)).verdict, 'illegal');
+  });
+
+  it('keeps many lost-answer writes and deletes of the KV model cheap (one class each)', () => {
+    const h = new HistoryBuilder();
+    for (let i = 0; i < 100; i++) {
+      h.put(`u${i}`, i * 2, i * 2 + 1, 'unknown', `c${i}`);
+      h.del(i * 2 + 1, i * 2 + 2, 'unknown', undefined, `d${i}`);
+    }
+    h.put('a', 300, 310, 500);
+    h.get(320, 330, ['never', 5]);
+    const verdict = checkKey(h.ops, { maxSteps: 100_000 });
+    assert.equal(verdict.verdict, 'illegal');
+    assert.ok(verdict.steps < 10_000, `took ${verdict.steps} steps`);
   });
 });
 

@@ -6,17 +6,24 @@
 //
 // Operations with an unknown outcome (a timeout, a 5xx, a connection lost after sending) complete
 // at +infinity: they may be linearized anywhere after their invocation, including after everything
-// else, which is the same as not having taken effect. They are tried lazily, after the operations
-// that did complete, so they are placed just before the first operation that needs their effect.
+// else, which is the same as not having taken effect. Three rules keep them cheap, each exact:
+// - they are tried lazily, only once no completed operation can go next, so each lands just
+//   before the first operation that needs its effect;
+// - one that would leave the state as it is is not placed: leaving it for later (or the end)
+//   keeps every option open;
+// - the model may put them in classes of operations with the same effect on every state (say,
+//   every DELETE whose answer was lost); of a class only the earliest unplaced member is tried, as
+//   any two members already invoked are interchangeable from then on. So the search tracks how many
+//   of a class are placed, not which.
 //
-// Search size. Let n be the number of completed operations, w the most of them pending at once,
-// and u the number of unknown-outcome operations. A configuration is (linearized set, state); the
-// linearized set of completed operations is a prefix of the invocation order plus at most w others
-// invoked before the earliest pending return, so there are at most n * 2^w of those, times 2^u for
-// the unknown ones, times the states the model can be in (for a register: which write is current,
-// one of at most w + u + 1). Memoisation visits each configuration once, so the work is
-// O(n * 2^(w+u) * (w+u+1)) steps: linear in the length of a history, exponential in its
-// concurrency. The step and memo budgets bound it; past them the verdict is 'undecided', never 'ok'.
+// Search size. Let n be the number of completed operations and w the most of them pending at once.
+// The linearized completed operations are a prefix of the invocation order plus at most w others
+// invoked before the earliest pending return: at most n * 2^w sets. Unknown-outcome operations add
+// a factor 2^s for s of them in classes of their own, and (c_k + 1) for each class k of c_k
+// members. Times the model's states (a register: which write is current, at most w + s + 2).
+// Memoisation visits each configuration once, so the work is O(n * 2^(w+s) * prod(c_k + 1) *
+// (w + s + 2)) steps: linear in a history's length, exponential in its concurrency. The step and
+// memo budgets bound it; past them the verdict is 'undecided', never 'ok'.
 
 /** One operation of a history. */
 export interface Operation<I, O> {
@@ -39,6 +46,9 @@ export interface Model<S, I, O> {
   step(state: S, input: I, output: O | null): S | undefined;
   /** A canonical key of a state, for memoisation: equal keys must mean equal states. */
   key(state: S): string | number;
+  /** For unknown-outcome operations: a name shared by inputs whose effect is the same on every
+   * state, or null for one of its own. Optional; without it every one is its own class. */
+  unknownClass?(input: I): string | null;
 }
 
 export interface CheckOptions {
@@ -84,15 +94,21 @@ interface Event {
   match: Event | null;
 }
 
+/** Unknown-outcome operations with the same effect, earliest invocation first. */
+interface Unit<I, O> {
+  readonly members: readonly Operation<I, O>[];
+}
+
 /** Where the search is at one configuration: scanning completed candidates (the event list), or
- * the unknown-outcome candidates invoked before `limit`. */
+ * the unknown-outcome units with a member invoked by `limit`. */
 type Cursor =
   | { readonly phase: 'completed'; readonly event: Event }
-  | { readonly phase: 'unknown'; readonly index: number; readonly limit: number };
+  | { readonly phase: 'unknown'; readonly unit: number; readonly limit: number };
 
 interface Frame<S> {
   readonly cursor: Cursor;
   readonly state: S;
+  readonly id: number;
 }
 
 /**
@@ -113,10 +129,10 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
 
   const byCall = (a: Operation<I, O>, b: Operation<I, O>): number => a.call - b.call || a.id - b.id;
   const completed = history.filter((op) => op.output !== null).sort(byCall);
-  const unknown = history.filter((op) => op.output === null).sort(byCall);
 
-  // The event list: every completed call and return by time; at equal times calls first, so
-  // operations that touch are treated as concurrent (the permissive reading, never a false alarm).
+  // ---- completed operations: Porcupine's event list ----
+  // Every call and return by time; at equal times calls first, so operations that touch are
+  // treated as concurrent (the permissive reading, never a false alarm).
   const events: Event[] = [];
   completed.forEach((op, index) => {
     const call: Event = { op: index, isCall: true, time: op.call, prev: null, next: null, match: null };
@@ -132,7 +148,6 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
     event.prev = last;
     last = event;
   }
-
   const lift = (call: Event): void => {
     const ret = call.match as Event;
     (call.prev as Event).next = call.next;
@@ -148,14 +163,34 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
     if (call.next) call.next.prev = call;
   };
 
-  // The linearized set, kept so that its canonical text costs O(window), not O(history):
-  // every completed operation below `prefix` (in invocation order) is linearized.
+  // ---- unknown-outcome operations, in units of interchangeable ones ----
+  const classes = new Map<string, Operation<I, O>[]>();
+  const units: Unit<I, O>[] = [];
+  for (const op of history.filter((o) => o.output === null).sort(byCall)) {
+    const name = model.unknownClass?.(op.input) ?? null;
+    if (name === null) {
+      units.push({ members: [op] });
+      continue;
+    }
+    const members = classes.get(name);
+    if (members === undefined) {
+      const fresh = [op];
+      classes.set(name, fresh);
+      units.push({ members: fresh });
+    } else {
+      members.push(op);
+    }
+  }
+  const unknownCount = history.length - completed.length;
+
+  // ---- the linearized set, with a canonical text that costs O(window), not O(history) ----
+  // Every completed operation below `prefix` (in invocation order) is linearized; of unit u, the
+  // first used[u] members are.
   const doneCompleted = new Uint8Array(completed.length);
   let prefix = 0;
   let completedCount = 0;
-  const doneUnknown = new Uint8Array(unknown.length);
-  const unknownDone: number[] = []; // sorted indices into `unknown`
-
+  const used = new Uint32Array(units.length);
+  const usedUnits: number[] = []; // sorted
   const signature = (): string => {
     let text = prefix.toString(36);
     let above = completedCount - prefix;
@@ -165,7 +200,10 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
         above--;
       }
     }
-    if (unknownDone.length > 0) text += `;${unknownDone.join(',')}`;
+    if (usedUnits.length > 0) {
+      text += ';';
+      for (const u of usedUnits) text += `${u.toString(36)}:${used[u].toString(36)},`;
+    }
     return text;
   };
   const markCompleted = (index: number): void => {
@@ -178,15 +216,23 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
     completedCount--;
     if (index < prefix) prefix = index;
   };
-  const markUnknown = (index: number): void => {
-    doneUnknown[index] = 1;
-    let at = unknownDone.length;
-    while (at > 0 && unknownDone[at - 1] > index) at--;
-    unknownDone.splice(at, 0, index);
+  const markUnit = (u: number): void => {
+    if (used[u]++ === 0) {
+      let at = usedUnits.length;
+      while (at > 0 && usedUnits[at - 1] > u) at--;
+      usedUnits.splice(at, 0, u);
+    }
   };
-  const unmarkUnknown = (index: number): void => {
-    doneUnknown[index] = 0;
-    unknownDone.splice(unknownDone.indexOf(index), 1);
+  const unmarkUnit = (u: number): void => {
+    if (--used[u] === 0) usedUnits.splice(usedUnits.indexOf(u), 1);
+  };
+  /** The next unit at or after `from` whose next member was invoked by `limit`, or -1. */
+  const nextUnit = (from: number, limit: number): number => {
+    for (let u = from; u < units.length; u++) {
+      const member = units[u].members[used[u]];
+      if (member !== undefined && member.call <= limit) return u;
+    }
+    return -1;
   };
 
   const memo = new Set<string>();
@@ -194,56 +240,46 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
   let state = model.init;
   let steps = 0;
   let best: { depth: number; stuck: number; state: S; tail: number[] } | null = null;
+  const firstCandidate = (): Cursor | null => (head.next === null ? null : { phase: 'completed', event: head.next });
 
-  const tailOfStack = (): number[] =>
-    stack.slice(-TAIL_LENGTH).map((frame) =>
-      frame.cursor.phase === 'completed' ? completed[frame.cursor.event.op].id : unknown[frame.cursor.index].id);
-
-  /** Tries one candidate; true if it was linearized (pushed) and the search moves on from it. */
-  const attempt = (cursor: Cursor, op: Operation<I, O>, mark: () => void): boolean => {
+  /** Linearizes op if the model allows it and the configuration is new; true if it did. */
+  const attempt = (cursor: Cursor, op: Operation<I, O>, mark: () => void, unmark: () => void): boolean => {
     steps++;
     const next = model.step(state, op.input, op.output);
     if (next === undefined) return false;
+    const nextKey = model.key(next);
+    // An unknown-outcome operation that changes nothing is better left for later.
+    if (op.output === null && nextKey === model.key(state)) return false;
     mark();
-    const key = `${signature()}|${model.key(next)}`;
+    const key = `${signature()}|${nextKey}`;
     if (memo.has(key)) {
-      undoMark(cursor);
+      unmark();
       return false;
     }
     memo.add(key);
-    stack.push({ cursor, state });
+    stack.push({ cursor, state, id: op.id });
     state = next;
     return true;
   };
-  const undoMark = (cursor: Cursor): void => {
-    if (cursor.phase === 'completed') unmarkCompleted(cursor.event.op);
-    else unmarkUnknown(cursor.index);
-  };
 
-  /** The next unknown-outcome candidate at or after `from` invoked no later than `limit`. */
-  const nextUnknown = (from: number, limit: number): number => {
-    for (let i = from; i < unknown.length && unknown[i].call <= limit; i++) if (doneUnknown[i] === 0) return i;
-    return -1;
-  };
-
-  let cursor: Cursor | null = head.next === null ? null : { phase: 'completed', event: head.next };
+  let cursor: Cursor | null = firstCandidate();
   for (;;) {
     if (steps > maxSteps) {
-      return { verdict: 'undecided', steps, reason: `step budget of ${maxSteps} exhausted (${completed.length} completed and ${unknown.length} unknown-outcome operations)` };
+      return { verdict: 'undecided', steps, reason: `step budget of ${maxSteps} exhausted (${completed.length} completed and ${unknownCount} unknown-outcome operations)` };
     }
     if (memo.size > maxMemo) {
-      return { verdict: 'undecided', steps, reason: `memo budget of ${maxMemo} configurations exhausted (${completed.length} completed and ${unknown.length} unknown-outcome operations)` };
+      return { verdict: 'undecided', steps, reason: `memo budget of ${maxMemo} configurations exhausted (${completed.length} completed and ${unknownCount} unknown-outcome operations)` };
     }
     if (cursor === null) {
       // Every completed operation is placed; the unknown ones not yet placed go after them all.
-      return { verdict: 'ok', steps, order: stack.map((frame) => (frame.cursor.phase === 'completed' ? completed[frame.cursor.event.op].id : unknown[frame.cursor.index].id)) };
+      return { verdict: 'ok', steps, order: stack.map((frame) => frame.id) };
     }
     if (cursor.phase === 'completed') {
       const event: Event = cursor.event;
       if (event.isCall) {
-        if (attempt(cursor, completed[event.op], () => markCompleted(event.op))) {
+        if (attempt(cursor, completed[event.op], () => markCompleted(event.op), () => unmarkCompleted(event.op))) {
           lift(event);
-          cursor = head.next === null ? null : { phase: 'completed', event: head.next };
+          cursor = firstCandidate();
         } else {
           // A call is always followed by its own return, so there is a next event.
           cursor = { phase: 'completed', event: event.next as Event };
@@ -254,23 +290,23 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
       // left. Remember the deepest such point for the report, then try the unknown-outcome
       // operations invoked before it, then backtrack.
       if (best === null || completedCount > best.depth) {
-        best = { depth: completedCount, stuck: completed[event.op].id, state, tail: tailOfStack() };
+        best = { depth: completedCount, stuck: completed[event.op].id, state, tail: stack.slice(-TAIL_LENGTH).map((f) => f.id) };
       }
-      const index = nextUnknown(0, event.time);
-      if (index !== -1) {
-        cursor = { phase: 'unknown', index, limit: event.time };
+      const u = nextUnit(0, event.time);
+      if (u !== -1) {
+        cursor = { phase: 'unknown', unit: u, limit: event.time };
         continue;
       }
     } else {
-      const index: number = cursor.index;
+      const u: number = cursor.unit;
       const limit: number = cursor.limit;
-      if (attempt(cursor, unknown[index], () => markUnknown(index))) {
-        cursor = head.next === null ? null : { phase: 'completed', event: head.next };
+      if (attempt(cursor, units[u].members[used[u]], () => markUnit(u), () => unmarkUnit(u))) {
+        cursor = firstCandidate();
         continue;
       }
-      const following = nextUnknown(index + 1, limit);
+      const following = nextUnit(u + 1, limit);
       if (following !== -1) {
-        cursor = { phase: 'unknown', index: following, limit };
+        cursor = { phase: 'unknown', unit: following, limit };
         continue;
       }
     }
@@ -289,9 +325,9 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
         unmarkCompleted(from.event.op);
         cursor = { phase: 'completed', event: from.event.next as Event };
       } else {
-        unmarkUnknown(from.index);
-        const following = nextUnknown(from.index + 1, from.limit);
-        if (following !== -1) cursor = { phase: 'unknown', index: following, limit: from.limit };
+        unmarkUnit(from.unit);
+        const following = nextUnit(from.unit + 1, from.limit);
+        if (following !== -1) cursor = { phase: 'unknown', unit: following, limit: from.limit };
       }
     }
   }
