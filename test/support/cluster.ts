@@ -18,7 +18,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, afterEach } from 'node:test';
+import { after, afterEach, beforeEach } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, request, type Dispatcher } from 'undici';
@@ -739,13 +739,27 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
  */
 export function clusterHooks(): { start(options: ClusterOptions): Promise<Cluster> } {
   const all: Cluster[] = [];
-  let sinceLastTest: Cluster[] = [];
+  /** Clusters started outside any test (in before()): shared by the suite's tests. */
+  const shared = new Set<Cluster>();
+  let inTest = 0;
+  // Hooks run for subtests too; only the suite's own tests (the shallowest) report.
+  const depth = (t: { fullName: string }): number => t.fullName.split(' > ').length;
+  let testDepth = Number.POSITIVE_INFINITY;
+  const firstOf = new Map<string, number>();
+  beforeEach((t) => {
+    testDepth = Math.min(testDepth, depth(t));
+    if (depth(t) !== testDepth) return;
+    inTest++;
+    firstOf.set(t.fullName, all.length);
+  });
   afterEach((t) => {
-    const mine = sinceLastTest;
-    sinceLastTest = [];
+    if (depth(t) !== testDepth) return;
+    inTest--;
+    const mine = all.slice(firstOf.get(t.fullName) ?? all.length);
+    firstOf.delete(t.fullName);
     // Only a test's context says whether it passed; a suite's has no verdict.
     if ((t as { passed?: boolean }).passed !== false) return;
-    for (const c of mine) process.stderr.write(`\n[${t.name}] logs of ${c.name} in ${c.dir}:\n${c.dumpLogs(40)}\n`);
+    for (const c of [...shared, ...mine]) process.stderr.write(`\n[${t.name}] logs of ${c.name} in ${c.dir}:\n${c.dumpLogs(40)}\n`);
   });
   after(async () => {
     await Promise.all(all.map((c) => c.stopAll()));
@@ -754,7 +768,7 @@ export function clusterHooks(): { start(options: ClusterOptions): Promise<Cluste
     async start(options: ClusterOptions): Promise<Cluster> {
       const c = await startCluster(options);
       all.push(c);
-      sinceLastTest.push(c);
+      if (inTest === 0) shared.add(c);
       return c;
     },
   };
