@@ -4,7 +4,7 @@
 // before it creates its data directory.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -229,6 +229,38 @@ describe('raftlet run with bad settings', () => {
     const result = await withBusyPort(ports[2], () => runRaftlet(['run'], { env: goodEnv(dataDir) }));
     assert.equal(result.code, 2, result.stderr);
     assert.equal(existsSync(dataDir), false, `SPEC §2: exit 2 before anything is started, yet ${dataDir} exists`);
+  });
+});
+
+describe('raftlet run with an unusable data directory', () => {
+  test('exit 3 with a message naming the directory', async () => {
+    const scratch = await mkdtemp(path.join(tmpdir(), 'raftlet-bb-datadir-'));
+    const ports = await reservePorts(3);
+    try {
+      // A path below a regular file can never become a directory (root ignores permissions).
+      const file = path.join(scratch, 'a-file');
+      writeFileSync(file, 'not a directory');
+      const dataDir = path.join(file, 'data');
+      const [peer, api, metrics] = ports;
+      const result = await runRaftlet(['run'], {
+        env: {
+          ...baseEnv(),
+          RAFTLET_NODE_ID: 'node-1',
+          RAFTLET_PEERS: `node-1=http://127.0.0.1:${peer}`,
+          RAFTLET_PEER_LISTEN: `127.0.0.1:${peer}`,
+          RAFTLET_API_LISTEN: `127.0.0.1:${api}`,
+          RAFTLET_METRICS_LISTEN: `127.0.0.1:${metrics}`,
+          RAFTLET_DATA_DIR: dataDir,
+          RAFTLET_CLUSTER_TOKEN: randomBytes(16).toString('hex'),
+          RAFTLET_KUBERNETES: '0',
+        },
+      });
+      assert.equal(result.code, 3, result.stderr);
+      assert.ok(result.stderr.includes(dataDir), `names the directory: ${result.stderr}`);
+    } finally {
+      releasePorts(ports);
+      await rm(scratch, { recursive: true, force: true });
+    }
   });
 });
 
