@@ -40,6 +40,10 @@ export interface NodeHooks {
   onSnapshot?(seconds: number, kind: 'create' | 'install'): void;
 }
 
+function isNoLeader(err: unknown): boolean {
+  return err instanceof ClientError && err.code === 'no_leader';
+}
+
 interface Proposal {
   readonly term: number;
   readonly resolve: (r: KvResult) => void;
@@ -395,20 +399,19 @@ export class RaftNode implements ClientOps, PeerHandlers {
     const data = encodeKvCommand(cmd);
     for (;;) {
       if (this.stopped) throw new ClientError('unavailable', 'the node is shutting down');
-      if (this.raft.currentRole === 'leader') {
-        try {
-          return await this.proposeHere(data, deadlineMs);
-        } catch (err) {
-          // Refused before proposing (a transfer, a lost election): look for the new leader.
-          if (!(err instanceof ClientError && err.code === 'no_leader' && err.message.startsWith('not proposed'))) throw err;
+      try {
+        if (this.raft.currentRole === 'leader') return await this.proposeHere(data, deadlineMs);
+        const leader = this.leader();
+        if (leader && leader.id !== this.id) {
+          const result = await this.options.peers.propose(leader.url, cmd, deadlineMs);
+          // Read-your-writes on this node (SPEC §4): answer once the entry is applied here too.
+          await this.waitApplied(result.index, deadlineMs, `committed at index ${result.index} but not yet applied on ${this.id}`);
+          return result;
         }
-      }
-      const leader = this.leader();
-      if (leader && leader.id !== this.id) {
-        const result = await this.options.peers.propose(leader.url, cmd, deadlineMs);
-        // Read-your-writes on this node (SPEC §4): answer once the entry is applied here too.
-        await this.waitApplied(result.index, deadlineMs, `committed at index ${result.index} but not yet applied on ${this.id}`);
-        return result;
+      } catch (err) {
+        // no_leader means certainly not applied (refused, or another entry won its index): the
+        // write may go to the new leader, as long as the client's deadline allows.
+        if (!isNoLeader(err) || Date.now() >= deadlineMs) throw err;
       }
       await this.awaitLeader(deadlineMs);
     }
@@ -442,12 +445,17 @@ export class RaftNode implements ClientOps, PeerHandlers {
     for (;;) {
       if (this.stopped) throw new ClientError('unavailable', 'the node is shutting down');
       let index: number | null = null;
-      if (this.raft.currentRole === 'leader') {
-        index = await this.readIndexHere(deadlineMs);
-      } else {
-        const leader = this.leader();
-        // ReadIndex from a follower (thesis §6.4.1): the leader confirms, this node serves.
-        if (leader && leader.id !== this.id) index = (await this.options.peers.readIndex(leader.url, deadlineMs)).index;
+      try {
+        if (this.raft.currentRole === 'leader') {
+          index = await this.readIndexHere(deadlineMs);
+        } else {
+          const leader = this.leader();
+          // ReadIndex from a follower (thesis §6.4.1): the leader confirms, this node serves.
+          if (leader && leader.id !== this.id) index = (await this.options.peers.readIndex(leader.url, deadlineMs)).index;
+        }
+      } catch (err) {
+        // Leadership moved before the read was confirmed: ask the new leader.
+        if (!isNoLeader(err) || Date.now() >= deadlineMs) throw err;
       }
       if (index !== null) {
         await this.waitApplied(index, deadlineMs, `read index ${index} not yet applied on ${this.id}`);

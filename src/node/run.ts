@@ -24,6 +24,19 @@ export async function runNode(settings: Settings): Promise<number> {
   for (const warning of settings.warnings) logger.warn(warning);
   const metrics = new RaftletMetrics();
 
+  // SPEC §2: a bad configuration (a busy port included) exits 2 before anything is started,
+  // so the ports are tried before the data directory is created.
+  const busy = await firstUnbindable([
+    ['RAFTLET_PEER_LISTEN', settings.peerListen],
+    ['RAFTLET_API_LISTEN', settings.apiListen],
+    ['RAFTLET_METRICS_LISTEN', settings.metricsListen],
+  ]);
+  if (busy) {
+    logger.fatal(busy.message);
+    process.stderr.write(`raftlet: ${busy.message}\n`);
+    return 2;
+  }
+
   let store: WalStore;
   let restored: RestoredState;
   try {
@@ -319,6 +332,21 @@ function listenError(err: unknown, setting: string, host: string, port: number):
   if (code === 'EADDRINUSE') return new ListenError(`${setting} ${host}:${port} is already in use`);
   if (code === 'EADDRNOTAVAIL' || code === 'EACCES') return new ListenError(`${setting} ${host}:${port} cannot be bound (${code})`);
   return err instanceof Error ? err : new Error(String(err));
+}
+
+/** Binds and releases each address; the first that cannot be bound, as a ListenError. */
+async function firstUnbindable(addresses: readonly (readonly [string, { host: string; port: number }])[]): Promise<ListenError | null> {
+  for (const [setting, { host, port }] of addresses) {
+    if (port === 0) continue;
+    try {
+      const server = await listen(createServer(), host, port, setting);
+      await closeServer(server);
+    } catch (err) {
+      if (err instanceof ListenError) return err;
+      throw err;
+    }
+  }
+  return null;
 }
 
 function listen(server: Server, host: string, port: number, setting: string): Promise<Server> {

@@ -222,9 +222,7 @@ describe('raftlet run with bad settings', () => {
     assert.match(lines[0], new RegExp(`${ports[1]}`));
   });
 
-  test('a port that is already in use is found before the data directory is created', {
-    todo: 'product: runNode opens (creates and bootstraps) the data directory before it binds its ports',
-  }, async () => {
+  test('a port that is already in use is found before the data directory is created', async () => {
     const dataDir = path.join(scratch, 'busy-dir', 'data');
     const result = await withBusyPort(ports[2], () => runRaftlet(['run'], { env: goodEnv(dataDir) }));
     assert.equal(result.code, 2, result.stderr);
