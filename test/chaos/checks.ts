@@ -189,11 +189,12 @@ interface LogLine {
 
 /** From the nodes' logs: one 'won the election' per term, one 'leader is X' per term, no error
  * or fatal lines. */
-export function checkLogs(logs: readonly { node: string; text: string }[]): { anomalies: Anomaly[]; elections: number } {
+export function checkLogs(logs: readonly { node: string; text: string }[]): { anomalies: Anomaly[]; elections: number; snapshotsInstalled: number } {
   const winners = new Map<number, string[]>();
   const named = new Map<number, Set<string>>();
   const errors: string[] = [];
   let elections = 0;
+  let snapshotsInstalled = 0;
   for (const { node, text } of logs) {
     for (const raw of text.split('\n')) {
       if (!raw.startsWith('{')) continue;
@@ -203,6 +204,7 @@ export function checkLogs(logs: readonly { node: string; text: string }[]): { an
       } catch {
         continue;
       }
+      if (line.msg === 'installed snapshot from leader') snapshotsInstalled++;
       if (line.msg === 'won the election' && typeof line.term === 'number') {
         elections++;
         winners.set(line.term, [...(winners.get(line.term) ?? []), node]);
@@ -226,5 +228,5 @@ export function checkLogs(logs: readonly { node: string; text: string }[]): { an
   if (errors.length > 0) {
     anomalies.push({ kind: 'error-logged', summary: `${errors.length} error or fatal line(s) in the nodes' logs`, details: errors.slice(0, 10) });
   }
-  return { anomalies, elections };
+  return { anomalies, elections, snapshotsInstalled };
 }

@@ -8,9 +8,10 @@ import { abortCurrentRun, EnvironmentError, printResult, runChaos, type ChaosOpt
 
 const USAGE = `usage: npm run chaos -- --seconds S --nodes 3|5 [--seed N] [--faults LIST] [--clients C] [--keys K]
          [--election-timeout-ms MS] [--heartbeat-ms MS] [--request-timeout-ms MS] [--snapshot-entries N]
-         [--recovery-seconds S] [--keep]
+         [--recovery-seconds S] [--read-consistency linearizable|stale] [--keep]
   --faults: comma list of ${FAULT_KINDS.join(', ')};
-            kill, pause and partition stand for their families; default all`;
+            kill, pause and partition stand for their families; default all
+  --read-consistency stale: a control run whose reads are not linearizable; it must report anomalies`;
 
 function parseArgs(argv: readonly string[]): ChaosOptions {
   const values = new Map<string, string>();
@@ -27,7 +28,7 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     if (value === undefined) throw new UsageError(`--${match[1]} needs a value`);
     values.set(match[1], value);
   }
-  const known = new Set(['seconds', 'nodes', 'seed', 'faults', 'clients', 'keys', 'election-timeout-ms', 'heartbeat-ms', 'request-timeout-ms', 'snapshot-entries', 'recovery-seconds', 'keep']);
+  const known = new Set(['seconds', 'nodes', 'seed', 'faults', 'clients', 'keys', 'election-timeout-ms', 'heartbeat-ms', 'request-timeout-ms', 'snapshot-entries', 'recovery-seconds', 'read-consistency', 'keep']);
   for (const name of values.keys()) if (!known.has(name)) throw new UsageError(`unknown flag --${name}`);
   const int = (name: string, fallback: number, min: number, max: number): number => {
     const text = values.get(name);
@@ -54,7 +55,8 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     heartbeatMs: int('heartbeat-ms', 100, 1, 60_000),
     electionTimeoutMs: int('election-timeout-ms', 1000, 2, 600_000),
     requestTimeoutMs: int('request-timeout-ms', 3000, 1, 600_000),
-    snapshotEntries: int('snapshot-entries', 500, 1, 10_000_000),
+    snapshotEntries: int('snapshot-entries', 200, 1, 10_000_000),
+    readConsistency: readConsistency(values.get('read-consistency') ?? 'linearizable'),
     recoverySeconds: int('recovery-seconds', 30, 1, 3600),
     keep: values.has('keep'),
     out: (line) => process.stdout.write(`${line}\n`),
@@ -62,6 +64,11 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
 }
 
 class UsageError extends Error {}
+
+function readConsistency(text: string): 'linearizable' | 'stale' {
+  if (text === 'linearizable' || text === 'stale') return text;
+  throw new UsageError(`--read-consistency must be linearizable or stale, got ${JSON.stringify(text)}`);
+}
 
 async function main(): Promise<number> {
   let options: ChaosOptions;

@@ -88,6 +88,8 @@ export class Nemesis {
   private readonly active: ActiveFault[] = [];
   private wake: (() => void) | null = null;
   private stopping = false;
+  /** When the last fault was healed (run clock), or null if none was. */
+  lastHealAt: number | null = null;
 
   constructor(options: NemesisOptions) {
     this.options = options;
@@ -150,6 +152,7 @@ export class Nemesis {
     while (this.active.length > 0) {
       const fault = this.active.pop() as ActiveFault;
       await fault.heal();
+      this.lastHealAt = this.options.clock();
       this.record(fault.kind, 'heal', fault.detail);
     }
   }

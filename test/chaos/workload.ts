@@ -206,6 +206,9 @@ export interface WorkloadOptions {
   /** Longest pause between one client's operations. */
   readonly thinkMs: number;
   readonly timeoutMs: number;
+  /** 'stale' reads the local copy (?consistency=stale): not linearizable, so the checker must
+   * find anomalies under partitions; a control that the harness can fail. */
+  readonly readConsistency: 'linearizable' | 'stale';
 }
 
 /** Index 1 is the bootstrap configuration entry, never a key's modIndex: an If-Match that fails. */
@@ -267,11 +270,13 @@ export async function runClient(name: string, rng: Rng, options: WorkloadOptions
           throw new Error(`unknown kind ${String(never)}`);
         }
       }
-      const op = await perform(options.history, client, name, target, key, input, options.clock);
+      const query = input.kind === 'get' && options.readConsistency === 'stale' ? '?consistency=stale' : '';
+      const op = await perform(options.history, client, name, target, key, input, options.clock, query);
       if (op.output?.kind === 'found') remember(key, op.output.modIndex);
       if (op.output?.kind === 'written') remember(key, op.output.index);
       if (op.output?.kind === 'deleted' || op.output?.kind === 'absent') remember(key, null);
-      const think = rng.between(0, options.thinkMs);
+      // After a refusal or a timeout, back off a little instead of hammering a node that is down.
+      const think = op.outcome === 'ok' ? rng.between(0, options.thinkMs) : rng.between(50, 250);
       if (think > 0 && !stopped()) await new Promise((resolve) => setTimeout(resolve, think));
     }
   } finally {
