@@ -4,7 +4,7 @@
 // bench/results/<timestamp>.json, and judges the issue's targets without ever failing on them: the
 // exit code is non-zero only when the benchmark itself could not run.
 //   node bench/run.ts [--seconds N] [--warmup N] [--skip-etcd] [--only writes|failover] [--runs N]
-//                     [--clients 1,8,64] [--no-follower] [--compiled] [--node-flags FLAGS] [--profile DIR]
+//                     [--clients 1,8,64] [--no-follower] [--compiled] [--node-flags=FLAGS] [--profile DIR]
 //                     [--dir PARENT] [--out FILE]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -36,7 +36,7 @@ const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
   --no-follower      skip the extra raftlet run that writes through a follower
   --compiled         run the nodes from a compiled copy (tsc, as the container image does) instead of
                      src/ through Node's type stripping, which costs start-up time and memory
-  --node-flags FLAGS extra Node flags for every raftlet node, e.g. "--max-semi-space-size=2"
+  --node-flags=FLAGS extra Node flags for every raftlet node, e.g. --node-flags="--max-semi-space-size=2"
   --profile DIR      run the raftlet nodes of the write runs under --cpu-prof, keep the profiles in DIR
                      and print the leader's top functions over the write runs (start-up left out); for
                      one load alone: --only writes --clients 64 --skip-etcd --no-follower --profile DIR

@@ -1,7 +1,7 @@
 // The benchmark's result document (also written as JSON), the issue's targets judged against it,
 // and the printed table.
 import type { SystemName } from './cluster.ts';
-import type { FailoverRun } from './failover.ts';
+import { GIVE_UP_MS, MAX_IN_FLIGHT_PER_SURVIVOR, POLL_MS, WRITE_EVERY_MS, type FailoverRun } from './failover.ts';
 import type { LoadResult } from './load.ts';
 import type { Memory } from './procs.ts';
 import type { ProfileSummary } from './profile.ts';
@@ -223,8 +223,10 @@ export function renderReport(r: BenchReport): string {
 
   if (r.failover.length > 0) {
     out.push(`Failover (heartbeat ${s.failoverTimings.heartbeatMs} ms, election timeout ${s.failoverTimings.electionTimeoutMs} ms; ms from the signal to the leader)`);
-    out.push('  known = a survivor names a new leader; write = first write accepted (a new attempt to each survivor every');
-    out.push('  10 ms); ready = the later of the two; exit = the old leader\'s process has exited');
+    out.push(`  known = a survivor names a new leader (each asked every ${POLL_MS} ms); write = first write accepted (a new`);
+    out.push(`  attempt to each survivor every ${WRITE_EVERY_MS} ms, at most ${MAX_IN_FLIGHT_PER_SURVIVOR} in flight per survivor, and back to back to the new`);
+    out.push(`  leader once named); ready = the later of the two; exit = the old leader's process has exited; a failed`);
+    out.push(`  run (no write within ${GIVE_UP_MS / 1000} s) counts as slowest`);
     out.push(...table(
       ['system', 'signal', 'median known', 'median write', 'median ready', 'failed', 'runs (ready / exit)'],
       r.failover.map((f) => [
