@@ -74,6 +74,9 @@ describe('bootstrap from DNS discovery (real raftlet processes, real dnsmasq, AP
     await Promise.all(FIRST_THREE.map((o) => c.start(o)));
     const statuses = await Promise.all(FIRST_THREE.map((o) => c.status(o)));
     assert.ok(statuses.every((s) => s.members.length === 0 && s.leader === null), 'nobody forms a cluster while DNS is empty');
+    await waitUntil('every pod to say that DNS has no SRV records', () =>
+      FIRST_THREE.every((o) => c.logText(o).includes('DNS has no SRV records for _raft._tcp.')),
+    );
     for (const published of [[2], [2, 1]]) {
       await c.publish(published);
       await waitDiscovered(c, FIRST_THREE, published.length);
@@ -110,12 +113,9 @@ describe('bootstrap from DNS discovery (real raftlet processes, real dnsmasq, AP
     assert.equal(await c.getText(3, 'before-join'), 'kept');
     await c.waitLabelsConverged(leader.id, leader.term, [0, 1, 2, 3].map(podId));
 
-    // One pod (the leader, the hardest case) killed and restarted with its data.
+    // Every pod killed and restarted at once, as after a failure that takes the whole StatefulSet
+    // down (labels.test.ts restarts single leaders).
     const bootstrapsBefore = [0, 1, 2, 3].map((o) => c.bootstrapCount(o));
-    await c.kill9(leader.ordinal);
-    await c.start(leader.ordinal);
-    await c.waitForLeader({ among: [0, 1, 2, 3] });
-    // Then every pod at once, as after a node failure that takes the whole StatefulSet down.
     await Promise.all([0, 1, 2, 3].map((o) => c.kill9(o)));
     await Promise.all([0, 1, 2, 3].map((o) => c.start(o)));
     const after = await c.waitForLeader({ among: [0, 1, 2, 3] });
@@ -138,10 +138,10 @@ describe('bootstrap from DNS discovery (real raftlet processes, real dnsmasq, AP
     'peers reach each other through names only RAFTLET_DNS_SERVER knows (no lookup shim)',
     { todo: 'product gap reported: peer host names from SRV are resolved with the system resolver, not RAFTLET_DNS_SERVER' },
     async () => {
-      const c = await suite.scenario({ name: 'no-shim', shim: false });
+      const c = await suite.scenario({ name: 'no-shim', shim: false, expectFailure: true });
       await c.publish(FIRST_THREE);
       await Promise.all(FIRST_THREE.map((o) => c.start(o)));
-      await c.waitForLeader({ timeoutMs: 8_000 });
+      await c.waitForLeader({ timeoutMs: 6_000 });
     },
   );
 });

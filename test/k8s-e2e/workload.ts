@@ -9,8 +9,8 @@ export const writeKey = (n: number): string => `w-${String(n).padStart(7, '0')}`
 export class WriteLoop {
   /** Acknowledged (200) writes: key → value. */
   readonly acked = new Map<string, string>();
-  /** Non-200 answers and transport errors, by status (0 = no answer). */
-  readonly failures = new Map<number, number>();
+  /** Non-200 answers and transport errors, by `<status>@<pod>` (status 0 = no answer). */
+  readonly failures = new Map<string, number>();
   attempts = 0;
   private readonly cluster: PodCluster;
   private readonly targets: () => readonly number[];
@@ -52,7 +52,8 @@ export class WriteLoop {
       }
       if (status === 200) this.acked.set(key, value);
       else {
-        this.failures.set(status, (this.failures.get(status) ?? 0) + 1);
+        const what = `${status}@raftlet-${target}`;
+        this.failures.set(what, (this.failures.get(what) ?? 0) + 1);
         await delay(20);
       }
     }
