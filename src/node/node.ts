@@ -3,7 +3,7 @@
 // Ready is handled in the order the core prescribes (send early traffic, fsync, send promises,
 // apply, advance). It also implements the client seam (ClientOps) and the peer handlers, forwarding
 // to the leader when this node follows.
-import { encodeKvCommand, KvStore } from '../kv/index.ts';
+import { encodeKvCommand, KvCodecError, KvStore } from '../kv/index.ts';
 import { Raft } from '../raft/raft.ts';
 import type { ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
 import type { WalStore } from '../storage/index.ts';
@@ -333,8 +333,17 @@ export class RaftNode implements ClientOps, PeerHandlers {
   }
 
   async onPropose(cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
+    // A forwarded command passed the wire's type checks; the key-value rules (key bytes, control
+    // characters, If-Match >= 1) are checked here, as a 400 that proposes nothing.
+    let data: Uint8Array;
+    try {
+      data = encodeKvCommand(cmd);
+    } catch (err) {
+      if (err instanceof KvCodecError) throw new ClientError('bad_request', err.message);
+      throw err;
+    }
     // Never forwarded again: a follower forwarding to a stale leader gets no_leader and retries.
-    return this.proposeHere(encodeKvCommand(cmd), deadlineMs);
+    return this.proposeHere(data, deadlineMs);
   }
 
   async onReadIndex(deadlineMs: number): Promise<{ index: number }> {
