@@ -150,6 +150,12 @@ function table(header: readonly string[], rows: readonly (readonly string[])[], 
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)];
 }
 
+/** CPU the members used per accepted write, in ms (shares of a core × seconds / writes). */
+export function cpuMsPerWrite(w: WriteRow): number {
+  const cores = w.cpu.members.reduce((a, b) => a + b, 0);
+  return w.writesPerSecond === 0 ? Number.NaN : (cores / w.writesPerSecond) * 1000;
+}
+
 const pct = (share: number): string => (Number.isNaN(share) ? '-' : `${Math.round(share * 100)}%`);
 
 export function renderReport(r: BenchReport): string {
@@ -187,16 +193,17 @@ export function renderReport(r: BenchReport): string {
     const costed = r.writes.filter((w) => w.perWrite !== null);
     if (costed.length > 0) {
       out.push('');
-      out.push('  Cost per accepted write, all members together (from their /metrics): WAL fsyncs and their mean time;');
-      out.push('  raftlet also: peer HTTP requests carrying Raft messages and their mean round trip (etcd streams instead)');
+      out.push('  Cost per accepted write, all members together: CPU time (from /proc), WAL fsyncs and their mean time');
+      out.push('  (from /metrics); raftlet also: peer HTTP requests carrying Raft messages and their mean round trip');
+      out.push('  (etcd streams its peer messages instead)');
       out.push(...table(
-        ['system', 'via', 'clients', 'fsyncs/write', 'fsync ms', 'peer req/write', 'peer req ms'],
+        ['system', 'via', 'clients', 'CPU ms/write', 'fsyncs/write', 'fsync ms', 'peer req/write', 'peer req ms'],
         costed.map((w) => {
           const c = w.perWrite as NonNullable<WriteRow['perWrite']>;
-          return [w.system, w.via, String(w.clients), c.fsyncs.toFixed(2), fmtMs(c.fsyncMeanMs),
+          return [w.system, w.via, String(w.clients), fmtMs(cpuMsPerWrite(w)), c.fsyncs.toFixed(2), fmtMs(c.fsyncMeanMs),
             c.peerRequests === null ? '-' : c.peerRequests.toFixed(2), fmtMs(c.peerRequestMeanMs)];
         }),
-        new Set([2, 3, 4, 5, 6]),
+        new Set([2, 3, 4, 5, 6, 7]),
       ).map((l) => `  ${l}`));
     }
     const busiest = Math.max(...r.writes.map((w) => w.cpu.generatorLoop));
