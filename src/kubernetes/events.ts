@@ -1,5 +1,6 @@
 // The LeaderElected Event on the new leader's pod (SPEC §7): core/v1, a fresh generated name each
-// time, best effort (a few attempts in the background, never awaited by the Raft runtime).
+// time, in the background (never awaited by the Raft runtime), retried like client-go's recorder
+// (about two minutes) so an API outage around an election does not lose it.
 import type { CoreV1Event } from '@kubernetes/client-node';
 import type { NodeId } from '../raft/types.ts';
 import { Backoff, sleep } from './backoff.ts';
@@ -51,9 +52,10 @@ export class EventRecorder {
   private async record(leaderId: NodeId, term: number): Promise<void> {
     const { client, namespace, podName, logger } = this.opts;
     const signal = this.abort.signal;
-    const backoff = new Backoff(500, 5000, this.opts.random);
-    const attempts = this.opts.attempts ?? 3;
-    for (let attempt = 1; attempt <= attempts && !signal.aborted; attempt++) {
+    const backoff = new Backoff(500, 10_000, this.opts.random);
+    const attempts = this.opts.attempts ?? 12;
+    // A newer term's event supersedes this one: stop retrying it.
+    for (let attempt = 1; attempt <= attempts && !signal.aborted && this.lastTerm === term; attempt++) {
       let verb = 'get';
       try {
         // The uid ties the event to this incarnation of the pod, not to a namesake created later.

@@ -4,7 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import pino from 'pino';
 import { createApiApp } from '../api/app.ts';
-import type { Settings } from '../cli/settings.ts';
+import { formatHostPort, type Settings } from '../cli/settings.ts';
 import { decideBootstrap } from '../kubernetes/bootstrap.ts';
 import type { Peer, SrvDiscovery } from '../kubernetes/discovery.ts';
 import type { KubernetesAdapters } from '../kubernetes/index.ts';
@@ -15,6 +15,7 @@ import { bootstrapState } from '../raft/raft.ts';
 import type { Member, NodeId, RestoredState } from '../raft/types.ts';
 import { openStore, StorageError, type WalStore } from '../storage/index.ts';
 import { PeerClient, startPeerServer, type RunningPeerServer } from '../transport/index.ts';
+import { lookupVia } from '../transport/lookup.ts';
 import { RaftNode } from './node.ts';
 
 const RECONCILE_INTERVAL_MS = 2_000;
@@ -82,8 +83,11 @@ export async function runNode(settings: Settings): Promise<number> {
     }
   }
 
+  // The DNS server that answers discovery also resolves the peers' names (SPEC §3).
+  const dnsServer = settings.dnsServer ? formatHostPort(settings.dnsServer) : undefined;
   const peers = new PeerClient({
     token: settings.clusterToken,
+    lookup: dnsServer ? lookupVia(dnsServer) : undefined,
     requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
     backoffMaxMs: Math.max(200, Math.min(2000, settings.electionTimeoutMs)),
     hooks: {
@@ -201,7 +205,7 @@ export async function runNode(settings: Settings): Promise<number> {
     const { SrvDiscovery } = await import('../kubernetes/discovery.ts');
     discovery = new SrvDiscovery({
       service: settings.discoveryService,
-      dnsServer: settings.dnsServer ? `${settings.dnsServer.host.includes(':') ? `[${settings.dnsServer.host}]` : settings.dnsServer.host}:${settings.dnsServer.port}` : undefined,
+      dnsServer,
       expected: settings.bootstrapExpect,
       logger: logger.child({ component: 'discovery' }),
       onResult: (result) => metrics.onDiscovery(result, discovery?.current()?.length),

@@ -1,6 +1,7 @@
 // The peer client: fire-and-forget Raft messages per peer (see peer-link.ts), and typed calls for
 // the forwarding routes a follower uses to reach the leader. Every request has a timeout, and every
 // queue and the number of calls in flight are bounded.
+import type { LookupFunction } from 'node:net';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { ClientError } from '../node/ops.ts';
@@ -54,6 +55,8 @@ export interface PeerClientOptions {
   /** Monotonic milliseconds for backoff. Default performance.now (tests pass a fake clock). */
   readonly now?: () => number;
   readonly hooks?: TransportHooks;
+  /** Resolves peer host names (e.g. with RAFTLET_DNS_SERVER); default: the system resolver. */
+  readonly lookup?: LookupFunction;
 }
 
 const DEFAULTS = {
@@ -131,6 +134,7 @@ export class PeerClient {
       random: options.random ?? Math.random,
       now: options.now ?? (() => performance.now()),
       hooks: this.hooks,
+      lookup: options.lookup,
     };
     if (this.linkOptions.backoffMaxMs < backoffInitialMs) {
       throw new RangeError(`PeerClient option backoffMaxMs (${this.linkOptions.backoffMaxMs}) must not be below backoffInitialMs (${backoffInitialMs})`);
@@ -281,7 +285,10 @@ export class PeerClient {
     const link = [...this.links.values()].find((candidate) => candidate.base.key === base.key);
     // A URL that is not a current peer (rare: a leader this node has not heard of) gets its own
     // pool for this one call.
-    const pool = link?.pool ?? new Pool(base.origin, { connections: 1, maxResponseSize: MAX_RESPONSE_BYTES, connectTimeout: waitMs });
+    const lookup = this.linkOptions.lookup;
+    const pool =
+      link?.callPool ??
+      new Pool(base.origin, { connections: 1, maxResponseSize: MAX_RESPONSE_BYTES, connectTimeout: waitMs, ...(lookup ? { connect: { lookup } } : {}) });
     this.callsInFlight++;
     const started = performance.now();
     let ok = false;

@@ -1,10 +1,14 @@
-// Everything this node sends one peer: a keep-alive pool, two lanes, and the peer's backoff.
+// Everything this node sends one peer: keep-alive pools, two lanes, and the peer's backoff. Raft's
+// lanes and forwarded client calls use separate pools, so a burst of forwarded writes (each held
+// until commit) can never queue heartbeats and acknowledgements behind it and cost the leader its
+// quorum.
 // - The message lane carries every Raft message but snapshots: one request in flight at a time,
 //   carrying everything queued meanwhile as one batch, so messages arrive in the order sent.
 // - The snapshot lane carries InstallSnapshot alone, so a large snapshot never holds heartbeats up
 //   behind it. At most one snapshot waits; a newer one replaces it.
 // A failed request puts the peer into backoff: queued messages are dropped and new ones are not
 // queued until the backoff ends (Raft re-sends: the next heartbeat is the retry).
+import type { LookupFunction } from 'node:net';
 import { Pool } from 'undici';
 import type { Message, NodeId } from '../raft/types.ts';
 import { bearer } from './auth.ts';
@@ -59,6 +63,8 @@ export interface LinkOptions {
   readonly random: () => number;
   readonly now: () => number;
   readonly hooks: TransportHooks;
+  /** How peer host names are resolved; undefined = the system resolver. */
+  readonly lookup: LookupFunction | undefined;
 }
 
 export interface PeerStats {
@@ -92,7 +98,10 @@ export class PeerLink {
   readonly id: NodeId;
   readonly url: string;
   readonly base: PeerBase;
+  /** Raft messages and snapshots. */
   readonly pool: Pool;
+  /** Forwarded client calls (propose, read index, transfer, status). */
+  readonly callPool: Pool;
   private readonly options: LinkOptions;
   private readonly backoff: Backoff;
   private readonly messages: Lane;
@@ -110,12 +119,22 @@ export class PeerLink {
     this.url = url;
     this.base = base;
     this.options = options;
+    const connect = options.lookup ? { connect: { lookup: options.lookup } } : {};
     this.pool = new Pool(base.origin, {
+      connections: 2, // the message lane and the snapshot lane
+      pipelining: 1,
+      connectTimeout: Math.min(options.requestTimeoutMs, 10_000),
+      keepAliveTimeout: 4_000,
+      maxResponseSize: options.maxResponseBytes,
+      ...connect,
+    });
+    this.callPool = new Pool(base.origin, {
       connections: options.connectionsPerPeer,
       pipelining: 1,
       connectTimeout: Math.min(options.requestTimeoutMs, 10_000),
       keepAliveTimeout: 4_000,
       maxResponseSize: options.maxResponseBytes,
+      ...connect,
     });
     this.backoff = new Backoff({ initialMs: options.backoffInitialMs, maxMs: options.backoffMaxMs, random: options.random });
     this.messages = {
@@ -185,7 +204,7 @@ export class PeerLink {
       this.drop('closed', lane.queue.clear());
       lane.inFlight?.abort();
     }
-    await this.pool.destroy();
+    await Promise.all([this.pool.destroy(), this.callPool.destroy()]);
   }
 
   private pump(lane: Lane): void {

@@ -130,15 +130,14 @@ describe('bootstrap from DNS discovery (real raftlet processes, real dnsmasq, AP
     assert.deepEqual(c.podWriteViolations(), []);
   });
 
-  // Found by this suite: RAFTLET_DNS_SERVER is used for the SRV lookup only; the SRV targets then go
+  // Found by this suite (now fixed): RAFTLET_DNS_SERVER was used for the SRV lookup only; the SRV targets went
   // to the system resolver (undici → dns.lookup), which does not know them. In a pod both are the
   // cluster DNS, so this only bites where RAFTLET_DNS_SERVER differs from the system resolver,
   // which is the setting's purpose. The other tests preload dns-lookup-shim.ts to get past it.
   it(
     'peers reach each other through names only RAFTLET_DNS_SERVER knows (no lookup shim)',
-    { todo: 'product gap reported: peer host names from SRV are resolved with the system resolver, not RAFTLET_DNS_SERVER' },
     async () => {
-      const c = await suite.scenario({ name: 'no-shim', shim: false, expectFailure: true });
+      const c = await suite.scenario({ name: 'no-shim', shim: false });
       await c.publish(FIRST_THREE);
       await Promise.all(FIRST_THREE.map((o) => c.start(o)));
       await c.waitForLeader({ timeoutMs: 6_000 });

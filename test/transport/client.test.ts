@@ -122,6 +122,30 @@ describe('peer client: Raft messages', () => {
     assert.ok(seen.rpcs.every((rpc) => rpc.kind === 'messages' && rpc.ok));
   });
 
+  test('forwarded calls held open on every call connection do not hold back Raft messages', async () => {
+    // Found by the benchmark: forwarded writes (each held until commit) used to share the message
+    // lane's pool, so more of them than connections queued heartbeats and acknowledgements behind
+    // them, and the leader lost its quorum.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    rb.propose = async () => {
+      await held;
+      return { ok: true, index: 7, term: 2 };
+    };
+    const deadline = Date.now() + 20_000;
+    const calls = Array.from({ length: 40 }, () => client.propose(b.url, { op: 'del', key: 'k' }, deadline));
+    try {
+      await waitFor(() => rb.proposals.length >= 16, 'every call connection busy with a held propose');
+      client.send('b', [heartbeat(1, 'b')]);
+      await waitFor(() => received(rb).length === 1, 'a heartbeat delivered while forwarded calls are held');
+      assert.ok(rb.proposals.length < 40, 'some forwarded calls are still queued behind the held ones');
+    } finally {
+      release();
+      rb.propose = async () => ({ ok: true, index: 7, term: 2 });
+      await Promise.allSettled(calls);
+    }
+  });
+
   test('a batch stops at maxBatchBytes', async () => {
     await client.close();
     ({ client, seen } = observedClient({ maxBatchBytes: 1000 }));
