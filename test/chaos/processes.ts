@@ -7,7 +7,7 @@
 // The client API listens on ADDR_i:API_PORT, reachable from the root namespace where the clients
 // run; 127.0.0.1 inside a namespace is that namespace's own loopback.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +42,16 @@ export interface ExitRecord {
 
 /** Every child of this process, killed with -9 if the harness exits without cleaning up. */
 export const allChildren = new Set<ChildProcess>();
+
+// setpriv (util-linux, in every Debian) makes the kernel kill a child when the harness dies, even
+// by kill -9, so no raftlet keeps running in a namespace nobody watches. It execs, as `ip netns
+// exec` does, so the child's pid is still the node's own.
+const PDEATHSIG: readonly string[] = existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'KILL'] : [];
+
+/** argv for running `command` inside namespace `ns`. */
+function inNamespace(ns: string, command: readonly string[]): string[] {
+  return ['netns', 'exec', ns, ...PDEATHSIG, ...command];
+}
 
 function childEnv(extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
@@ -118,8 +128,7 @@ export class ChaosNode {
     let child: ChildProcess;
     try {
       writeSync(log, `---- chaos harness: starting ${this.id} at t=${(this.clock() / 1000).toFixed(3)}s ----\n`);
-      // `ip netns exec` execs the command, so the child's pid is the node's own.
-      child = spawn('ip', ['netns', 'exec', this.host.ns, process.execPath, RAFTLET_BIN, 'run'], {
+      child = spawn('ip', inNamespace(this.host.ns, [process.execPath, RAFTLET_BIN, 'run']), {
         env: this.env,
         cwd: REPO_ROOT,
         stdio: ['ignore', log, log],
@@ -213,8 +222,8 @@ export class ChaosRelay {
   }
 
   async start(): Promise<void> {
-    const child = spawn('ip', ['netns', 'exec', this.host.ns, process.execPath, RELAY_MAIN,
-      '--listen', `${this.host.addr}:${RELAY_PORT}`, '--target', `127.0.0.1:${NODE_PEER_PORT}`], {
+    const child = spawn('ip', inNamespace(this.host.ns, [process.execPath, RELAY_MAIN,
+      '--listen', `${this.host.addr}:${RELAY_PORT}`, '--target', `127.0.0.1:${NODE_PEER_PORT}`]), {
       env: childEnv({}),
       cwd: REPO_ROOT,
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -91,7 +91,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const runDir = mkdtempSync(path.join(tmpdir(), `raftlet-chaos-${options.seed}-`));
   const nodes: ChaosNode[] = [];
   const relays: ChaosRelay[] = [];
+  let tearingDown = false;
   const killAll = (): void => {
+    tearingDown = true;
     for (const child of allChildren) {
       try {
         child.kill('SIGKILL');
@@ -125,6 +127,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const token = randomBytes(24).toString('hex');
     const peers = plan.hosts.map((h) => `n${h.index}=http://${h.addr}:${RELAY_PORT}`).join(',');
     const onUnexpectedExit = (node: ChaosNode, exit: ExitRecord): void => {
+      if (tearingDown) return;
       const anomaly: Anomaly = {
         kind: 'crash',
         summary: `${node.id} exited by itself at t=${(exit.at / 1000).toFixed(1)}s (code ${exit.code}, signal ${exit.signal})`,
