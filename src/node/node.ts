@@ -346,8 +346,9 @@ export class RaftNode implements ClientOps, PeerHandlers {
     return this.proposeHere(data, deadlineMs);
   }
 
-  async onReadIndex(deadlineMs: number): Promise<{ index: number }> {
-    return { index: await this.readIndexHere(deadlineMs) };
+  async onReadIndex(deadlineMs: number): Promise<{ index: number; term: number }> {
+    const index = await this.readIndexHere(deadlineMs);
+    return { index, term: this.raft.termAt(index) ?? 0 };
   }
 
   async onTransfer(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }> {
@@ -413,6 +414,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
         const leader = this.leader();
         if (leader && leader.id !== this.id) {
           const result = await this.options.peers.propose(leader.url, cmd, deadlineMs);
+          this.learnCommit(result.index, result.term);
           // Read-your-writes on this node (SPEC §4): answer once the entry is applied here too.
           await this.waitApplied(result.index, deadlineMs, `committed at index ${result.index} but not yet applied on ${this.id}`);
           return result;
@@ -460,7 +462,11 @@ export class RaftNode implements ClientOps, PeerHandlers {
         } else {
           const leader = this.leader();
           // ReadIndex from a follower (thesis §6.4.1): the leader confirms, this node serves.
-          if (leader && leader.id !== this.id) index = (await this.options.peers.readIndex(leader.url, deadlineMs)).index;
+          if (leader && leader.id !== this.id) {
+            const confirmed = await this.options.peers.readIndex(leader.url, deadlineMs);
+            this.learnCommit(confirmed.index, confirmed.term);
+            index = confirmed.index;
+          }
         }
       } catch (err) {
         // Leadership moved before the read was confirmed: ask the new leader.
@@ -516,6 +522,11 @@ export class RaftNode implements ClientOps, PeerHandlers {
     }
     if (!done()) throw new ClientError('timeout', `leadership transfer to ${target} was aborted after an election timeout`);
     return { leader: this.raft.currentLeader as NodeId, term: this.raft.currentTerm };
+  }
+
+  private learnCommit(index: number, term: number): void {
+    this.guard(() => this.raft.learnCommit(index, term));
+    this.kick();
   }
 
   kv(): KvStore {

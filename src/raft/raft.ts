@@ -97,8 +97,6 @@ export class Raft {
   private pendingReads: PendingRead[] = [];
   private readsAwaitingTermCommit: number[] = [];
   private needsBroadcast = false;
-  /** The commit index last announced to followers. */
-  private commitBroadcast = 0;
 
   // Persistence bookkeeping: what has been handed to the host, what it has made durable.
   private persistedHardState: HardState;
@@ -269,6 +267,16 @@ export class Raft {
     this.log.compact(index);
     this.snapshot = snapshot;
     return snapshot;
+  }
+
+  /**
+   * The leader says the entry (index, term) is committed, e.g. in its answer to a write or read
+   * this follower forwarded. If this log holds that entry, Log Matching (§5.3) makes everything up
+   * to it identical to the leader's log, hence committed: apply it now rather than after the next
+   * append or heartbeat (read-your-writes on followers without a commit broadcast).
+   */
+  learnCommit(index: number, term: number): void {
+    if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) this.commitIndex = index;
   }
 
   hasReady(): boolean {
@@ -684,11 +692,9 @@ export class Raft {
 
   private broadcastAppends(): void {
     this.needsBroadcast = false;
-    // A follower that has everything still hears of a new commit index at once, so a write it
-    // forwarded is applied there without waiting for the next heartbeat (read-your-writes).
-    const commitNews = this.commitIndex > this.commitBroadcast;
-    this.commitBroadcast = this.commitIndex;
-    for (const pr of this.progress.values()) this.sendAppend(pr, commitNews && pr.state === 'replicate');
+    // Followers hear of a new commit index with the next append or heartbeat; one that forwarded a
+    // write learns it from the answer (learnCommit), so no commit-only broadcast is needed.
+    for (const pr of this.progress.values()) this.sendAppend(pr, false);
   }
 
   private broadcastHeartbeat(): void {
@@ -829,8 +835,7 @@ export class Raft {
       this.readsAwaitingTermCommit = [];
       this.startReadRoundIfIdle();
     }
-    // Followers learn the new commit index with the next append or heartbeat.
-    this.needsBroadcast = true;
+    this.needsBroadcast = true; // entries appended meanwhile may go out; commit rides along
     if (!isVoter(this.members, this.id) && this.commitIndex >= this.configIndex) {
       // Defensive: a leader is never removed (transfer first), but never lead outside the config.
       this.becomeFollower(this.term, null);

@@ -202,7 +202,7 @@ export class PeerClient {
 
   /** Asks the leader at peerUrl for a read index (thesis §6.4.1): once this node has applied up to
    * the returned index, its state reflects every write committed before the call. */
-  async readIndex(peerUrl: string, deadlineMs: number): Promise<{ index: number }> {
+  async readIndex(peerUrl: string, deadlineMs: number): Promise<{ index: number; term: number }> {
     return this.call('readIndex', peerUrl, 'POST', ROUTES.readIndex, (timeoutMs) => encodeReadIndexRequest(timeoutMs), deadlineMs, decodeReadIndexResult);
   }
 

@@ -190,14 +190,22 @@ export function decodeReadIndexRequest(value: unknown, maxTimeoutMs: number): { 
   return { timeoutMs: checkTimeout(o.timeoutMs, path, maxTimeoutMs) };
 }
 
-export function encodeReadIndexResult(result: { index: number }): string {
-  return JSON.stringify({ index: checkUint(result.index, new FieldPath('readIndex'), 'index') });
+/** The leader's read index and the term of its entry there: a follower holding that entry may
+ * commit up to it at once (Log Matching), instead of waiting for the next heartbeat. */
+export interface ReadIndexResult {
+  readonly index: number;
+  readonly term: number;
 }
 
-export function decodeReadIndexResult(value: unknown): { index: number } {
+export function encodeReadIndexResult(result: ReadIndexResult): string {
   const path = new FieldPath('readIndex');
-  const o = expectObject(value, path, '', ['index']);
-  return { index: checkUint(o.index, path, 'index') };
+  return JSON.stringify({ index: checkUint(result.index, path, 'index'), term: checkUint(result.term, path, 'term') });
+}
+
+export function decodeReadIndexResult(value: unknown): ReadIndexResult {
+  const path = new FieldPath('readIndex');
+  const o = expectObject(value, path, '', ['index', 'term']);
+  return { index: checkUint(o.index, path, 'index'), term: checkUint(o.term, path, 'term') };
 }
 
 // ---- leadership transfer -----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ export interface PeerHandlers {
   onPropose(cmd: KvCommand, deadlineMs: number): Promise<KvResult>;
   /** ReadIndex (thesis §6.4.1): confirm leadership with a heartbeat round and return the commit
    * index the follower must have applied before it serves a linearizable read. */
-  onReadIndex(deadlineMs: number): Promise<{ index: number }>;
+  onReadIndex(deadlineMs: number): Promise<{ index: number; term: number }>;
   /** Leadership transfer; to null = the most up-to-date follower. */
   onTransfer(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;
   onStatus(): NodeStatus | Promise<NodeStatus>;

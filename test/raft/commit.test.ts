@@ -104,6 +104,7 @@ test('§5.4.2 Figure 8 (d): that entry can still be overwritten, and no one ever
   net.deliverAll();
   assert.equal(net.raft('s5').currentRole, 'leader');
   assert.equal(net.raft('s5').currentTerm, 5);
+  net.announceCommit('s5');
   for (const id of ['s2', 's3', 's4', 's5']) {
     assert.deepEqual(net.node(id).logTerms(), [1, 3, 5], `${id}: index 2 now holds s5's entry of term 3`);
     assert.equal(appliedTermAt(net, id, 2), 3);
@@ -157,6 +158,7 @@ test('§5.4.2 a new leader\'s no-op commits the entries of earlier terms it hold
   const batch = n2.readys.find((rd) => rd.committed.some((e) => e.index === 3));
   assert.deepEqual(batch?.committed.map((e) => [e.index, e.term]), [[3, 2], [4, termOfNoop]], 'x was committed together with the no-op, not before it');
   assert.deepEqual(n2.state, ['x']);
+  net.announceCommit('n2');
   assert.deepEqual(net.node('n3').state, ['x']);
 });
 

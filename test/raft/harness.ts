@@ -343,7 +343,15 @@ export class Network {
     this.deliverAll();
     const raft = this.raft(id);
     if (raft.currentRole !== 'leader') throw new Error(`${id} did not win its election (role ${raft.currentRole}, term ${raft.currentTerm})`);
+    this.announceCommit(id);
     return this.node(id);
+  }
+
+  /** One heartbeat round from the leader: followers learn its commit index, as they do in a
+   * running cluster with the next append or heartbeat (the core sends no commit-only message). */
+  announceCommit(leader: NodeId): void {
+    this.tick(leader, HEARTBEAT_TICKS);
+    this.deliverAll();
   }
 
   // ---- delivery control ----

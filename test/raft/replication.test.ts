@@ -35,6 +35,7 @@ test('§5.3 the leader appends a command to its own log, replicates it, commits 
   net.deliver(and(from('n2'), ofKind('appendResponse')));
   assert.equal(net.raft('n1').committedIndex, before + 1, 'n1 and n2 are a majority of three');
   net.deliverAll();
+  net.announceCommit('n1'); // followers learn the commit index with the next heartbeat
   for (const id of IDS) {
     assert.deepEqual(net.node(id).state, ['set x=1'], `${id} applied the command`);
     assert.equal(net.raft(id).committedIndex, before + 1);
@@ -172,6 +173,7 @@ test('§5.3 pipelining: at most maxInflightAppends unacknowledged appends per fo
   assert.equal(next.length, 1, 'one slot, one append (an empty one may carry the new commit index)');
   assert.equal(next[0].entries.length, 5, 'the five proposals that waited for the window');
   net.deliverAll();
+  net.announceCommit('n1');
   assert.deepEqual(net.node('n2').state, net.node('n1').state);
   assert.equal(net.node('n2').state.length, 8);
 });

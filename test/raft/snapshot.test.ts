@@ -29,6 +29,7 @@ test('§7 compact() drops the log prefix up to the applied index and keeps the r
   // The log goes on after the snapshot point.
   net.propose('n1', 'd');
   net.deliverAll();
+  net.announceCommit('n1');
   assert.deepEqual(net.node('n2').state, ['a', 'b', 'c', 'd']);
 });
 

@@ -52,6 +52,7 @@ test('thesis §3.10 the leader brings the target up to date before sending Timeo
   assert.deepEqual(net.node('n1').eventsOf('steppedDown').map((e) => e.reason), ['higherTerm']);
   net.propose('n3', 'after');
   net.deliverAll();
+  net.announceCommit('n3');
   for (const id of IDS) assert.deepEqual(net.node(id).state, ['a', 'b', 'after']);
 });
 

@@ -401,7 +401,7 @@ describe('peer client: forwarding calls', () => {
   });
 
   test('read index, transfer and status round-trip', async () => {
-    assert.deepEqual(await client.readIndex(server.url, soon()), { index: 42 });
+    assert.deepEqual(await client.readIndex(server.url, soon()), { index: 42, term: 3 });
     assert.deepEqual(await client.transfer(server.url, null, soon()), { leader: 'c', term: 5 });
     assert.deepEqual(await client.transfer(server.url, 'b', soon()), { leader: 'b', term: 5 });
     await assert.rejects(client.transfer(server.url, 'nobody', soon()), { code: 'bad_request', message: 'nobody is not a member' });
@@ -411,7 +411,7 @@ describe('peer client: forwarding calls', () => {
 
   test('a URL that is not a current peer works through a one-off connection', async () => {
     client.setPeers({});
-    assert.deepEqual(await client.readIndex(`${server.url}/`, soon()), { index: 42 });
+    assert.deepEqual(await client.readIndex(`${server.url}/`, soon()), { index: 42, term: 3 });
   });
 
   test('a refused connection means certainly not proposed: no_leader', async () => {

@@ -62,7 +62,7 @@ export function recorder(): Recorder {
       },
       onReadIndex: async () => {
         r.calls.push('readIndex');
-        return { index: 42 };
+        return { index: 42, term: 3 };
       },
       onTransfer: async (to: NodeId | null) => {
         r.calls.push('transfer');
