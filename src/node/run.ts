@@ -57,7 +57,12 @@ export async function runNode(settings: Settings): Promise<number> {
   if (!hasData && settings.membersFrom !== 'dns') {
     const members: Member[] = settings.peers.map((p) => ({ id: p.id, url: p.url, voter: true }));
     restored = bootstrapState(members);
-    await store.save({ entries: restored.entries, hardState: restored.hardState });
+    try {
+      await store.save({ entries: restored.entries, hardState: restored.hardState });
+    } catch (err) {
+      logger.fatal({ err }, 'storage failed while bootstrapping');
+      return 3;
+    }
     logger.info({ members: members.map((m) => m.id) }, 'bootstrapped a new cluster');
   }
 
@@ -295,7 +300,9 @@ export async function runNode(settings: Settings): Promise<number> {
 
   const shutdown = async (signal: string): Promise<void> => {
     logger.info({ signal }, 'stopping');
-    await closeServer(apiServer);
+    // No new client requests; those in flight finish below (their entries may commit under the
+    // next leader, which this node then applies).
+    const apiDrained = drainServer(apiServer, Math.min(5000, settings.requestTimeoutMs));
     if (node.status().role === 'leader' && node.members().some((m) => m.voter && m.id !== settings.nodeId)) {
       try {
         const to = await node.transferLeadership(null, Date.now() + settings.electionTimeoutMs * 2);
@@ -305,6 +312,7 @@ export async function runNode(settings: Settings): Promise<number> {
       }
     }
     publishRole();
+    await apiDrained;
     exit(0);
   };
   const onSignal = (signal: string): void => {
@@ -358,6 +366,18 @@ function listen(server: Server, host: string, port: number, setting: string): Pr
     server.once('error', (err) => reject(listenError(err, setting, host, port)));
     server.listen(port, host, () => resolve(server));
   });
+}
+
+/** Stops accepting connections, lets requests in flight finish for up to graceMs, then closes. */
+async function drainServer(server: Server | null, graceMs: number): Promise<void> {
+  if (!server || !server.listening) return;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+  await Promise.race([closed, grace]);
+  clearTimeout(timer);
+  server.closeAllConnections();
 }
 
 function closeServer(server: Server | null): Promise<void> {
