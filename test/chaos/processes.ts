@@ -59,7 +59,7 @@ function childEnv(extra: Record<string, string>): Record<string, string> {
     const value = process.env[name];
     if (value !== undefined) env[name] = value;
   }
-  return { ...env, RAFTLET_FROM_SOURCE: '1', ...extra };
+  return { ...env, ...extra };
 }
 
 export class ChaosNode {

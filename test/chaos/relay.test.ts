@@ -59,7 +59,7 @@ describe('delay relay', () => {
     await new Promise<void>((resolve) => echo.close(() => resolve()));
   });
 
-  it('passes bytes straight through when no delay is set', async () => {
+  it('passes bytes straight through when no delay is set', { timeout: 30_000 }, async () => {
     relay.setDelays({});
     const socket = await connect(relayPort);
     open.push(socket);
@@ -68,7 +68,7 @@ describe('delay relay', () => {
     socket.destroy();
   });
 
-  it('holds bytes for the delay in each direction, for the named address only', async () => {
+  it('holds bytes for the delay in each direction, for the named address only', { timeout: 30_000 }, async () => {
     relay.setDelays({ '127.0.0.2': 5000 });
     const socket = await connect(relayPort);
     open.push(socket);
@@ -81,7 +81,7 @@ describe('delay relay', () => {
     socket.destroy();
   });
 
-  it('keeps order when the delay shrinks while bytes are held', async () => {
+  it('keeps order when the delay shrinks while bytes are held', { timeout: 30_000 }, async () => {
     relay.setDelays({ '127.0.0.1': 200 });
     const socket = await connect(relayPort);
     open.push(socket);
@@ -94,7 +94,20 @@ describe('delay relay', () => {
     socket.destroy();
   });
 
-  it('carries a large transfer intact under back-pressure, and passes on the end', async () => {
+  it('delivers what it holds after the target closed its side', { timeout: 30_000 }, async () => {
+    relay.setDelays({ '127.0.0.1': 100 });
+    const socket = await connect(relayPort);
+    open.push(socket);
+    const received = readBytes(socket, 5);
+    const ended = once(socket, 'end');
+    // The echo server ends its side as soon as ours ends: its last bytes are still in the relay.
+    socket.end('bytes');
+    assert.equal((await received).toString(), 'bytes');
+    await ended;
+    socket.destroy();
+  });
+
+  it('carries a large transfer intact under back-pressure, and passes on the end', { timeout: 30_000 }, async () => {
     relay.setDelays({ '127.0.0.1': 5 });
     const payload = randomBytes(24 * 1024 * 1024);
     const socket = await connect(relayPort);
@@ -108,7 +121,7 @@ describe('delay relay', () => {
     socket.destroy();
   });
 
-  it('closes the client side when the target refuses', async () => {
+  it('closes the client side when the target refuses', { timeout: 30_000 }, async () => {
     const dead = new DelayRelay({ listenHost: '127.0.0.1', listenPort: 0, targetHost: '127.0.0.1', targetPort: 1 });
     const port = await dead.start();
     try {

@@ -146,9 +146,15 @@ export class DelayRelay {
       this.sockets.delete(client);
       this.sockets.delete(upstream);
     };
+    // An error (a reset, a refused connect) ends both sides at once, like a broken link. A clean
+    // close of one side does not: bytes it sent may still be held for the other, followed by its
+    // end, which closes the other side in turn.
+    let closed = 0;
     for (const socket of [client, upstream]) {
       socket.on('error', teardown);
-      socket.on('close', teardown);
+      socket.on('close', () => {
+        if (++closed === 2) teardown();
+      });
     }
   }
 
