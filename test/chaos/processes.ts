@@ -6,16 +6,41 @@
 // (http://ADDR_i:RELAY_PORT), so all peer traffic crosses the bridge, the iptables chains and a relay.
 // The client API listens on ADDR_i:API_PORT, reachable from the root namespace where the clients
 // run; 127.0.0.1 inside a namespace is that namespace's own loopback.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, symlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { HostNet } from './netns.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const RAFTLET_BIN = path.join(REPO_ROOT, 'bin', 'raftlet.js');
 const RELAY_MAIN = fileURLToPath(new URL('./relay-main.ts', import.meta.url));
+
+export interface CodeSnapshot {
+  /** Where bin/raftlet.js of the copy is. */
+  readonly bin: string;
+  /** The commit the copy was taken at, and whether src/ or bin/ had uncommitted changes. */
+  readonly describe: string;
+}
+
+/**
+ * Copies bin/, src/ and package.json into `dir` (node_modules linked), so that every start and
+ * restart of a run runs the same code, however the checkout changes meanwhile.
+ */
+export function snapshotCode(dir: string): CodeSnapshot {
+  mkdirSync(dir, { recursive: true });
+  for (const part of ['bin', 'src', 'package.json']) cpSync(path.join(REPO_ROOT, part), path.join(dir, part), { recursive: true });
+  symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  let describe = 'unknown commit';
+  try {
+    const commit = execFileSync('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--', 'src', 'bin'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    describe = dirty === '' ? commit : `${commit} with uncommitted changes in src/ or bin/`;
+  } catch {
+    // not a git checkout
+  }
+  return { bin: path.join(dir, 'bin', 'raftlet.js'), describe };
+}
 
 export const RELAY_PORT = 7070;
 export const NODE_PEER_PORT = 7000;
@@ -71,6 +96,7 @@ export class ChaosNode {
   readonly logFile: string;
   readonly exits: ExitRecord[] = [];
   private readonly env: Record<string, string>;
+  private readonly bin: string;
   private readonly clock: () => number;
   private readonly onUnexpectedExit: (node: ChaosNode, exit: ExitRecord) => void;
   private child: ChildProcess | null = null;
@@ -84,11 +110,14 @@ export class ChaosNode {
     host: HostNet;
     peers: string;
     runDir: string;
+    /** bin/raftlet.js to run (a snapshotCode copy). */
+    bin: string;
     settings: NodeSettings;
     clock: () => number;
     onUnexpectedExit: (node: ChaosNode, exit: ExitRecord) => void;
   }) {
     this.id = options.id;
+    this.bin = options.bin;
     this.host = options.host;
     this.apiUrl = `http://${options.host.addr}:${API_PORT}`;
     this.peerUrl = `http://${options.host.addr}:${RELAY_PORT}`;
@@ -128,7 +157,7 @@ export class ChaosNode {
     let child: ChildProcess;
     try {
       writeSync(log, `---- chaos harness: starting ${this.id} at t=${(this.clock() / 1000).toFixed(3)}s ----\n`);
-      child = spawn('ip', inNamespace(this.host.ns, [process.execPath, RAFTLET_BIN, 'run']), {
+      child = spawn('ip', inNamespace(this.host.ns, [process.execPath, this.bin, 'run']), {
         env: this.env,
         cwd: REPO_ROOT,
         stdio: ['ignore', log, log],

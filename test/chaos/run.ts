@@ -10,7 +10,7 @@ import type { KvOp } from './kv-model.ts';
 import { StatusMonitor } from './monitor.ts';
 import { Nemesis, type FaultKind } from './nemesis.ts';
 import { acquireSlot, cleanAbandonedSlots, createNet, destroySlot, destroySlotSync, planNet, releaseSlot, type NetPlan } from './netns.ts';
-import { allChildren, ChaosNode, ChaosRelay, RELAY_PORT, type ExitRecord } from './processes.ts';
+import { allChildren, ChaosNode, ChaosRelay, RELAY_PORT, snapshotCode, type ExitRecord } from './processes.ts';
 import { printAnomaly, type Anomaly } from './report.ts';
 import { Rng } from './rng.ts';
 import { History, KvClient, perform, runClient, type Target } from './workload.ts';
@@ -124,6 +124,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       throw new EnvironmentError(`cannot create network namespaces: ${error instanceof Error ? error.message : String(error)}`);
     }
 
+    const code = snapshotCode(path.join(runDir, 'code'));
+    out(`chaos: testing raftlet at ${code.describe} (a copy in ${path.join(runDir, 'code')})`);
     const token = randomBytes(24).toString('hex');
     const peers = plan.hosts.map((h) => `n${h.index}=http://${h.addr}:${RELAY_PORT}`).join(',');
     const onUnexpectedExit = (node: ChaosNode, exit: ExitRecord): void => {
@@ -143,6 +145,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         host,
         peers,
         runDir,
+        bin: code.bin,
         clock,
         onUnexpectedExit,
         settings: {

@@ -188,10 +188,10 @@ describe('peer API fuzzing', () => {
     );
   });
 
-  // Found by the fuzzing above (then taken out of it, so that it goes on covering the rest): the
-  // propose route's decoder (src/transport/forwarding.ts) checks keys and If-Match less strictly than
-  // the KV command codec that RaftNode.onPropose then calls (src/kv/codec.ts encodeKvCommand), and
-  // the codec's KvCodecError is not a ClientError, so the peer server answers 500 internal.
+  // Found by the fuzzing above (and taken out of it, so that it goes on covering the rest): the
+  // propose route's decoder checked keys and If-Match less strictly than the KV command codec that
+  // RaftNode.onPropose then calls, whose error was not a ClientError, so the node answered 500
+  // (fixed in 8549ef1).
   it('refuses a propose whose key or If-Match the KV rules forbid with 400, not 500', async () => {
     const cases: Record<string, unknown> = {
       'key with NUL': { op: 'put', key: 'a\u0000b', value: 'aGk=' },
