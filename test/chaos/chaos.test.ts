@@ -51,7 +51,7 @@ describe('chaos harness', { skip: isRoot ? false : 'needs root for network names
   });
 
   it('2 minutes on 3 nodes with partitions, kills and pauses: every history linearizable, no anomaly', async () => {
-    const { code, output } = await chaos(['--seconds', '120', '--nodes', '3', '--faults', 'partition,kill,pause,loss,delay'], 420_000);
+    const { code, output } = await chaos(['--seconds', '120', '--nodes', '3', '--faults', 'partition,kill,pause,loss,delay,terminate-leader,transfer'], 420_000);
     const last = output.trimEnd().split('\n').at(-1) ?? '';
     assert.equal(code, 0, `chaos exited ${code}:\n${tail(output)}`);
     const match = /^chaos: (\d+) ops, (\d+) faults, 0 anomalies$/.exec(last);

@@ -2,6 +2,7 @@
 // Process faults act on the node's process (kill -9 then restart from its data dir, SIGSTOP then
 // SIGCONT); network faults act in the namespaces (iptables partitions and random loss) and in the
 // relays (delay). Sometimes a process fault and a network fault overlap.
+import { request } from 'undici';
 import { iptables, LOSS_CHAIN, PARTITION_CHAIN } from './netns.ts';
 import type { ChaosNode, ChaosRelay } from './processes.ts';
 import type { Rng } from './rng.ts';
@@ -12,6 +13,8 @@ export const FAULT_KINDS = [
   'kill-all',
   'pause',
   'pause-leader',
+  'terminate-leader',
+  'transfer',
   'partition-leader',
   'partition-one',
   'partition-halves',
@@ -22,7 +25,7 @@ export const FAULT_KINDS = [
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-const PROCESS_FAULTS: ReadonlySet<FaultKind> = new Set<FaultKind>(['kill', 'kill-leader', 'kill-all', 'pause', 'pause-leader']);
+const PROCESS_FAULTS: ReadonlySet<FaultKind> = new Set<FaultKind>(['kill', 'kill-leader', 'kill-all', 'pause', 'pause-leader', 'terminate-leader', 'transfer']);
 
 const WEIGHTS: Readonly<Record<FaultKind, number>> = {
   kill: 3,
@@ -30,6 +33,8 @@ const WEIGHTS: Readonly<Record<FaultKind, number>> = {
   'kill-all': 1,
   pause: 2,
   'pause-leader': 3,
+  'terminate-leader': 1,
+  transfer: 1,
   'partition-leader': 3,
   'partition-one': 2,
   'partition-halves': 2,
@@ -75,6 +80,8 @@ export interface NemesisOptions {
   readonly clock: () => number;
   readonly leader: () => string | null;
   readonly log: (line: string) => void;
+  /** Something a fault showed that SPEC does not allow (a SIGTERM that does not end in exit 0). */
+  readonly anomaly: (summary: string, details: readonly string[]) => void;
   /** A fault is held this long (ms), drawn uniformly. */
   readonly holdMs: readonly [number, number];
   /** Quiet time between faults (ms), drawn uniformly. */
@@ -204,6 +211,24 @@ export class Nemesis {
         if (node === null) return null;
         node.pause();
         return { kind, detail: `SIGSTOP ${node.id}`, heal: async () => node.resume() };
+      }
+      case 'terminate-leader': {
+        // SPEC §7: SIGTERM on the leader hands leadership over, then exits 0.
+        const node = this.pickNode(true, runningNotPaused);
+        if (node === null) return null;
+        const code = await node.terminate(15_000);
+        if (code !== 0) {
+          this.options.anomaly(`${node.id} did not exit 0 on SIGTERM (${code === null ? 'killed after 15 s' : `code ${code}`})`, node.logTail(15).split('\n'));
+        }
+        return { kind, detail: `SIGTERM ${node.id} (exit ${code}), restart later`, heal: async () => node.start() };
+      }
+      case 'transfer': {
+        const via = this.pickNode(false, runningNotPaused);
+        if (via === null) return null;
+        const answer = await request(`${via.apiUrl}/v1/leader/transfer`, { method: 'POST', signal: AbortSignal.timeout(10_000) })
+          .then(async (r) => `${r.statusCode} ${(await r.body.text()).slice(0, 120)}`)
+          .catch((error: unknown) => (error instanceof Error ? error.message : String(error)));
+        return { kind, detail: `POST /v1/leader/transfer via ${via.id}: ${answer}`, heal: async () => undefined };
       }
       case 'partition-leader':
       case 'partition-one': {

@@ -49,7 +49,8 @@ export function describeOutput(output: KvOutput): string {
 export function describeOp(op: KvOp): string {
   const result = op.output !== null ? describeOutput(op.output) : `${op.outcome}${op.note === undefined ? '' : ` (${op.note})`}`;
   const end = op.outcome === 'ok' ? seconds(op.ret) : '?';
-  return `#${op.id} [${seconds(op.call)} .. ${end}] ${op.client} -> ${op.node} ${op.key}: ${describeInput(op.input)} -> ${result}`;
+  const via = op.note?.startsWith('list') === true ? ' (in a list of every key)' : '';
+  return `#${op.id} [${seconds(op.call)} .. ${end}] ${op.client} -> ${op.node} ${op.key}: ${describeInput(op.input)}${via} -> ${result}`;
 }
 
 /** The operations on `op`'s key around it: those invoked up to `beforeMs` earlier, and a few after. */

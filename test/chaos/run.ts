@@ -185,6 +185,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       clock,
       leader: () => monitor.currentLeader(),
       log: out,
+      anomaly: (summary, details) => anomalies.push({ kind: 'shutdown', summary, details }),
       holdMs: [1_000, 8_000],
       gapMs: [500, 4_000],
     });

@@ -198,6 +198,78 @@ export async function perform(
   return op;
 }
 
+/** GET /v1/kv?prefix=: one linearizable read of every key at once, recorded as one read per
+ * workload key with the same interval (its projection on each key is a read of that key). */
+export async function performList(
+  history: History,
+  client: KvClient,
+  name: string,
+  target: Target,
+  keys: readonly string[],
+  clock: () => number,
+): Promise<KvOp[]> {
+  const url = `${target.apiUrl}/v1/kv?prefix=&limit=1000`;
+  const call = clock();
+  let found: Map<string, { value: string; modIndex: number }> | null = null;
+  let outcome: Outcome = 'unknown';
+  let note: string | undefined;
+  let unexpected: string | undefined;
+  try {
+    const answer = await client.send('GET', url, {});
+    const code = errorCodeOf(answer.text);
+    if (answer.status === 200) {
+      found = parseList(answer.text);
+      if (found === null) unexpected = `200 with a list SPEC §4 does not describe: ${answer.text.slice(0, 200)}`;
+      else outcome = 'ok';
+    } else if (answer.status === 503 && code === 'no_leader') {
+      outcome = 'failed';
+    } else if (answer.status !== 503 && answer.status !== 504) {
+      unexpected = `${answer.status} ${answer.text.slice(0, 200)}`;
+    }
+    note = outcome === 'ok' ? undefined : `${answer.status} ${code ?? ''}`;
+  } catch (error) {
+    const noAnswer = error instanceof NoAnswer ? error : new NoAnswer(String(error), false);
+    outcome = noAnswer.certainlyNotSent ? 'failed' : 'unknown';
+    note = noAnswer.message;
+  }
+  const ret = clock();
+  const ops: KvOp[] = keys.map((key) => {
+    const item = found?.get(key);
+    const output: KvOutput | null = found === null ? null : item === undefined ? { kind: 'absent' } : { kind: 'found', value: item.value, modIndex: item.modIndex };
+    return {
+      id: history.newId(),
+      key,
+      client: name,
+      node: target.id,
+      input: { kind: 'get' },
+      call,
+      ret: outcome === 'ok' ? ret : Infinity,
+      outcome,
+      output,
+      note: `list${note === undefined ? '' : ` ${note}`}`,
+    };
+  });
+  history.ops.push(...ops);
+  if (unexpected !== undefined) history.unexpected.push({ op: ops[0], detail: `GET /v1/kv: ${unexpected}` });
+  return ops;
+}
+
+function parseList(text: string): Map<string, { value: string; modIndex: number }> | null {
+  try {
+    const body = JSON.parse(text) as { items?: unknown };
+    if (!Array.isArray(body.items)) return null;
+    const items = new Map<string, { value: string; modIndex: number }>();
+    for (const raw of body.items as { key?: unknown; value?: unknown; modIndex?: unknown; encoding?: unknown }[]) {
+      if (typeof raw.key !== 'string' || typeof raw.value !== 'string' || typeof raw.modIndex !== 'number') return null;
+      const value = raw.encoding === 'base64' ? Buffer.from(raw.value, 'base64').toString('utf8') : raw.value;
+      items.set(raw.key, { value, modIndex: raw.modIndex });
+    }
+    return items;
+  } catch {
+    return null;
+  }
+}
+
 export interface WorkloadOptions {
   readonly keys: readonly string[];
   readonly targets: readonly Target[];
@@ -214,9 +286,10 @@ export interface WorkloadOptions {
 /** Index 1 is the bootstrap configuration entry, never a key's modIndex: an If-Match that fails. */
 const NEVER_MATCHES = 1;
 
-type OpKind = 'get' | 'put' | 'cas' | 'create' | 'del' | 'casDel';
+type OpKind = 'get' | 'list' | 'put' | 'cas' | 'create' | 'del' | 'casDel';
 const MIX: readonly (readonly [OpKind, number])[] = [
-  ['get', 40],
+  ['get', 36],
+  ['list', 4],
   ['put', 22],
   ['cas', 16],
   ['create', 6],
@@ -245,6 +318,15 @@ export async function runClient(name: string, rng: Rng, options: WorkloadOptions
       // Aim at the newest index seen most of the time; else an older one, or one that never matches.
       const ifMatch = known.length > 0 && rng.chance(0.8) ? known[known.length - 1] : known.length > 1 && rng.chance(0.5) ? rng.pick(known) : NEVER_MATCHES;
       const value = `${name}.${seq++}`;
+      if (kind === 'list') {
+        if (options.readConsistency === 'linearizable') {
+          for (const op of await performList(options.history, client, name, target, options.keys, options.clock)) {
+            if (op.output?.kind === 'found') remember(op.key, op.output.modIndex);
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, rng.between(20, 20 + options.thinkMs)));
+        continue;
+      }
       let input: KvInput;
       switch (kind) {
         case 'get':
