@@ -80,6 +80,9 @@ export interface NemesisOptions {
   readonly clock: () => number;
   readonly leader: () => string | null;
   readonly log: (line: string) => void;
+  /** Called right after a paused node is resumed: the moment a node that led before the pause
+   * may still think it leads, when a stale read would show. */
+  readonly afterResume?: (node: ChaosNode) => void;
   /** Something a fault showed that SPEC does not allow (a SIGTERM that does not end in exit 0). */
   readonly anomaly: (summary: string, details: readonly string[]) => void;
   /** A fault is held this long (ms), drawn uniformly. */
@@ -210,7 +213,14 @@ export class Nemesis {
         const node = this.pickNode(kind === 'pause-leader', runningNotPaused);
         if (node === null) return null;
         node.pause();
-        return { kind, detail: `SIGSTOP ${node.id}`, heal: async () => node.resume() };
+        return {
+          kind,
+          detail: `SIGSTOP ${node.id}`,
+          heal: async () => {
+            node.resume();
+            this.options.afterResume?.(node);
+          },
+        };
       }
       case 'terminate-leader': {
         // SPEC §7: SIGTERM on the leader hands leadership over, then exits 0.

@@ -177,6 +177,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const keys = Array.from({ length: options.keys }, (_, i) => `k${i}`);
     const clientTimeoutMs = options.requestTimeoutMs + 3_000;
     monitor.start();
+    const probeClient = new KvClient(clientTimeoutMs);
+    const probes: Promise<unknown>[] = [];
     const nemesis = new Nemesis({
       nodes,
       relays,
@@ -186,6 +188,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       leader: () => monitor.currentLeader(),
       log: out,
       anomaly: (summary, details) => anomalies.push({ kind: 'shutdown', summary, details }),
+      afterResume: (node) => {
+        // Reads aimed at a node the moment it wakes, while it may still believe it leads.
+        const target = targets.find((t) => t.id === node.id) as Target;
+        const query = options.readConsistency === 'stale' ? '?consistency=stale' : '';
+        probes.push(...keys.map((key) => perform(history, probeClient, 'probe', target, key, { kind: 'get' }, clock, query)));
+      },
       holdMs: [1_000, 8_000],
       gapMs: [500, 4_000],
     });
@@ -202,7 +210,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       await nemesis.run(clock() + options.seconds * 1000);
     } finally {
       clientsStopped = true;
-      await Promise.all(clients);
+      await Promise.all([...clients, ...probes]);
+      await probeClient.close();
       clearInterval(progress);
     }
     out(`t=${(clock() / 1000).toFixed(1)}s faults over and healed; clients stopped after ${history.ops.length} ops`);
