@@ -1,4 +1,5 @@
-// A small seeded PRNG (mulberry32): every run of a seed makes exactly the same choices.
+// A small seeded PRNG (mulberry32): every run of a seed makes exactly the same choices. Shared by
+// the simulator and the chaos harness (where real processes still vary in timing).
 export class Rng {
   private state: number;
 
@@ -30,7 +31,28 @@ export class Rng {
   }
 
   pick<T>(items: readonly T[]): T {
+    if (items.length === 0) throw new Error('pick from an empty list');
     return items[this.int(items.length)];
+  }
+
+  /** Picks by weight: [[item, weight], ...]. */
+  weighted<T>(choices: readonly (readonly [T, number])[]): T {
+    const total = choices.reduce((sum, [, w]) => sum + w, 0);
+    let at = this.next() * total;
+    for (const [item, weight] of choices) {
+      at -= weight;
+      if (at < 0) return item;
+    }
+    return choices[choices.length - 1][0];
+  }
+
+  shuffle<T>(items: readonly T[]): T[] {
+    const out = [...items];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [out[i], out[j]] = [out[j], out[i]];
+    }
+    return out;
   }
 
   /** A child generator, so that one concern's draws do not shift another's. */
