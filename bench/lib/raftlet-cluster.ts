@@ -82,7 +82,6 @@ export class RaftletCluster implements BenchCluster {
       RAFTLET_ELECTION_TIMEOUT_MS: String(this.options.electionTimeoutMs),
       RAFTLET_LOG_LEVEL: this.options.logLevel ?? 'info',
     });
-    if (process.env.RAFTLET_FROM_SOURCE) env.RAFTLET_FROM_SOURCE = process.env.RAFTLET_FROM_SOURCE;
     m.process = spawnLogged(`raftlet ${m.id}`, process.execPath, [...(this.options.nodeFlags ?? []), this.options.bin ?? RAFTLET_BIN, 'run'], env, m.logFile);
   }
 
