@@ -297,8 +297,8 @@ async function main(): Promise<number> {
   const { writes, memory, profile } = options.writes ? await writePhase(options, bin, cores, errors) : empty;
   const failover = options.failover ? await failoverPhase(options, bin, errors) : [];
 
-  // bin/raftlet.js prefers a dist/ beside it unless RAFTLET_FROM_SOURCE is set.
-  const compiled = existsSync(resolve(bin, '../../dist/cli/main.js')) && !process.env.RAFTLET_FROM_SOURCE;
+  // bin/raftlet.js runs dist/ where there are no sources beside it, or with RAFTLET_USE_DIST=1.
+  const compiled = !existsSync(resolve(bin, '../../src/cli/main.ts')) || process.env.RAFTLET_USE_DIST === '1';
   const partial: Omit<BenchReport, 'targets'> = {
     startedAt,
     finishedAt: new Date().toISOString(),
