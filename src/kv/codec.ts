@@ -37,6 +37,11 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
   switch (cmd.op) {
     case 'put':
       if (cmd.value.byteLength > MAX_VALUE_LENGTH) throw new KvCodecError('cannot encode command: value is over 4 GiB');
+      // "Exists with this modIndex" and "does not exist" together can never hold: refuse it rather
+      // than commit an entry that always fails (the client API answers 400 for it as well).
+      if (cmd.ifMatch !== undefined && cmd.ifNoneMatch === true) {
+        throw new KvCodecError('cannot encode command: ifMatch and ifNoneMatch exclude each other');
+      }
       writer.u8(OP_PUT);
       writer.u8((cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0) | (cmd.ifNoneMatch === true ? FLAG_IF_NONE_MATCH : 0));
       writeKey(writer, cmd.ifMatch, keyBytes);

@@ -101,3 +101,10 @@ test('encode refuses what decode would refuse', () => {
   ];
   for (const cmd of bad) assert.throws(() => encodeKvCommand(cmd), KvCodecError);
 });
+
+test('a put with both If-Match and If-None-Match is refused: the two conditions can never both hold', () => {
+  const both: KvCommand = { op: 'put', key: 'k', value: new Uint8Array([1]), ifMatch: 3, ifNoneMatch: true };
+  assert.throws(() => encodeKvCommand(both), (err: unknown) => err instanceof KvCodecError && /exclude each other/.test(err.message));
+  assert.doesNotThrow(() => encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([1]), ifMatch: 3 }));
+  assert.doesNotThrow(() => encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([1]), ifNoneMatch: true }));
+});
