@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { startDnsDouble, type DnsDouble } from '../support/k8s-double/dns.ts';
 import { startK8sDouble, type JsonObject, type K8sDouble } from '../support/k8s-double/index.ts';
-import { baseEnv, GiveUp, RAFTLET_BIN, REPO_ROOT, releasePorts, reservePorts, waitUntil, type ApiStatus, type WaitOptions } from '../support/cluster.ts';
+import { allChildren, baseEnv, GiveUp, RAFTLET_BIN, REPO_ROOT, releasePorts, reservePorts, waitUntil, type ApiStatus, type WaitOptions } from '../support/cluster.ts';
 
 export { GiveUp, waitUntil, type ApiStatus } from '../support/cluster.ts';
 
@@ -58,21 +58,7 @@ export interface ScenarioOptions {
   readonly electionTimeoutMs?: number;
   readonly heartbeatMs?: number;
   readonly env?: Readonly<Record<string, string>>;
-  /** A todo test that is expected to fail: do not print the logs when it does. */
-  readonly expectFailure?: boolean;
 }
-
-/** Every process any scenario of this file started: killed if the test process exits first. */
-const allChildren = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of allChildren) {
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      // gone
-    }
-  }
-});
 
 class PodProcess {
   readonly child: ChildProcess;
@@ -506,7 +492,7 @@ export function e2eSuite(): { scenario(options: ScenarioOptions): Promise<PodClu
     const mine = sinceLastTest;
     sinceLastTest = [];
     if ((t as { passed?: boolean }).passed === false) {
-      for (const c of mine.filter((m) => m.options.expectFailure !== true)) process.stderr.write(`\n[${t.name}] logs of ${c.name} in ${c.dir}:\n${c.dumpLogs(40)}\n`);
+      for (const c of mine) process.stderr.write(`\n[${t.name}] logs of ${c.name} in ${c.dir}:\n${c.dumpLogs(40)}\n`);
     }
     await Promise.allSettled(mine.map((c) => c.stop()));
   });

@@ -235,8 +235,9 @@ export function releasePorts(ports: readonly number[]): void {
 
 // ---- processes ------------------------------------------------------------------------------------
 
-/** Every process any cluster of this test file started: killed if the file's process exits first. */
-const allChildren = new Set<ChildProcess>();
+/** Every process any cluster of this test file started: killed if the file's process exits first.
+ * Other harnesses register theirs here too (add on spawn, delete on exit). */
+export const allChildren = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of allChildren) {
     try {
