@@ -1,7 +1,8 @@
 // The client HTTP API of SPEC §4 as an Express app. It only translates: HTTP in, ClientOps calls,
 // HTTP out. Replication, forwarding and read barriers live behind ClientOps in the node runtime.
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { ClientOps, KvCommand, KvItem, KvResult } from '../node/ops.ts';
+import type { ClientOps } from './ops.ts';
+import type { KvCommand, KvItem, KvResult } from '../kv/types.ts';
 import { readBody, ClientGoneError } from './body.ts';
 import { ApiError, badRequest, sendError, toApiError } from './errors.ts';
 import {

@@ -1,6 +1,6 @@
 // One error shape for every answer that is not a success: {"error":{"code","message"}} (SPEC §4).
 import type { Response } from 'express';
-import { ClientError, clientErrorStatus } from '../node/ops.ts';
+import { ClientError, clientErrorStatus } from './ops.ts';
 
 export type ApiErrorCode =
   | ClientError['code']

@@ -9,9 +9,9 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { SETTINGS, SettingsError, parseFlags, parseSettings } from './settings.ts';
-import type { Env, FlagSpec, SettingKey } from './settings.ts';
-import { integer, parsePath } from './values.ts';
+import { SETTINGS, SettingsError, parseFlags, parseSettings } from '../config/settings.ts';
+import type { Env, FlagSpec, SettingKey } from '../config/settings.ts';
+import { integer, parsePath } from '../config/values.ts';
 import { redrawFrame, renderChanges, renderTable } from './table.ts';
 import type { StatusRow } from './table.ts';
 

@@ -2,8 +2,9 @@
 // runtime, express, the Kubernetes client) are imported only by the command that needs them, so
 // `raftlet --help` and a bad setting answer at once.
 import { readFileSync } from 'node:fs';
-import { SettingsError, parseSettings, settingsHelp } from './settings.ts';
-import type { Env, Settings } from './settings.ts';
+import { SettingsError, parseSettings, settingsHelp } from '../config/settings.ts';
+import type { Env, Settings } from '../config/settings.ts';
+import { ExitCode } from '../run/exit-codes.ts';
 import { localUsage, runLocal } from './local.ts';
 import type { Output } from './local.ts';
 
@@ -15,8 +16,6 @@ export interface CliIo {
 
 const processIo = (): CliIo => ({ stdout: process.stdout, stderr: process.stderr, env: process.env });
 
-export const EXIT_OK = 0;
-export const EXIT_USAGE = 2;
 
 export function usage(): string {
   return [
@@ -60,15 +59,15 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     case '--help':
     case '-h':
       io.stdout.write(usage());
-      return EXIT_OK;
+      return ExitCode.ok;
     case '--version':
     case 'version':
       io.stdout.write(`raftlet ${version()}\n`);
-      return EXIT_OK;
+      return ExitCode.ok;
     case 'run': {
       if (wantsHelp(rest)) {
         io.stdout.write(usage());
-        return EXIT_OK;
+        return ExitCode.ok;
       }
       let settings: Settings;
       try {
@@ -76,15 +75,15 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
       } catch (err) {
         if (!(err instanceof SettingsError)) throw err;
         io.stderr.write(`raftlet: ${err.message}\n`);
-        return EXIT_USAGE;
+        return ExitCode.badConfig;
       }
-      const { runNode } = await import('../node/run.ts');
+      const { runNode } = await import('../run/index.ts');
       return runNode(settings);
     }
     case 'local':
       if (wantsHelp(rest)) {
         io.stdout.write(localUsage());
-        return EXIT_OK;
+        return ExitCode.ok;
       }
       return runLocal(rest, { stdout: io.stdout, stderr: io.stderr, env: io.env });
     case 'status':
@@ -100,6 +99,6 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     }
     default:
       io.stderr.write(`raftlet: unknown command ${JSON.stringify(command)}; commands: run, local, status, get, put, del, demo-app, help\n`);
-      return EXIT_USAGE;
+      return ExitCode.badConfig;
   }
 }

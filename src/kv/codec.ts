@@ -5,7 +5,7 @@
 //   u8 version = 1 | u8 op (1 put, 2 del) | u8 flags (bit 0 ifMatch, bit 1 ifNoneMatch; put only)
 //   [u64 ifMatch, when flag bit 0] | u16 key length | key (UTF-8)
 //   put only: u32 value length | value
-import type { KvCommand } from '../node/ops.ts';
+import type { KvCommand } from './types.ts';
 import { utf8Length, validateKey } from './key.ts';
 import { ByteReader, ByteWriter } from './reader.ts';
 

@@ -6,7 +6,7 @@
 //   per item, in compareKeys order: u16 key length | key (UTF-8) | u64 modIndex | u32 value length | value
 //   u32 CRC-32 of every byte before it
 import { crc32 } from 'node:zlib';
-import type { KvItem } from '../node/ops.ts';
+import type { KvItem } from './types.ts';
 import { compareKeys, validateKey } from './key.ts';
 import { ByteReader, ByteWriter } from './reader.ts';
 

@@ -1,7 +1,7 @@
 // The replicated key-value state machine. Deterministic: its state is a function of the entries
 // applied so far and nothing else (no clock, no randomness, no I/O), so every replica that applies
 // the same log holds the same data and answers a compare-and-set the same way.
-import type { KvCommand, KvItem, KvResult, KvView } from '../node/ops.ts';
+import type { KvCommand, KvItem, KvResult, KvView } from './types.ts';
 import type { Entry } from '../raft/types.ts';
 import { decodeKvCommand, KvCodecError } from './codec.ts';
 import { compareKeys, utf8Length } from './key.ts';

@@ -3,12 +3,12 @@
 // Ready is handled in the order the core prescribes (send early traffic, fsync, send promises,
 // apply, advance). It also implements the client seam (ClientOps) and the peer handlers, forwarding
 // to the leader when this node follows.
-import { encodeKvCommand, KvCodecError, KvStore } from '../kv/index.ts';
+import { ClientError, type ClientOps, type LeaderInfo, type NodeStatus } from '../api/ops.ts';
+import { encodeKvCommand, KvCodecError } from '../kv/index.ts';
+import type { KvCommand, KvResult, KvView } from '../kv/types.ts';
 import { Raft } from '../raft/raft.ts';
 import type { ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
-import type { WalStore } from '../storage/index.ts';
-import type { PeerClient, PeerHandlers } from '../transport/index.ts';
-import { ClientError, type ClientOps, type KvCommand, type KvResult, type LeaderInfo, type NodeStatus } from './ops.ts';
+import { systemClock, type Cancel, type Clock, type LogStore, type PeerSender, type StateMachine } from './ports.ts';
 import { Waiters } from './waiters.ts';
 
 export interface NodeLogger {
@@ -23,15 +23,22 @@ export interface NodeOptions {
   readonly heartbeatMs: number;
   readonly electionTimeoutMs: number;
   readonly restored: RestoredState;
-  readonly store: WalStore;
-  readonly peers: PeerClient;
+  readonly store: LogStore;
+  readonly peers: PeerSender;
+  /** The replicated state machine, already restored from the snapshot in `restored` if any. */
+  readonly stateMachine: StateMachine;
+  /** Defaults to the wall clock and Node's timers. */
+  readonly clock?: Clock;
   readonly logger: NodeLogger;
   /** Take a snapshot and compact the log once this many entries were applied since the last one. */
   readonly snapshotEntries: number;
-  /** Called once when the node cannot go on (storage failed: exit code 3; a core invariant: 1). */
-  readonly onFatal: (error: unknown, exitCode: number) => void;
+  /** Called once when the node cannot go on: its storage failed, or a core invariant broke. */
+  readonly onFatal: (error: unknown, kind: FatalKind) => void;
   readonly random?: () => number;
 }
+
+/** Why a node stopped for good: the host maps it to an exit code. */
+export type FatalKind = 'storage' | 'invariant';
 
 export interface NodeHooks {
   onRaftEvent?(ev: RaftEvent): void;
@@ -53,15 +60,16 @@ interface Proposal {
 /** How long a client call waits between looks for a leader while none is known. */
 const LEADER_POLL_MS = 50;
 
-export class RaftNode implements ClientOps, PeerHandlers {
+export class RaftNode implements ClientOps {
   readonly id: NodeId;
-  readonly kvStore = new KvStore();
+  private readonly sm: StateMachine;
+  private readonly clock: Clock;
   private raft: Raft;
   private readonly options: NodeOptions;
   private readonly tickMs: number;
   private readonly hooks: NodeHooks[] = [];
-  private readonly waiters = new Waiters();
-  private timer: NodeJS.Timeout | null = null;
+  private readonly waiters: Waiters;
+  private stopTicking: Cancel | null = null;
   private scheduled = false;
   private persisting = false;
   private stopped = false;
@@ -76,11 +84,12 @@ export class RaftNode implements ClientOps, PeerHandlers {
   constructor(options: NodeOptions) {
     this.options = options;
     this.id = options.id;
+    this.sm = options.stateMachine;
+    this.clock = options.clock ?? systemClock;
+    this.waiters = new Waiters(this.clock);
     // A tick of about 10 ms keeps timeouts fine-grained; heartbeat and election are whole ticks.
     this.tickMs = Math.max(1, Math.min(10, Math.floor(options.heartbeatMs / 2)));
     this.raft = this.makeRaft(options.restored);
-    const snap = options.restored.snapshot;
-    if (snap) this.kvStore.restore(snap.data, snap.meta.index);
   }
 
   private makeRaft(restored: RestoredState): Raft {
@@ -97,7 +106,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.onTick(), this.tickMs);
+    this.stopTicking = this.clock.every(this.tickMs, () => this.onTick());
     this.kick();
   }
 
@@ -140,9 +149,9 @@ export class RaftNode implements ClientOps, PeerHandlers {
   /** Stops ticking and waits for the Ready in flight; the store and servers are closed by the caller. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.waiters.until(() => !this.persisting, Date.now() + 10_000).catch(() => undefined);
+    this.stopTicking?.();
+    this.stopTicking = null;
+    await this.waiters.until(() => !this.persisting, this.clock.now() + 10_000).catch(() => undefined);
     const closing = new ClientError('unavailable', 'the node is shutting down');
     for (const waiting of this.proposals.values()) {
       for (const p of waiting) p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
@@ -167,16 +176,17 @@ export class RaftNode implements ClientOps, PeerHandlers {
     try {
       fn();
     } catch (err) {
-      this.fail(err, 1);
+      this.fail(err, 'invariant');
     }
   }
 
-  private fail(err: unknown, exitCode: number): void {
+  private fail(err: unknown, kind: FatalKind): void {
     if (this.failed) return;
     this.failed = true;
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.options.onFatal(err, exitCode);
+    this.stopTicking?.();
+    this.stopTicking = null;
+    this.options.onFatal(err, kind);
   }
 
   /** Drains Ready batches on the next turn of the event loop, so proposals that arrive together
@@ -185,7 +195,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
   private kick(): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.clock.soon(() => {
       this.scheduled = false;
       this.drain();
     });
@@ -198,7 +208,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
     try {
       rd = raft.ready();
     } catch (err) {
-      this.fail(err, 1);
+      this.fail(err, 'invariant');
       return;
     }
     if (rd.sendNow.length > 0) this.options.peers.sendAll(rd.sendNow);
@@ -215,7 +225,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
       },
       (err: unknown) => {
         this.persisting = false;
-        this.fail(err, 3);
+        this.fail(err, 'storage');
       },
     );
   }
@@ -227,7 +237,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
       if (rd.snapshot) this.installSnapshot(rd);
       for (const entry of rd.committed) this.apply(entry);
     } catch (err) {
-      this.fail(err, 1);
+      this.fail(err, 'invariant');
       return;
     }
     for (const rs of rd.readStates) {
@@ -252,20 +262,20 @@ export class RaftNode implements ClientOps, PeerHandlers {
   private installSnapshot(rd: Ready): void {
     const snap = rd.snapshot;
     if (!snap) return;
-    const started = performance.now();
-    this.kvStore.restore(snap.data, snap.meta.index);
+    const started = this.clock.now();
+    this.sm.restore(snap.data, snap.meta.index);
     // Proposals covered by the snapshot: whether they won their index cannot be told any more.
     for (const [index, waiting] of this.proposals) {
       if (index > snap.meta.index) continue;
       for (const p of waiting) p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
       this.proposals.delete(index);
     }
-    for (const h of this.hooks) h.onSnapshot?.((performance.now() - started) / 1000, 'install');
+    for (const h of this.hooks) h.onSnapshot?.((this.clock.now() - started) / 1000, 'install');
     this.options.logger.info({ index: snap.meta.index, term: snap.meta.term }, 'installed snapshot from leader');
   }
 
   private apply(entry: Entry): void {
-    const result = this.kvStore.applyEntry(entry);
+    const result = this.sm.applyEntry(entry);
     const waiting = this.proposals.get(entry.index);
     if (!waiting) return;
     this.proposals.delete(entry.index);
@@ -278,16 +288,16 @@ export class RaftNode implements ClientOps, PeerHandlers {
   }
 
   private maybeSnapshot(): void {
-    const applied = this.kvStore.appliedIndex;
+    const applied = this.sm.appliedIndex;
     if (applied - this.raft.snapshotIndex < this.options.snapshotEntries) return;
-    const started = performance.now();
-    const snapshot = this.raft.compact(applied, this.kvStore.snapshot());
+    const started = this.clock.now();
+    const snapshot = this.raft.compact(applied, this.sm.snapshot());
     this.options.store.saveSnapshot(snapshot).then(
       () => {
-        for (const h of this.hooks) h.onSnapshot?.((performance.now() - started) / 1000, 'create');
+        for (const h of this.hooks) h.onSnapshot?.((this.clock.now() - started) / 1000, 'create');
         this.options.logger.debug({ index: applied }, 'snapshot taken, log compacted');
       },
-      (err: unknown) => this.fail(err, 3),
+      (err: unknown) => this.fail(err, 'storage'),
     );
   }
 
@@ -369,7 +379,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
       term: s.term,
       leader: s.leader,
       commitIndex: s.commitIndex,
-      appliedIndex: this.kvStore.appliedIndex,
+      appliedIndex: this.sm.appliedIndex,
       lastLogIndex: s.lastLogIndex,
       members: s.members,
     };
@@ -384,12 +394,12 @@ export class RaftNode implements ClientOps, PeerHandlers {
 
   async waitLeaderChange(seenLeader: NodeId | null, seenTerm: number, waitMs: number): Promise<LeaderInfo | null> {
     const changed = (): boolean => this.raft.currentLeader !== seenLeader || this.raft.currentTerm !== seenTerm;
-    await this.waiters.until(changed, Date.now() + waitMs).catch(() => undefined);
+    await this.waiters.until(changed, this.clock.now() + waitMs).catch(() => undefined);
     return this.leader();
   }
 
   async propose(cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
-    const started = performance.now();
+    const started = this.clock.now();
     try {
       const result = await this.proposeAnywhere(cmd, deadlineMs);
       this.observeProposal(result.ok ? 'ok' : 'precondition_failed', started);
@@ -401,7 +411,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
   }
 
   private observeProposal(result: 'ok' | 'precondition_failed' | 'no_leader' | 'timeout' | 'error', started: number): void {
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = (this.clock.now() - started) / 1000;
     for (const h of this.hooks) h.onProposal?.(result, seconds);
   }
 
@@ -422,7 +432,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
       } catch (err) {
         // no_leader means certainly not applied (refused, or another entry won its index): the
         // write may go to the new leader, as long as the client's deadline allows.
-        if (!isNoLeader(err) || Date.now() >= deadlineMs) throw err;
+        if (!isNoLeader(err) || this.clock.now() >= deadlineMs) throw err;
       }
       await this.awaitLeader(deadlineMs);
     }
@@ -470,7 +480,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
         }
       } catch (err) {
         // Leadership moved before the read was confirmed: ask the new leader.
-        if (!isNoLeader(err) || Date.now() >= deadlineMs) throw err;
+        if (!isNoLeader(err) || this.clock.now() >= deadlineMs) throw err;
       }
       if (index !== null) {
         await this.waitApplied(index, deadlineMs, `read index ${index} not yet applied on ${this.id}`);
@@ -529,15 +539,15 @@ export class RaftNode implements ClientOps, PeerHandlers {
     this.kick();
   }
 
-  kv(): KvStore {
-    return this.kvStore;
+  kv(): KvView {
+    return this.sm;
   }
 
   // ---- waiting helpers ----------------------------------------------------------------------------
 
   private async waitApplied(index: number, deadlineMs: number, what: string): Promise<void> {
     try {
-      await this.waiters.until(() => this.kvStore.appliedIndex >= index, deadlineMs);
+      await this.waiters.until(() => this.sm.appliedIndex >= index, deadlineMs);
     } catch {
       throw new ClientError('timeout', what);
     }
@@ -545,7 +555,7 @@ export class RaftNode implements ClientOps, PeerHandlers {
 
   /** Waits a little for a leader to appear; past the deadline, no_leader (nothing was proposed). */
   private async awaitLeader(deadlineMs: number): Promise<void> {
-    const now = Date.now();
+    const now = this.clock.now();
     if (now >= deadlineMs) throw new ClientError('no_leader', `no leader was elected within the request timeout`);
     const seen = this.raft.currentLeader;
     const term = this.raft.currentTerm;

@@ -1,16 +1,23 @@
 // Conditions that client calls wait on (applied index reached, leader changed), re-checked whenever
 // the node's state may have moved, each with a deadline so no caller waits forever.
+import type { Cancel, Clock } from './ports.ts';
+
 interface Waiter {
   readonly predicate: () => boolean;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  readonly cancel: Cancel;
 }
 
 export class DeadlineError extends Error {}
 
 export class Waiters {
   private waiting = new Set<Waiter>();
+  private readonly clock: Clock;
+
+  constructor(clock: Clock) {
+    this.clock = clock;
+  }
 
   /** Resolves once predicate() holds (checked now and on every check()), rejects at deadlineMs. */
   until(predicate: () => boolean, deadlineMs: number): Promise<void> {
@@ -20,10 +27,10 @@ export class Waiters {
         predicate,
         resolve,
         reject,
-        timer: setTimeout(() => {
+        cancel: this.clock.after(deadlineMs - this.clock.now(), () => {
           this.waiting.delete(waiter);
           reject(new DeadlineError('deadline passed'));
-        }, Math.max(0, deadlineMs - Date.now())),
+        }),
       };
       this.waiting.add(waiter);
     });
@@ -31,13 +38,13 @@ export class Waiters {
 
   /** Runs fn at deadlineMs (a timeout for work tracked elsewhere). */
   deadline(deadlineMs: number, fn: () => void): void {
-    setTimeout(fn, Math.max(0, deadlineMs - Date.now())).unref();
+    this.clock.after(deadlineMs - this.clock.now(), fn);
   }
 
   check(): void {
     for (const waiter of this.waiting) {
       if (!waiter.predicate()) continue;
-      clearTimeout(waiter.timer);
+      waiter.cancel();
       this.waiting.delete(waiter);
       waiter.resolve();
     }
@@ -45,7 +52,7 @@ export class Waiters {
 
   rejectAll(err: Error): void {
     for (const waiter of this.waiting) {
-      clearTimeout(waiter.timer);
+      waiter.cancel();
       waiter.reject(err);
     }
     this.waiting.clear();

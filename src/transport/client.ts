@@ -4,8 +4,9 @@
 import type { LookupFunction } from 'node:net';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
-import { ClientError } from '../node/ops.ts';
-import type { KvCommand, KvResult, NodeStatus } from '../node/ops.ts';
+import { ClientError } from '../api/ops.ts';
+import type { NodeStatus } from '../api/ops.ts';
+import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { bearer } from './auth.ts';
 import { WIRE_LIMITS } from './codec.ts';

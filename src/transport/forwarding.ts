@@ -2,7 +2,8 @@
 // client request each, far fewer than Raft messages, so they stay JSON for easy inspection with curl;
 // binary values travel as base64. Every decoder validates strictly and throws only WireError.
 import { Buffer } from 'node:buffer';
-import type { KvCommand, KvResult, NodeStatus } from '../node/ops.ts';
+import type { NodeStatus } from '../api/ops.ts';
+import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Member, NodeId } from '../raft/types.ts';
 import { WIRE_LIMITS } from './codec.ts';
 import type { ErrorBody } from './protocol.ts';

@@ -1,6 +1,6 @@
 // What both ends of the peer protocol agree on: the version, the routes, the headers, how errors
 // travel, and the errors a caller can tell apart.
-import { ClientError, clientErrorStatus } from '../node/ops.ts';
+import { ClientError, clientErrorStatus } from '../api/ops.ts';
 
 /** Bump when routes, bodies or the frame format change incompatibly. Carried in the path (/raft/v1)
  * and, for finer refusals, in the Raftlet-Protocol header of every request and response. */

@@ -2,7 +2,7 @@
 // distinction that matters for a forwarded write: refused before it was sent (certainly not
 // proposed, safe to retry) versus lost after it was sent (outcome unknown).
 import type { IncomingHttpHeaders } from 'node:http';
-import { ClientError } from '../node/ops.ts';
+import { ClientError } from '../api/ops.ts';
 import { decodeError, parseJson } from './forwarding.ts';
 import { isClientErrorCode, MisdirectedError, PeerAuthError, PROTOCOL_HEADER, ProtocolMismatchError } from './protocol.ts';
 

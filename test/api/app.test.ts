@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { request } from 'undici';
 import { MAX_LEADER_WAIT_MS, type ApiOptions } from '../../src/api/app.ts';
-import { ClientError } from '../../src/node/ops.ts';
+import { ClientError } from '../../src/api/ops.ts';
 import { FakeOps } from './fake-ops.ts';
 import { startApi, waitFor, type Answer, type Harness } from './harness.ts';
 

@@ -2,7 +2,8 @@
 // into a real KvStore at once; leader, term and failures are set by the test.
 import { encodeKvCommand } from '../../src/kv/codec.ts';
 import { KvStore } from '../../src/kv/store.ts';
-import { ClientError, type ClientOps, type KvCommand, type KvResult, type KvView, type LeaderInfo, type NodeStatus } from '../../src/node/ops.ts';
+import { ClientError, type ClientOps, type LeaderInfo, type NodeStatus } from '../../src/api/ops.ts';
+import type { KvCommand, KvResult, KvView } from '../../src/kv/types.ts';
 import type { NodeId } from '../../src/raft/types.ts';
 
 interface Waiter {

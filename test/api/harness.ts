@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import { Agent, request } from 'undici';
 import { createApiApp, type ApiOptions } from '../../src/api/app.ts';
-import type { ClientOps } from '../../src/node/ops.ts';
+import type { ClientOps } from '../../src/api/ops.ts';
 
 export interface Harness {
   readonly base: string;

@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/main.ts';
 import type { CliIo } from '../../src/cli/main.ts';
-import { SETTINGS, SETTING_KEYS } from '../../src/cli/settings.ts';
+import { SETTINGS, SETTING_KEYS } from '../../src/config/settings.ts';
 import { Capture } from './helpers.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/raftlet.js', import.meta.url));

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { SETTINGS, SETTING_KEYS, SettingsError, parseSettings, settingsHelp } from '../../src/cli/settings.ts';
-import type { Env, Settings, SettingsHost } from '../../src/cli/settings.ts';
+import { SETTINGS, SETTING_KEYS, SettingsError, parseSettings, settingsHelp } from '../../src/config/settings.ts';
+import type { Env, Settings, SettingsHost } from '../../src/config/settings.ts';
 
 const TOKEN = 'a-test-token-of-32-characters-xx';
 

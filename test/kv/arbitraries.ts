@@ -1,6 +1,6 @@
 // fast-check generators shared by the key-value tests.
 import fc from 'fast-check';
-import type { KvCommand } from '../../src/node/ops.ts';
+import type { KvCommand } from '../../src/kv/types.ts';
 import { validateKey } from '../../src/kv/key.ts';
 
 /** Any valid key: printable text of every plane, including astral characters and a leading BOM. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { decodeKvCommand, encodeKvCommand, encodedKvCommandLength, KvCodecError } from '../../src/kv/codec.ts';
-import type { KvCommand } from '../../src/node/ops.ts';
+import type { KvCommand } from '../../src/kv/types.ts';
 import { anyCommand } from './arbitraries.ts';
 
 test('every command survives encode and decode unchanged', () => {

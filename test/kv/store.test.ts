@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { encodeKvCommand } from '../../src/kv/codec.ts';
 import { KvSnapshotError } from '../../src/kv/snapshot.ts';
 import { KvApplyOrderError, KvStore } from '../../src/kv/store.ts';
-import type { KvCommand, KvItem, KvResult } from '../../src/node/ops.ts';
+import type { KvCommand, KvItem, KvResult } from '../../src/kv/types.ts';
 import { smallKeyPool, value } from './arbitraries.ts';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);

@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
-import { ClientError } from '../../src/node/ops.ts';
+import { ClientError } from '../../src/api/ops.ts';
 import type { Message } from '../../src/raft/types.ts';
 import { PeerClient } from '../../src/transport/client.ts';
 import type { PeerClientOptions } from '../../src/transport/client.ts';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import type { KvCommand, KvResult, NodeStatus } from '../../src/node/ops.ts';
+import type { NodeStatus } from '../../src/api/ops.ts';
+import type { KvCommand, KvResult } from '../../src/kv/types.ts';
 import {
   decodeError,
   decodeKvResult,

@@ -1,7 +1,8 @@
 // Shared test helpers: a peer server with recording handlers, and polling instead of sleeping.
 import { setTimeout as delay } from 'node:timers/promises';
-import { ClientError } from '../../src/node/ops.ts';
-import type { KvCommand, KvResult, NodeStatus } from '../../src/node/ops.ts';
+import { ClientError } from '../../src/api/ops.ts';
+import type { NodeStatus } from '../../src/api/ops.ts';
+import type { KvCommand, KvResult } from '../../src/kv/types.ts';
 import type { Message, NodeId } from '../../src/raft/types.ts';
 import type { PeerHandlers } from '../../src/transport/server.ts';
 

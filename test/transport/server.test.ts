@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { request } from 'undici';
-import { ClientError } from '../../src/node/ops.ts';
+import { ClientError } from '../../src/api/ops.ts';
 import { encodeMessages } from '../../src/transport/codec.ts';
 import { PROTOCOL_VERSION, ROUTES } from '../../src/transport/protocol.ts';
 import { startPeerServer } from '../../src/transport/server.ts';

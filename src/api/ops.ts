@@ -1,32 +1,9 @@
-// The seam between the client API (src/api) and the node runtime (src/node). The API layer knows
-// HTTP; the runtime knows Raft. Neither imports the other's internals, only this file.
+// The seam between the client API (src/api) and whatever serves it (the node runtime, src/node, or a
+// test double). The API layer knows HTTP; the runtime knows Raft. This file is the contract between
+// them: the operations, their answers, and the errors they reject with (SPEC section 4). The peer
+// transport carries the same operations between nodes, so it imports this file too.
+import type { KvCommand, KvResult, KvView } from '../kv/types.ts';
 import type { Membership, NodeId, Role } from '../raft/types.ts';
-
-/** A key-value command as it travels through the log. Conditions are checked when it is applied,
- * on every replica alike, so a compare-and-set is decided by log order, not by who received it. */
-export type KvCommand =
-  | { readonly op: 'put'; readonly key: string; readonly value: Uint8Array; readonly ifMatch?: number; readonly ifNoneMatch?: boolean }
-  | { readonly op: 'del'; readonly key: string; readonly ifMatch?: number };
-
-/** The outcome of applying a KvCommand at log index `index` in term `term`. */
-export type KvResult =
-  | { readonly ok: true; readonly index: number; readonly term: number; readonly deleted?: boolean }
-  | { readonly ok: false; readonly code: 'precondition_failed'; readonly index: number; readonly term: number; readonly message: string };
-
-export interface KvItem {
-  readonly key: string;
-  readonly value: Uint8Array;
-  readonly modIndex: number;
-}
-
-/** Read-only view of the local replica of the key-value state machine. */
-export interface KvView {
-  get(key: string): KvItem | undefined;
-  /** Keys in byte order starting with prefix, at most limit of them. */
-  list(prefix: string, limit: number): KvItem[];
-  /** The log index the view reflects. */
-  readonly appliedIndex: number;
-}
 
 export interface NodeStatus {
   readonly id: NodeId;

@@ -1,0 +1,225 @@
+// `raftlet run`: one node as a process, composed from its parts: storage (data.ts), the peer client,
+// the node runtime, the three servers (servers.ts), the Kubernetes adapters, DNS discovery and
+// bootstrap (discovery.ts), the membership reconciler (reconciler.ts) and the SIGTERM hand-off.
+// Resolves with the exit code of SPEC §2 (exit-codes.ts).
+import pino from 'pino';
+import { formatHostPort, type Settings } from '../config/settings.ts';
+import type { Peer, SrvDiscovery } from '../kubernetes/discovery.ts';
+import type { KubernetesAdapters } from '../kubernetes/index.ts';
+import { KvStore } from '../kv/index.ts';
+import { RaftletMetrics } from '../metrics/metrics.ts';
+import { RaftNode } from '../node/node.ts';
+import type { NodeId } from '../raft/types.ts';
+import { PeerClient } from '../transport/index.ts';
+import { lookupVia } from '../transport/lookup.ts';
+import { openData } from './data.ts';
+import { startDiscovery } from './discovery.ts';
+import { ExitCode } from './exit-codes.ts';
+import { closeServer, drainServer, firstUnbindable } from './listen.ts';
+import { startReconciler } from './reconciler.ts';
+import { ListenError, startServers, type Servers } from './servers.ts';
+
+export async function runNode(settings: Settings): Promise<ExitCode> {
+  const logger = pino({ level: settings.logLevel, base: { node: settings.nodeId } });
+  for (const warning of settings.warnings) logger.warn(warning);
+  const metrics = new RaftletMetrics();
+
+  // SPEC §2: a bad configuration (a busy port included) exits 2 before anything is started,
+  // so the ports are tried before the data directory is created.
+  const busy = await firstUnbindable([
+    ['RAFTLET_PEER_LISTEN', settings.peerListen],
+    ['RAFTLET_API_LISTEN', settings.apiListen],
+    ['RAFTLET_METRICS_LISTEN', settings.metricsListen],
+  ]);
+  if (busy) {
+    logger.fatal(busy.message);
+    process.stderr.write(`raftlet: ${busy.message}\n`);
+    return ExitCode.badConfig;
+  }
+
+  const opened = await openData(settings, metrics, logger);
+  if (typeof opened === 'number') return opened;
+  const { store, restored } = opened;
+
+  let kube: KubernetesAdapters | null = null;
+  if (settings.kubernetes) {
+    const { KubernetesAdapters } = await import('../kubernetes/index.ts');
+    try {
+      kube = new KubernetesAdapters({
+        namespace: settings.podNamespace,
+        podName: settings.podName,
+        selfId: settings.nodeId,
+        roleLabel: settings.roleLabel,
+        leaseName: settings.leaseName,
+        logger: logger.child({ component: 'kubernetes' }),
+        onLabelUpdate: (result) => metrics.onLabelUpdate(result),
+      });
+    } catch (err) {
+      const message = `RAFTLET_KUBERNETES is on but no Kubernetes client configuration was found: ${err instanceof Error ? err.message : String(err)}`;
+      logger.fatal({ err }, message);
+      process.stderr.write(`raftlet: ${message}\n`);
+      await store.close().catch(() => undefined);
+      return ExitCode.badConfig;
+    }
+  }
+
+  // The DNS server that answers discovery also resolves the peers' names (SPEC §3).
+  const dnsServer = settings.dnsServer ? formatHostPort(settings.dnsServer) : undefined;
+  const peers = new PeerClient({
+    token: settings.clusterToken,
+    lookup: dnsServer ? lookupVia(dnsServer) : undefined,
+    requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
+    backoffMaxMs: Math.max(200, Math.min(2000, settings.electionTimeoutMs)),
+    hooks: {
+      onRpc: (kind, seconds, ok) => metrics.observeRpc(kind, seconds, ok),
+      onDrop: (peer, reason) => metrics.onDrop(peer, reason),
+      onPeerReachable: (peer, reachable, error) => {
+        if (reachable) logger.info({ peer }, `peer ${peer} is reachable`);
+        else logger.warn({ peer, err: error?.message }, `peer ${peer} is unreachable`);
+      },
+    },
+  });
+
+  let exit: (code: ExitCode) => void = () => undefined;
+  const exited = new Promise<ExitCode>((resolve) => (exit = resolve));
+  let failed = false;
+  const stateMachine = new KvStore();
+  if (restored.snapshot) stateMachine.restore(restored.snapshot.data, restored.snapshot.meta.index);
+  const node = new RaftNode({
+    id: settings.nodeId,
+    heartbeatMs: settings.heartbeatMs,
+    electionTimeoutMs: settings.electionTimeoutMs,
+    restored,
+    store,
+    peers,
+    stateMachine,
+    logger,
+    snapshotEntries: settings.snapshotEntries,
+    onFatal: (err, kind) => {
+      failed = true;
+      logger.fatal({ err }, kind === 'storage' ? 'storage failed: stopping' : 'internal invariant broken: stopping');
+      exit(kind === 'storage' ? ExitCode.badData : ExitCode.failure);
+    },
+  });
+
+  // Peers reachable by id: the configuration, the static list and what DNS shows, so a node not
+  // yet in the configuration can still answer the leader that is adding it.
+  let discovered: readonly Peer[] = [];
+  const updatePeers = (): void => {
+    const urls = new Map<NodeId, string>();
+    for (const p of settings.peers) urls.set(p.id, p.url);
+    for (const p of discovered) urls.set(p.id, p.url);
+    for (const m of node.members()) urls.set(m.id, m.url);
+    urls.delete(settings.nodeId);
+    peers.setPeers(urls);
+  };
+  updatePeers();
+
+  const publishRole = (): void => {
+    const s = node.status();
+    kube?.update({ term: s.term, isLeader: s.role === 'leader', leaderId: s.leader, memberIds: s.members.map((m) => m.id) });
+  };
+  node.addHooks({
+    onRaftEvent: (ev) => {
+      metrics.onRaftEvent(ev);
+      if (ev.kind === 'membershipChanged') {
+        metrics.setMembers(ev.members);
+        updatePeers();
+      }
+      if (ev.kind === 'roleChanged' || ev.kind === 'leaderChanged' || ev.kind === 'termChanged' || ev.kind === 'membershipChanged') publishRole();
+    },
+    onApplied: (status) => metrics.setIndices(status),
+    onProposal: (result, seconds) => metrics.observeProposal(result, seconds),
+    onSnapshot: (seconds, kind) => metrics.observeSnapshot(seconds, kind),
+  });
+  metrics.syncStatus(node.status());
+
+  let servers: Servers;
+  try {
+    servers = await startServers({ settings, node, metrics, logger, healthy: () => !failed && store.error === null });
+  } catch (err) {
+    const message = err instanceof ListenError ? err.message : `cannot start servers: ${err instanceof Error ? err.message : String(err)}`;
+    logger.fatal({ err }, message);
+    process.stderr.write(`raftlet: ${message}\n`);
+    await Promise.allSettled([peers.close(), store.close()]);
+    return err instanceof ListenError ? ExitCode.badConfig : ExitCode.failure;
+  }
+  logger.info(
+    { peer: settings.peerListen, api: settings.apiListen, metrics: settings.metricsListen, advertise: settings.advertiseUrl },
+    `raftlet ${settings.nodeId} started`,
+  );
+  node.start();
+  node.campaignIfAlone();
+  publishRole();
+
+  const stops: (() => void)[] = [];
+  const discovery: SrvDiscovery | null = await startDiscovery({
+    settings,
+    dnsServer,
+    node,
+    store,
+    metrics,
+    logger,
+    onPeers: (found) => {
+      discovered = found;
+      updatePeers();
+    },
+    onStorageFailure: (err) => {
+      node.stop().catch(() => undefined);
+      failed = true;
+      logger.fatal({ err }, 'storage failed while bootstrapping');
+      exit(ExitCode.badData);
+    },
+  });
+  if (discovery) {
+    stops.push(() => discovery.stop());
+    stops.push(startReconciler({ selfId: settings.nodeId, node, discovery, electionTimeoutMs: settings.electionTimeoutMs, logger }));
+  }
+
+  // Replication lag per follower, as the leader sees it.
+  const lagTimer = setInterval(() => {
+    const s = node.raftStatus();
+    const lag = new Map<NodeId, number>();
+    if (s.role === 'leader') for (const p of s.progress) lag.set(p.id, Math.max(0, s.lastLogIndex - p.matchIndex));
+    metrics.setFollowerLag(lag);
+    metrics.setIndices({ commitIndex: s.commitIndex, appliedIndex: node.kv().appliedIndex, lastLogIndex: s.lastLogIndex });
+  }, 1000);
+  stops.push(() => clearInterval(lagTimer));
+
+  const shutdown = async (signal: string): Promise<void> => {
+    logger.info({ signal }, 'stopping');
+    // No new client requests; those in flight finish below (their entries may commit under the
+    // next leader, which this node then applies).
+    const apiDrained = drainServer(servers.api, Math.min(5000, settings.requestTimeoutMs));
+    if (node.status().role === 'leader' && node.members().some((m) => m.voter && m.id !== settings.nodeId)) {
+      try {
+        const to = await node.transferLeadership(null, Date.now() + settings.electionTimeoutMs * 2);
+        logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
+      } catch (err) {
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');
+      }
+    }
+    publishRole();
+    await apiDrained;
+    exit(ExitCode.ok);
+  };
+  const onSignal = (signal: string): void => {
+    void shutdown(signal);
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+
+  const code = await exited;
+  process.removeListener('SIGTERM', onSignal);
+  process.removeListener('SIGINT', onSignal);
+  for (const stop of stops) stop();
+  await node.stop();
+  if (kube) {
+    await kube.flush(2000).catch(() => false);
+    await kube.stop().catch(() => undefined);
+  }
+  await Promise.allSettled([servers.peer.close(), closeServer(servers.api), servers.metrics.close(), peers.close()]);
+  if (code !== ExitCode.badData) await store.close().catch(() => undefined);
+  logger.info({ code }, 'stopped');
+  return code;
+}

@@ -1,0 +1,65 @@
+// The three listeners of a node: peer RPC, the client API and /metrics with the probes. Started
+// together; if one cannot start, the ones already up are closed again.
+import { createServer, type Server } from 'node:http';
+import type { Logger } from 'pino';
+import { createApiApp } from '../api/app.ts';
+import type { Settings } from '../config/settings.ts';
+import type { RaftletMetrics } from '../metrics/metrics.ts';
+import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/server.ts';
+import type { RaftNode } from '../node/node.ts';
+import { startPeerServer, type RunningPeerServer } from '../transport/index.ts';
+import { closeServer, listen, listenError, ListenError } from './listen.ts';
+
+export interface Servers {
+  readonly peer: RunningPeerServer;
+  readonly api: Server;
+  readonly metrics: MetricsServer;
+}
+
+export interface ServersOptions {
+  readonly settings: Settings;
+  readonly node: RaftNode;
+  readonly metrics: RaftletMetrics;
+  readonly logger: Logger;
+  readonly healthy: () => boolean;
+}
+
+export async function startServers({ settings, node, metrics, logger, healthy }: ServersOptions): Promise<Servers> {
+  let peer: RunningPeerServer | null = null;
+  let api: Server | null = null;
+  let metricsServer: MetricsServer | null = null;
+  try {
+    peer = await startPeerServer(settings.peerListen.host, settings.peerListen.port, {
+      token: settings.clusterToken,
+      handlers: node,
+      nodeId: settings.nodeId,
+      // A forwarded write carries one value as base64; an append carries at least one entry.
+      requestLimitBytes: Math.max(2 << 20, Math.ceil((settings.maxValueBytes * 4) / 3) + (64 << 10)),
+      messagesLimitBytes: Math.max(64 << 20, 2 * settings.maxValueBytes + (1 << 20)),
+      onRefused: (r) => logger.warn({ status: r.status, code: r.code, path: r.path, remote: r.remoteAddress }, `refused a peer request: ${r.message}`),
+    }).catch((err: unknown) => {
+      throw listenError(err, 'RAFTLET_PEER_LISTEN', settings.peerListen);
+    });
+    const app = createApiApp(node, {
+      maxValueBytes: settings.maxValueBytes,
+      requestTimeoutMs: settings.requestTimeoutMs,
+      logger: { error: (d, m) => logger.error(d, m), warn: (d, m) => logger.warn(d, m) },
+    });
+    api = await listen(createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
+    metricsServer = await startMetricsServer({
+      host: settings.metricsListen.host,
+      port: settings.metricsListen.port,
+      metrics,
+      healthy,
+      ready: () => readinessOf(node.status()),
+    }).catch((err: unknown) => {
+      throw listenError(err, 'RAFTLET_METRICS_LISTEN', settings.metricsListen);
+    });
+    return { peer, api, metrics: metricsServer };
+  } catch (err) {
+    await Promise.allSettled([peer?.close(), closeServer(api), metricsServer?.close()]);
+    throw err;
+  }
+}
+
+export { ListenError };
