@@ -359,6 +359,20 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
       }
       selected = items.filter((obj) => matchesSelector(parsed, labelsOf(obj)));
     }
+    const fieldSelector = params.get('fieldSelector');
+    if (fieldSelector !== null && fieldSelector !== '') {
+      // Every kind supports metadata.name and metadata.namespace (kubectl delete --wait and
+      // kubectl wait list by name); other fields are kind-specific and not modelled.
+      for (const term of fieldSelector.split(',')) {
+        const match = /^(metadata\.name|metadata\.namespace)(==|=|!=)(.*)$/.exec(term.trim());
+        if (match === null) {
+          return send(res, 400, S.badRequest(`"${term.split(/!?=/)[0] ?? term}" is not a known field selector: only "metadata.name", "metadata.namespace"`));
+        }
+        const [, field, op, value] = match;
+        const metaField = field === 'metadata.name' ? 'name' : 'namespace';
+        selected = selected.filter((obj) => (metaOf(obj)[metaField] === value) === (op !== '!='));
+      }
+    }
     const listRv = String(revision);
     if (accept.includes('as=Table') && def === podsDef) {
       return send(res, 200, podTable(selected, listRv, params.get('includeObject') ?? 'Metadata'));
