@@ -183,6 +183,53 @@ Like the token, never made anew where lookup sees nothing. Cached for the rest o
 {{- toJson (index .Values "raftletRenderedTls") -}}
 {{- end -}}
 
+{{/* What raftlet needs to speak to members: the token file, and the peer certificate with TLS. */}}
+{{- define "raftlet.peerAuthEnv" -}}
+# A file, never a variable: raftlet re-reads it when the Secret changes.
+- name: RAFTLET_CLUSTER_TOKEN_FILE
+  value: /etc/raftlet/cluster-token/{{ include "raftlet.tokenKey" . }}
+{{- if .Values.tls.enabled }}
+- name: RAFTLET_PEER_TLS_CERT_FILE
+  value: /etc/raftlet/tls/tls.crt
+- name: RAFTLET_PEER_TLS_KEY_FILE
+  value: /etc/raftlet/tls/tls.key
+- name: RAFTLET_PEER_TLS_CA_FILE
+  value: /etc/raftlet/tls/ca.crt
+{{- end }}
+{{- end -}}
+
+{{/* Directory mounts (not subPath), so the kubelet's updates reach the container. */}}
+{{- define "raftlet.peerAuthMounts" -}}
+- name: cluster-token
+  mountPath: /etc/raftlet/cluster-token
+  readOnly: true
+{{- if .Values.tls.enabled }}
+- name: peer-tls
+  mountPath: /etc/raftlet/tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "raftlet.peerAuthVolumes" -}}
+- name: cluster-token
+  secret:
+    secretName: {{ include "raftlet.tokenSecretName" . }}
+    defaultMode: 288 # 0440: owner and fsGroup read
+{{- if .Values.tls.enabled }}
+- name: peer-tls
+  secret:
+    secretName: {{ include "raftlet.tlsSecretName" . }}
+    defaultMode: 288 # 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
 {{- define "raftlet.peerScheme" -}}
 {{- if .Values.tls.enabled -}}https{{- else -}}http{{- end -}}
 {{- end -}}
