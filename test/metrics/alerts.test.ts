@@ -6,14 +6,26 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { RaftletMetrics } from '../../src/metrics/metrics.ts';
 import { RULES_FILE, RULES_TEST_FILE, loadAlertRules, metricNamesInPromQL, seriesNamesInExposition } from './names.ts';
 
 const REQUIRED_ALERTS = [
-  'RaftletNoLeader', 'RaftletMultipleLeaders', 'RaftletFrequentLeaderChanges', 'RaftletFollowerLagging',
-  'RaftletProposalsFailing', 'RaftletLabelUpdatesFailing', 'RaftletFsyncSlow',
+  'RaftletNoLeader', 'RaftletInsufficientMembers', 'RaftletMembersDown', 'RaftletMultipleLeaders', 'RaftletFrequentLeaderChanges',
+  'RaftletFollowerLagging', 'RaftletProposalsFailing', 'RaftletLabelUpdatesFailing', 'RaftletFsyncSlow',
 ];
+
+// Series Prometheus makes itself for every target, which the alerts may use beside raftlet's own.
+const PROMETHEUS_SERIES = new Set(['up']);
+
+const RUNBOOKS_FILE = fileURLToPath(new URL('../../docs/runbooks.md', import.meta.url));
+const RUNBOOK_BASE = 'https://github.com/raftlet/raftlet/blob/main/docs/runbooks.md';
+
+/** GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to dashes. */
+function headingAnchor(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replaceAll(' ', '-');
+}
 
 function promtool(args: string[]): { status: number | null; output: string } {
   const result = spawnSync('promtool', args, { encoding: 'utf8', timeout: 60_000 });
@@ -84,7 +96,36 @@ describe('alert rules', () => {
     for (const rule of loadAlertRules()) {
       const names = metricNamesInPromQL(rule.expr);
       assert.ok(names.length > 0, `${rule.alert ?? ''}: no metric found in ${rule.expr}`);
-      for (const name of names) assert.ok(exported.has(name), `${rule.alert ?? ''} uses ${name}, which raftlet does not export`);
+      for (const name of names) assert.ok(exported.has(name) || PROMETHEUS_SERIES.has(name), `${rule.alert ?? ''} uses ${name}, which raftlet does not export`);
+    }
+  });
+
+  it('each link a runbook section that says what to check and what to do', () => {
+    const runbooks = readFileSync(RUNBOOKS_FILE, 'utf8');
+    const sections = new Map<string, string>();
+    const parts = runbooks.split(/^## /m).slice(1);
+    for (const part of parts) {
+      const newline = part.indexOf('\n');
+      sections.set(headingAnchor(part.slice(0, newline)), part.slice(newline + 1));
+    }
+    for (const rule of loadAlertRules()) {
+      const name = rule.alert ?? '';
+      const url = rule.annotations?.runbook_url ?? '';
+      assert.equal(url, `${RUNBOOK_BASE}#${name.toLowerCase()}`, `${name}: runbook_url`);
+      const section = sections.get(name.toLowerCase());
+      assert.ok(section !== undefined, `docs/runbooks.md has no section "## ${name}"`);
+      assert.match(section, /^### What to check$/m, `${name}: the runbook says what to check`);
+      assert.match(section, /^### What to do$/m, `${name}: the runbook says what to do`);
+      assert.match(section, /kubectl /, `${name}: the runbook names commands`);
+    }
+  });
+
+  it('aggregate per cluster (namespace and job) so two releases never mix', () => {
+    for (const rule of loadAlertRules()) {
+      for (const [, labels] of rule.expr.matchAll(/\b(?:sum|max|min|count|avg)\s+by\s*\(([^)]*)\)/g)) {
+        const by = labels.split(',').map((l) => l.trim());
+        assert.ok(by.includes('namespace') && by.includes('job'), `${rule.alert ?? ''}: "by (${labels})" must keep namespace and job`);
+      }
     }
   });
 });

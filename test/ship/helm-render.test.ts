@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { parseManifests, renderChartText } from './render.ts';
+import { parseManifests, renderChartText, renderNotes } from './render.ts';
 import type { RenderOptions } from './render.ts';
 
 const files: Record<string, string> = {
@@ -153,6 +153,40 @@ describe('tools/helm-render', () => {
       await assert.rejects(renderChartText({ chart: broken }), /function "env" not defined/);
     } finally {
       rmSync(broken, { recursive: true, force: true });
+    }
+  });
+
+  it('models lookup: nothing without a cluster (helm template), the given objects with one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'raftlet-render-lookup-'));
+    try {
+      mkdirSync(join(dir, 'templates'));
+      writeFileSync(join(dir, 'Chart.yaml'), 'apiVersion: v2\nname: lk\nversion: 0.0.1\n');
+      writeFileSync(join(dir, 'values.yaml'), '{}\n');
+      writeFileSync(join(dir, 'templates/NOTES.txt'), 'Hello {{ .Release.Name }} in {{ .Release.Namespace }}, upgrade={{ .Release.IsUpgrade }}\n');
+      writeFileSync(join(dir, 'templates/cm.yaml'), [
+        'apiVersion: v1',
+        'kind: ConfigMap',
+        'metadata:',
+        '  name: probe',
+        'data:',
+        '  secret: {{ dig "data" (dict) (lookup "v1" "Secret" "ns" "s1") | toJson | quote }}',
+        '  other: {{ lookup "v1" "Secret" "elsewhere" "s1" | len | quote }}',
+        '  missing: {{ lookup "v1" "Secret" "ns" "nope" | len | quote }}',
+        '  listed: {{ dig "items" (list) (lookup "v1" "Secret" "ns" "") | len | quote }}',
+        '  upgrade: {{ .Release.IsUpgrade | quote }}',
+        '',
+      ].join('\n'));
+      const data = async (options: RenderOptions): Promise<unknown> =>
+        parseManifests(await renderChartText({ chart: dir, namespace: 'ns', ...options }))[0].object.data;
+      const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's1', namespace: 'ns' }, data: { k: 'dg==' } };
+      const other = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's2', namespace: 'ns' } };
+      assert.deepEqual(await data({ cluster: null }), { secret: '{}', other: '0', missing: '0', listed: '0', upgrade: 'false' });
+      assert.deepEqual(await data({ cluster: [secret, other], isUpgrade: true }), { secret: '{"k":"dg=="}', other: '0', missing: '0', listed: '2', upgrade: 'true' });
+      // NOTES.txt: not among the objects, printed alone with --notes.
+      assert.doesNotMatch(await renderChartText({ chart: dir, namespace: 'ns' }), /Hello/);
+      assert.equal(await renderNotes({ chart: dir, releaseName: 'r', namespace: 'ns', isUpgrade: true }), 'Hello r in ns, upgrade=true\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

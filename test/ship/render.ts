@@ -33,6 +33,19 @@ export interface RenderOptions {
   readonly namespace?: string;
   /** A chart directory other than helm/raftlet (tests of the renderer itself). */
   readonly chart?: string;
+  /**
+   * What `lookup` sees. Default: a fresh namespace of a real cluster (only the kube-root-ca.crt
+   * ConfigMap Kubernetes publishes in every namespace), as `helm install` sees it. null: no cluster
+   * at all, as `helm template` and GitOps tools render. A list: exactly these objects.
+   */
+  readonly cluster?: readonly KubeObject[] | null;
+  /** .Release.IsUpgrade instead of .Release.IsInstall. */
+  readonly isUpgrade?: boolean;
+}
+
+/** The one object every namespace of a real cluster has (the chart probes lookup with it). */
+export function rootCaConfigMap(namespace: string): KubeObject {
+  return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'kube-root-ca.crt', namespace }, data: { 'ca.crt': 'dummy' } };
 }
 
 let built: Promise<string> | undefined;
@@ -80,17 +93,32 @@ function setExpression(key: string, value: string | number | boolean): string {
   return `${key}=${String(value).replaceAll('\\', '\\\\').replaceAll(',', '\\,')}`;
 }
 
-/** `helm template` output as text. */
+/** `helm template` (or, with a cluster, `helm install --dry-run=server`) output as text. */
 export async function renderChartText(options: RenderOptions = {}): Promise<string> {
+  return runHelmRender(options, []);
+}
+
+/** The NOTES.txt that `helm install` would print for these options. */
+export async function renderNotes(options: RenderOptions = {}): Promise<string> {
+  return runHelmRender(options, ['--notes']);
+}
+
+async function runHelmRender(options: RenderOptions, extra: readonly string[]): Promise<string> {
   const binary = await helmRenderBinary();
-  const args = ['--strict', '--name', options.releaseName ?? 'raftlet', '--namespace', options.namespace ?? 'default'];
-  let valuesDir: string | undefined;
+  const namespace = options.namespace ?? 'default';
+  const args = ['--strict', '--name', options.releaseName ?? 'raftlet', '--namespace', namespace, ...extra];
+  const valuesDir = join(tmpdir(), `raftlet-values-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  mkdirSync(valuesDir);
   if (options.values !== undefined) {
-    valuesDir = join(tmpdir(), `raftlet-values-${process.pid}-${Math.random().toString(36).slice(2)}`);
-    mkdirSync(valuesDir);
     writeFileSync(join(valuesDir, 'values.yaml'), JSON.stringify(options.values));
     args.push('-f', join(valuesDir, 'values.yaml'));
   }
+  const cluster = options.cluster === undefined ? [rootCaConfigMap(namespace)] : options.cluster;
+  if (cluster !== null) {
+    writeFileSync(join(valuesDir, 'cluster.json'), JSON.stringify({ apiVersion: 'v1', kind: 'List', items: cluster }));
+    args.push('--cluster', join(valuesDir, 'cluster.json'));
+  }
+  if (options.isUpgrade === true) args.push('--is-upgrade');
   for (const [key, value] of Object.entries(options.set ?? {})) args.push('--set', setExpression(key, value));
   for (const apiVersion of options.apiVersions ?? []) args.push('--api-versions', apiVersion);
   args.push(options.chart ?? chartDir);
@@ -101,7 +129,7 @@ export async function renderChartText(options: RenderOptions = {}): Promise<stri
     const stderr = (err as { stderr?: string }).stderr;
     throw new Error(`helm-render ${args.join(' ')} failed: ${stderr ?? String(err)}`);
   } finally {
-    if (valuesDir !== undefined) rmSync(valuesDir, { recursive: true, force: true });
+    rmSync(valuesDir, { recursive: true, force: true });
   }
 }
 

@@ -36,7 +36,8 @@ describe('values.schema.json', () => {
   it('is closed at the top level and in every group of settings', () => {
     assert.equal(schema.additionalProperties, false);
     const properties = schema.properties as Values;
-    for (const group of ['image', 'clusterToken', 'lease', 'settings', 'ports', 'persistence', 'app', 'leaderService', 'serviceAccount', 'rbac', 'podDisruptionBudget', 'monitoring', 'tests']) {
+    for (const group of ['image', 'auth', 'clusterToken', 'lease', 'settings', 'ports', 'persistence', 'app', 'leaderService', 'serviceAccount', 'rbac',
+      'podDisruptionBudget', 'monitoring', 'tests', 'tls', 'networkPolicy', 'admissionPolicy', 'backup']) {
       assert.equal((properties[group] as Values).additionalProperties, false, `${group} must reject unknown keys`);
     }
   });
@@ -51,6 +52,16 @@ describe('values.schema.json', () => {
       { app: { livenessProbe: null, image: { repository: 'example/app', tag: '1.0' } } },
       { monitoring: { serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus-stack' } }, prometheusRule: { enabled: true }, grafanaDashboard: { enabled: true } } },
       { clusterToken: { existingSecret: 'my-token', key: 'token' } },
+      { auth: { existingSecret: 'my-token', key: 'peer' } },
+      { auth: { token: `${'a'.repeat(20)}\n${'b'.repeat(20)}` } },
+      { tls: { enabled: true, source: 'certManager', certManager: { issuerRef: { name: 'corp', kind: 'ClusterIssuer', group: 'cert-manager.io' } } } },
+      { tls: { enabled: true, source: 'existingSecret', existingSecret: 'peer-tls' } },
+      { networkPolicy: { metrics: { from: [{ namespaceSelector: { matchLabels: { team: 'obs' } }, podSelector: {} }] }, extraIngress: [{ from: [] }] } },
+      { admissionPolicy: { enabled: false } },
+      { admissionPolicy: { validationActions: ['Warn', 'Audit'] } },
+      { backup: { enabled: true, keep: 30, persistence: { existingClaim: 'backups', size: '20Gi' } } },
+      { podDisruptionBudget: { unhealthyPodEvictionPolicy: 'IfHealthyBudget' } },
+      { monitoring: { prometheusRule: { enabled: true, runbookBaseUrl: 'https://wiki.example.com/raftlet' } } },
       { settings: { heartbeatMs: 50, electionTimeoutMs: 500, logLevel: 'debug' } },
       { podDisruptionBudget: { enabled: true, maxUnavailable: '34%' } },
       { leaderService: { targetPort: 9000 } },
@@ -78,7 +89,14 @@ describe('values.schema.json', () => {
       [{ monitoring: { serviceMonitor: { enabled: 'yes' } } }, /\/monitoring\/serviceMonitor\/enabled must be boolean/],
       [{ app: { enabled: true, nmae: 'x' } }, /\/app must NOT have additional properties.*nmae/],
       [{ podLabels: { tier: 1 } }, /\/podLabels\/tier must be string/],
-      [{ clusterToken: null }, /must have required property 'clusterToken'/],
+      [{ auth: null }, /must have required property 'auth'/],
+      [{ auth: { token: 'short' } }, /\/auth\/token must match pattern/],
+      [{ auth: { tokne: 'x' } }, /\/auth must NOT have additional properties.*tokne/],
+      [{ tls: { source: 'vault' } }, /\/tls\/source must be equal to one of the allowed values/],
+      [{ admissionPolicy: { validationActions: ['Block'] } }, /\/admissionPolicy\/validationActions\/0/],
+      [{ backup: { keep: 0 } }, /\/backup\/keep must be >= 1/],
+      [{ networkPolicy: { metrics: { from: [{ podSelecter: {} }] } } }, /\/networkPolicy\/metrics\/from\/0 must NOT have additional properties/],
+      [{ podDisruptionBudget: { unhealthyPodEvictionPolicy: 'Sometimes' } }, /unhealthyPodEvictionPolicy/],
     ];
     for (const [override, expected] of bad) {
       const found = problems(override);

@@ -1,7 +1,9 @@
 // Regenerates k8s/ (the plain-manifest install) from the chart's default values:
 //   node test/ship/write-plain-manifests.ts
-// It drops what only a Helm release has (helm.sh/chart, managed-by and version labels, the token
-// checksum, namespaces, the `helm test` hook) and puts a placeholder token in the Secret.
+// It drops what only a Helm release has (helm.sh/chart, managed-by and version labels, namespaces,
+// the `helm test` hooks), the admission policy (cluster-scoped, written for one namespace, so it
+// cannot be part of a namespace-agnostic kustomization: docs/shipping.md), and puts a placeholder
+// token in the Secret.
 // test/ship/chart.test.ts fails when k8s/ and the chart drift apart.
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -12,14 +14,15 @@ import { leadingComment, renderChartText, repoRoot } from './render.ts';
 export const helmOnlyLabels = ['helm.sh/chart', 'app.kubernetes.io/managed-by', 'app.kubernetes.io/version'] as const;
 export const tokenPlaceholder = 'CHANGE_ME';
 
+/** Kinds the chart renders that k8s/ leaves out: they name the release's namespace. */
+export const chartOnlyKinds: readonly string[] = ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'];
+
 function dropHelmOnlyFields(doc: Document): void {
   doc.deleteIn(['metadata', 'namespace']);
   for (const path of [['metadata', 'labels'], ['spec', 'template', 'metadata', 'labels']]) {
     const labels = doc.getIn(path);
     if (isMap(labels)) for (const label of helmOnlyLabels) labels.delete(label);
   }
-  const annotations = doc.getIn(['spec', 'template', 'metadata', 'annotations']);
-  if (isMap(annotations)) annotations.delete('checksum/cluster-token');
   const subjects = doc.get('subjects');
   if (isSeq(subjects)) for (const subject of subjects.items) if (isMap(subject)) subject.delete('namespace');
 }
@@ -48,6 +51,7 @@ async function main(): Promise<void> {
   for (const doc of parseAllDocuments(text)) {
     if (!isMap(doc.contents)) continue;
     if (doc.getIn(['metadata', 'annotations', 'helm.sh/hook']) !== undefined) continue;
+    if (chartOnlyKinds.includes(String(doc.get('kind')))) continue;
     const source = /Source: (\S+)/.exec(leadingComment(doc))?.[1];
     if (source === undefined) throw new Error('a rendered document lacks its # Source: comment');
     // Keep the template's own comment lines, without helm's Source line.

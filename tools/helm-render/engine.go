@@ -55,6 +55,12 @@ type RenderOptions struct {
 	KubeVersion string
 	// Strict makes a reference to a missing map key an error (helm lint --strict) instead of empty.
 	Strict bool
+	// Cluster is what `lookup` sees. nil models `helm template` (and GitOps tools rendering
+	// without a cluster): every lookup is empty. A non-nil list models `helm install/upgrade`
+	// against a cluster holding exactly these objects (an empty list: a cluster with nothing).
+	Cluster []map[string]interface{}
+	// Notes renders templates/NOTES.txt alone (what `helm install` prints) instead of the objects.
+	Notes bool
 }
 
 // Document is one rendered YAML document and the template it came from.
@@ -159,6 +165,14 @@ func fromYAMLArray(text string) []interface{} {
 	return jsonNumbers(out).([]interface{})
 }
 
+func fromJSONArray(text string) []interface{} {
+	out := []interface{}{}
+	if err := json.Unmarshal([]byte(text), &out); err != nil {
+		return []interface{}{err.Error()}
+	}
+	return out
+}
+
 func toJSON(value interface{}) string {
 	data, err := json.Marshal(value)
 	if err != nil {
@@ -186,13 +200,60 @@ func required(message string, value interface{}) (interface{}, error) {
 	return value, nil
 }
 
-// lookup answers like `helm template`: no cluster, so never any object.
-func lookup(apiVersion, kind, namespace, name string) (map[string]interface{}, error) {
-	return map[string]interface{}{}, nil
+// newLookup answers like helm's lookup: one object by name (an empty map when it does not exist),
+// or with name "" a list {"items": [...]} of that kind in the namespace ("" = every namespace).
+// Without a cluster (helm template) it finds nothing at all.
+func newLookup(cluster []map[string]interface{}) func(apiVersion, kind, namespace, name string) (map[string]interface{}, error) {
+	return func(apiVersion, kind, namespace, name string) (map[string]interface{}, error) {
+		if cluster == nil {
+			return map[string]interface{}{}, nil
+		}
+		var items []interface{}
+		for _, object := range cluster {
+			if object["apiVersion"] != apiVersion || object["kind"] != kind {
+				continue
+			}
+			meta, _ := object["metadata"].(map[string]interface{})
+			if namespace != "" && meta["namespace"] != namespace {
+				continue
+			}
+			if name == "" {
+				items = append(items, deepCopy(object))
+				continue
+			}
+			if meta["name"] == name {
+				return deepCopy(object).(map[string]interface{}), nil
+			}
+		}
+		if name == "" {
+			return map[string]interface{}{"apiVersion": apiVersion, "kind": kind + "List", "items": items}, nil
+		}
+		return map[string]interface{}{}, nil
+	}
+}
+
+// deepCopy keeps a template that modifies a looked-up object from changing the cluster's copy.
+func deepCopy(value interface{}) interface{} {
+	switch v := value.(type) {
+	case map[string]interface{}:
+		out := make(map[string]interface{}, len(v))
+		for key, item := range v {
+			out[key] = deepCopy(item)
+		}
+		return out
+	case []interface{}:
+		out := make([]interface{}, len(v))
+		for i, item := range v {
+			out[i] = deepCopy(item)
+		}
+		return out
+	default:
+		return v
+	}
 }
 
 // funcMap builds sprig's functions plus helm's, bound to the template set t.
-func funcMap(t **template.Template) template.FuncMap {
+func funcMap(t **template.Template, cluster []map[string]interface{}) template.FuncMap {
 	funcs := sprig.TxtFuncMap()
 	// helm removes these: a chart must not read the environment of whoever renders it.
 	delete(funcs, "env")
@@ -229,13 +290,15 @@ func funcMap(t **template.Template) template.FuncMap {
 	funcs["fromYamlArray"] = fromYAMLArray
 	funcs["toJson"] = toJSON
 	funcs["fromJson"] = fromJSON
-	funcs["lookup"] = lookup
+	funcs["fromJsonArray"] = fromJSONArray
+	funcs["lookup"] = newLookup(cluster)
 	funcs["fail"] = func(message string) (string, error) { return "", errors.New(message) }
 	return funcs
 }
 
 // Render executes every template of the chart except partials (_*) and NOTES.txt, and returns
-// the non-empty documents in helm's install order, hooks last.
+// the non-empty documents in helm's install order, hooks last. With options.Notes it executes
+// NOTES.txt alone and returns its text as the one document's Body (Kind "NOTES").
 func Render(options RenderOptions) ([]Document, error) {
 	meta, sources, files, err := loadChart(options.ChartDir)
 	if err != nil {
@@ -243,7 +306,7 @@ func Render(options RenderOptions) ([]Document, error) {
 	}
 	var root *template.Template
 	root = template.New(meta.Name)
-	root.Funcs(funcMap(&root))
+	root.Funcs(funcMap(&root, options.Cluster))
 	if options.Strict {
 		root.Option("missingkey=error")
 	} else {
@@ -276,7 +339,11 @@ func Render(options RenderOptions) ([]Document, error) {
 	var documents []Document
 	for _, name := range names {
 		base := filepath.Base(name)
-		if strings.HasPrefix(base, "_") || base == "NOTES.txt" {
+		if strings.HasPrefix(base, "_") || (base == "NOTES.txt") != options.Notes {
+			continue
+		}
+		// helm renders only the top chart's NOTES.txt.
+		if options.Notes && name != meta.Name+"/templates/NOTES.txt" {
 			continue
 		}
 		data := map[string]interface{}{
@@ -292,6 +359,10 @@ func Render(options RenderOptions) ([]Document, error) {
 			return nil, err
 		}
 		rendered := strings.ReplaceAll(buf.String(), "<no value>", "")
+		if options.Notes {
+			documents = append(documents, Document{Source: name, Body: rendered, Kind: "NOTES"})
+			continue
+		}
 		docs, err := splitDocuments(name, rendered)
 		if err != nil {
 			return nil, err

@@ -1,7 +1,9 @@
 // helm-render renders a Helm chart the way `helm template` does, for machines without helm:
 // text/template + sprig + helm's functions, values.yaml merged with -f files and --set, and output
 // as `---` separated documents with `# Source:` comments. `lookup` finds nothing (as in
-// `helm template`), NOTES.txt is not printed, values.schema.json is not checked (see test/ship).
+// `helm template`) unless --cluster names a file of objects that stand for the cluster (as in
+// `helm install`/`upgrade`); --notes prints the rendered NOTES.txt instead of the objects;
+// values.schema.json is not checked (see test/ship).
 //
 // Build (GOPATH mode over Debian's Go sources):
 //
@@ -11,7 +13,7 @@
 //
 //	helm-render [--name NAME] [--namespace NS] [-f values.yaml]... [--set a.b=c]...
 //	            [--set-string a.b=c]... [--api-versions group/version]... [--kube-version 1.30]
-//	            [--strict] CHART_DIR
+//	            [--strict] [--is-upgrade] [--cluster objects.yaml] [--notes] CHART_DIR
 package main
 
 import (
@@ -55,6 +57,8 @@ func run(args []string) int {
 	kubeVersion := flags.String("kube-version", "1.30.0", "Kubernetes version for .Capabilities.KubeVersion")
 	strict := flags.Bool("strict", false, "fail on a reference to a missing value instead of rendering it empty")
 	isUpgrade := flags.Bool("is-upgrade", false, "set .Release.IsUpgrade instead of .Release.IsInstall")
+	clusterFile := flags.String("cluster", "", "YAML file of the objects `lookup` sees (--- separated or a List); unset = no cluster, as helm template")
+	notes := flags.Bool("notes", false, "print the rendered NOTES.txt instead of the objects")
 	var valueFiles, apiVersions repeated
 	var sets []setExpr
 	flags.Var(&valueFiles, "f", "values file (repeatable; later files win)")
@@ -104,6 +108,15 @@ func run(args []string) int {
 		values = coalesce(values, override)
 	}
 
+	var cluster []map[string]interface{}
+	if *clusterFile != "" {
+		cluster, err = readClusterFile(*clusterFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "helm-render: %v\n", err)
+			return 1
+		}
+	}
+
 	documents, err := Render(RenderOptions{
 		ChartDir:    chartDir,
 		Release:     Release{Name: *name, Namespace: *namespace, Service: "Helm", Revision: 1, IsInstall: !*isUpgrade, IsUpgrade: *isUpgrade},
@@ -111,12 +124,24 @@ func run(args []string) int {
 		APIVersions: apiVersions,
 		KubeVersion: *kubeVersion,
 		Strict:      *strict,
+		Cluster:     cluster,
+		Notes:       *notes,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "helm-render: %v\n", err)
 		return 1
 	}
 	var out strings.Builder
+	if *notes {
+		for _, doc := range documents {
+			out.WriteString(doc.Body)
+		}
+		_, err := os.Stdout.WriteString(out.String())
+		if err != nil {
+			return 1
+		}
+		return 0
+	}
 	for _, doc := range documents {
 		fmt.Fprintf(&out, "---\n# Source: %s\n%s\n", doc.Source, doc.Body)
 	}

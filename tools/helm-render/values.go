@@ -4,7 +4,10 @@ package main
 // numbers read from YAML become float64 (helm reads YAML through JSON), --set numbers int64.
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -160,4 +163,40 @@ func unescape(s string) string {
 		out.WriteByte(s[i])
 	}
 	return out.String()
+}
+
+// readClusterFile reads the objects that stand for the cluster: YAML documents, each an object or
+// a List whose items are objects. An empty file is a cluster with nothing in it.
+func readClusterFile(path string) ([]map[string]interface{}, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	objects := []map[string]interface{}{}
+	decoder := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var document map[string]interface{}
+		if err := decoder.Decode(&document); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if document == nil {
+			continue
+		}
+		document = jsonNumbers(document).(map[string]interface{})
+		if items, ok := document["items"].([]interface{}); ok {
+			for _, item := range items {
+				object, ok := item.(map[string]interface{})
+				if !ok {
+					return nil, fmt.Errorf("%s: a List item is not an object", path)
+				}
+				objects = append(objects, object)
+			}
+			continue
+		}
+		objects = append(objects, document)
+	}
+	return objects, nil
 }

@@ -1,28 +1,33 @@
-// `helm test` for raftlet: passes once exactly one member pod is labelled leader, every other
-// member follower, and (when LEADER_URL is set) the leader Service answers from that leader pod.
-// Runs with plain Node (no packages) in the raftlet image, using the pod's service account.
+// `helm test` for raftlet, for any application: passes once exactly one member pod is labelled
+// leader and every other member follower, the leader Service's ready endpoints (EndpointSlices)
+// are exactly that pod, and (only when LEADER_URL is set, i.e. with the demo app) the demo app
+// answers through the leader Service from that pod. Plain Node, no packages; the pod's own
+// ServiceAccount may only list pods and EndpointSlices.
 //
-// Environment: NAMESPACE, SELECTOR (the member pods' label selector), ROLE_LABEL, MEMBERS (how
-// many member pods to expect), LEADER_URL (optional), TIMEOUT_MS (default 120000), POLL_MS
-// (default 1000), KUBERNETES_API (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT).
-import { readFileSync } from 'node:fs';
+// Environment: NAMESPACE, SELECTOR (the member pods' label selector), ROLE_LABEL, MEMBERS (how many
+// member pods to expect), LEADER_SERVICE (optional), LEADER_URL (optional), TIMEOUT_MS (default
+// 120000), POLL_MS (default 1000), KUBERNETES_API (default
+// https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT), SERVICE_ACCOUNT_DIR (default the
+// mounted service account).
+import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 
 const env = process.env;
-const saDir = '/var/run/secrets/kubernetes.io/serviceaccount';
+const saDir = env.SERVICE_ACCOUNT_DIR ?? '/var/run/secrets/kubernetes.io/serviceaccount';
 const apiBase = env.KUBERNETES_API ?? `https://${env.KUBERNETES_SERVICE_HOST}:${env.KUBERNETES_SERVICE_PORT}`;
 const namespace = env.NAMESPACE ?? readFileSync(`${saDir}/namespace`, 'utf8').trim();
 const selector = env.SELECTOR;
 const roleLabel = env.ROLE_LABEL ?? 'raftlet.io/role';
 const members = Number(env.MEMBERS ?? '0');
+const leaderService = env.LEADER_SERVICE ?? '';
 const deadline = Date.now() + Number(env.TIMEOUT_MS ?? '120000');
 const pollMs = Number(env.POLL_MS ?? '1000');
 
 function get(url, headers) {
   const secure = url.startsWith('https:');
   const options = { headers, timeout: 5000 };
-  if (secure) options.ca = readFileSync(`${saDir}/ca.crt`);
+  if (secure && existsSync(`${saDir}/ca.crt`)) options.ca = readFileSync(`${saDir}/ca.crt`);
   return new Promise((resolve, reject) => {
     const req = (secure ? https : http).get(url, options, (res) => {
       let body = '';
@@ -35,13 +40,33 @@ function get(url, headers) {
   });
 }
 
-async function memberPods() {
-  const headers = {};
-  if (apiBase.startsWith('https:')) headers.authorization = `Bearer ${readFileSync(`${saDir}/token`, 'utf8').trim()}`;
-  const url = `${apiBase}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?labelSelector=${encodeURIComponent(selector)}`;
+// The projected token is rotated by the kubelet: read it for every request.
+async function list(path, labelSelector) {
+  const headers = { accept: 'application/json' };
+  if (existsSync(`${saDir}/token`)) headers.authorization = `Bearer ${readFileSync(`${saDir}/token`, 'utf8').trim()}`;
+  const url = `${apiBase}${path}?labelSelector=${encodeURIComponent(labelSelector)}`;
   const { status, body } = await get(url, headers);
-  if (status !== 200) throw new Error(`listing pods answered ${status}: ${body.slice(0, 300)}`);
-  return JSON.parse(body).items.map((pod) => ({ name: pod.metadata.name, role: pod.metadata.labels?.[roleLabel] ?? '(none)' }));
+  if (status !== 200) throw new Error(`GET ${path} answered ${status}: ${body.slice(0, 300)}`);
+  return JSON.parse(body).items;
+}
+
+async function memberPods() {
+  const items = await list(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`, selector);
+  return items.map((pod) => ({ name: pod.metadata.name, role: pod.metadata.labels?.[roleLabel] ?? '(none)' }));
+}
+
+// Ready endpoints of a Service over all its EndpointSlices (ready unset counts as ready, as the
+// API documents), by the pod they point at.
+async function readyEndpointPods(service) {
+  const slices = await list(`/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/endpointslices`, `kubernetes.io/service-name=${service}`);
+  const pods = new Set();
+  for (const slice of slices) {
+    for (const endpoint of slice.endpoints ?? []) {
+      if (endpoint.conditions?.ready === false) continue;
+      pods.add(endpoint.targetRef?.kind === 'Pod' ? endpoint.targetRef.name : `(not a pod: ${endpoint.addresses?.join(' ') ?? '?'})`);
+    }
+  }
+  return [...pods].sort();
 }
 
 async function poll(what, check) {
@@ -74,6 +99,15 @@ const leader = await poll(`exactly one pod labelled ${roleLabel}=leader`, async 
 });
 console.log(`ok: ${leader} is the only pod labelled ${roleLabel}=leader`);
 
+if (leaderService !== '') {
+  await poll(`Service ${leaderService} has exactly ${leader} as its ready endpoint`, async () => {
+    const pods = await readyEndpointPods(leaderService);
+    if (pods.length !== 1 || pods[0] !== leader) return { ok: false, why: `its ready endpoints are [${pods.join(', ')}]` };
+    return { ok: true, value: pods, why: '' };
+  });
+  console.log(`ok: Service ${leaderService} sends traffic to ${leader} only`);
+}
+
 if (env.LEADER_URL) {
   const view = await poll(`${env.LEADER_URL} answers from ${leader}`, async () => {
     const { status, body } = await get(env.LEADER_URL, { accept: 'application/json' });
@@ -82,5 +116,5 @@ if (env.LEADER_URL) {
     if (answer.pod !== leader || answer.role !== 'leader') return { ok: false, why: `answered ${body.trim()}` };
     return { ok: true, value: answer, why: '' };
   });
-  console.log(`ok: the leader Service reached ${view.pod} (role ${view.role}, term ${view.term})`);
+  console.log(`ok: the demo app behind the leader Service answered from ${view.pod} (role ${view.role}, term ${view.term})`);
 }

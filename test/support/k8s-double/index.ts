@@ -18,6 +18,7 @@ import {
   apiResourceList,
   apiVersionOf,
   apiVersions,
+  endpointSlices as endpointSlicesDef,
   events as eventsDef,
   findResource,
   leases as leasesDef,
@@ -57,6 +58,13 @@ export interface PodInput {
   readonly labels?: Record<string, string>;
   readonly annotations?: Record<string, string>;
   readonly podIP?: string;
+}
+
+/** One endpoint of an EndpointSlice: a pod of the Service, ready or not. */
+export interface EndpointInput {
+  readonly pod: string;
+  readonly ip?: string;
+  readonly ready?: boolean;
 }
 
 export interface RequestRecord {
@@ -130,6 +138,12 @@ export interface K8sDouble {
   readonly leases: {
     get(name: string, namespace?: string): JsonObject | undefined;
     update(name: string, mutate: (lease: JsonObject) => void, namespace?: string): JsonObject;
+  };
+  /** EndpointSlices as the EndpointSlice controller keeps them: one slice per Service here. */
+  readonly endpointSlices: {
+    /** Creates or replaces <service>-<suffix>, labelled kubernetes.io/service-name=<service>. */
+    set(service: string, endpoints: readonly EndpointInput[], namespace?: string): JsonObject;
+    list(namespace?: string): JsonObject[];
   };
   readonly rbac: { set(rules: readonly Rule[]): void };
   readonly faults: Faults;
@@ -344,6 +358,20 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
         return send(res, 400, S.badRequest((err as Error).message));
       }
       selected = items.filter((obj) => matchesSelector(parsed, labelsOf(obj)));
+    }
+    const fieldSelector = params.get('fieldSelector');
+    if (fieldSelector !== null && fieldSelector !== '') {
+      // Every kind supports metadata.name and metadata.namespace (kubectl delete --wait and
+      // kubectl wait list by name); other fields are kind-specific and not modelled.
+      for (const term of fieldSelector.split(',')) {
+        const match = /^(metadata\.name|metadata\.namespace)(==|=|!=)(.*)$/.exec(term.trim());
+        if (match === null) {
+          return send(res, 400, S.badRequest(`"${term.split(/!?=/)[0] ?? term}" is not a known field selector: only "metadata.name", "metadata.namespace"`));
+        }
+        const [, field, op, value] = match;
+        const metaField = field === 'metadata.name' ? 'name' : 'namespace';
+        selected = selected.filter((obj) => (metaOf(obj)[metaField] === value) === (op !== '!='));
+      }
     }
     const listRv = String(revision);
     if (accept.includes('as=Table') && def === podsDef) {
@@ -664,6 +692,31 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     },
   };
 
+  const endpointSliceApi: K8sDouble['endpointSlices'] = {
+    set(service, endpoints, ns = namespace) {
+      const name = `${service}-x7k2q`;
+      const slice: JsonObject = {
+        metadata: {
+          name,
+          generateName: `${service}-`,
+          labels: { 'kubernetes.io/service-name': service, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
+        },
+        addressType: 'IPv4',
+        endpoints: endpoints.map((e, i) => ({
+          addresses: [e.ip ?? `10.0.0.${i + 10}`],
+          conditions: { ready: e.ready ?? true, serving: e.ready ?? true, terminating: false },
+          targetRef: { kind: 'Pod', name: e.pod, namespace: ns },
+        })),
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      };
+      const current = store.get(key(endpointSlicesDef, ns, name));
+      const stored = current === undefined ? stamp(endpointSlicesDef, ns, slice) : commitChange(endpointSlicesDef, ns, current, slice);
+      store.set(key(endpointSlicesDef, ns, name), stored);
+      return structuredClone(stored);
+    },
+    list: (ns = namespace) => listOf(endpointSlicesDef, ns).map((e) => structuredClone(e)),
+  };
+
   function mutateStored(def: ResourceDef, ns: string, name: string, mutate: (obj: JsonObject) => void): JsonObject {
     const current = store.get(key(def, ns, name));
     if (current === undefined) throw new Error(`k8s double: no ${def.resource} ${ns}/${name}`);
@@ -682,6 +735,7 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     user,
     kubeconfigPath,
     pods: podApi,
+    endpointSlices: endpointSliceApi,
     events: {
       list: (ns = namespace) => listOf(eventsDef, ns).map((e) => structuredClone(e)),
     },

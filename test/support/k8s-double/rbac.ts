@@ -15,6 +15,8 @@ export function specRole(leases: boolean): Rule[] {
   const rules: Rule[] = [
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'patch'] },
     { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    // SPEC §7 Scaling: the desired replicas of the member's own StatefulSet.
+    { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['get'] },
   ];
   if (leases) rules.push({ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] });
   return rules;

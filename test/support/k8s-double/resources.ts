@@ -188,7 +188,33 @@ export const leases: ResourceDef = {
   },
 };
 
-export const RESOURCES: readonly ResourceDef[] = [pods, events, leases];
+/** discovery.k8s.io/v1 EndpointSlices, as the EndpointSlice controller writes them for a Service. */
+export const endpointSlices: ResourceDef = {
+  group: 'discovery.k8s.io',
+  version: 'v1',
+  resource: 'endpointslices',
+  kind: 'EndpointSlice',
+  shortNames: [],
+  verbs: ALL_VERBS,
+  decode: (obj) => decodeMeta('EndpointSlice', obj),
+  validate: (obj) => {
+    const causes: FieldCause[] = [...validateLabels(obj)];
+    if (!['IPv4', 'IPv6', 'FQDN'].includes(String(obj.addressType))) {
+      causes.push({ field: 'addressType', message: `Unsupported value: ${JSON.stringify(obj.addressType ?? '')}: supported values: "FQDN", "IPv4", "IPv6"` });
+    }
+    const endpoints = obj.endpoints;
+    if (endpoints !== undefined && endpoints !== null && !Array.isArray(endpoints)) {
+      causes.push({ field: 'endpoints', message: 'Invalid value: must be a list' });
+    }
+    for (const [i, endpoint] of (Array.isArray(endpoints) ? endpoints : []).entries()) {
+      const addresses = isObject(endpoint) ? endpoint.addresses : undefined;
+      if (!Array.isArray(addresses) || addresses.length === 0) causes.push({ field: `endpoints[${i}].addresses`, message: 'Required value: must contain at least 1 address' });
+    }
+    return causes;
+  },
+};
+
+export const RESOURCES: readonly ResourceDef[] = [pods, events, leases, endpointSlices];
 
 export function findResource(group: string, version: string, resource: string): ResourceDef | undefined {
   return RESOURCES.find((d) => d.group === group && d.version === version && d.resource === resource);
