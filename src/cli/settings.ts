@@ -24,6 +24,7 @@ import {
   parseUrl, show,
 } from './values.ts';
 import type { Given, HostPort, LogLevel, PeerSpec } from './values.ts';
+import { MIN_TOKEN_LENGTH, parseTokenList } from '../transport/tokens.ts';
 
 export { SettingsError, LOG_LEVELS, formatHostPort } from './values.ts';
 export type { HostPort, LogLevel, PeerSpec } from './values.ts';
@@ -60,8 +61,14 @@ export interface Settings {
   readonly requestTimeoutMs: number;
   readonly maxValueBytes: number;
   readonly snapshotEntries: number;
-  /** The peer RPC bearer token; null exactly when insecure. */
+  /** The peer RPC bearer token this member sends (the first of clusterTokens); null exactly when insecure. */
   readonly clusterToken: string | null;
+  // ---- token rotation (issue 11) ----
+  /** Every token this member accepts, the one it sends first; null exactly when insecure. */
+  readonly clusterTokens: readonly string[] | null;
+  /** Absolute path of RAFTLET_CLUSTER_TOKEN_FILE, re-read when it changes; null when the tokens
+   * came from RAFTLET_CLUSTER_TOKEN (or insecure). */
+  readonly clusterTokenFile: string | null;
   readonly insecure: boolean;
   readonly kubernetes: boolean;
   readonly podName: string;
@@ -90,7 +97,7 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 // ---- limits ---------------------------------------------------------------------------------------
 
-export const MIN_TOKEN_LENGTH = 16;
+export { MIN_TOKEN_LENGTH };
 export const MAX_VALUE_BYTES_LIMIT = 64 * 1024 * 1024;
 /** Followers must hear at least this many heartbeats per election timeout, or they campaign
  * against a healthy leader whenever one heartbeat is late. */
@@ -209,19 +216,19 @@ export const SETTINGS = {
   }),
   clusterToken: setting({
     env: 'RAFTLET_CLUSTER_TOKEN', metavar: 'TOKEN', defaultText: 'required',
-    help: `shared secret for peer RPC, at least ${MIN_TOKEN_LENGTH} characters (prefer the file: flags show in ps)`,
+    help: `shared secret for peer RPC, at least ${MIN_TOKEN_LENGTH} characters; several separated by commas while rotating (the first is sent, all are accepted; prefer the file: flags show in ps)`,
     parse: (given) => given,
   }),
   clusterTokenFile: setting({
     env: 'RAFTLET_CLUSTER_TOKEN_FILE', metavar: 'FILE', defaultText: 'required (or the token)',
-    help: 'file holding the cluster token (surrounding whitespace ignored)', parse: parsePath,
+    help: 'file holding the cluster token, or one token per line while rotating (the first is sent, all are accepted); re-read when it changes', parse: parsePath,
   }),
   insecure: setting({
-    env: 'RAFTLET_INSECURE', metavar: '0|1', defaultText: '0', bare: '1',
+    env: 'RAFTLET_INSECURE', metavar: 'BOOL', defaultText: '0', bare: '1',
     help: '1 = peer RPC without a token (local experiments only; logged loudly)', parse: parseSwitch,
   }),
   kubernetes: setting({
-    env: 'RAFTLET_KUBERNETES', metavar: 'auto|0|1', defaultText: 'auto', bare: '1',
+    env: 'RAFTLET_KUBERNETES', metavar: 'auto|BOOL', defaultText: 'auto', bare: '1',
     help: 'label pods, record events; auto = on when KUBERNETES_SERVICE_HOST or KUBECONFIG is set',
     parse: parseAutoSwitch,
   }),
@@ -365,7 +372,10 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
   const logLevel = read('logLevel') ?? DEFAULTS.logLevel;
 
   const insecure = read('insecure') ?? false;
-  const clusterToken = readToken(given('clusterToken'), given('clusterTokenFile'), insecure, nameOf('insecure'), host);
+  const tokenSet = readTokens(given('clusterToken'), given('clusterTokenFile'), insecure, nameOf('insecure'), host);
+  const clusterTokens = tokenSet.tokens;
+  const clusterTokenFile = tokenSet.file;
+  const clusterToken = clusterTokens?.[0] ?? null;
   if (insecure) {
     warnings.push(`${nameOf('insecure')}=1: peer RPC is NOT authenticated; anyone who can reach ` +
       `${formatHostPort(peerListen)} can join and rewrite this cluster. Use it for local experiments only.`);
@@ -439,7 +449,7 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
   return deepFreeze({
     nodeId, peerListen, apiListen, metricsListen, advertiseUrl, membersFrom, peers, discoveryService, dnsServer,
     bootstrapExpect, dataDir, heartbeatMs, electionTimeoutMs, requestTimeoutMs, maxValueBytes, snapshotEntries, clusterToken,
-    insecure, kubernetes, podName, podNamespace, roleLabel, leaseName, logLevel, warnings,
+    clusterTokens, clusterTokenFile, insecure, kubernetes, podName, podNamespace, roleLabel, leaseName, logLevel, warnings,
   });
 }
 
@@ -456,14 +466,16 @@ function defaultNodeId(env: Env, host: SettingsHost): string {
   return label;
 }
 
-function readToken(token: Given | undefined, file: Given | undefined, insecure: boolean, insecureName: string,
-  host: SettingsHost): string | null {
+// ---- cluster tokens (issue 11: a token set for rotation) ----------------------------------------------
+
+function readTokens(token: Given | undefined, file: Given | undefined, insecure: boolean, insecureName: string,
+  host: SettingsHost): { tokens: string[] | null; file: string | null } {
   if (insecure) {
     const set = token ?? file;
     if (set !== undefined) {
       throw new SettingsError(set.name, `${insecureName}=1 turns peer authentication off, so ${set.name} must not be set too; unset one`);
     }
-    return null;
+    return { tokens: null, file: null };
   }
   if (token !== undefined && file !== undefined) {
     throw new SettingsError(token.name, `${token.name} and ${file.name} are both set; keep one`);
@@ -473,7 +485,14 @@ function readToken(token: Given | undefined, file: Given | undefined, insecure: 
       `${SETTINGS.clusterToken.env} or ${SETTINGS.clusterTokenFile.env} is required: a shared secret for peer RPC ` +
       `(e.g. openssl rand -hex 32); ${SETTINGS.insecure.env}=1 runs without one for local experiments`);
   }
-  if (token !== undefined) return checkToken(token.text, token.name);
+  // Never echo a token: these messages end up in logs.
+  if (token !== undefined) {
+    try {
+      return { tokens: parseTokenList(token.text, 'comma', token.name), file: null };
+    } catch (err) {
+      throw new SettingsError(token.name, (err as Error).message);
+    }
+  }
   const tokenFile = file as Given;
   const tokenPath = path.resolve(host.cwd(), tokenFile.text);
   let text: string;
@@ -483,19 +502,11 @@ function readToken(token: Given | undefined, file: Given | undefined, insecure: 
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
     throw new SettingsError(tokenFile.name, `${tokenFile.name} cannot be read (${code}: ${tokenPath})`);
   }
-  return checkToken(text.trim(), `the file ${tokenFile.name} (${tokenPath})`, tokenFile.name);
-}
-
-function checkToken(token: string, what: string, setting: string = what): string {
-  // Never echo the token itself: these messages end up in logs.
-  if (token.length < MIN_TOKEN_LENGTH) {
-    throw new SettingsError(setting,
-      `${what} must hold at least ${MIN_TOKEN_LENGTH} characters (got ${token.length}); e.g. openssl rand -hex 32`);
+  try {
+    return { tokens: parseTokenList(text, 'line', `the file ${tokenFile.name} (${tokenPath})`), file: tokenPath };
+  } catch (err) {
+    throw new SettingsError(tokenFile.name, (err as Error).message);
   }
-  if (!/^[\x21-\x7e]+$/.test(token)) {
-    throw new SettingsError(setting, `${what} must hold printable ASCII without spaces (it goes into an HTTP header)`);
-  }
-  return token;
 }
 
 function deriveAdvertiseUrl(nodeId: string, peerListen: HostPort, discoveryService: string | null, peerListenName: string): string {

@@ -14,7 +14,7 @@ import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/
 import { bootstrapState } from '../raft/raft.ts';
 import type { Member, NodeId, RestoredState } from '../raft/types.ts';
 import { openStore, StorageError, type WalStore } from '../storage/index.ts';
-import { PeerClient, startPeerServer, type RunningPeerServer } from '../transport/index.ts';
+import { FileTokens, PeerClient, staticTokens, startPeerServer, type RunningPeerServer, type TokenSource } from '../transport/index.ts';
 import { lookupVia } from '../transport/lookup.ts';
 import { RaftNode } from './node.ts';
 
@@ -88,10 +88,19 @@ export async function runNode(settings: Settings): Promise<number> {
     }
   }
 
+  // ---- transport: token set (issue 11) ----
+  // The token file is re-read when it changes (rotation without a restart); never logged.
+  const fileTokens = settings.clusterTokenFile === null ? null : new FileTokens(settings.clusterTokenFile, {
+    onWarning: (message) => logger.warn(message),
+    onChange: (count) => logger.info({ tokens: count }, 'cluster token file re-read'),
+  });
+  const tokens: TokenSource | null = fileTokens ?? (settings.clusterTokens === null ? null : staticTokens(settings.clusterTokens));
+  // ---- end transport ----
+
   // The DNS server that answers discovery also resolves the peers' names (SPEC §3).
   const dnsServer = settings.dnsServer ? formatHostPort(settings.dnsServer) : undefined;
   const peers = new PeerClient({
-    token: settings.clusterToken,
+    token: tokens,
     lookup: dnsServer ? lookupVia(dnsServer) : undefined,
     requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
     backoffMaxMs: Math.max(200, Math.min(2000, settings.electionTimeoutMs)),
@@ -102,6 +111,7 @@ export async function runNode(settings: Settings): Promise<number> {
         if (reachable) logger.info({ peer }, `peer ${peer} is reachable`);
         else logger.warn({ peer, err: error?.message }, `peer ${peer} is unreachable`);
       },
+      onPeerDead: (peer) => logger.info({ peer }, `peer ${peer}: connection lost and refused (its process is gone)`),
     },
   });
 
@@ -161,13 +171,13 @@ export async function runNode(settings: Settings): Promise<number> {
   let metricsServer: MetricsServer | null = null;
   try {
     peerServer = await startPeerServer(settings.peerListen.host, settings.peerListen.port, {
-      token: settings.clusterToken,
+      token: tokens,
       handlers: node,
       nodeId: settings.nodeId,
       // A forwarded write carries one value as base64; an append carries at least one entry.
       requestLimitBytes: Math.max(2 << 20, Math.ceil((settings.maxValueBytes * 4) / 3) + (64 << 10)),
       messagesLimitBytes: Math.max(64 << 20, 2 * settings.maxValueBytes + (1 << 20)),
-      onRefused: (r) => logger.warn({ status: r.status, code: r.code, path: r.path, remote: r.remoteAddress }, `refused a peer request: ${r.message}`),
+      onRefused: (r) => logger.warn({ status: r.status, code: r.code, path: r.path, remote: r.remoteAddress, suppressed: r.suppressed }, `refused a peer request: ${r.message}`),
     }).catch((err: unknown) => {
       throw listenError(err, 'RAFTLET_PEER_LISTEN', settings.peerListen.host, settings.peerListen.port);
     });
@@ -332,6 +342,7 @@ export async function runNode(settings: Settings): Promise<number> {
     await kube.stop().catch(() => undefined);
   }
   await Promise.allSettled([peerServer.close(), closeServer(apiServer), metricsServer.close(), peers.close()]);
+  fileTokens?.close();
   if (code !== 3) await store.close().catch(() => undefined);
   logger.info({ code }, 'stopped');
   return code;

@@ -440,7 +440,14 @@ export class PeerLink {
         const reply = readErrorReply(0, text);
         const status = reply.code === 'unauthorized' ? 401 : reply.code === 'misdirected' ? 421 : 0;
         const error = refusalError(this.id, status, {}, reply) ?? new Error(`peer ${this.id} closed the stream: ${reply.message}`);
-        this.streamEnded(generation, error, true);
+        if (reply.code === 'unauthorized') {
+          // The peer dropped the token this stream was opened with (rotation): reopen at once with
+          // the next token of this member's set.
+          this.nextToken();
+          this.streamEnded(generation, error, 'reconnect');
+          return;
+        }
+        this.streamEnded(generation, error, 'backoff');
         return;
       }
       default:
@@ -448,8 +455,9 @@ export class PeerLink {
     }
   }
 
-  /** The open stream ended or failed. Reopens at once if it was healthy; refused peers back off. */
-  private streamEnded(generation: number, error: Error, refusedByPeer = false): void {
+  /** The open stream ended or failed. Reopens at once if it was healthy (or when told to);
+   * refusals by the peer back off. */
+  private streamEnded(generation: number, error: Error, then: 'auto' | 'reconnect' | 'backoff' = 'auto'): void {
     if (generation !== this.generation || this.closed) return;
     this.generation++;
     this.req?.destroy();
@@ -461,7 +469,7 @@ export class PeerLink {
     // Calls written to the old stream may or may not have run; calls not yet written can go on
     // the next stream.
     this.failCalls(null, new Error(`the stream to ${this.id} failed after the call was sent: ${describeFailure(error)}`));
-    if (refusedByPeer || lived < HEALTHY_STREAM_MS) {
+    if (then === 'backoff' || (then === 'auto' && lived < HEALTHY_STREAM_MS)) {
       this.failedRequests++;
       this.backoff.fail(this.options.now());
       this.drop('failed', this.queue.clear());

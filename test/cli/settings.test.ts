@@ -54,6 +54,8 @@ describe('settings: defaults', () => {
       maxValueBytes: 1048576,
       snapshotEntries: 10000,
       clusterToken: TOKEN,
+      clusterTokens: [TOKEN],
+      clusterTokenFile: null,
       insecure: false,
       kubernetes: false,
       podName: 'test-host',
@@ -114,7 +116,26 @@ describe('settings: sources', () => {
 
   it('reads the token file relative to the working directory, without surrounding whitespace', () => {
     const s = parse([], { RAFTLET_CLUSTER_TOKEN_FILE: 'secret/token' }, host({ '/srv/raftlet/secret/token': `  ${TOKEN}\n` }));
+    assert.deepEqual(s.clusterTokens, [TOKEN]);
+    assert.equal(s.clusterTokenFile, '/srv/raftlet/secret/token');
     assert.equal(s.clusterToken, TOKEN);
+  });
+
+  it('accepts a token set: one per line in the file, comma-separated in the variable; the first is sent', () => {
+    const a = 'a'.repeat(20);
+    const b = 'b'.repeat(20);
+    const fromFile = parse([], { RAFTLET_CLUSTER_TOKEN_FILE: '/t' }, host({ '/t': `${b}\n\n  ${a}  \n` }));
+    assert.deepEqual(fromFile.clusterTokens, [b, a]);
+    assert.equal(fromFile.clusterToken, b);
+    const fromVariable = parse([], { RAFTLET_CLUSTER_TOKEN: ` ${a}, ${b},` });
+    assert.deepEqual(fromVariable.clusterTokens, [a, b]);
+    assert.equal(fromVariable.clusterTokenFile, null);
+  });
+
+  it('accepts 1/0 and true/false for every boolean setting (SPEC §3)', () => {
+    assert.equal(parse([], { RAFTLET_INSECURE: 'true' }).insecure, true);
+    assert.equal(parse([], { RAFTLET_INSECURE: 'false', RAFTLET_CLUSTER_TOKEN: TOKEN }).insecure, false);
+    assert.equal(parse(['--kubernetes=false'], { RAFTLET_CLUSTER_TOKEN: TOKEN, KUBECONFIG: '/k' }).kubernetes, false);
   });
 
   it('turns Kubernetes on when KUBECONFIG or KUBERNETES_SERVICE_HOST is set, unless told otherwise', () => {
@@ -271,9 +292,10 @@ const REFUSED: readonly { argv?: string[]; env?: Record<string, string>; files?:
     message: 'RAFTLET_ROLE_LABEL must be a Kubernetes label key: [DNS-subdomain/]name, name at most 63 letters, digits, -, _ or . (got "raftlet.io/")' },
   { env: { RAFTLET_LOG_LEVEL: 'verbose' },
     message: 'RAFTLET_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")' },
-  { env: { RAFTLET_KUBERNETES: 'yes' }, message: 'RAFTLET_KUBERNETES must be auto, 0 or 1 (got "yes")' },
+  { env: { RAFTLET_KUBERNETES: 'yes' }, message: 'RAFTLET_KUBERNETES must be auto, 1, 0, true or false (got "yes")' },
   // token
-  { env: { RAFTLET_INSECURE: 'true' }, message: 'RAFTLET_INSECURE must be 0 or 1 (got "true")' },
+  { env: { RAFTLET_INSECURE: 'yes' }, message: 'RAFTLET_INSECURE must be 1, 0, true or false (got "yes")' },
+  { env: { RAFTLET_INSECURE: 'TRUE' }, message: 'RAFTLET_INSECURE must be 1, 0, true or false (got "TRUE")' },
   { env: { RAFTLET_INSECURE: '0' },
     message: 'RAFTLET_CLUSTER_TOKEN or RAFTLET_CLUSTER_TOKEN_FILE is required: a shared secret for peer RPC (e.g. openssl rand -hex 32); RAFTLET_INSECURE=1 runs without one for local experiments' },
   { env: { RAFTLET_CLUSTER_TOKEN: TOKEN, RAFTLET_CLUSTER_TOKEN_FILE: '/t' },
@@ -285,7 +307,11 @@ const REFUSED: readonly { argv?: string[]; env?: Record<string, string>; files?:
     message: 'RAFTLET_CLUSTER_TOKEN must hold printable ASCII without spaces (it goes into an HTTP header)' },
   { env: { RAFTLET_CLUSTER_TOKEN_FILE: '/run/missing' }, message: 'RAFTLET_CLUSTER_TOKEN_FILE cannot be read (ENOENT: /run/missing)' },
   { env: { RAFTLET_CLUSTER_TOKEN_FILE: 'tok' }, files: { '/srv/raftlet/tok': '\n\n' },
-    message: 'the file RAFTLET_CLUSTER_TOKEN_FILE (/srv/raftlet/tok) must hold at least 16 characters (got 0); e.g. openssl rand -hex 32' },
+    message: 'the file RAFTLET_CLUSTER_TOKEN_FILE (/srv/raftlet/tok) holds no token' },
+  { env: { RAFTLET_CLUSTER_TOKEN_FILE: 'tok' }, files: { '/srv/raftlet/tok': `${'a'.repeat(20)}\nshort\n` },
+    message: 'the file RAFTLET_CLUSTER_TOKEN_FILE (/srv/raftlet/tok) (token 2 of 2) must hold at least 16 characters (got 5); e.g. openssl rand -hex 32' },
+  { env: { RAFTLET_CLUSTER_TOKEN: `${'a'.repeat(20)},short` },
+    message: 'RAFTLET_CLUSTER_TOKEN (token 2 of 2) must hold at least 16 characters (got 5); e.g. openssl rand -hex 32' },
 ];
 
 describe('settings: every mistake is one line naming the setting', () => {
