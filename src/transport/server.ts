@@ -93,6 +93,7 @@ const REFUSAL_LOG_INTERVAL_MS = 10_000;
 // How long a refused request's remaining body may still be drained before the connection closes,
 // so the client reads the answer instead of a reset.
 const REFUSED_LINGER_MS = 1000;
+const REFUSED_LINGER_BYTES = 64 * 1024;
 
 interface Route {
   readonly method: 'GET' | 'POST';
@@ -369,14 +370,18 @@ function readBody(req: IncomingMessage, limit: number, declared: number | null, 
   });
 }
 
-/** After a refusal with the body unread: let the client finish sending for a moment (discarding
- * it) so it reads the answer instead of a reset, then close. */
+/** After a refusal with the body unread: let the client go on sending for a moment (discarded,
+ * at most REFUSED_LINGER_BYTES) so it reads the answer instead of a reset, then close. */
 function lingerThenClose(req: IncomingMessage): void {
   const socket = req.socket;
   const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
-  req.resume();
+  let discarded = 0;
+  req.on('data', (chunk: Buffer) => {
+    discarded += chunk.byteLength;
+    if (discarded > REFUSED_LINGER_BYTES) socket.destroy();
+  });
 }
 
 function sendJson(res: ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
