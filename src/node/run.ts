@@ -14,7 +14,8 @@ import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/
 import { bootstrapState } from '../raft/raft.ts';
 import type { Member, NodeId, RestoredState } from '../raft/types.ts';
 import { openStore, StorageError, type WalStore } from '../storage/index.ts';
-import { FileTokens, PeerClient, staticTokens, startPeerServer, type RunningPeerServer, type TokenSource } from '../transport/index.ts';
+import { createSecureContext } from 'node:tls';
+import { FileTls, FileTokens, PeerClient, staticTokens, startPeerServer, type RunningPeerServer, type TokenSource } from '../transport/index.ts';
 import { lookupVia } from '../transport/lookup.ts';
 import { RaftNode } from './node.ts';
 
@@ -95,12 +96,33 @@ export async function runNode(settings: Settings): Promise<number> {
     onChange: (count) => logger.info({ tokens: count }, 'cluster token file re-read'),
   });
   const tokens: TokenSource | null = fileTokens ?? (settings.clusterTokens === null ? null : staticTokens(settings.clusterTokens));
+  // Peer TLS (issue 14): certificates re-read when the files change; a pair that does not load
+  // (cert and key written one after the other) keeps the previous one until the next change.
+  let tls: FileTls | null = null;
+  if (settings.peerTls !== null) {
+    try {
+      tls = new FileTls(settings.peerTls, {
+        verifyName: settings.peerTlsVerifyName,
+        validate: (m) => createSecureContext({ cert: m.cert, key: m.key, ca: m.ca }),
+        onWarning: (message) => logger.warn(message),
+        onReload: () => logger.info('peer TLS certificates re-read'),
+      });
+    } catch (err) {
+      const message = `peer TLS files cannot be used (${settings.peerTls.certFile}, ${settings.peerTls.keyFile}, ${settings.peerTls.caFile}): ${err instanceof Error ? err.message : String(err)}`;
+      logger.fatal(message);
+      process.stderr.write(`raftlet: ${message}\n`);
+      fileTokens?.close();
+      await store.close().catch(() => undefined);
+      return 2;
+    }
+  }
   // ---- end transport ----
 
   // The DNS server that answers discovery also resolves the peers' names (SPEC §3).
   const dnsServer = settings.dnsServer ? formatHostPort(settings.dnsServer) : undefined;
   const peers = new PeerClient({
     token: tokens,
+    tls,
     lookup: dnsServer ? lookupVia(dnsServer) : undefined,
     requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
     backoffMaxMs: Math.max(200, Math.min(2000, settings.electionTimeoutMs)),
@@ -172,6 +194,8 @@ export async function runNode(settings: Settings): Promise<number> {
   try {
     peerServer = await startPeerServer(settings.peerListen.host, settings.peerListen.port, {
       token: tokens,
+      tls,
+      clientCertificates: settings.peerAuth !== 'token',
       handlers: node,
       nodeId: settings.nodeId,
       // A forwarded write carries one value as base64; an append carries at least one entry.
@@ -343,6 +367,7 @@ export async function runNode(settings: Settings): Promise<number> {
   }
   await Promise.allSettled([peerServer.close(), closeServer(apiServer), metricsServer.close(), peers.close()]);
   fileTokens?.close();
+  tls?.close();
   if (code !== 3) await store.close().catch(() => undefined);
   logger.info({ code }, 'stopped');
   return code;

@@ -57,6 +57,9 @@ export interface PeerServerOptions {
   readonly refusalLogBurst?: number;
   /** Peer mutual TLS: serve https, request and verify client certificates against the CA. */
   readonly tls?: TlsSource | null;
+  /** With tls: require a client certificate from the CA (default true; false = server TLS only,
+   * for RAFTLET_PEER_AUTH=token). */
+  readonly clientCertificates?: boolean;
   /** From accepting a connection (or the end of the previous response) to complete request
    * headers, TLS handshake included. Default 5000 ms. */
   readonly headersTimeoutMs?: number;
@@ -420,7 +423,16 @@ export async function startPeerServer(host: string, port: number, options: PeerS
   } else {
     const material = tls.current();
     const secure = createHttpsServer(
-      { ...serverOptions, cert: material.cert, key: material.key, ca: material.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', handshakeTimeout: headersTimeoutMs },
+      {
+        ...serverOptions,
+        cert: material.cert,
+        key: material.key,
+        ca: material.ca,
+        requestCert: options.clientCertificates ?? true,
+        rejectUnauthorized: options.clientCertificates ?? true,
+        minVersion: 'TLSv1.2',
+        handshakeTimeout: headersTimeoutMs,
+      },
       listener,
     );
     tls.onChange(() => {

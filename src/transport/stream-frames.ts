@@ -89,7 +89,7 @@ export class FrameReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  /** limitOf(type): the largest payload accepted for that type; 0 refuses the type. */
+  /** limitOf(type): the largest payload accepted for that type; a negative limit refuses the type. */
   constructor(limitOf: (type: number) => number) {
     this.limitOf = limitOf;
   }
@@ -111,7 +111,7 @@ export class FrameReader {
       const type = head[4];
       if (length < 1) throw new WireError('stream.frame', 'a frame of length 0');
       const limit = this.limitOf(type);
-      if (limit === 0) throw new WireError('stream.frame', `unexpected frame type ${type}`);
+      if (limit < 0) throw new WireError('stream.frame', `unexpected frame type ${type}`);
       if (length - 1 > limit) throw new FrameTooLarge(type, length - 1, limit);
       if (this.buffered < 4 + length) return frames;
       const whole = this.take(4 + length);

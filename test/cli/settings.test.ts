@@ -5,6 +5,8 @@ import { SETTINGS, SETTING_KEYS, SettingsError, parseSettings, settingsHelp } fr
 import type { Env, Settings, SettingsHost } from '../../src/cli/settings.ts';
 
 const TOKEN = 'a-test-token-of-32-characters-xx';
+const TLS_FILES = { '/tls/c.pem': 'CERT', '/tls/k.pem': 'KEY-BYTES', '/tls/ca.pem': 'CA' };
+const TLS_ENV = { RAFTLET_CLUSTER_TOKEN: TOKEN, RAFTLET_PEER_TLS_CERT_FILE: '/tls/c.pem', RAFTLET_PEER_TLS_KEY_FILE: '/tls/k.pem', RAFTLET_PEER_TLS_CA_FILE: '/tls/ca.pem' };
 
 function host(files: Record<string, string> = {}, hostname = 'test-host'): SettingsHost {
   return {
@@ -56,6 +58,9 @@ describe('settings: defaults', () => {
       clusterToken: TOKEN,
       clusterTokens: [TOKEN],
       clusterTokenFile: null,
+      peerTls: null,
+      peerTlsVerifyName: false,
+      peerAuth: 'both',
       insecure: false,
       kubernetes: false,
       podName: 'test-host',
@@ -310,9 +315,45 @@ const REFUSED: readonly { argv?: string[]; env?: Record<string, string>; files?:
     message: 'the file RAFTLET_CLUSTER_TOKEN_FILE (/srv/raftlet/tok) holds no token' },
   { env: { RAFTLET_CLUSTER_TOKEN_FILE: 'tok' }, files: { '/srv/raftlet/tok': `${'a'.repeat(20)}\nshort\n` },
     message: 'the file RAFTLET_CLUSTER_TOKEN_FILE (/srv/raftlet/tok) (token 2 of 2) must hold at least 16 characters (got 5); e.g. openssl rand -hex 32' },
+  { env: { RAFTLET_PEER_TLS_CERT_FILE: '/tls/c.pem', RAFTLET_PEER_TLS_CA_FILE: '/tls/ca.pem' },
+    message: 'RAFTLET_PEER_TLS_KEY_FILE must be set too: peer TLS needs this member\'s certificate, its key and the CA (all three or none)' },
+  { env: { RAFTLET_PEER_TLS_CERT_FILE: '/tls/c.pem', RAFTLET_PEER_TLS_KEY_FILE: '/tls/k.pem', RAFTLET_PEER_TLS_CA_FILE: '/tls/none.pem' },
+    files: { '/tls/c.pem': 'c', '/tls/k.pem': 'k' }, message: 'RAFTLET_PEER_TLS_CA_FILE cannot be read (ENOENT: /tls/none.pem)' },
+  { env: { RAFTLET_PEER_AUTH: 'tls' },
+    message: 'RAFTLET_PEER_AUTH=tls needs peer TLS: set RAFTLET_PEER_TLS_CERT_FILE, RAFTLET_PEER_TLS_KEY_FILE, RAFTLET_PEER_TLS_CA_FILE' },
+  { env: { RAFTLET_PEER_AUTH: 'cert' }, message: 'RAFTLET_PEER_AUTH must be one of both, tls, token (got "cert")' },
+  { env: { RAFTLET_PEER_TLS_VERIFY_NAME: 'on' }, message: 'RAFTLET_PEER_TLS_VERIFY_NAME must be 1, 0, true or false (got "on")' },
+  { env: { ...TLS_ENV, RAFTLET_ADVERTISE_URL: 'http://raftlet-0.raftlet:7070' }, files: TLS_FILES,
+    message: 'RAFTLET_ADVERTISE_URL must be an https:// URL when peer TLS is on (got "http://raftlet-0.raftlet:7070")' },
+  { env: { ...TLS_ENV, RAFTLET_NODE_ID: 'a', RAFTLET_PEERS: 'a=https://a:7070,b=http://b:7070' }, files: TLS_FILES,
+    message: 'RAFTLET_PEERS must use https:// URLs when peer TLS is on (b is "http://b:7070")' },
   { env: { RAFTLET_CLUSTER_TOKEN: `${'a'.repeat(20)},short` },
     message: 'RAFTLET_CLUSTER_TOKEN (token 2 of 2) must hold at least 16 characters (got 5); e.g. openssl rand -hex 32' },
 ];
+
+describe('settings: peer TLS', () => {
+  it('takes all three files, derives an https advertise URL, and turns the token off only with TLS', () => {
+    const s = parse([], { ...TLS_ENV }, host(TLS_FILES));
+    assert.deepEqual(s.peerTls, { certFile: '/tls/c.pem', keyFile: '/tls/k.pem', caFile: '/tls/ca.pem' });
+    assert.equal(s.advertiseUrl, 'https://test-host:7070');
+    assert.equal(s.peerAuth, 'both');
+    assert.equal(s.clusterToken, TOKEN);
+    const tlsOnly = parse([], { ...TLS_ENV, RAFTLET_CLUSTER_TOKEN: '', RAFTLET_PEER_AUTH: 'tls', RAFTLET_PEER_TLS_VERIFY_NAME: 'true' }, host(TLS_FILES));
+    assert.equal(tlsOnly.clusterToken, null);
+    assert.equal(tlsOnly.clusterTokens, null);
+    assert.equal(tlsOnly.peerTlsVerifyName, true);
+    const flags = parse(['--peer-tls-cert-file=/tls/c.pem', '--peer-tls-key-file', '/tls/k.pem', '--peer-tls-ca-file=/tls/ca.pem'], { RAFTLET_CLUSTER_TOKEN: TOKEN }, host(TLS_FILES));
+    assert.equal(flags.peerTls?.keyFile, '/tls/k.pem');
+  });
+
+  it('warns when the key file can be read by others, naming the file and never its contents', () => {
+    const h = { ...host(TLS_FILES), fileMode: (file: string) => (file === '/tls/k.pem' ? 0o644 : 0o600) };
+    const s = parseSettings([], { ...TLS_ENV }, h);
+    const warning = s.warnings.find((w) => w.includes('RAFTLET_PEER_TLS_KEY_FILE'));
+    assert.match(String(warning), /\/tls\/k\.pem\) can be read by its group or others \(mode 644\)/);
+    assert.doesNotMatch(String(warning), /KEY-BYTES/);
+  });
+});
 
 describe('settings: every mistake is one line naming the setting', () => {
   for (const row of REFUSED) {
