@@ -38,6 +38,8 @@ export interface ClusterOptions {
   readonly requestTimeoutMs?: number;
   /** Extra variables for every node (e.g. RAFTLET_SNAPSHOT_ENTRIES); they win over the harness's. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Scheme of the peer URLs: https for clusters with peer TLS (the nodes' TLS files come in `nodeEnv`). */
+  readonly peerScheme?: 'http' | 'https';
   /** Extra variables for one node (e.g. its own token file), applied after `env`. */
   readonly nodeEnv?: (node: number, dir: string) => Readonly<Record<string, string>>;
   /** Parent of the cluster's temp dir; default the OS temp dir. */
@@ -344,7 +346,8 @@ export class Cluster {
     this.token = token;
     const count = options.nodes;
     const ids = Array.from({ length: count }, (_, i) => `node-${i + 1}`);
-    const peers = ids.map((id, i) => `${id}=http://127.0.0.1:${ports[3 * i]}`).join(',');
+    const scheme = options.peerScheme ?? 'http';
+    const peers = ids.map((id, i) => `${id}=${scheme}://127.0.0.1:${ports[3 * i]}`).join(',');
     const base = baseEnv();
     this.nodes = ids.map((id, i): NodeSpec => {
       const [peerPort, apiPort, metricsPort] = [ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]];
@@ -356,7 +359,7 @@ export class Cluster {
         apiPort,
         metricsPort,
         apiUrl: `http://127.0.0.1:${apiPort}`,
-        peerUrl: `http://127.0.0.1:${peerPort}`,
+        peerUrl: `${scheme}://127.0.0.1:${peerPort}`,
         dataDir,
         logFile: path.join(dir, `${id}.log`),
         env: {
