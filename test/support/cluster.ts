@@ -38,6 +38,8 @@ export interface ClusterOptions {
   readonly requestTimeoutMs?: number;
   /** Extra variables for every node (e.g. RAFTLET_SNAPSHOT_ENTRIES); they win over the harness's. */
   readonly env?: Readonly<Record<string, string>>;
+  /** The client certificate, key and CA that peerRequest uses against https peer ports. */
+  readonly peerClientTls?: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
   /** Scheme of the peer URLs: https for clusters with peer TLS (the nodes' TLS files come in `nodeEnv`). */
   readonly peerScheme?: 'http' | 'https';
   /** Extra variables for one node (e.g. its own token file), applied after `env`. */
@@ -335,11 +337,16 @@ export class Cluster {
   readonly options: ClusterOptions;
   private readonly running = new Map<number, RunningNode>();
   private readonly ports: readonly number[];
-  private readonly agent = new Agent({ connectTimeout: 5_000, keepAliveTimeout: 1_000, keepAliveMaxTimeout: 2_000 });
+  private readonly agent: Agent;
   private stopped = false;
 
   constructor(options: ClusterOptions, dir: string, ports: readonly number[], token: string) {
     this.options = options;
+    const tls = options.peerClientTls;
+    this.agent = new Agent({
+      connectTimeout: 5_000, keepAliveTimeout: 1_000, keepAliveMaxTimeout: 2_000,
+      ...(tls ? { connect: { ca: tls.ca, cert: tls.cert, key: tls.key, checkServerIdentity: () => undefined } } : {}),
+    });
     this.name = options.name ?? 'cluster';
     this.dir = dir;
     this.ports = ports;
