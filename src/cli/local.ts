@@ -11,7 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { SETTINGS, SettingsError, parseFlags, parseSettings } from '../config/settings.ts';
 import type { Env, FlagSpec, SettingKey } from '../config/settings.ts';
-import { integer, parsePath } from '../config/values.ts';
+import { integer, parsePath, parseSwitch } from '../config/values.ts';
 import { redrawFrame, renderChanges, renderTable } from './table.ts';
 import type { StatusRow } from './table.ts';
 
@@ -52,6 +52,7 @@ const LOCAL_FLAGS: readonly FlagSpec[] = [
   { flag: 'nodes', bare: null },
   { flag: 'base-port', bare: null },
   { flag: 'data-dir', bare: null },
+  { flag: 'tls', bare: '1' },
   ...FORWARDED.map((key) => ({ flag: SETTINGS[key].flag, bare: SETTINGS[key].bare })),
 ];
 
@@ -65,6 +66,8 @@ export function localUsage(): string {
     'otherwise). Ctrl-C stops them all.',
     '',
     `  --nodes N        number of nodes; ids are node-1 .. node-N`,
+    '  --tls            peer mutual TLS with a throwaway CA and a certificate per node (made with openssl',
+    '                   in DIR/tls; https peer URLs)',
     `  --base-port P    node-i uses P+${PORTS_PER_NODE}(i-1) for peer RPC, the next port for its client API and the`,
     `                   one after for metrics (default ${LOCAL_DEFAULTS.basePort}: node-1 = 7070/7071/7072, node-2 = 7073/...)`,
     `  --data-dir DIR   data in DIR/<id>, logs in DIR/<id>.log (default ./${LOCAL_DEFAULTS.dataDir})`,
@@ -93,6 +96,8 @@ export interface LocalPlan {
   readonly nodes: readonly LocalNode[];
   /** Flags forwarded to every node's `run`. */
   readonly runFlags: readonly string[];
+  /** --tls: peer mutual TLS with a throwaway CA made in this directory. */
+  readonly tlsDir: string | null;
 }
 
 /** Reads the command line into a plan; pure apart from the token it is given. Throws SettingsError. */
@@ -111,6 +116,11 @@ export function planLocal(argv: readonly string[], cwd: string, token: string): 
   const dataDirGiven = given('data-dir');
   const dataDir = path.resolve(cwd, dataDirGiven === undefined ? LOCAL_DEFAULTS.dataDir : parsePath(dataDirGiven));
 
+  const tlsGiven = given('tls');
+  const tls = tlsGiven === undefined ? false : parseSwitch(tlsGiven);
+  const tlsDir = tls ? path.join(dataDir, 'tls') : null;
+  const scheme = tls ? 'https' : 'http';
+
   const runFlags: string[] = [];
   for (const key of FORWARDED) {
     const value = flags.get(SETTINGS[key].flag);
@@ -122,7 +132,7 @@ export function planLocal(argv: readonly string[], cwd: string, token: string): 
     const peer = basePort + PORTS_PER_NODE * i;
     return { peer, api: peer + 1, metrics: peer + 2 };
   };
-  const peers = ids.map((id, i) => `${id}=http://127.0.0.1:${portsOf(i).peer}`).join(',');
+  const peers = ids.map((id, i) => `${id}=${scheme}://127.0.0.1:${portsOf(i).peer}`).join(',');
   const nodes = ids.map((id, i): LocalNode => {
     const ports = portsOf(i);
     const nodeDataDir = path.join(dataDir, id);
@@ -144,10 +154,15 @@ export function planLocal(argv: readonly string[], cwd: string, token: string): 
         RAFTLET_CLUSTER_TOKEN: token,
         // A shell inside a pod, or with KUBECONFIG set, must not make laptop nodes relabel pods.
         RAFTLET_KUBERNETES: '0',
+        ...(tlsDir === null ? {} : {
+          RAFTLET_PEER_TLS_CERT_FILE: path.join(tlsDir, `${id}.pem`),
+          RAFTLET_PEER_TLS_KEY_FILE: path.join(tlsDir, `${id}.key`),
+          RAFTLET_PEER_TLS_CA_FILE: path.join(tlsDir, 'ca.pem'),
+        }),
       },
     };
   });
-  return { dataDir, nodes, runFlags };
+  return { dataDir, nodes, runFlags, tlsDir };
 }
 
 /** The environment of one node: ours minus every RAFTLET_* setting local does not forward, plus its own. */
@@ -188,6 +203,17 @@ export async function runLocal(argv: readonly string[], options: LocalOptions): 
   let plan: LocalPlan;
   try {
     plan = planLocal(argv, cwd, token);
+    if (plan.tlsDir !== null) {
+      // A throwaway CA and a certificate per node (made before the settings check reads them).
+      const { createThrowawayCa } = await import('../transport/throwaway-ca.ts');
+      try {
+        const ca = createThrowawayCa(plan.tlsDir);
+        for (const node of plan.nodes) ca.issue(node.id);
+      } catch (err) {
+        options.stderr.write(`raftlet local: cannot make the throwaway TLS certificates: ${err instanceof Error ? err.message : String(err)}\n`);
+        return 1;
+      }
+    }
     // Every node would refuse the same bad forwarded setting: say it once, before anything starts.
     parseSettings(plan.runFlags, nodeEnv(options.env, plan.nodes[0]));
   } catch (err) {

@@ -15,15 +15,16 @@
 // - The cluster token has at least MIN_TOKEN_LENGTH printable ASCII characters; RAFTLET_INSECURE=1
 //   with a token set is an error (which one did the operator mean?).
 // - Unknown flags are errors; unknown RAFTLET_* variables are warnings (another tool may own them).
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
 import {
-  DNS_LABEL, LOG_LEVELS, NODE_ID, SettingsError, dnsLabel, dnsSubdomain, formatHostPort, integer, nearest, parseAutoSwitch,
+  DNS_LABEL, LOG_LEVELS, NODE_ID, SettingsError, dnsLabel, dnsSubdomain, fail, formatHostPort, integer, nearest, parseAutoSwitch,
   parseDnsName, parseDnsServer, parseLabelKey, parseListen, parseLogLevel, parseNodeId, parsePath, parsePeers, parseSwitch,
   parseUrl, show,
 } from './values.ts';
 import type { Given, HostPort, LogLevel, PeerSpec } from './values.ts';
+import { MIN_TOKEN_LENGTH, parseTokenList } from './tokens.ts';
 
 export { SettingsError, LOG_LEVELS, formatHostPort } from './values.ts';
 export type { HostPort, LogLevel, PeerSpec } from './values.ts';
@@ -60,8 +61,14 @@ export interface Settings {
   readonly requestTimeoutMs: number;
   readonly maxValueBytes: number;
   readonly snapshotEntries: number;
-  /** The peer RPC bearer token; null exactly when insecure. */
+  /** The peer RPC bearer token this member sends (the first of clusterTokens); null exactly when insecure. */
   readonly clusterToken: string | null;
+  // ---- token rotation (issue 11) ----
+  /** Every token this member accepts, the one it sends first; null exactly when insecure. */
+  readonly clusterTokens: readonly string[] | null;
+  /** Absolute path of RAFTLET_CLUSTER_TOKEN_FILE, re-read when it changes; null when the tokens
+   * came from RAFTLET_CLUSTER_TOKEN (or insecure). */
+  readonly clusterTokenFile: string | null;
   readonly insecure: boolean;
   readonly kubernetes: boolean;
   readonly podName: string;
@@ -69,6 +76,13 @@ export interface Settings {
   readonly roleLabel: string;
   readonly leaseName: string | null;
   readonly logLevel: LogLevel;
+  // ---- peer TLS (issue 14) ----
+  /** Peer mutual TLS files (absolute paths), or null for plain http. */
+  readonly peerTls: { readonly certFile: string; readonly keyFile: string; readonly caFile: string } | null;
+  /** A peer's certificate must carry the DNS name (or IP) of the host in its URL. */
+  readonly peerTlsVerifyName: boolean;
+  /** What authenticates a peer: its TLS client certificate, the bearer token, or both. */
+  readonly peerAuth: PeerAuth;
   /** Things worth a log line at warn level once the logger exists (insecure mode, ignored settings). */
   readonly warnings: readonly string[];
 }
@@ -78,19 +92,31 @@ export interface SettingsHost {
   hostname(): string;
   readFile(file: string): string;
   cwd(): string;
+  /** The file's permission bits, or null if unknown (tests without a file system). */
+  fileMode?(file: string): number | null;
 }
 
 export const systemHost: SettingsHost = {
   hostname: () => osHostname(),
   readFile: (file) => readFileSync(file, 'utf8'),
   cwd: () => process.cwd(),
+  fileMode: (file) => statSync(file).mode & 0o777,
 };
+
+export type PeerAuth = 'tls' | 'token' | 'both';
+const PEER_AUTH_VALUES: readonly PeerAuth[] = ['both', 'tls', 'token'];
+
+function parsePeerAuth(given: Given): PeerAuth {
+  const value = PEER_AUTH_VALUES.find((v) => v === given.text);
+  if (value === undefined) return fail(given, `must be one of ${PEER_AUTH_VALUES.join(', ')}`);
+  return value;
+}
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 // ---- limits ---------------------------------------------------------------------------------------
 
-export const MIN_TOKEN_LENGTH = 16;
+export { MIN_TOKEN_LENGTH };
 export const MAX_VALUE_BYTES_LIMIT = 64 * 1024 * 1024;
 /** Followers must hear at least this many heartbeats per election timeout, or they campaign
  * against a healthy leader whenever one heartbeat is late. */
@@ -209,19 +235,19 @@ export const SETTINGS = {
   }),
   clusterToken: setting({
     env: 'RAFTLET_CLUSTER_TOKEN', metavar: 'TOKEN', defaultText: 'required',
-    help: `shared secret for peer RPC, at least ${MIN_TOKEN_LENGTH} characters (prefer the file: flags show in ps)`,
+    help: `shared secret for peer RPC, at least ${MIN_TOKEN_LENGTH} characters; several separated by commas while rotating (the first is sent, all are accepted; prefer the file: flags show in ps)`,
     parse: (given) => given,
   }),
   clusterTokenFile: setting({
     env: 'RAFTLET_CLUSTER_TOKEN_FILE', metavar: 'FILE', defaultText: 'required (or the token)',
-    help: 'file holding the cluster token (surrounding whitespace ignored)', parse: parsePath,
+    help: 'file holding the cluster token, or one token per line while rotating (the first is sent, all are accepted); re-read when it changes', parse: parsePath,
   }),
   insecure: setting({
-    env: 'RAFTLET_INSECURE', metavar: '0|1', defaultText: '0', bare: '1',
+    env: 'RAFTLET_INSECURE', metavar: 'BOOL', defaultText: '0', bare: '1',
     help: '1 = peer RPC without a token (local experiments only; logged loudly)', parse: parseSwitch,
   }),
   kubernetes: setting({
-    env: 'RAFTLET_KUBERNETES', metavar: 'auto|0|1', defaultText: 'auto', bare: '1',
+    env: 'RAFTLET_KUBERNETES', metavar: 'auto|BOOL', defaultText: 'auto', bare: '1',
     help: 'label pods, record events; auto = on when KUBERNETES_SERVICE_HOST or KUBECONFIG is set',
     parse: parseAutoSwitch,
   }),
@@ -244,6 +270,29 @@ export const SETTINGS = {
   logLevel: setting({
     env: 'RAFTLET_LOG_LEVEL', metavar: 'LEVEL', defaultText: DEFAULTS.logLevel,
     help: `pino level: ${LOG_LEVELS.join(', ')}`, parse: parseLogLevel,
+  }),
+  // ---- peer TLS (issue 14) ----
+  peerTlsCertFile: setting({
+    env: 'RAFTLET_PEER_TLS_CERT_FILE', metavar: 'FILE', defaultText: 'none',
+    help: "peer mutual TLS: this member's certificate (PEM); with the key and CA files, all three or none; re-read when changed",
+    parse: parsePath,
+  }),
+  peerTlsKeyFile: setting({
+    env: 'RAFTLET_PEER_TLS_KEY_FILE', metavar: 'FILE', defaultText: 'none',
+    help: "peer mutual TLS: this member's private key (PEM; readable by its owner only)", parse: parsePath,
+  }),
+  peerTlsCaFile: setting({
+    env: 'RAFTLET_PEER_TLS_CA_FILE', metavar: 'FILE', defaultText: 'none',
+    help: "peer mutual TLS: the CA every peer's certificate must chain to (PEM)", parse: parsePath,
+  }),
+  peerTlsVerifyName: setting({
+    env: 'RAFTLET_PEER_TLS_VERIFY_NAME', metavar: 'BOOL', defaultText: '0', bare: '1',
+    help: "1 = a peer's certificate must carry the DNS name (or IP) of the host in the peer's URL", parse: parseSwitch,
+  }),
+  peerAuth: setting({
+    env: 'RAFTLET_PEER_AUTH', metavar: 'both|tls|token', defaultText: 'both',
+    help: 'what authenticates a peer: both = client certificate (with TLS on) and cluster token; tls = the certificate only (needs TLS); token = the token only',
+    parse: parsePeerAuth,
   }),
 } as const;
 
@@ -365,7 +414,13 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
   const logLevel = read('logLevel') ?? DEFAULTS.logLevel;
 
   const insecure = read('insecure') ?? false;
-  const clusterToken = readToken(given('clusterToken'), given('clusterTokenFile'), insecure, nameOf('insecure'), host);
+  const tlsSettings = readPeerTls(given, nameOf, host, warnings);
+  const tokenSet = tlsSettings.peerAuth === 'tls'
+    ? tokensOffWithTls(given, nameOf, insecure, warnings)
+    : readTokens(given('clusterToken'), given('clusterTokenFile'), insecure, nameOf('insecure'), host);
+  const clusterTokens = tokenSet.tokens;
+  const clusterTokenFile = tokenSet.file;
+  const clusterToken = clusterTokens?.[0] ?? null;
   if (insecure) {
     warnings.push(`${nameOf('insecure')}=1: peer RPC is NOT authenticated; anyone who can reach ` +
       `${formatHostPort(peerListen)} can join and rewrite this cluster. Use it for local experiments only.`);
@@ -407,7 +462,9 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
       `${nameOf('advertiseUrl')} (${advertiseGiven}) differs from this node's entry in ${nameOf('peers')} ` +
       `(${selfEntry.url}); peers would reach it at the wrong address`);
   }
-  const advertiseUrl = advertiseGiven ?? selfEntry?.url ?? deriveAdvertiseUrl(nodeId, peerListen, discoveryService, nameOf('peerListen'));
+  const advertiseUrl = advertiseGiven ?? selfEntry?.url ??
+    deriveAdvertiseUrl(nodeId, peerListen, discoveryService, nameOf('peerListen'), tlsSettings.peerTls === null ? 'http' : 'https');
+  if (tlsSettings.peerTls !== null) checkHttpsUrls(advertiseUrl, advertiseGiven !== undefined ? nameOf('advertiseUrl') : nameOf('peers'), peersGiven, nameOf('peers'));
 
   let membersFrom: MembersFrom;
   let peers: readonly PeerSpec[];
@@ -439,7 +496,7 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
   return deepFreeze({
     nodeId, peerListen, apiListen, metricsListen, advertiseUrl, membersFrom, peers, discoveryService, dnsServer,
     bootstrapExpect, dataDir, heartbeatMs, electionTimeoutMs, requestTimeoutMs, maxValueBytes, snapshotEntries, clusterToken,
-    insecure, kubernetes, podName, podNamespace, roleLabel, leaseName, logLevel, warnings,
+    clusterTokens, clusterTokenFile, insecure, ...tlsSettings, kubernetes, podName, podNamespace, roleLabel, leaseName, logLevel, warnings,
   });
 }
 
@@ -456,14 +513,16 @@ function defaultNodeId(env: Env, host: SettingsHost): string {
   return label;
 }
 
-function readToken(token: Given | undefined, file: Given | undefined, insecure: boolean, insecureName: string,
-  host: SettingsHost): string | null {
+// ---- cluster tokens (issue 11: a token set for rotation) ----------------------------------------------
+
+function readTokens(token: Given | undefined, file: Given | undefined, insecure: boolean, insecureName: string,
+  host: SettingsHost): { tokens: string[] | null; file: string | null } {
   if (insecure) {
     const set = token ?? file;
     if (set !== undefined) {
       throw new SettingsError(set.name, `${insecureName}=1 turns peer authentication off, so ${set.name} must not be set too; unset one`);
     }
-    return null;
+    return { tokens: null, file: null };
   }
   if (token !== undefined && file !== undefined) {
     throw new SettingsError(token.name, `${token.name} and ${file.name} are both set; keep one`);
@@ -473,7 +532,14 @@ function readToken(token: Given | undefined, file: Given | undefined, insecure: 
       `${SETTINGS.clusterToken.env} or ${SETTINGS.clusterTokenFile.env} is required: a shared secret for peer RPC ` +
       `(e.g. openssl rand -hex 32); ${SETTINGS.insecure.env}=1 runs without one for local experiments`);
   }
-  if (token !== undefined) return checkToken(token.text, token.name);
+  // Never echo a token: these messages end up in logs.
+  if (token !== undefined) {
+    try {
+      return { tokens: parseTokenList(token.text, 'comma', token.name), file: null };
+    } catch (err) {
+      throw new SettingsError(token.name, (err as Error).message);
+    }
+  }
   const tokenFile = file as Given;
   const tokenPath = path.resolve(host.cwd(), tokenFile.text);
   let text: string;
@@ -483,22 +549,82 @@ function readToken(token: Given | undefined, file: Given | undefined, insecure: 
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
     throw new SettingsError(tokenFile.name, `${tokenFile.name} cannot be read (${code}: ${tokenPath})`);
   }
-  return checkToken(text.trim(), `the file ${tokenFile.name} (${tokenPath})`, tokenFile.name);
+  try {
+    return { tokens: parseTokenList(text, 'line', `the file ${tokenFile.name} (${tokenPath})`), file: tokenPath };
+  } catch (err) {
+    throw new SettingsError(tokenFile.name, (err as Error).message);
+  }
 }
 
-function checkToken(token: string, what: string, setting: string = what): string {
-  // Never echo the token itself: these messages end up in logs.
-  if (token.length < MIN_TOKEN_LENGTH) {
-    throw new SettingsError(setting,
-      `${what} must hold at least ${MIN_TOKEN_LENGTH} characters (got ${token.length}); e.g. openssl rand -hex 32`);
+// ---- peer TLS (issue 14) ----------------------------------------------------------------------------------
+
+type GivenOf = (key: SettingKey) => Given | undefined;
+
+function readPeerTls(given: GivenOf, nameOf: (key: SettingKey) => string, host: SettingsHost, warnings: string[]):
+  { peerTls: Settings['peerTls']; peerTlsVerifyName: boolean; peerAuth: PeerAuth } {
+  const keys = ['peerTlsCertFile', 'peerTlsKeyFile', 'peerTlsCaFile'] as const;
+  const files = keys.map((key) => given(key));
+  const verifyGiven = given('peerTlsVerifyName');
+  const peerTlsVerifyName = verifyGiven === undefined ? false : SETTINGS.peerTlsVerifyName.parse(verifyGiven);
+  const authGiven = given('peerAuth');
+  const peerAuth = authGiven === undefined ? 'both' : SETTINGS.peerAuth.parse(authGiven);
+  if (files.every((f) => f === undefined)) {
+    if (peerAuth === 'tls') {
+      throw new SettingsError(nameOf('peerAuth'),
+        `${nameOf('peerAuth')}=tls needs peer TLS: set ${keys.map((k) => SETTINGS[k].env).join(', ')}`);
+    }
+    if (verifyGiven !== undefined) warnings.push(`${nameOf('peerTlsVerifyName')} is ignored: peer TLS is off`);
+    return { peerTls: null, peerTlsVerifyName, peerAuth };
   }
-  if (!/^[\x21-\x7e]+$/.test(token)) {
-    throw new SettingsError(setting, `${what} must hold printable ASCII without spaces (it goes into an HTTP header)`);
+  const missing = keys.find((_, i) => files[i] === undefined);
+  if (missing !== undefined) {
+    throw new SettingsError(SETTINGS[missing].env,
+      `${SETTINGS[missing].env} must be set too: peer TLS needs this member's certificate, its key and the CA (all three or none)`);
   }
-  return token;
+  const [certFile, keyFile, caFile] = files.map((f) => {
+    const g = f as Given;
+    const file = path.resolve(host.cwd(), g.text);
+    try {
+      host.readFile(file);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new SettingsError(g.name, `${g.name} cannot be read (${code}: ${file})`);
+    }
+    return file;
+  });
+  const mode = host.fileMode?.(keyFile) ?? null;
+  if (mode !== null && (mode & 0o077) !== 0) {
+    warnings.push(`${nameOf('peerTlsKeyFile')} (${keyFile}) can be read by its group or others (mode ${mode.toString(8).padStart(3, '0')}); ` +
+      'make it readable by its owner only (chmod 600)');
+  }
+  return { peerTls: { certFile, keyFile, caFile }, peerTlsVerifyName, peerAuth };
 }
 
-function deriveAdvertiseUrl(nodeId: string, peerListen: HostPort, discoveryService: string | null, peerListenName: string): string {
+/** RAFTLET_PEER_AUTH=tls: no token is needed; one given anyway is ignored (said once). */
+function tokensOffWithTls(given: GivenOf, nameOf: (key: SettingKey) => string, insecure: boolean, warnings: string[]):
+  { tokens: string[] | null; file: string | null } {
+  if (insecure) {
+    throw new SettingsError(nameOf('insecure'), `${nameOf('insecure')}=1 and ${nameOf('peerAuth')}=tls are both set; peers authenticate by certificate, unset ${nameOf('insecure')}`);
+  }
+  for (const key of ['clusterToken', 'clusterTokenFile'] as const) {
+    if (given(key) !== undefined) warnings.push(`${nameOf(key)} is ignored: ${nameOf('peerAuth')}=tls authenticates peers by certificate only`);
+  }
+  return { tokens: null, file: null };
+}
+
+/** With peer TLS on, peers are reached over https only: an http:// URL would never connect. */
+function checkHttpsUrls(advertiseUrl: string, advertiseName: string, peers: readonly PeerSpec[] | undefined, peersName: string): void {
+  if (!advertiseUrl.startsWith('https://')) {
+    throw new SettingsError(advertiseName, `${advertiseName} must be an https:// URL when peer TLS is on (got ${show(advertiseUrl)})`);
+  }
+  const plain = peers?.find((p) => !p.url.startsWith('https://'));
+  if (plain !== undefined) {
+    throw new SettingsError(peersName, `${peersName} must use https:// URLs when peer TLS is on (${plain.id} is ${show(plain.url)})`);
+  }
+}
+
+function deriveAdvertiseUrl(nodeId: string, peerListen: HostPort, discoveryService: string | null, peerListenName: string,
+  scheme: 'http' | 'https' = 'http'): string {
   if (peerListen.port === 0) {
     throw new SettingsError(peerListenName,
       `${peerListenName} has port 0, so peers cannot be told where to reach this node; set ${SETTINGS.advertiseUrl.env} or a fixed port`);
@@ -507,7 +633,7 @@ function deriveAdvertiseUrl(nodeId: string, peerListen: HostPort, discoveryServi
   // behind a headless Service that is <pod>.<service>; elsewhere the id itself.
   const wildcard = peerListen.host === '0.0.0.0' || peerListen.host === '::';
   const host = !wildcard ? peerListen.host : discoveryService !== null ? `${nodeId}.${discoveryService}` : nodeId;
-  return `http://${formatHostPort({ host, port: peerListen.port })}`;
+  return `${scheme}://${formatHostPort({ host, port: peerListen.port })}`;
 }
 
 function serviceAccountNamespace(host: SettingsHost): string | null {

@@ -369,7 +369,7 @@ export class RaftNode implements ClientOps {
     return this.status();
   }
 
-  // ---- client seam (src/node/ops.ts) --------------------------------------------------------------
+  // ---- client seam (src/api/ops.ts) ---------------------------------------------------------------
 
   status(): NodeStatus {
     const s = this.raft.status();

@@ -16,6 +16,7 @@ import { openData } from './data.ts';
 import { startDiscovery } from './discovery.ts';
 import { ExitCode } from './exit-codes.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
+import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-security.ts';
 import { startReconciler } from './reconciler.ts';
 import { ListenError, startServers, type Servers } from './servers.ts';
 
@@ -63,10 +64,22 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     }
   }
 
+  let security: PeerSecurity;
+  try {
+    security = openPeerSecurity(settings, logger);
+  } catch (err) {
+    if (!(err instanceof PeerSecurityError)) throw err;
+    logger.fatal(err.message);
+    process.stderr.write(`raftlet: ${err.message}\n`);
+    await store.close().catch(() => undefined);
+    return ExitCode.badConfig;
+  }
+
   // The DNS server that answers discovery also resolves the peers' names (SPEC §3).
   const dnsServer = settings.dnsServer ? formatHostPort(settings.dnsServer) : undefined;
   const peers = new PeerClient({
-    token: settings.clusterToken,
+    token: security.tokens,
+    tls: security.tls,
     lookup: dnsServer ? lookupVia(dnsServer) : undefined,
     requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
     backoffMaxMs: Math.max(200, Math.min(2000, settings.electionTimeoutMs)),
@@ -77,6 +90,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
         if (reachable) logger.info({ peer }, `peer ${peer} is reachable`);
         else logger.warn({ peer, err: error?.message }, `peer ${peer} is unreachable`);
       },
+      onPeerDead: (peer) => logger.info({ peer }, `peer ${peer}: connection lost and refused (its process is gone)`),
     },
   });
 
@@ -136,12 +150,13 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
 
   let servers: Servers;
   try {
-    servers = await startServers({ settings, node, metrics, logger, healthy: () => !failed && store.error === null });
+    servers = await startServers({ settings, node, metrics, logger, security, healthy: () => !failed && store.error === null });
   } catch (err) {
     const message = err instanceof ListenError ? err.message : `cannot start servers: ${err instanceof Error ? err.message : String(err)}`;
     logger.fatal({ err }, message);
     process.stderr.write(`raftlet: ${message}\n`);
     await Promise.allSettled([peers.close(), store.close()]);
+    security.close();
     return err instanceof ListenError ? ExitCode.badConfig : ExitCode.failure;
   }
   logger.info(
@@ -219,6 +234,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     await kube.stop().catch(() => undefined);
   }
   await Promise.allSettled([servers.peer.close(), closeServer(servers.api), servers.metrics.close(), peers.close()]);
+  security.close();
   if (code !== ExitCode.badData) await store.close().catch(() => undefined);
   logger.info({ code }, 'stopped');
   return code;

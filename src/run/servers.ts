@@ -9,6 +9,7 @@ import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/
 import type { RaftNode } from '../node/node.ts';
 import { startPeerServer, type RunningPeerServer } from '../transport/index.ts';
 import { closeServer, listen, listenError, ListenError } from './listen.ts';
+import type { PeerSecurity } from './peer-security.ts';
 
 export interface Servers {
   readonly peer: RunningPeerServer;
@@ -21,22 +22,25 @@ export interface ServersOptions {
   readonly node: RaftNode;
   readonly metrics: RaftletMetrics;
   readonly logger: Logger;
+  readonly security: PeerSecurity;
   readonly healthy: () => boolean;
 }
 
-export async function startServers({ settings, node, metrics, logger, healthy }: ServersOptions): Promise<Servers> {
+export async function startServers({ settings, node, metrics, logger, security, healthy }: ServersOptions): Promise<Servers> {
   let peer: RunningPeerServer | null = null;
   let api: Server | null = null;
   let metricsServer: MetricsServer | null = null;
   try {
     peer = await startPeerServer(settings.peerListen.host, settings.peerListen.port, {
-      token: settings.clusterToken,
+      token: security.tokens,
+      tls: security.tls,
+      clientCertificates: settings.peerAuth !== 'token',
       handlers: node,
       nodeId: settings.nodeId,
       // A forwarded write carries one value as base64; an append carries at least one entry.
       requestLimitBytes: Math.max(2 << 20, Math.ceil((settings.maxValueBytes * 4) / 3) + (64 << 10)),
       messagesLimitBytes: Math.max(64 << 20, 2 * settings.maxValueBytes + (1 << 20)),
-      onRefused: (r) => logger.warn({ status: r.status, code: r.code, path: r.path, remote: r.remoteAddress }, `refused a peer request: ${r.message}`),
+      onRefused: (r) => logger.warn({ status: r.status, code: r.code, path: r.path, remote: r.remoteAddress, suppressed: r.suppressed }, `refused a peer request: ${r.message}`),
     }).catch((err: unknown) => {
       throw listenError(err, 'RAFTLET_PEER_LISTEN', settings.peerListen);
     });

@@ -1,15 +1,15 @@
-// The peer client: fire-and-forget Raft messages per peer (see peer-link.ts), and typed calls for
-// the forwarding routes a follower uses to reach the leader. Every request has a timeout, and every
-// queue and the number of calls in flight are bounded.
+// The peer client: Raft messages per peer on a long-lived stream (see peer-link.ts), and typed
+// calls for the forwarding a follower does to reach the leader. A call to a current peer travels on
+// that peer's stream (many calls in one write, answers matched by id: one round trip each); a call
+// to any other URL is a one-shot request. Every call has a timeout, and every queue and the number
+// of calls in flight are bounded.
 import type { LookupFunction } from 'node:net';
-import { Pool } from 'undici';
-import type { Dispatcher } from 'undici';
-import { ClientError } from '../api/ops.ts';
-import type { NodeStatus } from '../api/ops.ts';
+import { ClientError, type NodeStatus } from '../api/ops.ts';
 import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
-import { bearer } from './auth.ts';
+import { bearer, tokenSource, type TokenOption } from './auth.ts';
 import { WIRE_LIMITS } from './codec.ts';
+import { requestOnce, type DialOptions, type OnceResponse } from './dial.ts';
 import {
   decodeKvResult,
   decodeReadIndexResult,
@@ -23,37 +23,48 @@ import {
 } from './forwarding.ts';
 import type { TransferResult } from './forwarding.ts';
 import { emptyDropCounts, PeerLink } from './peer-link.ts';
-import type { DropReason, LinkOptions, PeerStats, RpcKind, TransportHooks } from './peer-link.ts';
+import type { CallOutcome, DropReason, LinkOptions, PeerStats, RpcKind, TransportHooks } from './peer-link.ts';
 import { parsePeerUrl } from './peer-url.ts';
 import type { PeerBase } from './peer-url.ts';
 import { JSON_CONTENT_TYPE, MAX_TIMEOUT_MS, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from './protocol.ts';
 import { describeFailure, failedBeforeSending, handlerError, isTimeout, readErrorReply, refusalError } from './replies.ts';
+import type { CallKind } from './stream-frames.ts';
+import type { TlsSource } from './tls.ts';
+import type { TokenSource } from './tokens.ts';
 
 export interface PeerClientOptions {
-  /** The cluster token; null = insecure mode (no Authorization header). */
-  readonly token: string | null;
+  /** The cluster token, or a token set (the first is sent; on 401 the next is tried); null =
+   * insecure mode (no Authorization header). */
+  readonly token: TokenOption;
+  /** Peer TLS: client certificate and CA for https peer URLs. */
+  readonly tls?: TlsSource | null;
   /** Per peer: queued messages before the oldest are dropped. Default 4096. */
   readonly maxQueuedMessages?: number;
   /** Per peer: queued bytes before the oldest messages are dropped. Default 32 MiB. */
   readonly maxQueuedBytes?: number;
-  /** Per request: at most this many messages... Default 1024. */
+  /** Per frame: at most this many messages... Default 1024. */
   readonly maxBatchMessages?: number;
   /** ...and about this many bytes (a single larger message still goes alone). Default 4 MiB. */
   readonly maxBatchBytes?: number;
-  /** Timeout of a Raft messages request. Default 2000 ms; about the election timeout is sensible. */
+  /** Bound of a stream connection attempt and of a stalled write. Default 2000 ms; about the
+   * election timeout is sensible. */
   readonly requestTimeoutMs?: number;
   /** Timeout of a request carrying a snapshot. Default 60 s. */
   readonly snapshotTimeoutMs?: number;
-  /** Backoff after a failed request to a peer: first delay, and its cap. Defaults 100 ms, 2000 ms. */
+  /** Backoff after a failed connection to a peer: first delay, and its cap. Defaults 100 ms, 2000 ms. */
   readonly backoffInitialMs?: number;
   readonly backoffMaxMs?: number;
-  /** Connections per peer (Raft lanes use two; the rest carry forwarded calls). Default 16. */
+  /** An idle stream pings this often. Default 1000 ms. */
+  readonly pingIntervalMs?: number;
+  /** A stream that hears nothing for this long is reopened. Default max(4000, 2 x requestTimeoutMs). */
+  readonly idleTimeoutMs?: number;
+  /** Kept for compatibility; streams need one connection per peer. */
   readonly connectionsPerPeer?: number;
   /** Forwarded calls in flight across all peers; beyond this, calls are refused at once. Default 1024. */
   readonly maxConcurrentCalls?: number;
   /** Jitter source, [0, 1). Default Math.random. */
   readonly random?: () => number;
-  /** Monotonic milliseconds for backoff. Default performance.now (tests pass a fake clock). */
+  /** Monotonic milliseconds for backoff and stream liveness. Default performance.now. */
   readonly now?: () => number;
   readonly hooks?: TransportHooks;
   /** Resolves peer host names (e.g. with RAFTLET_DNS_SERVER); default: the system resolver. */
@@ -69,7 +80,7 @@ const DEFAULTS = {
   snapshotTimeoutMs: 60_000,
   backoffInitialMs: 100,
   backoffMaxMs: 2000,
-  connectionsPerPeer: 16,
+  pingIntervalMs: 1000,
   maxConcurrentCalls: 1024,
 } as const;
 
@@ -86,11 +97,18 @@ type CallSemantics = {
   readonly subject: string;
 };
 
-const SEMANTICS: Record<Exclude<RpcKind, 'messages' | 'snapshot'>, CallSemantics> = {
+const SEMANTICS: Record<CallKind, CallSemantics> = {
   propose: { notSent: 'no_leader', unknown: 'timeout', subject: 'the write' },
   readIndex: { notSent: 'no_leader', unknown: 'timeout', subject: 'the read barrier' },
   transfer: { notSent: 'no_leader', unknown: 'timeout', subject: 'the leadership transfer' },
   status: { notSent: 'unavailable', unknown: 'unavailable', subject: 'the status request' },
+};
+
+const ONE_SHOT: Record<CallKind, { method: 'GET' | 'POST'; route: string }> = {
+  propose: { method: 'POST', route: ROUTES.propose },
+  readIndex: { method: 'POST', route: ROUTES.readIndex },
+  transfer: { method: 'POST', route: ROUTES.transfer },
+  status: { method: 'GET', route: ROUTES.status },
 };
 
 function positive(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -105,7 +123,7 @@ export class PeerClient {
   private readonly linkOptions: LinkOptions;
   private readonly maxConcurrentCalls: number;
   private readonly hooks: TransportHooks;
-  private readonly jsonHeaders: Record<string, string>;
+  private readonly tokens: TokenSource | null;
   private readonly statusTimeoutMs: number;
   private links = new Map<NodeId, PeerLink>();
   /** Peers whose URL could not be used: their messages are dropped as 'bad_url'. */
@@ -113,15 +131,17 @@ export class PeerClient {
   private readonly unknownDrops = emptyDropCounts();
   private callsInFlight = 0;
   private closed = false;
-  /** Aborts every forwarded call in flight when the client closes. */
+  /** Aborts every one-shot call in flight when the client closes. */
   private readonly closing = new AbortController();
 
   constructor(options: PeerClientOptions) {
     const requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, MAX_TIMEOUT_MS);
     const backoffInitialMs = positive('backoffInitialMs', options.backoffInitialMs, DEFAULTS.backoffInitialMs);
+    const pingIntervalMs = positive('pingIntervalMs', options.pingIntervalMs, DEFAULTS.pingIntervalMs);
     this.hooks = options.hooks ?? {};
+    this.tokens = tokenSource(options.token);
     this.linkOptions = {
-      token: options.token,
+      tokens: this.tokens,
       maxQueuedMessages: positive('maxQueuedMessages', options.maxQueuedMessages, DEFAULTS.maxQueuedMessages),
       maxQueuedBytes: positive('maxQueuedBytes', options.maxQueuedBytes, DEFAULTS.maxQueuedBytes),
       maxBatchMessages: positive('maxBatchMessages', options.maxBatchMessages, DEFAULTS.maxBatchMessages, WIRE_LIMITS.messagesPerFrame),
@@ -130,24 +150,24 @@ export class PeerClient {
       snapshotTimeoutMs: positive('snapshotTimeoutMs', options.snapshotTimeoutMs, DEFAULTS.snapshotTimeoutMs),
       backoffInitialMs,
       backoffMaxMs: positive('backoffMaxMs', options.backoffMaxMs, Math.max(DEFAULTS.backoffMaxMs, backoffInitialMs)),
-      connectionsPerPeer: positive('connectionsPerPeer', options.connectionsPerPeer, DEFAULTS.connectionsPerPeer),
+      pingIntervalMs,
+      idleTimeoutMs: positive('idleTimeoutMs', options.idleTimeoutMs, Math.max(4 * pingIntervalMs, 4000, 2 * requestTimeoutMs)),
       maxResponseBytes: MAX_RESPONSE_BYTES,
       random: options.random ?? Math.random,
       now: options.now ?? (() => performance.now()),
       hooks: this.hooks,
-      lookup: options.lookup,
+      dial: { lookup: options.lookup, tls: options.tls ?? null },
     };
     if (this.linkOptions.backoffMaxMs < backoffInitialMs) {
       throw new RangeError(`PeerClient option backoffMaxMs (${this.linkOptions.backoffMaxMs}) must not be below backoffInitialMs (${backoffInitialMs})`);
     }
     this.maxConcurrentCalls = positive('maxConcurrentCalls', options.maxConcurrentCalls, DEFAULTS.maxConcurrentCalls);
     this.statusTimeoutMs = requestTimeoutMs;
-    this.jsonHeaders = { 'content-type': JSON_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(options.token) };
   }
 
   /** The peers to send to, id → URL (this node may be included; it is simply never sent to unless
    * asked). Links of removed peers, or of peers whose URL changed, are closed: their queued
-   * messages are dropped and their connections closed. */
+   * messages are dropped and their streams closed. */
   setPeers(peers: ReadonlyMap<NodeId, string> | Readonly<Record<NodeId, string>>): void {
     if (this.closed) return;
     const wanted = peers instanceof Map ? new Map(peers) : new Map(Object.entries(peers));
@@ -173,7 +193,8 @@ export class PeerClient {
     }
   }
 
-  /** Queues messages for one peer and returns at once; delivery is best effort, in order. */
+  /** Queues messages for one peer and returns at once; they leave at the end of this turn of the
+   * event loop. Delivery is best effort, in order. */
   send(to: NodeId, messages: readonly Message[]): void {
     const link = this.closed ? undefined : this.links.get(to);
     if (link === undefined) {
@@ -198,13 +219,13 @@ export class PeerClient {
     } catch (error) {
       throw new ClientError('bad_request', `the write cannot be forwarded: ${describeFailure(error)}`);
     }
-    return this.call('propose', peerUrl, 'POST', ROUTES.propose, (timeoutMs) => proposeBody(command, timeoutMs), deadlineMs, decodeKvResult);
+    return this.call('propose', peerUrl, (timeoutMs) => proposeBody(command, timeoutMs), deadlineMs, decodeKvResult);
   }
 
   /** Asks the leader at peerUrl for a read index (thesis §6.4.1): once this node has applied up to
    * the returned index, its state reflects every write committed before the call. */
   async readIndex(peerUrl: string, deadlineMs: number): Promise<{ index: number; term: number }> {
-    return this.call('readIndex', peerUrl, 'POST', ROUTES.readIndex, (timeoutMs) => encodeReadIndexRequest(timeoutMs), deadlineMs, decodeReadIndexResult);
+    return this.call('readIndex', peerUrl, (timeoutMs) => encodeReadIndexRequest(timeoutMs), deadlineMs, decodeReadIndexResult);
   }
 
   /** Asks the leader at peerUrl to hand leadership to `to` (null: its most up-to-date follower). */
@@ -216,12 +237,12 @@ export class PeerClient {
     } catch (error) {
       throw new ClientError('bad_request', `the transfer cannot be forwarded: ${describeFailure(error)}`);
     }
-    return this.call('transfer', peerUrl, 'POST', ROUTES.transfer, body, deadlineMs, decodeTransferResult);
+    return this.call('transfer', peerUrl, body, deadlineMs, decodeTransferResult);
   }
 
   /** The peer's own status. Rejects with ClientError('unavailable') if it cannot be had. */
   async status(peerUrl: string, deadlineMs: number = Date.now() + this.statusTimeoutMs): Promise<NodeStatus> {
-    return this.call('status', peerUrl, 'GET', ROUTES.status, null, deadlineMs, decodeStatus);
+    return this.call('status', peerUrl, null, deadlineMs, decodeStatus);
   }
 
   stats(): PeerStats[] {
@@ -233,7 +254,7 @@ export class PeerClient {
     return { ...this.unknownDrops };
   }
 
-  /** Stops everything: aborts requests in flight, drops queues, closes every connection. Calls made
+  /** Stops everything: ends streams, aborts requests in flight, drops queues. Calls made
    * afterwards reject with ClientError('unavailable'); sends are dropped as 'closed'. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -257,10 +278,8 @@ export class PeerClient {
   }
 
   private async call<T>(
-    kind: Exclude<RpcKind, 'messages' | 'snapshot'>,
+    kind: CallKind,
     peerUrl: string,
-    method: 'GET' | 'POST',
-    route: string,
     body: ((timeoutMs: number) => string) | null,
     deadlineMs: number,
     decode: (json: unknown) => T,
@@ -284,62 +303,85 @@ export class PeerClient {
     const waitMs = Math.min(remainingMs, MAX_TIMEOUT_MS);
     const peerTimeoutMs = Math.max(1, waitMs - Math.min(250, Math.ceil(waitMs / 10)));
     const link = [...this.links.values()].find((candidate) => candidate.base.key === base.key);
-    // A URL that is not a current peer (rare: a leader this node has not heard of) gets its own
-    // pool for this one call.
-    const lookup = this.linkOptions.lookup;
-    const pool =
-      link?.callPool ??
-      new Pool(base.origin, { connections: 1, maxResponseSize: MAX_RESPONSE_BYTES, connectTimeout: waitMs, ...(lookup ? { connect: { lookup } } : {}) });
     this.callsInFlight++;
     const started = performance.now();
     let ok = false;
     try {
-      let response: Dispatcher.ResponseData;
-      try {
-        response = await pool.request({
-          method,
-          path: base.prefix + route,
-          headers: body === null ? { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.linkOptions.token) } : this.jsonHeaders,
-          body: body === null ? null : body(peerTimeoutMs),
-          signal: AbortSignal.any([this.closing.signal, AbortSignal.timeout(waitMs)]),
-        });
-      } catch (error) {
-        if (failedBeforeSending(error)) {
-          throw new ClientError(semantics.notSent, `${peerUrl} is unreachable (${describeFailure(error)}); ${semantics.subject} was not sent`);
-        }
-        throw this.lost(semantics, peerUrl, waitMs, error);
-      }
-      let text: string;
-      try {
-        text = await response.body.text();
-      } catch (error) {
-        throw this.lost(semantics, peerUrl, waitMs, error);
-      }
-      if (response.statusCode === 200) {
-        try {
-          const value = decode(parseJson(text, 'reply'));
+      const json = body === null ? '' : body(peerTimeoutMs);
+      const outcome = link !== undefined ? await link.call(kind, json, waitMs) : await this.oneShot(kind, base, body === null ? null : json, waitMs);
+      switch (outcome.kind) {
+        case 'notSent':
+          // The peer's own refusal (token, version, address) says more than "unreachable".
+          if (outcome.error instanceof ClientError) throw outcome.error;
+          if (this.closed) throw new ClientError('unavailable', `the peer transport closed before ${semantics.subject} was sent`);
+          throw new ClientError(semantics.notSent, `${peerUrl} is unreachable (${describeFailure(outcome.error)}); ${semantics.subject} was not sent`);
+        case 'lost':
+          throw this.lost(semantics, peerUrl, waitMs, outcome.error, outcome.timedOut);
+        case 'reply': {
+          const value = this.interpret(semantics, peerUrl, outcome.status, outcome.headers, outcome.text, decode);
           ok = true;
           return value;
-        } catch (error) {
-          throw new ClientError(semantics.unknown, `${peerUrl} answered ${semantics.subject} with an unreadable reply (${describeFailure(error)}); its outcome is unknown`);
+        }
+        default: {
+          const unreachable: never = outcome;
+          throw new Error(`unknown call outcome ${String(unreachable)}`);
         }
       }
-      const reply = readErrorReply(response.statusCode, text);
-      const refusal = refusalError(peerUrl, response.statusCode, response.headers, reply);
-      if (refusal !== null) throw refusal;
-      const own = handlerError(reply);
-      if (own !== null) throw own;
-      throw new ClientError(semantics.unknown, `${peerUrl} failed ${semantics.subject} (${reply.message}); its outcome is unknown`);
     } finally {
       this.callsInFlight--;
       this.hooks.onRpc?.(kind, (performance.now() - started) / 1000, ok);
-      if (link === undefined) await pool.destroy();
     }
   }
 
-  private lost(semantics: CallSemantics, peerUrl: string, waitMs: number, error: unknown): ClientError {
+  /** A call without a stream: one request, retried with the next token of the set on 401 (a 401
+   * comes before anything runs, so retrying is safe). */
+  private async oneShot(kind: CallKind, base: PeerBase, json: string | null, waitMs: number): Promise<CallOutcome> {
+    const { method, route } = ONE_SHOT[kind];
+    const tokens = this.tokens?.current() ?? [null];
+    const until = performance.now() + waitMs;
+    let response: OnceResponse | null = null;
+    for (const token of tokens) {
+      const leftMs = Math.max(1, Math.floor(until - performance.now()));
+      try {
+        response = await requestOnce(base, this.linkOptions.dial, {
+          method,
+          path: base.prefix + route,
+          headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...(json === null ? {} : { 'content-type': JSON_CONTENT_TYPE }), ...bearer(token) },
+          agent: false,
+          body: json,
+          timeoutMs: leftMs,
+          maxResponseBytes: MAX_RESPONSE_BYTES,
+          signal: this.closing.signal,
+        });
+      } catch (error) {
+        if (failedBeforeSending(error)) return { kind: 'notSent', error: error as Error };
+        return { kind: 'lost', error: error as Error, timedOut: isTimeout(error) };
+      }
+      if (response.status !== 401) break;
+    }
+    const last = response as OnceResponse;
+    return { kind: 'reply', status: last.status, text: last.text, headers: last.headers };
+  }
+
+  private interpret<T>(semantics: CallSemantics, peerUrl: string, status: number, headers: OnceResponse['headers'], text: string, decode: (json: unknown) => T): T {
+    if (status === 200) {
+      try {
+        return decode(parseJson(text, 'reply'));
+      } catch (error) {
+        throw new ClientError(semantics.unknown, `${peerUrl} answered ${semantics.subject} with an unreadable reply (${describeFailure(error)}); its outcome is unknown`);
+      }
+    }
+    const reply = readErrorReply(status, text);
+    const refusal = refusalError(peerUrl, status, headers, reply);
+    if (refusal !== null) throw refusal;
+    const own = handlerError(reply);
+    if (own !== null) throw own;
+    throw new ClientError(semantics.unknown, `${peerUrl} failed ${semantics.subject} (${reply.message}); its outcome is unknown`);
+  }
+
+  private lost(semantics: CallSemantics, peerUrl: string, waitMs: number, error: unknown, timedOut: boolean): ClientError {
     if (this.closed) return new ClientError('unavailable', `the peer transport closed while ${semantics.subject} was in flight; its outcome is unknown`);
-    const why = isTimeout(error) ? `no answer within ${waitMs} ms` : `the connection failed (${describeFailure(error)})`;
+    const why = timedOut || isTimeout(error) ? `no answer within ${waitMs} ms` : `the connection failed (${describeFailure(error)})`;
     return new ClientError(semantics.unknown, `${why} after ${semantics.subject} was sent to ${peerUrl}; its outcome is unknown`);
   }
 }

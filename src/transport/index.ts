@@ -10,9 +10,14 @@ export {
   ProtocolMismatchError,
   ROUTES,
 } from './protocol.ts';
-export { createPeerApp, createPeerRouter, startPeerServer } from './server.ts';
-export type { PeerHandlers, PeerRefusal, PeerServerOptions, RunningPeerServer } from './server.ts';
+export { createPeerListener, startPeerServer } from './server.ts';
+export type { PeerHandlers, PeerRefusal, PeerServerOptions, RefusalCode, RunningPeerServer } from './server.ts';
 export { PeerClient } from './client.ts';
 export type { PeerClientOptions } from './client.ts';
 export type { DropReason, PeerStats, RpcKind, TransportHooks } from './peer-link.ts';
 export type { TransferResult } from './forwarding.ts';
+export type { TokenOption } from './auth.ts';
+export { FileTokens, staticTokens } from './tokens.ts';
+export type { TokenSource } from './tokens.ts';
+export { FileTls, staticTls } from './tls.ts';
+export type { TlsFiles, TlsMaterial, TlsSource } from './tls.ts';

@@ -1,8 +1,12 @@
-// A peer's base URL split into what an undici Pool needs (the origin) and the path prefix the
+// A peer's base URL split into what a connection needs (scheme, host, port) and the path prefix the
 // routes go under, so that "http://host:7070" and "http://host:7070/" name the same peer.
 
 export interface PeerBase {
   readonly origin: string;
+  readonly protocol: 'http:' | 'https:';
+  /** Without IPv6 brackets. */
+  readonly hostname: string;
+  readonly port: number;
   /** '' or a path without a trailing slash, e.g. '/proxy'. */
   readonly prefix: string;
   /** origin + prefix: equal keys are the same peer endpoint. */
@@ -24,5 +28,7 @@ export function parsePeerUrl(url: string): PeerBase {
     throw new TypeError(`peer URL ${JSON.stringify(url)} must not carry credentials, a query or a fragment`);
   }
   const prefix = parsed.pathname.replace(/\/+$/, '');
-  return { origin: parsed.origin, prefix, key: parsed.origin + prefix };
+  const hostname = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
+  const port = parsed.port === '' ? (parsed.protocol === 'https:' ? 443 : 80) : Number(parsed.port);
+  return { origin: parsed.origin, protocol: parsed.protocol, hostname, port, prefix, key: parsed.origin + prefix };
 }

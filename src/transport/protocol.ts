@@ -6,6 +6,8 @@ import { ClientError, clientErrorStatus } from '../api/ops.ts';
  * and, for finer refusals, in the Raftlet-Protocol header of every request and response. */
 export const PROTOCOL_VERSION = 1;
 export const PROTOCOL_HEADER = 'raftlet-protocol';
+/** The member id a stream is meant for: a node at a stale address refuses it at once (421). */
+export const TARGET_HEADER = 'raftlet-to';
 
 export const ROUTE_PREFIX = `/raft/v${PROTOCOL_VERSION}`;
 export const ROUTES = {
@@ -14,6 +16,9 @@ export const ROUTES = {
   readIndex: `${ROUTE_PREFIX}/read-index`,
   transfer: `${ROUTE_PREFIX}/transfer`,
   status: `${ROUTE_PREFIX}/status`,
+  /** One long-lived request per direction of a peer pair: Raft messages and forwarded calls as
+   * frames (stream-frames.ts); the response streams the calls' replies back. */
+  stream: `${ROUTE_PREFIX}/stream`,
 } as const;
 
 /** The longest wait a peer may ask of another (a request's timeoutMs); a client asks for no more. */
@@ -21,9 +26,10 @@ export const MAX_TIMEOUT_MS = 60_000;
 
 export const MESSAGES_CONTENT_TYPE = 'application/octet-stream';
 export const JSON_CONTENT_TYPE = 'application/json';
+export const STREAM_CONTENT_TYPE = 'application/vnd.raftlet.stream';
 
 /** Error codes of the transport itself, beside the ClientError codes a handler may throw. */
-export type TransportErrorCode = 'unauthorized' | 'protocol_mismatch' | 'misdirected' | 'no_route' | 'internal';
+export type TransportErrorCode = 'unauthorized' | 'protocol_mismatch' | 'misdirected' | 'no_route' | 'internal' | 'request_timeout';
 export type ClientErrorCode = ClientError['code'];
 export type ErrorCode = ClientErrorCode | TransportErrorCode;
 
@@ -56,6 +62,8 @@ export function statusForCode(code: ErrorCode): number {
       return 426;
     case 'internal':
       return 500;
+    case 'request_timeout':
+      return 408;
     default: {
       const unreachable: never = code;
       return unreachable;

@@ -17,12 +17,33 @@ const NOT_SENT_CODES: ReadonlySet<unknown> = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
+/** An error raised before the request could reach the peer (no connection, no TLS session). */
+export class NotSentError extends Error {
+  readonly code: string;
+  readonly notSent = true;
+  constructor(message: string, code: string, cause?: unknown) {
+    super(message, { cause });
+    this.name = 'NotSentError';
+    this.code = code;
+  }
+}
+
 export function failedBeforeSending(error: unknown): boolean {
   if (typeof error !== 'object' || error === null) return false;
+  if ((error as { notSent?: unknown }).notSent === true) return true;
   if (NOT_SENT_CODES.has((error as { code?: unknown }).code)) return true;
   // Node's happy-eyeballs connect reports every address it tried in one AggregateError.
   if (error instanceof AggregateError) return error.errors.length > 0 && error.errors.every(failedBeforeSending);
   return false;
+}
+
+/** Nothing listens at the peer's address: its process is gone (not a slow or cut-off network). */
+export function isRefused(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const cause = (error as { cause?: unknown }).cause;
+  if ((error as { code?: unknown }).code === 'ECONNREFUSED') return true;
+  if (error instanceof AggregateError) return error.errors.length > 0 && error.errors.every(isRefused);
+  return cause !== undefined && cause !== error && isRefused(cause);
 }
 
 export function isTimeout(error: unknown): boolean {

@@ -1,282 +1,402 @@
-// The peer HTTP server (SPEC section 5). It knows routes, bodies and errors, not Raft: each route
-// validates its request completely, then hands it to a callback of the runtime. Order per request:
-// cluster token (401), protocol version (426), body size and syntax (413 / 400), misaddressing
-// (421), and only then a handler, so a refused request changes no state.
+// The peer HTTP server (SPEC section 5) on node:http (or node:https with peer TLS): no framework and
+// no middleware on the Raft path. It knows routes, bodies and errors, not Raft: each request is
+// validated completely, then handed to a callback of the runtime. Order per request: cluster token
+// (401), protocol version (426), route (404), content type (400), declared size (413, before any
+// of the body is read), body budget (503), body (400 / 413 / 408), misaddressing (421), and only
+// then a handler, so a refused request changes no state.
+//
+// Routes under /raft/v1/: `stream` is the long-lived request per peer pair that carries Raft
+// messages and forwarded calls (stream-server.ts); `messages` carries one batch per request (the
+// client sends snapshots this way, so a large one never holds heartbeats up behind it); `propose`,
+// `read-index`, `transfer` and `status` take one call each (a caller without a stream, and curl).
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import express from 'express';
-import type { ErrorRequestHandler, Express, NextFunction, Request, RequestHandler, Response, Router } from 'express';
-import { ClientError } from '../api/ops.ts';
-import type { NodeStatus } from '../api/ops.ts';
-import type { KvCommand, KvResult } from '../kv/types.ts';
+import type { TLSSocket } from 'node:tls';
 import type { Message, NodeId } from '../raft/types.ts';
-import { makeTokenCheck } from './auth.ts';
+import { makeTokenCheck, tokenSource, type TokenOption } from './auth.ts';
 import { decodeMessages } from './codec.ts';
+import { encodeError } from './forwarding.ts';
+import { BodyBudget, ConnectionGuard, RateLimiter, type GuardRefusal } from './guard.ts';
 import {
-  decodeProposeRequest,
-  decodeReadIndexRequest,
-  decodeTransferRequest,
-  encodeError,
-  encodeKvResult,
-  encodeReadIndexResult,
-  encodeStatus,
-  encodeTransferResult,
-} from './forwarding.ts';
-import { JSON_CONTENT_TYPE, MAX_TIMEOUT_MS, MESSAGES_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES, statusForCode } from './protocol.ts';
+  JSON_CONTENT_TYPE,
+  MAX_TIMEOUT_MS,
+  MESSAGES_CONTENT_TYPE,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
+  ROUTES,
+  STREAM_CONTENT_TYPE,
+  statusForCode,
+  TARGET_HEADER,
+} from './protocol.ts';
 import type { ErrorCode } from './protocol.ts';
-import { WireError } from './wire.ts';
+import { errorText, failureAnswer, prepareCall, type CallAnswer, type PeerHandlers } from './server-calls.ts';
+import type { CallKind } from './stream-frames.ts';
+import { serveStream } from './stream-server.ts';
+import type { TlsSource } from './tls.ts';
 
-/** What the runtime does with each validated request. deadlineMs is absolute, on this process's
- * Date.now() clock: the caller sends a duration, so clocks need not agree between nodes. */
-export interface PeerHandlers {
-  /** Raft messages, in the order the peer sent them. Called synchronously per request. */
-  onMessages(messages: Message[]): void | Promise<void>;
-  /** Replicate cmd (this node should be the leader); reject with ClientError('no_leader') if it
-   * certainly was not proposed, ClientError('timeout') if its outcome is unknown. */
-  onPropose(cmd: KvCommand, deadlineMs: number): Promise<KvResult>;
-  /** ReadIndex (thesis §6.4.1): confirm leadership with a heartbeat round and return the commit
-   * index the follower must have applied before it serves a linearizable read. */
-  onReadIndex(deadlineMs: number): Promise<{ index: number; term: number }>;
-  /** Leadership transfer; to null = the most up-to-date follower. */
-  onTransfer(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;
-  onStatus(): NodeStatus | Promise<NodeStatus>;
-}
+export type { PeerHandlers } from './server-calls.ts';
 
 export interface PeerServerOptions {
-  /** The cluster token; null = insecure mode, every request is accepted. */
-  readonly token: string | null;
+  /** The cluster token or token set (all accepted); null = insecure mode, every request is accepted. */
+  readonly token: TokenOption;
   readonly handlers: PeerHandlers;
   /** If set, Raft messages addressed to another id are refused with 421 (a stale peer address). */
   readonly nodeId?: NodeId;
-  /** Body limit of the Raft messages route; it carries whole snapshots. Default 64 MiB. */
+  /** Body limit of the Raft messages route and of a stream's message frame; it carries whole
+   * snapshots. Default 64 MiB. */
   readonly messagesLimitBytes?: number;
-  /** Body limit of the other routes; a propose carries one value as base64. Default 2 MiB. */
+  /** Body limit of the other routes and of a stream's call frame. Default 2 MiB. */
   readonly requestLimitBytes?: number;
   /** The longest timeout a peer may ask for. Default 60 s. */
   readonly maxTimeoutMs?: number;
-  /** Called for every refused request (401, 426, 400, 413, 421, 404), e.g. to log a peer with the
-   * wrong token or version. */
+  /** Called for refused requests and connections (401, 426, 400, 413, 421, 404, 408, 503, and
+   * connection limits), at most refusalLogBurst times per 10 s; `suppressed` counts the rest. */
   readonly onRefused?: (refusal: PeerRefusal) => void;
+  readonly refusalLogBurst?: number;
+  /** Peer mutual TLS: serve https, request and verify client certificates against the CA. */
+  readonly tls?: TlsSource | null;
+  /** With tls: require a client certificate from the CA (default true; false = server TLS only,
+   * for RAFTLET_PEER_AUTH=token). */
+  readonly clientCertificates?: boolean;
+  /** From accepting a connection (or the end of the previous response) to complete request
+   * headers, TLS handshake included. Default 5000 ms. */
+  readonly headersTimeoutMs?: number;
+  /** A one-shot request's body must arrive within this. Default 60 000 ms. */
+  readonly bodyTimeoutMs?: number;
+  /** A connection that sends nothing for this long is closed (streams ping well within it).
+   * Default 30 000 ms. */
+  readonly idleTimeoutMs?: number;
+  /** Connections at once, overall and from one remote address. Defaults 1024 and 256. */
+  readonly maxConnections?: number;
+  readonly maxConnectionsPerAddress?: number;
+  /** Bytes of one-shot request bodies being read at once. Default 2 x messagesLimitBytes. */
+  readonly maxBodyBytesInFlight?: number;
 }
 
+export type RefusalCode = ErrorCode | GuardRefusal | 'tls_handshake' | 'busy';
+
 export interface PeerRefusal {
+  /** HTTP status; 0 for a connection refused or closed without an HTTP answer. */
   readonly status: number;
-  readonly code: ErrorCode;
+  readonly code: RefusalCode;
   readonly message: string;
   readonly method: string;
   readonly path: string;
   readonly remoteAddress: string | undefined;
+  /** Refusals not reported since the previous report (rate limiting). */
+  readonly suppressed: number;
 }
 
 export const DEFAULT_MESSAGES_LIMIT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_REQUEST_LIMIT_BYTES = 2 * 1024 * 1024;
 export const DEFAULT_MAX_TIMEOUT_MS = MAX_TIMEOUT_MS;
-// A handler that ignores its deadline is answered for anyway, this long after it.
-const HANDLER_GRACE_MS = 1000;
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+// How long a refused request's remaining body may still be drained before the connection closes,
+// so the client reads the answer instead of a reset.
+const REFUSED_LINGER_MS = 1000;
+const REFUSED_LINGER_BYTES = 64 * 1024;
 
-/** An express app with only the peer routes: mount it on RAFTLET_PEER_LISTEN. */
-export function createPeerApp(options: PeerServerOptions): Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  app.use(createPeerRouter(options));
-  return app;
+interface Route {
+  readonly method: 'GET' | 'POST';
+  readonly type: string | null;
+  readonly limit: number;
+  readonly kind: 'messages' | 'stream' | CallKind;
 }
 
-export function createPeerRouter(options: PeerServerOptions): Router {
+function mediaType(header: string | undefined): string {
+  return (header ?? '').split(';')[0].trim().toLowerCase();
+}
+
+export interface PeerRequestListener {
+  (req: IncomingMessage, res: ServerResponse): void;
+  readonly guard: ConnectionGuard;
+  readonly budget: BodyBudget;
+  /** Reports a connection-level refusal (rate-limited like the others). */
+  readonly refuseConnection: (code: RefusalCode, message: string, remoteAddress: string | undefined) => void;
+}
+
+/** The request listener of the peer port, with its limits. */
+export function createPeerListener(options: PeerServerOptions): PeerRequestListener {
   const handlers = options.handlers;
   const maxTimeoutMs = options.maxTimeoutMs ?? DEFAULT_MAX_TIMEOUT_MS;
-  const checkToken = makeTokenCheck(options.token);
-  const router = express.Router();
+  const messagesLimitBytes = options.messagesLimitBytes ?? DEFAULT_MESSAGES_LIMIT_BYTES;
+  const requestLimitBytes = options.requestLimitBytes ?? DEFAULT_REQUEST_LIMIT_BYTES;
+  const bodyTimeoutMs = options.bodyTimeoutMs ?? 60_000;
+  const tokens = tokenSource(options.token);
+  const checkToken = makeTokenCheck(tokens);
+  const limiter = new RateLimiter(options.refusalLogBurst ?? 10, REFUSAL_LOG_INTERVAL_MS);
+  const budget = new BodyBudget(options.maxBodyBytesInFlight ?? 2 * messagesLimitBytes);
 
-  const refuse = (req: Request, res: Response, code: ErrorCode, message: string): void => {
-    const status = statusForCode(code);
-    options.onRefused?.({ status, code, message, method: req.method, path: req.path, remoteAddress: req.socket.remoteAddress });
-    sendError(res, code, message);
+  const report = (status: number, code: RefusalCode, message: string, method: string, path: string, remoteAddress: string | undefined): void => {
+    if (options.onRefused === undefined) return;
+    const suppressed = limiter.admit(Date.now());
+    if (suppressed === null) return;
+    options.onRefused({ status, code, message, method, path, remoteAddress, suppressed });
   };
+  const guard = new ConnectionGuard(
+    {
+      maxConnections: options.maxConnections ?? 1024,
+      maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 256,
+      headersTimeoutMs: options.headersTimeoutMs ?? 5000,
+    },
+    (reason, remote) => report(0, reason, connectionRefusalText(reason), '', '', remote),
+  );
 
-  router.use((req, res, next) => {
+  const routes = new Map<string, Route>([
+    [ROUTES.stream, { method: 'POST', type: STREAM_CONTENT_TYPE, limit: 0, kind: 'stream' }],
+    [ROUTES.messages, { method: 'POST', type: MESSAGES_CONTENT_TYPE, limit: messagesLimitBytes, kind: 'messages' }],
+    [ROUTES.propose, { method: 'POST', type: JSON_CONTENT_TYPE, limit: requestLimitBytes, kind: 'propose' }],
+    [ROUTES.readIndex, { method: 'POST', type: JSON_CONTENT_TYPE, limit: requestLimitBytes, kind: 'readIndex' }],
+    [ROUTES.transfer, { method: 'POST', type: JSON_CONTENT_TYPE, limit: requestLimitBytes, kind: 'transfer' }],
+    [ROUTES.status, { method: 'GET', type: null, limit: 0, kind: 'status' }],
+  ]);
+
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    const socket = req.socket;
+    guard.gotHeaders(socket);
+    res.on('finish', () => guard.awaitHeaders(socket));
     res.setHeader(PROTOCOL_HEADER, String(PROTOCOL_VERSION));
+    const rawUrl = req.url ?? '/';
+    const query = rawUrl.indexOf('?');
+    const path = query === -1 ? rawUrl : rawUrl.slice(0, query);
+    const method = req.method ?? 'GET';
+
+    /** Answers without reading the body, and closes the connection once the answer is out. */
+    const refuse = (code: ErrorCode, message: string, extra: Record<string, string> = {}): void => {
+      const status = statusForCode(code);
+      report(status, code, message, method, path, socket.remoteAddress);
+      if (req.complete) {
+        sendJson(res, status, encodeError(code, message), extra);
+        return;
+      }
+      res.setHeader('connection', 'close');
+      sendJson(res, status, encodeError(code, message), extra);
+      lingerThenClose(req);
+    };
+
     const outcome = checkToken(req.headers.authorization);
     if (!outcome.ok) {
-      res.setHeader('www-authenticate', 'Bearer realm="raftlet peers"');
-      refuse(req, res, 'unauthorized', outcome.reason);
+      refuse('unauthorized', outcome.reason, { 'www-authenticate': 'Bearer realm="raftlet peers"' });
       return;
     }
-    next();
-  });
+    guard.trust(socket);
 
-  router.use((req, res, next) => {
-    const pathVersion = /^\/raft\/v(\d+)(?:\/|$)/.exec(req.path);
-    if (pathVersion === null) {
-      next();
-      return;
-    }
-    const version = Number(pathVersion[1]);
-    if (version !== PROTOCOL_VERSION) {
-      refuse(req, res, 'protocol_mismatch', `peer speaks raftlet protocol ${version}, this node speaks ${PROTOCOL_VERSION}`);
-      return;
-    }
-    const header = req.headers[PROTOCOL_HEADER];
-    if (header === undefined) {
-      refuse(req, res, 'protocol_mismatch', `request carries no Raftlet-Protocol header; this node speaks raftlet protocol ${PROTOCOL_VERSION}`);
-      return;
-    }
-    if (header !== String(PROTOCOL_VERSION)) {
-      refuse(req, res, 'protocol_mismatch', `peer speaks raftlet protocol ${String(header)}, this node speaks ${PROTOCOL_VERSION}`);
-      return;
-    }
-    next();
-  });
-
-  const requireType = (type: string): RequestHandler => (req, res, next) => {
-    if (!req.is(type)) {
-      refuse(req, res, 'bad_request', `expected Content-Type ${type}, got ${req.headers['content-type'] ?? 'none'}`);
-      return;
-    }
-    next();
-  };
-  const rawBody = express.raw({ type: () => true, limit: options.messagesLimitBytes ?? DEFAULT_MESSAGES_LIMIT_BYTES, inflate: false });
-  const jsonBody = express.json({ type: () => true, limit: options.requestLimitBytes ?? DEFAULT_REQUEST_LIMIT_BYTES, inflate: false, strict: true });
-  const emptyBody = express.raw({ type: () => true, limit: 0, inflate: false });
-
-  router.post(ROUTES.messages, requireType(MESSAGES_CONTENT_TYPE), rawBody, async (req, res) => {
-    let messages: Message[];
-    try {
-      messages = decodeMessages(bodyBytes(req.body));
-    } catch (error) {
-      refuse(req, res, 'bad_request', `malformed Raft messages: ${errorText(error)}`);
-      return;
-    }
-    if (options.nodeId !== undefined) {
-      const stray = messages.find((m) => m.to !== options.nodeId);
-      if (stray !== undefined) {
-        refuse(req, res, 'misdirected', `message for ${JSON.stringify(stray.to)} reached node ${JSON.stringify(options.nodeId)}`);
+    const pathVersion = /^\/raft\/v(\d+)(?:\/|$)/.exec(path);
+    if (pathVersion !== null) {
+      const version = Number(pathVersion[1]);
+      if (version !== PROTOCOL_VERSION) {
+        refuse('protocol_mismatch', `peer speaks raftlet protocol ${version}, this node speaks ${PROTOCOL_VERSION}`);
+        return;
+      }
+      const header = req.headers[PROTOCOL_HEADER];
+      if (header === undefined) {
+        refuse('protocol_mismatch', `request carries no Raftlet-Protocol header; this node speaks raftlet protocol ${PROTOCOL_VERSION}`);
+        return;
+      }
+      if (header !== String(PROTOCOL_VERSION)) {
+        refuse('protocol_mismatch', `peer speaks raftlet protocol ${String(header)}, this node speaks ${PROTOCOL_VERSION}`);
         return;
       }
     }
-    try {
-      await handlers.onMessages(messages);
-    } catch (error) {
-      sendFailure(res, error);
+    const route = routes.get(path);
+    if (route === undefined || route.method !== method) {
+      refuse('no_route', `no peer route ${method} ${path}; routes live under /raft/v${PROTOCOL_VERSION}/`);
       return;
     }
-    res.status(204).end();
-  });
-
-  router.post(ROUTES.propose, requireType(JSON_CONTENT_TYPE), jsonBody, async (req, res) => {
-    const request = decodeOrRefuse(req, res, () => decodeProposeRequest(req.body, maxTimeoutMs));
-    if (request === null) return;
-    const deadlineMs = Date.now() + request.timeoutMs;
-    await answer(res, deadlineMs, () => handlers.onPropose(request.command, deadlineMs), encodeKvResult);
-  });
-
-  router.post(ROUTES.readIndex, requireType(JSON_CONTENT_TYPE), jsonBody, async (req, res) => {
-    const request = decodeOrRefuse(req, res, () => decodeReadIndexRequest(req.body, maxTimeoutMs));
-    if (request === null) return;
-    const deadlineMs = Date.now() + request.timeoutMs;
-    await answer(res, deadlineMs, () => handlers.onReadIndex(deadlineMs), encodeReadIndexResult);
-  });
-
-  router.post(ROUTES.transfer, requireType(JSON_CONTENT_TYPE), jsonBody, async (req, res) => {
-    const request = decodeOrRefuse(req, res, () => decodeTransferRequest(req.body, maxTimeoutMs));
-    if (request === null) return;
-    const deadlineMs = Date.now() + request.timeoutMs;
-    await answer(res, deadlineMs, () => handlers.onTransfer(request.to, deadlineMs), encodeTransferResult);
-  });
-
-  router.get(ROUTES.status, emptyBody, async (_req, res) => {
-    await answer(res, Date.now() + maxTimeoutMs, async () => handlers.onStatus(), encodeStatus);
-  });
-
-  router.use((req, res) => {
-    refuse(req, res, 'no_route', `no peer route ${req.method} ${req.path}; routes live under /raft/v${PROTOCOL_VERSION}/`);
-  });
-
-  const bodyErrors: ErrorRequestHandler = (error: unknown, req: Request, res: Response, next: NextFunction) => {
-    if (res.headersSent) {
-      next(error);
+    if (route.type !== null && mediaType(req.headers['content-type']) !== route.type) {
+      refuse('bad_request', `expected Content-Type ${route.type}, got ${req.headers['content-type'] ?? 'none'}`);
       return;
     }
-    const status = httpStatusOf(error);
-    if (status === 413) {
-      refuse(req, res, 'payload_too_large', `request body too large for ${req.path}: ${errorText(error)}`);
-    } else if (status !== undefined && status >= 400 && status < 500) {
-      refuse(req, res, 'bad_request', `unreadable request body: ${errorText(error)}`);
-    } else {
-      sendError(res, 'internal', errorText(error));
+    if (route.kind === 'stream') {
+      const target = req.headers[TARGET_HEADER];
+      if (options.nodeId !== undefined && target !== undefined && target !== options.nodeId) {
+        refuse('misdirected', `a stream for ${JSON.stringify(target)} reached node ${JSON.stringify(options.nodeId)}`);
+        return;
+      }
+      guard.trust(socket, true);
+      const authorization = req.headers.authorization;
+      let seenTokens = tokens?.current() ?? null;
+      serveStream(req, res, {
+        // A token removed from this member's set (rotation done) ends the streams opened with it.
+        stillAuthorized: () => {
+          if (tokens === null || tokens.current() === seenTokens) return true;
+          seenTokens = tokens.current();
+          return checkToken(authorization).ok;
+        },
+        handlers,
+        nodeId: options.nodeId,
+        messagesLimitBytes,
+        requestLimitBytes,
+        maxTimeoutMs,
+        refuse: (code, message) => report(200, code, `stream: ${message}`, method, path, socket.remoteAddress),
+      });
+      return;
     }
+    const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
+    if (declared !== null && declared > route.limit) {
+      refuse('payload_too_large', `request body too large for ${path}: ${declared} bytes declared, the limit is ${route.limit}`);
+      return;
+    }
+    readBody(req, route.limit, declared, budget, bodyTimeoutMs).then(
+      (body) => {
+        if (typeof body === 'string') {
+          const [code, message] = body === 'too_large'
+            ? (['payload_too_large', `request body too large for ${path}: more than ${route.limit} bytes`] as const)
+            : body === 'busy'
+              ? (['unavailable', 'too many request bodies in flight on this node; retry shortly'] as const)
+              : (['request_timeout', `the request body did not arrive within ${bodyTimeoutMs} ms`] as const);
+          refuse(code, message, code === 'unavailable' ? { 'retry-after': '1' } : {});
+          return;
+        }
+        dispatch(route, body, res, (code, message) => refuse(code, message));
+      },
+      () => {
+        // The connection failed while the body was read: nobody to answer.
+      },
+    );
   };
-  router.use(bodyErrors);
 
-  function decodeOrRefuse<T>(req: Request, res: Response, decode: () => T): T | null {
-    try {
-      return decode();
-    } catch (error) {
-      refuse(req, res, 'bad_request', `malformed request: ${errorText(error)}`);
-      return null;
+  const dispatch = (route: Route, body: Buffer, res: ServerResponse, refuse: (code: ErrorCode, message: string) => void): void => {
+    if (route.kind === 'messages') {
+      let messages: Message[];
+      try {
+        messages = decodeMessages(body);
+      } catch (error) {
+        refuse('bad_request', `malformed Raft messages: ${errorText(error)}`);
+        return;
+      }
+      if (options.nodeId !== undefined) {
+        const stray = messages.find((m) => m.to !== options.nodeId);
+        if (stray !== undefined) {
+          refuse('misdirected', `message for ${JSON.stringify(stray.to)} reached node ${JSON.stringify(options.nodeId)}`);
+          return;
+        }
+      }
+      Promise.resolve()
+        .then(() => handlers.onMessages(messages))
+        .then(
+          () => {
+            res.statusCode = 204;
+            res.end();
+          },
+          (error: unknown) => sendAnswer(res, failureAnswer(error)),
+        );
+      return;
     }
-  }
+    if (route.kind === 'stream') return;
+    let json: unknown;
+    if (route.kind !== 'status') {
+      try {
+        json = JSON.parse(body.toString('utf8')) as unknown;
+      } catch (error) {
+        refuse('bad_request', `unreadable request body: ${errorText(error)}`);
+        return;
+      }
+    }
+    const prepared = prepareCall(route.kind, json, handlers, maxTimeoutMs);
+    if ('malformed' in prepared) {
+      refuse('bad_request', prepared.malformed);
+      return;
+    }
+    prepared.run().then((answer) => sendAnswer(res, answer));
+  };
 
-  return router;
-}
-
-/** Runs a handler and answers with its result, its ClientError, or a timeout if it overruns. */
-async function answer<T>(res: Response, deadlineMs: number, run: () => Promise<T>, encode: (value: T) => string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const overrun = new Promise<'overrun'>((resolve) => {
-    timer = setTimeout(() => resolve('overrun'), Math.max(0, deadlineMs - Date.now()) + HANDLER_GRACE_MS);
+  return Object.assign(listener, {
+    guard,
+    budget,
+    refuseConnection: (code: RefusalCode, message: string, remoteAddress: string | undefined) => report(0, code, message, '', '', remoteAddress),
   });
-  const work = Promise.resolve().then(run);
-  try {
-    const outcome = await Promise.race([work.then((value) => ({ value })), overrun]);
-    if (outcome === 'overrun') {
-      // The reply is going out without the handler's result; its eventual outcome has nobody to
-      // go to, so it is deliberately dropped here rather than left as an unhandled rejection.
-      work.catch(() => undefined);
-      sendError(res, 'timeout', 'the node did not finish the request by its deadline; its outcome is unknown');
-      return;
+}
+
+function connectionRefusalText(reason: GuardRefusal): string {
+  switch (reason) {
+    case 'too_many_connections':
+      return 'connection refused: the peer port holds its maximum of connections';
+    case 'too_many_connections_from_address':
+      return 'connection refused: too many connections from this address';
+    case 'headers_timeout':
+      return 'connection closed: request headers did not arrive in time';
+    case 'evicted':
+      return 'connection closed to make room: it had not sent an authenticated request';
+    default: {
+      const unreachable: never = reason;
+      return String(unreachable);
     }
-    let body: string;
-    try {
-      body = encode(outcome.value);
-    } catch (error) {
-      sendError(res, 'internal', `the node produced an invalid reply: ${errorText(error)}`);
-      return;
-    }
-    res.status(200).set('content-type', `${JSON_CONTENT_TYPE}; charset=utf-8`).send(body);
-  } catch (error) {
-    sendFailure(res, error);
-  } finally {
-    clearTimeout(timer);
   }
 }
 
-function sendFailure(res: Response, error: unknown): void {
-  if (error instanceof ClientError) sendError(res, error.code, error.message);
-  else sendError(res, 'internal', errorText(error));
+/** Reads a one-shot request's body within its limit, the body budget and the time bound. */
+function readBody(req: IncomingMessage, limit: number, declared: number | null, budget: BodyBudget, timeoutMs: number): Promise<Buffer | 'too_large' | 'busy' | 'timeout'> {
+  return new Promise((resolve, reject) => {
+    let reserved = 0;
+    if (declared !== null) {
+      if (!budget.reserve(declared)) {
+        resolve('busy');
+        return;
+      }
+      reserved = declared;
+    }
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let settled = false;
+    const done = (outcome: Buffer | 'too_large' | 'busy' | 'timeout' | Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      budget.release(reserved);
+      req.removeListener('data', onData);
+      if (outcome instanceof Error) reject(outcome);
+      else resolve(outcome);
+    };
+    const timer = setTimeout(() => done('timeout'), timeoutMs);
+    const onData = (chunk: Buffer): void => {
+      received += chunk.byteLength;
+      if (received > limit) {
+        done('too_large');
+        return;
+      }
+      if (declared === null) {
+        if (!budget.reserve(chunk.byteLength)) {
+          done('busy');
+          return;
+        }
+        reserved += chunk.byteLength;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => done(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received)));
+    req.once('error', (error) => done(error));
+    req.once('close', () => done(new Error('the connection closed')));
+  });
 }
 
-function sendError(res: Response, code: ErrorCode, message: string): void {
+/** After a refusal with the body unread: let the client go on sending for a moment (discarded,
+ * at most REFUSED_LINGER_BYTES) so it reads the answer instead of a reset, then close. */
+function lingerThenClose(req: IncomingMessage): void {
+  const socket = req.socket;
+  const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  let discarded = 0;
+  req.on('data', (chunk: Buffer) => {
+    discarded += chunk.byteLength;
+    if (discarded > REFUSED_LINGER_BYTES) socket.destroy();
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: string, extra: Record<string, string> = {}): void {
   if (res.headersSent) return;
-  res.status(statusForCode(code)).set('content-type', `${JSON_CONTENT_TYPE}; charset=utf-8`).send(encodeError(code, message));
+  res.writeHead(status, { 'content-type': `${JSON_CONTENT_TYPE}; charset=utf-8`, 'content-length': Buffer.byteLength(body), ...extra });
+  res.end(body);
 }
 
-function bodyBytes(body: unknown): Uint8Array {
-  if (body instanceof Uint8Array) return body;
-  throw new WireError('frame', 'the request has no body');
+function sendAnswer(res: ServerResponse, answer: CallAnswer): void {
+  sendJson(res, answer.status, answer.body);
 }
 
-function httpStatusOf(error: unknown): number | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const status = (error as { status?: unknown; statusCode?: unknown }).status ?? (error as { statusCode?: unknown }).statusCode;
-  return typeof status === 'number' ? status : undefined;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 // ---- a listening server, for the runtime and tests ------------------------------------------------------
 
@@ -284,29 +404,67 @@ export interface RunningPeerServer {
   readonly server: Server;
   /** The bound port (useful with port 0). */
   readonly port: number;
-  /** http://host:port of the bound address. */
+  /** http(s)://host:port of the bound address. */
   readonly url: string;
-  /** Stops accepting, drops every open connection (peers' keep-alive pools included), waits. */
+  /** Connections open now (for tests and metrics). */
+  connections(): number;
+  /** Stops accepting, drops every open connection (peers' streams included), waits. */
   close(): Promise<void>;
 }
 
 export async function startPeerServer(host: string, port: number, options: PeerServerOptions): Promise<RunningPeerServer> {
-  const app = createPeerApp(options);
-  const server = app.listen(port, host);
-  // Longer than the clients' keep-alive (undici: 4 s) so a client never reuses a socket the server
-  // is closing, which would make a forwarded write's outcome unknown for no reason.
+  const listener = createPeerListener(options);
+  const tls = options.tls ?? null;
+  const headersTimeoutMs = options.headersTimeoutMs ?? 5000;
+  const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 10_000 };
+  let server: Server;
+  if (tls === null) {
+    server = createHttpServer(serverOptions, listener);
+  } else {
+    const material = tls.current();
+    const secure = createHttpsServer(
+      {
+        ...serverOptions,
+        cert: material.cert,
+        key: material.key,
+        ca: material.ca,
+        requestCert: options.clientCertificates ?? true,
+        rejectUnauthorized: options.clientCertificates ?? true,
+        minVersion: 'TLSv1.2',
+        handshakeTimeout: headersTimeoutMs,
+      },
+      listener,
+    );
+    tls.onChange(() => {
+      const next = tls.current();
+      secure.setSecureContext({ cert: next.cert, key: next.key, ca: next.ca });
+    });
+    secure.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+      listener.refuseConnection('tls_handshake', `TLS handshake refused: ${errorText(error)}`, socket.remoteAddress);
+    });
+    server = secure;
+  }
+  // Longer than the clients' keep-alive so a client never reuses a socket the server is closing.
   server.keepAliveTimeout = 10_000;
+  server.timeout = options.idleTimeoutMs ?? 30_000;
+  server.maxHeadersCount = 64;
+  listener.guard.attach(server);
+  server.listen(port, host);
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     server,
     port: address.port,
-    url: `http://${shownHost}:${address.port}`,
+    url: `${tls === null ? 'http' : 'https'}://${shownHost}:${address.port}`,
+    connections: () => listener.guard.connections,
     close: async () => {
       const closed = new Promise<void>((resolve, reject) => server.close((error) => (error === undefined ? resolve() : reject(error))));
       server.closeAllConnections();
+      // closeAllConnections knows HTTP connections only: streams and half-open junk go too.
+      listener.guard.destroyAll();
       await closed;
+      listener.guard.close();
     },
   };
 }

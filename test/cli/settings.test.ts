@@ -5,6 +5,8 @@ import { SETTINGS, SETTING_KEYS, SettingsError, parseSettings, settingsHelp } fr
 import type { Env, Settings, SettingsHost } from '../../src/config/settings.ts';
 
 const TOKEN = 'a-test-token-of-32-characters-xx';
+const TLS_FILES = { '/tls/c.pem': 'CERT', '/tls/k.pem': 'KEY-BYTES', '/tls/ca.pem': 'CA' };
+const TLS_ENV = { RAFTLET_CLUSTER_TOKEN: TOKEN, RAFTLET_PEER_TLS_CERT_FILE: '/tls/c.pem', RAFTLET_PEER_TLS_KEY_FILE: '/tls/k.pem', RAFTLET_PEER_TLS_CA_FILE: '/tls/ca.pem' };
 
 function host(files: Record<string, string> = {}, hostname = 'test-host'): SettingsHost {
   return {
@@ -54,6 +56,11 @@ describe('settings: defaults', () => {
       maxValueBytes: 1048576,
       snapshotEntries: 10000,
       clusterToken: TOKEN,
+      clusterTokens: [TOKEN],
+      clusterTokenFile: null,
+      peerTls: null,
+      peerTlsVerifyName: false,
+      peerAuth: 'both',
       insecure: false,
       kubernetes: false,
       podName: 'test-host',
@@ -114,7 +121,26 @@ describe('settings: sources', () => {
 
   it('reads the token file relative to the working directory, without surrounding whitespace', () => {
     const s = parse([], { RAFTLET_CLUSTER_TOKEN_FILE: 'secret/token' }, host({ '/srv/raftlet/secret/token': `  ${TOKEN}\n` }));
+    assert.deepEqual(s.clusterTokens, [TOKEN]);
+    assert.equal(s.clusterTokenFile, '/srv/raftlet/secret/token');
     assert.equal(s.clusterToken, TOKEN);
+  });
+
+  it('accepts a token set: one per line in the file, comma-separated in the variable; the first is sent', () => {
+    const a = 'a'.repeat(20);
+    const b = 'b'.repeat(20);
+    const fromFile = parse([], { RAFTLET_CLUSTER_TOKEN_FILE: '/t' }, host({ '/t': `${b}\n\n  ${a}  \n` }));
+    assert.deepEqual(fromFile.clusterTokens, [b, a]);
+    assert.equal(fromFile.clusterToken, b);
+    const fromVariable = parse([], { RAFTLET_CLUSTER_TOKEN: ` ${a}, ${b},` });
+    assert.deepEqual(fromVariable.clusterTokens, [a, b]);
+    assert.equal(fromVariable.clusterTokenFile, null);
+  });
+
+  it('accepts 1/0 and true/false for every boolean setting (SPEC §3)', () => {
+    assert.equal(parse([], { RAFTLET_INSECURE: 'true' }).insecure, true);
+    assert.equal(parse([], { RAFTLET_INSECURE: 'false', RAFTLET_CLUSTER_TOKEN: TOKEN }).insecure, false);
+    assert.equal(parse(['--kubernetes=false'], { RAFTLET_CLUSTER_TOKEN: TOKEN, KUBECONFIG: '/k' }).kubernetes, false);
   });
 
   it('turns Kubernetes on when KUBECONFIG or KUBERNETES_SERVICE_HOST is set, unless told otherwise', () => {
@@ -271,9 +297,10 @@ const REFUSED: readonly { argv?: string[]; env?: Record<string, string>; files?:
     message: 'RAFTLET_ROLE_LABEL must be a Kubernetes label key: [DNS-subdomain/]name, name at most 63 letters, digits, -, _ or . (got "raftlet.io/")' },
   { env: { RAFTLET_LOG_LEVEL: 'verbose' },
     message: 'RAFTLET_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")' },
-  { env: { RAFTLET_KUBERNETES: 'yes' }, message: 'RAFTLET_KUBERNETES must be auto, 0 or 1 (got "yes")' },
+  { env: { RAFTLET_KUBERNETES: 'yes' }, message: 'RAFTLET_KUBERNETES must be auto, 1, 0, true or false (got "yes")' },
   // token
-  { env: { RAFTLET_INSECURE: 'true' }, message: 'RAFTLET_INSECURE must be 0 or 1 (got "true")' },
+  { env: { RAFTLET_INSECURE: 'yes' }, message: 'RAFTLET_INSECURE must be 1, 0, true or false (got "yes")' },
+  { env: { RAFTLET_INSECURE: 'TRUE' }, message: 'RAFTLET_INSECURE must be 1, 0, true or false (got "TRUE")' },
   { env: { RAFTLET_INSECURE: '0' },
     message: 'RAFTLET_CLUSTER_TOKEN or RAFTLET_CLUSTER_TOKEN_FILE is required: a shared secret for peer RPC (e.g. openssl rand -hex 32); RAFTLET_INSECURE=1 runs without one for local experiments' },
   { env: { RAFTLET_CLUSTER_TOKEN: TOKEN, RAFTLET_CLUSTER_TOKEN_FILE: '/t' },
@@ -285,8 +312,48 @@ const REFUSED: readonly { argv?: string[]; env?: Record<string, string>; files?:
     message: 'RAFTLET_CLUSTER_TOKEN must hold printable ASCII without spaces (it goes into an HTTP header)' },
   { env: { RAFTLET_CLUSTER_TOKEN_FILE: '/run/missing' }, message: 'RAFTLET_CLUSTER_TOKEN_FILE cannot be read (ENOENT: /run/missing)' },
   { env: { RAFTLET_CLUSTER_TOKEN_FILE: 'tok' }, files: { '/srv/raftlet/tok': '\n\n' },
-    message: 'the file RAFTLET_CLUSTER_TOKEN_FILE (/srv/raftlet/tok) must hold at least 16 characters (got 0); e.g. openssl rand -hex 32' },
+    message: 'the file RAFTLET_CLUSTER_TOKEN_FILE (/srv/raftlet/tok) holds no token' },
+  { env: { RAFTLET_CLUSTER_TOKEN_FILE: 'tok' }, files: { '/srv/raftlet/tok': `${'a'.repeat(20)}\nshort\n` },
+    message: 'the file RAFTLET_CLUSTER_TOKEN_FILE (/srv/raftlet/tok) (token 2 of 2) must hold at least 16 characters (got 5); e.g. openssl rand -hex 32' },
+  { env: { RAFTLET_PEER_TLS_CERT_FILE: '/tls/c.pem', RAFTLET_PEER_TLS_CA_FILE: '/tls/ca.pem' },
+    message: 'RAFTLET_PEER_TLS_KEY_FILE must be set too: peer TLS needs this member\'s certificate, its key and the CA (all three or none)' },
+  { env: { RAFTLET_PEER_TLS_CERT_FILE: '/tls/c.pem', RAFTLET_PEER_TLS_KEY_FILE: '/tls/k.pem', RAFTLET_PEER_TLS_CA_FILE: '/tls/none.pem' },
+    files: { '/tls/c.pem': 'c', '/tls/k.pem': 'k' }, message: 'RAFTLET_PEER_TLS_CA_FILE cannot be read (ENOENT: /tls/none.pem)' },
+  { env: { RAFTLET_PEER_AUTH: 'tls' },
+    message: 'RAFTLET_PEER_AUTH=tls needs peer TLS: set RAFTLET_PEER_TLS_CERT_FILE, RAFTLET_PEER_TLS_KEY_FILE, RAFTLET_PEER_TLS_CA_FILE' },
+  { env: { RAFTLET_PEER_AUTH: 'cert' }, message: 'RAFTLET_PEER_AUTH must be one of both, tls, token (got "cert")' },
+  { env: { RAFTLET_PEER_TLS_VERIFY_NAME: 'on' }, message: 'RAFTLET_PEER_TLS_VERIFY_NAME must be 1, 0, true or false (got "on")' },
+  { env: { ...TLS_ENV, RAFTLET_ADVERTISE_URL: 'http://raftlet-0.raftlet:7070' }, files: TLS_FILES,
+    message: 'RAFTLET_ADVERTISE_URL must be an https:// URL when peer TLS is on (got "http://raftlet-0.raftlet:7070")' },
+  { env: { ...TLS_ENV, RAFTLET_NODE_ID: 'a', RAFTLET_PEERS: 'a=https://a:7070,b=http://b:7070' }, files: TLS_FILES,
+    message: 'RAFTLET_PEERS must use https:// URLs when peer TLS is on (b is "http://b:7070")' },
+  { env: { RAFTLET_CLUSTER_TOKEN: `${'a'.repeat(20)},short` },
+    message: 'RAFTLET_CLUSTER_TOKEN (token 2 of 2) must hold at least 16 characters (got 5); e.g. openssl rand -hex 32' },
 ];
+
+describe('settings: peer TLS', () => {
+  it('takes all three files, derives an https advertise URL, and turns the token off only with TLS', () => {
+    const s = parse([], { ...TLS_ENV }, host(TLS_FILES));
+    assert.deepEqual(s.peerTls, { certFile: '/tls/c.pem', keyFile: '/tls/k.pem', caFile: '/tls/ca.pem' });
+    assert.equal(s.advertiseUrl, 'https://test-host:7070');
+    assert.equal(s.peerAuth, 'both');
+    assert.equal(s.clusterToken, TOKEN);
+    const tlsOnly = parse([], { ...TLS_ENV, RAFTLET_CLUSTER_TOKEN: '', RAFTLET_PEER_AUTH: 'tls', RAFTLET_PEER_TLS_VERIFY_NAME: 'true' }, host(TLS_FILES));
+    assert.equal(tlsOnly.clusterToken, null);
+    assert.equal(tlsOnly.clusterTokens, null);
+    assert.equal(tlsOnly.peerTlsVerifyName, true);
+    const flags = parse(['--peer-tls-cert-file=/tls/c.pem', '--peer-tls-key-file', '/tls/k.pem', '--peer-tls-ca-file=/tls/ca.pem'], { RAFTLET_CLUSTER_TOKEN: TOKEN }, host(TLS_FILES));
+    assert.equal(flags.peerTls?.keyFile, '/tls/k.pem');
+  });
+
+  it('warns when the key file can be read by others, naming the file and never its contents', () => {
+    const h = { ...host(TLS_FILES), fileMode: (file: string) => (file === '/tls/k.pem' ? 0o644 : 0o600) };
+    const s = parseSettings([], { ...TLS_ENV }, h);
+    const warning = s.warnings.find((w) => w.includes('RAFTLET_PEER_TLS_KEY_FILE'));
+    assert.match(String(warning), /\/tls\/k\.pem\) can be read by its group or others \(mode 644\)/);
+    assert.doesNotMatch(String(warning), /KEY-BYTES/);
+  });
+});
 
 describe('settings: every mistake is one line naming the setting', () => {
   for (const row of REFUSED) {

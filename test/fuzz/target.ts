@@ -2,8 +2,31 @@
 // cluster, so it leads at once), its observable state, and raw HTTP for what a well-behaved client
 // library refuses to send (wrong lengths, bodies cut short).
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
-import { startCluster, waitUntil, type Cluster } from '../support/cluster.ts';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { createThrowawayCa } from '../../src/transport/throwaway-ca.ts';
+import { startCluster, waitUntil, type Cluster, type ClusterOptions } from '../support/cluster.ts';
+
+/** RAFTLET_FUZZ_TLS=1: the target node serves its peer port with mutual TLS, and every fuzz request
+ * comes with a certificate of its CA (so the fuzzing reaches HTTP, as a compromised peer's would). */
+const FUZZ_TLS = process.env.RAFTLET_FUZZ_TLS === '1';
+let clientTls: { ca: Buffer; cert: Buffer; key: Buffer } | null = null;
+
+function tlsOptions(): Partial<ClusterOptions> {
+  if (!FUZZ_TLS) return {};
+  const ca = createThrowawayCa(mkdtempSync(path.join(tmpdir(), 'raftlet-fuzz-tls-')), 'raftlet-fuzz-ca');
+  const node = ca.issue('node-1');
+  const client = ca.issue('fuzzer');
+  clientTls = { ca: readFileSync(ca.caFile), cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) };
+  return {
+    peerScheme: 'https',
+    peerClientTls: clientTls,
+    nodeEnv: () => ({ RAFTLET_PEER_TLS_CERT_FILE: node.certFile, RAFTLET_PEER_TLS_KEY_FILE: node.keyFile, RAFTLET_PEER_TLS_CA_FILE: node.caFile }),
+  };
+}
 
 export interface NodeState {
   readonly term: number;
@@ -16,7 +39,7 @@ export interface NodeState {
 }
 
 export async function startTarget(name: string, env: Readonly<Record<string, string>> = {}): Promise<Cluster> {
-  const cluster = await startCluster({ nodes: 1, name, env });
+  const cluster = await startCluster({ nodes: 1, name: FUZZ_TLS ? `${name}-tls` : name, env, ...tlsOptions() });
   await cluster.waitForLeader();
   // Some data, so that "unchanged" covers values and modIndexes too.
   await cluster.putOk(1, 'alpha', 'one');
@@ -51,7 +74,9 @@ export async function assertUnchanged(cluster: Cluster, before: NodeState, what:
  * closes the socket after the answer or after `waitMs`. */
 export function rawRequest(port: number, head: string, body: Buffer, options: { half?: boolean; waitMs?: number } = {}): Promise<number | null> {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket: Socket = clientTls === null
+      ? connect({ host: '127.0.0.1', port })
+      : tlsConnect({ host: '127.0.0.1', port, ca: clientTls.ca, cert: clientTls.cert, key: clientTls.key, checkServerIdentity: () => undefined });
     let received = '';
     let settled = false;
     const finish = (): void => {
@@ -63,7 +88,7 @@ export function rawRequest(port: number, head: string, body: Buffer, options: { 
       resolve(match === null ? null : Number(match[1]));
     };
     const timer = setTimeout(finish, options.waitMs ?? 2_000);
-    socket.on('connect', () => {
+    socket.on(clientTls === null ? 'connect' : 'secureConnect', () => {
       socket.write(head);
       socket.write(body);
       if (options.half !== true) socket.end();

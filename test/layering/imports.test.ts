@@ -18,7 +18,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   kv: ['raft'],
   api: ['kv', 'raft'],
   node: ['api', 'kv', 'raft'],
-  transport: ['api', 'kv', 'raft', 'util'],
+  transport: ['api', 'config', 'kv', 'raft', 'util'],
   metrics: ['raft'],
   kubernetes: ['raft'],
   client: [],

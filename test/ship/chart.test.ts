@@ -576,7 +576,7 @@ describe('k8s/ is the chart for its default values', () => {
     for (const object of plain) assert.equal(object.metadata?.namespace, undefined, `${object.kind} has a namespace`);
     const secret = plain.find((o) => o.kind === 'Secret') as unknown as Obj;
     const token = String(obj(secret.stringData).token);
-    // MIN_TOKEN_LENGTH in src/cli/settings.ts is 16: a placeholder left in place stops raftlet with
+    // MIN_TOKEN_LENGTH in src/config/tokens.ts is 16: a placeholder left in place stops raftlet with
     // exit code 2 instead of running a cluster on a published token.
     assert.ok(token.length < 16, `placeholder ${token} must be too short to be accepted`);
   });

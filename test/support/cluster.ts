@@ -38,6 +38,12 @@ export interface ClusterOptions {
   readonly requestTimeoutMs?: number;
   /** Extra variables for every node (e.g. RAFTLET_SNAPSHOT_ENTRIES); they win over the harness's. */
   readonly env?: Readonly<Record<string, string>>;
+  /** The client certificate, key and CA that peerRequest uses against https peer ports. */
+  readonly peerClientTls?: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
+  /** Scheme of the peer URLs: https for clusters with peer TLS (the nodes' TLS files come in `nodeEnv`). */
+  readonly peerScheme?: 'http' | 'https';
+  /** Extra variables for one node (e.g. its own token file), applied after `env`. */
+  readonly nodeEnv?: (node: number, dir: string) => Readonly<Record<string, string>>;
   /** Parent of the cluster's temp dir; default the OS temp dir. */
   readonly dataRoot?: string;
   /** Shows in the temp dir's name and in messages. */
@@ -331,18 +337,24 @@ export class Cluster {
   readonly options: ClusterOptions;
   private readonly running = new Map<number, RunningNode>();
   private readonly ports: readonly number[];
-  private readonly agent = new Agent({ connectTimeout: 5_000, keepAliveTimeout: 1_000, keepAliveMaxTimeout: 2_000 });
+  private readonly agent: Agent;
   private stopped = false;
 
   constructor(options: ClusterOptions, dir: string, ports: readonly number[], token: string) {
     this.options = options;
+    const tls = options.peerClientTls;
+    this.agent = new Agent({
+      connectTimeout: 5_000, keepAliveTimeout: 1_000, keepAliveMaxTimeout: 2_000,
+      ...(tls ? { connect: { ca: tls.ca, cert: tls.cert, key: tls.key, checkServerIdentity: () => undefined } } : {}),
+    });
     this.name = options.name ?? 'cluster';
     this.dir = dir;
     this.ports = ports;
     this.token = token;
     const count = options.nodes;
     const ids = Array.from({ length: count }, (_, i) => `node-${i + 1}`);
-    const peers = ids.map((id, i) => `${id}=http://127.0.0.1:${ports[3 * i]}`).join(',');
+    const scheme = options.peerScheme ?? 'http';
+    const peers = ids.map((id, i) => `${id}=${scheme}://127.0.0.1:${ports[3 * i]}`).join(',');
     const base = baseEnv();
     this.nodes = ids.map((id, i): NodeSpec => {
       const [peerPort, apiPort, metricsPort] = [ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]];
@@ -354,7 +366,7 @@ export class Cluster {
         apiPort,
         metricsPort,
         apiUrl: `http://127.0.0.1:${apiPort}`,
-        peerUrl: `http://127.0.0.1:${peerPort}`,
+        peerUrl: `${scheme}://127.0.0.1:${peerPort}`,
         dataDir,
         logFile: path.join(dir, `${id}.log`),
         env: {
@@ -372,6 +384,7 @@ export class Cluster {
           RAFTLET_REQUEST_TIMEOUT_MS: String(options.requestTimeoutMs ?? 5000),
           RAFTLET_LOG_LEVEL: 'info',
           ...options.env,
+          ...options.nodeEnv?.(i + 1, dir),
         },
       };
     });

@@ -105,24 +105,30 @@ describe('peer client: Raft messages', () => {
     await client.close();
   });
 
-  test('messages arrive in order per peer, batched while a request is in flight', async () => {
+  test('messages handed over in one turn leave together on one stream, in order per peer', async () => {
     for (let seq = 1; seq <= 3000; seq++) {
       client.send('b', [heartbeat(seq, 'b')]);
       client.sendAll([heartbeat(seq, 'c')]);
     }
-    await waitFor(() => stats(client, 'b').delivered === 3000 && stats(client, 'c').delivered === 3000, 'all 6000 messages acknowledged');
+    await waitFor(() => received(rb).length === 3000 && received(rc).length === 3000, 'all 6000 messages received');
     const expected = (to: string) => Array.from({ length: 3000 }, (_, i) => heartbeat(i + 1, to));
     assert.deepEqual(received(rb), expected('b'));
     assert.deepEqual(received(rc), expected('c'));
-    // The first message leaves at once; the rest queue behind it and go in batches of at most 1024.
-    assert.deepEqual(rb.batches.map((batch) => batch.length), [1, 1024, 1024, 951]);
-    assert.equal(stats(client, 'b').requests, 4);
+    // One turn's messages went in one write, cut into frames of at most maxBatchMessages (1024).
+    assert.deepEqual(rb.batches.map((batch) => batch.length), [1024, 1024, 952]);
+    assert.equal(stats(client, 'b').requests, 1, 'one stream connection');
+    assert.equal(stats(client, 'b').delivered, 3000);
+    // A later turn's message leaves at once on the open stream, alone.
+    client.send('b', [heartbeat(3001, 'b')]);
+    await waitFor(() => received(rb).length === 3001, 'the next message');
+    assert.deepEqual(rb.batches.at(-1), [heartbeat(3001, 'b')]);
+    assert.equal(stats(client, 'b').requests, 1, 'still one stream connection');
     assert.deepEqual(seen.drops, []);
     assert.deepEqual(seen.reachability.map((e) => [e.peer, e.reachable]).sort(), [['b', true], ['c', true]]);
     assert.ok(seen.rpcs.every((rpc) => rpc.kind === 'messages' && rpc.ok));
   });
 
-  test('forwarded calls held open on every call connection do not hold back Raft messages', async () => {
+  test('forwarded calls held by the peer do not hold back Raft messages', async () => {
     // Found by the benchmark: forwarded writes (each held until commit) used to share the message
     // lane's pool, so more of them than connections queued heartbeats and acknowledgements behind
     // them, and the leader lost its quorum.
@@ -135,10 +141,11 @@ describe('peer client: Raft messages', () => {
     const deadline = Date.now() + 20_000;
     const calls = Array.from({ length: 40 }, () => client.propose(b.url, { op: 'del', key: 'k' }, deadline));
     try {
-      await waitFor(() => rb.proposals.length >= 16, 'every call connection busy with a held propose');
+      // Calls share the stream with messages: all 40 reach the leader, none holds a connection.
+      await waitFor(() => rb.proposals.length === 40, 'every forwarded call held by the peer');
       client.send('b', [heartbeat(1, 'b')]);
       await waitFor(() => received(rb).length === 1, 'a heartbeat delivered while forwarded calls are held');
-      assert.ok(rb.proposals.length < 40, 'some forwarded calls are still queued behind the held ones');
+      assert.equal(stats(client, 'b').requests, 1, 'calls and messages on one stream');
     } finally {
       release();
       rb.propose = async () => ({ ok: true, index: 7, term: 2 });
@@ -157,8 +164,8 @@ describe('peer client: Raft messages', () => {
     for (let i = 0; i < 20; i++) client.send('b', [append(i)]);
     await waitFor(() => received(rb).length === 20, '20 appends');
     assert.deepEqual(received(rb), Array.from({ length: 20 }, (_, i) => append(i)));
-    // About 315 bytes each: 3 fit in 1000 bytes, 4 do not. The first leaves alone, at once.
-    assert.deepEqual(rb.batches.map((batch) => batch.length), [1, 3, 3, 3, 3, 3, 3, 1]);
+    // About 315 bytes each: 3 fit in 1000 bytes, 4 do not. All 20 were handed over in one turn.
+    assert.deepEqual(rb.batches.map((batch) => batch.length), [3, 3, 3, 3, 3, 3, 2]);
   });
 
   test('a snapshot in flight does not hold back other messages', async () => {
@@ -174,7 +181,7 @@ describe('peer client: Raft messages', () => {
     client.send('b', [snapshot]);
     await waitFor(() => received(rb).some((m) => m.kind === 'snapshot'), 'the snapshot to reach the handler');
     client.send('b', [heartbeat(1), heartbeat(2)]);
-    await waitFor(() => stats(client, 'b').delivered === 2, 'heartbeats delivered while the snapshot is held');
+    await waitFor(() => received(rb).length === 3, 'heartbeats delivered while the snapshot is held');
     assert.deepEqual(received(rb).slice(1), [heartbeat(1), heartbeat(2)]);
     assert.equal(stats(client, 'b').inFlightRequests, 1, 'the snapshot request is still in flight');
     release();
@@ -205,6 +212,7 @@ describe('peer client: Raft messages', () => {
   test('messages to the wrong node are refused and reported as misdirected', async () => {
     client.setPeers({ c: b.url });
     client.send('c', [heartbeat(1, 'c')]);
+    // The stream names the member it is for, so b refuses it before any message is sent.
     await waitFor(() => seen.reachability.length > 0, 'a reachability report');
     assert.equal(seen.reachability[0].reachable, false);
     assert.ok(seen.reachability[0].error instanceof MisdirectedError, String(seen.reachability[0].error));
@@ -232,17 +240,20 @@ describe('peer client: unreachable and slow peers', () => {
     client.setPeers({ b: silent.url });
     for (let seq = 1; seq <= 10_000; seq++) client.send('b', [heartbeat(seq)]);
     const s = stats(client, 'b');
-    assert.equal(s.inFlightRequests, 1);
+    assert.equal(s.inFlightRequests, 1, 'the stream is connecting');
+    assert.equal(s.connected, false);
     assert.equal(s.queued, 100);
-    assert.equal(s.dropped.queue_full, 10_000 - 1 - 100);
-    assert.equal(seen.drops.filter((d) => d.reason === 'queue_full').length, 9899);
-    // Then the request times out: its message counts as failed, the queue is dropped, backoff begins.
-    await waitFor(() => stats(client, 'b').failedRequests === 1, 'the request to time out');
+    assert.equal(s.dropped.queue_full, 10_000 - 100);
+    assert.equal(seen.drops.filter((d) => d.reason === 'queue_full').length, 9900);
+    // Then the stream is not accepted in time: the queue waiting for it fails, backoff begins.
+    await waitFor(() => stats(client, 'b').failedRequests === 1, 'the connection attempt to time out');
     const later = stats(client, 'b');
     assert.equal(later.queued, 0);
-    assert.equal(later.dropped.failed, 1);
-    assert.equal(later.dropped.backoff, 100);
+    assert.equal(later.dropped.failed, 100);
     assert.equal(later.reachable, false);
+    assert.equal(later.backingOff, true);
+    client.send('b', [heartbeat(10_001)]);
+    assert.equal(stats(client, 'b').dropped.backoff, 1, 'nothing queues while backing off');
     assert.deepEqual(seen.rpcs, [{ kind: 'messages', ok: false }]);
   });
 
@@ -257,7 +268,7 @@ describe('peer client: unreachable and slow peers', () => {
     const s = stats(client, 'b');
     assert.ok(s.queuedBytes <= 10_000, `queued ${s.queuedBytes} bytes`);
     assert.equal(s.queued, 9);
-    assert.equal(s.dropped.queue_full, 500 - 1 - 9);
+    assert.equal(s.dropped.queue_full, 500 - 9);
   });
 
   test('a dead port: exponential backoff with jitter, messages dropped meanwhile, one unreachable report', async () => {
@@ -310,15 +321,20 @@ describe('peer client: unreachable and slow peers', () => {
       client.setPeers({ b: server.url });
       let seq = 0;
       const started = Date.now();
-      while (stats(client, 'b').delivered === 0) {
+      // A handler failure ends the stream (the peer cannot take messages): the link backs off and
+      // opens a new stream later.
+      while (r.batches.length <= 3) {
         assert.ok(Date.now() - started < 10_000, 'delivery within 10 s');
         client.send('b', [heartbeat(++seq)]);
         await new Promise((resolve) => setTimeout(resolve, 2));
       }
+      await waitFor(() => stats(client, 'b').connected, 'the stream open again');
       assert.equal(stats(client, 'b').failedRequests, 3);
       assert.equal(stats(client, 'b').consecutiveFailures, 0);
-      assert.deepEqual(seen.reachability.map((e) => e.reachable), [false, true]);
-      assert.match(String(seen.reachability[0].error?.message), /not ready yet/);
+      assert.equal(seen.reachability.at(-1)?.reachable, true);
+      const down = seen.reachability.filter((e) => !e.reachable);
+      assert.ok(down.length >= 1);
+      assert.match(String(down[0].error?.message), /not ready yet/);
     } finally {
       await server.close();
     }
@@ -330,7 +346,7 @@ describe('peer client: unreachable and slow peers', () => {
     for (let seq = 1; seq <= 5; seq++) client.send('b', [heartbeat(seq)]);
     client.setPeers({});
     assert.deepEqual(client.stats(), []);
-    assert.equal(seen.drops.filter((d) => d.reason === 'closed').length, 4);
+    assert.equal(seen.drops.filter((d) => d.reason === 'closed').length, 5, 'all five were waiting for the stream');
     client.send('b', [heartbeat(6)]);
     assert.equal(seen.drops.at(-1)?.reason, 'unknown_peer');
   });
@@ -376,7 +392,8 @@ describe('peer client: forwarding calls', () => {
     assert.deepEqual(await client.propose(server.url, put, soon()), { ok: false, code: 'precondition_failed', index: 9, term: 2, message: 'modIndex is 4, not 3' });
     r.propose = async () => ({ ok: true, index: 10, term: 2, deleted: false });
     assert.deepEqual(await client.propose(server.url, { op: 'del', key: 'gone' }, soon()), { ok: true, index: 10, term: 2, deleted: false });
-    assert.deepEqual(seen.rpcs, [{ kind: 'propose', ok: true }, { kind: 'propose', ok: true }, { kind: 'propose', ok: true }]);
+    // The calls went on the peer's stream (one 'messages' connection).
+    assert.deepEqual(seen.rpcs, [{ kind: 'messages', ok: true }, { kind: 'propose', ok: true }, { kind: 'propose', ok: true }, { kind: 'propose', ok: true }]);
   });
 
   test('the peer gets a deadline a little before ours', async () => {

@@ -1,0 +1,143 @@
+// The framing inside a peer stream (POST /raft/v1/stream): one long-lived HTTP/1.1 request per
+// direction of a peer pair whose body, and whose response body, are sequences of frames
+//   <length u32 big-endian> <type u8> <payload: length - 1 bytes>
+// The length comes first so a reader can refuse an oversized frame before buffering it.
+//   client -> server: messages (a Raft messages frame of codec.ts), call, ping
+//   server -> client: reply, pong, error (fatal: the server closes the stream after it)
+// Calls are forwarded client requests (propose, read index, transfer, status) with the JSON bodies
+// of forwarding.ts, tagged with an id the reply carries back, so many travel in one write and
+// their answers come back in any order.
+import { Buffer } from 'node:buffer';
+import { WireError } from './wire.ts';
+
+export const FRAME = { messages: 1, call: 2, reply: 3, ping: 4, pong: 5, error: 6 } as const;
+export type FrameType = (typeof FRAME)[keyof typeof FRAME];
+
+export const CALL_KIND = { propose: 1, readIndex: 2, transfer: 3, status: 4 } as const;
+export type CallKind = keyof typeof CALL_KIND;
+const CALL_KIND_BY_TAG = new Map<number, CallKind>(Object.entries(CALL_KIND).map(([k, v]) => [v, k as CallKind]));
+
+const HEADER_BYTES = 5;
+/** Call ids wrap below 2^32 (4 bytes on the wire). */
+export const MAX_CALL_ID = 0xffff_ffff;
+
+export interface Frame {
+  readonly type: number;
+  readonly payload: Buffer;
+}
+
+/** A frame too large for its type: the reader refuses it from its header alone. */
+export class FrameTooLarge extends WireError {
+  readonly type: number;
+  readonly bytes: number;
+  readonly limit: number;
+  constructor(type: number, bytes: number, limit: number) {
+    super('stream.frame', `a frame of type ${type} declares ${bytes} bytes, more than the limit of ${limit}`);
+    this.type = type;
+    this.bytes = bytes;
+    this.limit = limit;
+  }
+}
+
+export function encodeFrame(type: FrameType, payload: Uint8Array | null): Buffer {
+  const length = 1 + (payload?.byteLength ?? 0);
+  const out = Buffer.allocUnsafe(4 + length);
+  out.writeUInt32BE(length, 0);
+  out[4] = type;
+  if (payload !== null) out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+export function encodeCall(id: number, kind: CallKind, json: string): Buffer {
+  const body = Buffer.from(json, 'utf8');
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 5 + body.byteLength);
+  out.writeUInt32BE(1 + 5 + body.byteLength, 0);
+  out[4] = FRAME.call;
+  out.writeUInt32BE(id, 5);
+  out[9] = CALL_KIND[kind];
+  out.set(body, 10);
+  return out;
+}
+
+export function decodeCall(payload: Buffer): { id: number; kind: CallKind; json: string } {
+  if (payload.byteLength < 5) throw new WireError('call', 'truncated');
+  const kind = CALL_KIND_BY_TAG.get(payload[4]);
+  if (kind === undefined) throw new WireError('call.kind', `unknown call kind ${payload[4]}`);
+  return { id: payload.readUInt32BE(0), kind, json: payload.toString('utf8', 5) };
+}
+
+export function encodeReply(id: number, status: number, json: string): Buffer {
+  const body = Buffer.from(json, 'utf8');
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 6 + body.byteLength);
+  out.writeUInt32BE(1 + 6 + body.byteLength, 0);
+  out[4] = FRAME.reply;
+  out.writeUInt32BE(id, 5);
+  out.writeUInt16BE(status, 9);
+  out.set(body, 11);
+  return out;
+}
+
+export function decodeReply(payload: Buffer): { id: number; status: number; json: string } {
+  if (payload.byteLength < 6) throw new WireError('reply', 'truncated');
+  return { id: payload.readUInt32BE(0), status: payload.readUInt16BE(4), json: payload.toString('utf8', 6) };
+}
+
+/** Splits a byte stream into frames. Chunks are kept as they came and joined once per frame, so
+ * a large frame arriving in many chunks is copied once. */
+export class FrameReader {
+  private readonly limitOf: (type: number) => number;
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  /** limitOf(type): the largest payload accepted for that type; a negative limit refuses the type. */
+  constructor(limitOf: (type: number) => number) {
+    this.limitOf = limitOf;
+  }
+
+  /** Bytes held for a frame not yet complete. */
+  get pendingBytes(): number {
+    return this.buffered;
+  }
+
+  /** Adds a chunk and returns every frame it completes. Throws FrameTooLarge or WireError. */
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.byteLength;
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.buffered < HEADER_BYTES) return frames;
+      const head = this.peek(HEADER_BYTES);
+      const length = head.readUInt32BE(0);
+      const type = head[4];
+      if (length < 1) throw new WireError('stream.frame', 'a frame of length 0');
+      const limit = this.limitOf(type);
+      if (limit < 0) throw new WireError('stream.frame', `unexpected frame type ${type}`);
+      if (length - 1 > limit) throw new FrameTooLarge(type, length - 1, limit);
+      if (this.buffered < 4 + length) return frames;
+      const whole = this.take(4 + length);
+      frames.push({ type, payload: whole.subarray(HEADER_BYTES) });
+    }
+  }
+
+  private peek(bytes: number): Buffer {
+    if (this.chunks[0].byteLength >= bytes) return this.chunks[0];
+    this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0];
+  }
+
+  private take(bytes: number): Buffer {
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.byteLength >= bytes) {
+      out = first.subarray(0, bytes);
+      if (first.byteLength === bytes) this.chunks.shift();
+      else this.chunks[0] = first.subarray(bytes);
+    } else {
+      const all = Buffer.concat(this.chunks);
+      out = all.subarray(0, bytes);
+      this.chunks = all.byteLength > bytes ? [all.subarray(bytes)] : [];
+    }
+    this.buffered -= bytes;
+    return out;
+  }
+}

@@ -1,0 +1,204 @@
+// The server's half of a peer stream (POST /raft/v1/stream, already authenticated): frames in,
+// Raft messages to the runtime in order, forwarded calls run concurrently and answered with reply
+// frames. Replies that settle in the same turn of the event loop leave in one write.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Message, NodeId } from '../raft/types.ts';
+import { decodeMessages } from './codec.ts';
+import { encodeError } from './forwarding.ts';
+import type { ErrorCode } from './protocol.ts';
+import { STREAM_CONTENT_TYPE } from './protocol.ts';
+import { errorText, prepareCall, type CallAnswer, type PeerHandlers } from './server-calls.ts';
+import { decodeCall, encodeFrame, encodeReply, FRAME, FrameReader, FrameTooLarge, type Frame } from './stream-frames.ts';
+
+export interface StreamContext {
+  readonly handlers: PeerHandlers;
+  readonly nodeId: NodeId | undefined;
+  readonly messagesLimitBytes: number;
+  readonly requestLimitBytes: number;
+  readonly maxTimeoutMs: number;
+  /** Whether the token the stream was opened with is still accepted. */
+  readonly stillAuthorized: () => boolean;
+  /** A refusal that ends the stream, for the (rate-limited) log. */
+  readonly refuse: (code: ErrorCode, message: string) => void;
+}
+
+// Replies the peer does not read are not buffered without bound.
+const MAX_UNSENT_REPLY_BYTES = 16 * 1024 * 1024;
+
+export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: StreamContext): void {
+  res.writeHead(200, { 'content-type': STREAM_CONTENT_TYPE, 'cache-control': 'no-store' });
+  res.flushHeaders();
+  req.socket.setNoDelay(true);
+  const reader = new FrameReader((type) => {
+    switch (type) {
+      case FRAME.messages:
+        return ctx.messagesLimitBytes;
+      case FRAME.call:
+        return ctx.requestLimitBytes;
+      case FRAME.ping:
+        return 0;
+      default:
+        return -1;
+    }
+  });
+  let out: Buffer[] = [];
+  let flushScheduled = false;
+  let closed = false;
+  let ended = false;
+  let callsRunning = 0;
+  /** Frames waiting behind an asynchronous onMessages, so messages reach the runtime in order. */
+  const backlog: Frame[] = [];
+  let busy = false;
+
+  const flush = (): void => {
+    flushScheduled = false;
+    if (closed || out.length === 0) return;
+    const bytes = out.length === 1 ? out[0] : Buffer.concat(out);
+    out = [];
+    res.write(bytes);
+    if (res.writableLength > MAX_UNSENT_REPLY_BYTES) {
+      closed = true;
+      res.destroy();
+    }
+  };
+  const send = (frame: Buffer): void => {
+    out.push(frame);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      process.nextTick(flush);
+    }
+  };
+  const finishIfDone = (): void => {
+    if (ended && callsRunning === 0 && !busy && !closed) {
+      flush();
+      closed = true;
+      res.end();
+    }
+  };
+  const fatal = (code: ErrorCode, message: string): void => {
+    if (closed) return;
+    ctx.refuse(code, message);
+    send(encodeFrame(FRAME.error, Buffer.from(encodeError(code, message), 'utf8')));
+    flush();
+    closed = true;
+    backlog.length = 0;
+    res.end();
+    req.destroy();
+  };
+  const reply = (id: number, answer: CallAnswer): void => {
+    callsRunning--;
+    if (!closed) send(encodeReply(id, answer.status, answer.body));
+    finishIfDone();
+  };
+
+  const onMessages = (payload: Buffer): void => {
+    let messages: Message[];
+    try {
+      messages = decodeMessages(payload);
+    } catch (error) {
+      fatal('bad_request', `malformed Raft messages: ${errorText(error)}`);
+      return;
+    }
+    if (ctx.nodeId !== undefined) {
+      const stray = messages.find((m) => m.to !== ctx.nodeId);
+      if (stray !== undefined) {
+        fatal('misdirected', `message for ${JSON.stringify(stray.to)} reached node ${JSON.stringify(ctx.nodeId)}`);
+        return;
+      }
+    }
+    let result: void | Promise<void>;
+    try {
+      result = ctx.handlers.onMessages(messages);
+    } catch (error) {
+      fatal('internal', errorText(error));
+      return;
+    }
+    if (result instanceof Promise) {
+      busy = true;
+      req.pause();
+      result.then(
+        () => {
+          busy = false;
+          if (closed) return;
+          req.resume();
+          drain();
+        },
+        (error: unknown) => {
+          busy = false;
+          fatal('internal', errorText(error));
+        },
+      );
+    }
+  };
+
+  const onCall = (payload: Buffer): void => {
+    let call: ReturnType<typeof decodeCall>;
+    try {
+      call = decodeCall(payload);
+    } catch (error) {
+      fatal('bad_request', `malformed call frame: ${errorText(error)}`);
+      return;
+    }
+    callsRunning++;
+    let json: unknown;
+    if (call.kind !== 'status') {
+      try {
+        json = JSON.parse(call.json) as unknown;
+      } catch (error) {
+        reply(call.id, { status: 400, body: encodeError('bad_request', `unreadable request body: ${errorText(error)}`) });
+        return;
+      }
+    }
+    const prepared = prepareCall(call.kind, json, ctx.handlers, ctx.maxTimeoutMs);
+    if ('malformed' in prepared) {
+      reply(call.id, { status: 400, body: encodeError('bad_request', prepared.malformed) });
+      return;
+    }
+    prepared.run().then((answer) => reply(call.id, answer));
+  };
+
+  const handle = (frame: Frame): void => {
+    switch (frame.type) {
+      case FRAME.messages:
+        onMessages(frame.payload);
+        return;
+      case FRAME.call:
+        onCall(frame.payload);
+        return;
+      case FRAME.ping:
+        send(encodeFrame(FRAME.pong, null));
+        return;
+      default:
+        fatal('bad_request', `unexpected frame type ${frame.type}`);
+    }
+  };
+  const drain = (): void => {
+    while (!busy && !closed && backlog.length > 0) handle(backlog.shift() as Frame);
+    finishIfDone();
+  };
+
+  req.on('data', (chunk: Buffer) => {
+    if (closed) return;
+    if (!ctx.stillAuthorized()) {
+      fatal('unauthorized', 'the cluster token this stream was opened with is no longer accepted');
+      return;
+    }
+    let frames: Frame[];
+    try {
+      frames = reader.push(chunk);
+    } catch (error) {
+      fatal(error instanceof FrameTooLarge ? 'payload_too_large' : 'bad_request', errorText(error));
+      return;
+    }
+    for (const frame of frames) backlog.push(frame);
+    drain();
+  });
+  req.on('end', () => {
+    ended = true;
+    finishIfDone();
+  });
+  req.on('close', () => {
+    closed = true;
+    backlog.length = 0;
+  });
+}
