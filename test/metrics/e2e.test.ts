@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { assertNodeExportsDashboardMetrics } from './cluster-metrics.ts';
 import { sampleValue } from './exposition.ts';
-import { RULES_FILE, loadAlertRules, metricNamesUsedByDashboardAndRules } from './names.ts';
+import { RULES_FILE, loadAlertRules, metricNamesUsedByDashboardAndRules, rulesFileFor } from './names.ts';
 import { startPrometheus } from './prometheus.ts';
 import type { RunningPrometheus, VectorSample } from './prometheus.ts';
 import { startLocalCluster } from './raftlet-processes.ts';
@@ -24,7 +24,9 @@ const SNAPSHOT_ENTRIES = 20;
 // Generous: two cores shared with other test files; a healthy run needs a fraction of these.
 const WAIT_MS = 30_000;
 
-const noLeaderRule = loadAlertRules().find((rule) => rule.alert === 'RaftletNoLeader');
+// The rules as the chart renders them for this namespace (the no-leader alert names its cluster).
+const RULES_FOR_NAMESPACE = rulesFileFor(NAMESPACE, 'raftlet');
+const noLeaderRule = loadAlertRules(RULES_FOR_NAMESPACE).find((rule) => rule.alert === 'RaftletNoLeader');
 
 describe('a real Prometheus scraping three real raftlet processes', { timeout: 150_000 }, () => {
   let cluster: LocalCluster | undefined;
@@ -51,7 +53,7 @@ describe('a real Prometheus scraping three real raftlet processes', { timeout: 1
     // Prometheus needs the ports, which the cluster picks: so it starts second.
     prometheus = await startPrometheus({
       targets: cluster.nodes.map((n) => ({ address: n.metricsAddress, labels: { namespace: NAMESPACE, pod: n.id } })),
-      rulesFile: RULES_FILE,
+      rulesFile: RULES_FOR_NAMESPACE,
       scrapeIntervalMs: 1000,
     });
   });

@@ -1,7 +1,9 @@
 // Which metric names the Grafana dashboard and the alert rules use, and which ones a node exports,
 // so tests can check that no panel or alert watches a metric raftlet does not have. Used by the
 // metrics unit tests (against RaftletMetrics) and by end-to-end tests (against a running node).
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 
@@ -93,8 +95,25 @@ export interface AlertRule {
   readonly annotations?: Readonly<Record<string, string>>;
 }
 
-export function loadAlertRules(): AlertRule[] {
-  const doc = parseYaml(readFileSync(RULES_FILE, 'utf8')) as { groups: { name: string; rules: AlertRule[] }[] };
+/** The selector the rules file names its one cluster by; the chart's PrometheusRule template puts
+ * the release's namespace and job in its place (templates/prometheusrule.yaml), and so does
+ * rulesFileFor for a Prometheus a test runs. */
+export const RULES_CLUSTER_SELECTOR = 'raftlet_is_leader{namespace="default", job="raftlet"}';
+
+/** The rules file as the chart renders it for a cluster in `namespace` scraped as `job`, in a temp file. */
+export function rulesFileFor(namespace: string, job: string): string {
+  const text = readFileSync(RULES_FILE, 'utf8');
+  if (!text.includes(RULES_CLUSTER_SELECTOR)) throw new Error(`${RULES_FILE} no longer names its cluster by ${RULES_CLUSTER_SELECTOR}`);
+  const file = join(mkdtempSync(join(tmpdir(), 'raftlet-rules-')), 'raftlet-alerts.rules.yml');
+  writeFileSync(file, text.replaceAll(RULES_CLUSTER_SELECTOR, `raftlet_is_leader{namespace="${namespace}", job="${job}"}`));
+  return file;
+}
+
+/** Series Prometheus makes itself for every target it scrapes: used by the rules, exported by nobody. */
+const SCRAPE_SERIES = new Set(['up']);
+
+export function loadAlertRules(file: string = RULES_FILE): AlertRule[] {
+  const doc = parseYaml(readFileSync(file, 'utf8')) as { groups: { name: string; rules: AlertRule[] }[] };
   return doc.groups.flatMap((group) => group.rules);
 }
 
@@ -105,7 +124,7 @@ export function metricNamesUsedByDashboardAndRules(): string[] {
   for (const expr of dashboardExpressions(dashboard)) for (const name of metricNamesInPromQL(expr)) names.add(name);
   for (const query of dashboardVariableQueries(dashboard)) for (const name of metricNamesInVariableQuery(query)) names.add(name);
   for (const rule of loadAlertRules()) for (const name of metricNamesInPromQL(rule.expr)) names.add(name);
-  return [...names].sort();
+  return [...names].filter((name) => !SCRAPE_SERIES.has(name)).sort();
 }
 
 /**

@@ -9,7 +9,7 @@ import { startMetricsServer } from '../../src/metrics/server.ts';
 import type { MetricsServer } from '../../src/metrics/server.ts';
 import type { Membership, NodeId } from '../../src/raft/types.ts';
 import { assertNodeExportsDashboardMetrics, startClusterPrometheus, waitForSettledCluster } from './cluster-metrics.ts';
-import { RULES_FILE, dashboardExpressions, dashboardVariableQueries } from './names.ts';
+import { dashboardExpressions, dashboardVariableQueries, loadAlertRules, rulesFileFor } from './names.ts';
 import type { PrometheusAlert, RunningPrometheus } from './prometheus.ts';
 
 const MEMBERS: Membership = ['raftlet-0', 'raftlet-1', 'raftlet-2'].map((id) => ({ id, url: `http://${id}:7070`, voter: true }));
@@ -50,7 +50,7 @@ describe('real Prometheus scraping a simulated three-node cluster', () => {
     }
     prometheus = await startClusterPrometheus(
       nodes.map((node) => ({ id: node.id, metricsAddress: `127.0.0.1:${node.server?.port ?? 0}` })),
-      { rulesFile: RULES_FILE, namespace: 'e2e' },
+      { rulesFile: rulesFileFor('e2e', 'raftlet'), namespace: 'e2e' },
     );
   });
   after(async () => {
@@ -69,7 +69,7 @@ describe('real Prometheus scraping a simulated three-node cluster', () => {
     assert.deepEqual(await waitForSettledCluster(prom(), 3, { selector: 'namespace="e2e"' }), { leader: 'raftlet-1', term: 5 });
     await waitForAlerts(prom(), (alerts) => !alerts.some((a) => a.labels.alertname === 'RaftletNoLeader'));
     const rules = await prom().rules();
-    assert.equal(rules.length, 7);
+    assert.equal(rules.length, loadAlertRules().length, 'Prometheus loaded every alert of the rules file');
     for (const rule of rules) assert.equal(rule.health, 'ok', `${rule.name}: ${rule.lastError ?? ''}`);
   });
 
