@@ -8,7 +8,7 @@ import type { Message, MessageKind, Ready } from '../../src/raft/types.ts';
 import { HEARTBEAT_TICKS, InvariantError, Network, and, from, ofKind, to } from './harness.ts';
 
 const IDS = ['n1', 'n2', 'n3'];
-const LEADER_TRAFFIC: readonly MessageKind[] = ['append', 'heartbeat', 'snapshot', 'timeoutNow'];
+const EARLY: readonly MessageKind[] = ['append', 'heartbeat', 'snapshot', 'timeoutNow', 'vote'];
 
 /** A busy life: elections, writes, reads, a lagging follower, a snapshot, a transfer, a crash. */
 function busyCluster(): Network {
@@ -31,7 +31,7 @@ function busyCluster(): Network {
   return net;
 }
 
-test('Ready: sendNow carries only a leader\'s append, heartbeat, snapshot and timeoutNow traffic', () => {
+test('Ready: sendNow carries only vote requests and a leader\'s append, heartbeat, snapshot and timeoutNow traffic', () => {
   const net = busyCluster();
   const early = new Set<MessageKind>();
   const late = new Set<MessageKind>();
@@ -41,9 +41,9 @@ test('Ready: sendNow carries only a leader\'s append, heartbeat, snapshot and ti
       for (const m of rd.messages) late.add(m.kind);
     }
   }
-  for (const kind of early) assert.ok(LEADER_TRAFFIC.includes(kind), `${kind} left before the fsync`);
-  assert.deepEqual([...early].sort(), ['append', 'heartbeat', 'snapshot', 'timeoutNow'], 'the busy run used sendNow for all four');
-  for (const kind of ['vote', 'voteResponse', 'appendResponse', 'heartbeatResponse'] as const) {
+  for (const kind of early) assert.ok(EARLY.includes(kind), `${kind} left before the fsync`);
+  assert.deepEqual([...early].sort(), [...EARLY].sort(), 'the busy run used sendNow for all five');
+  for (const kind of ['voteResponse', 'appendResponse', 'heartbeatResponse'] as const) {
     assert.ok(late.has(kind), `${kind} went out after the persist step`);
   }
 });
@@ -60,22 +60,21 @@ test('Ready: a follower acknowledges entries in messages, in the same Ready that
   assert.deepEqual(rd.messages.map((m) => m.kind === 'appendResponse' && m.matchIndex), [3]);
 });
 
-test('Ready: a leader\'s traffic waits in messages until the term it speaks for is known durable', () => {
+test('Ready: a candidate whose votes arrive before its own vote is durable leads only after advance(), and its traffic then leaves at once', () => {
   const net = Network.bootstrap(IDS, { preVote: false });
   const n1 = net.raft('n1');
   n1.campaignNow();
   const rd1 = n1.ready(); // term 2 and the self-vote: handed over, not yet acknowledged by advance()
   assert.deepEqual(rd1.hardState, { term: 2, votedFor: 'n1', commitIndex: 0 });
-  for (const m of rd1.messages) net.step(m);
-  for (const m of net.peek(ofKind('voteResponse'))) n1.step(m); // the votes arrive before advance()
-  assert.equal(n1.currentRole, 'leader');
-  n1.transferLeadership('n2'); // produces an append now, while term 2 is not known durable
+  assert.deepEqual(rd1.sendNow.map((m) => [m.kind, m.to]), [['vote', 'n2'], ['vote', 'n3']]);
+  net.step(rd1.sendNow[0]); // n2 votes; n3 has not heard yet
+  for (const m of net.peek(ofKind('voteResponse'))) n1.step(m); // n2's vote arrives before advance()
+  assert.equal(n1.currentRole, 'candidate', 'n2 granted, but n1\'s own vote is not durable yet: no majority');
   n1.advance(rd1);
+  assert.equal(n1.currentRole, 'leader', 'the vote became durable: it counts, and the election is won');
   const rd2 = n1.ready();
-  const early = rd2.sendNow.filter((m) => m.kind === 'append').map((m) => m.to);
-  const late = rd2.messages.filter((m) => m.kind === 'append').map((m) => m.to);
-  assert.deepEqual(late, ['n2'], 'the append made before advance() waits for the persist step');
-  assert.deepEqual(early, ['n3'], 'appends made after advance() may leave at once');
+  assert.deepEqual(rd2.sendNow.filter((m) => m.kind === 'append').map((m) => m.to), ['n2', 'n3'], 'its appends leave before the fsync');
+  assert.deepEqual(rd2.messages, []);
   n1.advance(rd2);
 });
 
@@ -113,5 +112,21 @@ class SendsEverythingEarly extends Raft {
 
 test('Ready: the harness catches a vote that leaves before its fsync (planted bug)', () => {
   const net = Network.bootstrap(IDS, { preVote: false, impl: SendsEverythingEarly });
-  assert.throws(() => net.campaign('n1'), InvariantError);
+  net.campaign('n1');
+  assert.throws(() => net.deliverAll(), /granted its vote to n1 in term 2 before persisting it|voteResponse in sendNow/);
+});
+
+/** A candidate that counts its own vote before it is durable. */
+class CountsOwnVoteEarly extends Raft {
+  protected override ownVoteDurable(): boolean {
+    return true;
+  }
+}
+
+test('Ready: the harness catches a leader that won before its own vote was durable (planted bug)', () => {
+  const alone = Network.bootstrap(['n1'], { preVote: false });
+  alone.campaign('n1');
+  assert.equal(alone.raft('n1').currentRole, 'leader', 'a single voter wins once its vote is on disk');
+  const net = Network.bootstrap(['n1'], { preVote: false, impl: CountsOwnVoteEarly });
+  assert.throws(() => net.campaign('n1'), /won term 2 while its disk holds term 1/);
 });

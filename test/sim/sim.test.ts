@@ -59,6 +59,7 @@ describe('the checker catches planted bugs', () => {
     { bug: 'voteTwice', nodes: 3, expect: /election safety/ },
     { bug: 'commitPreviousTerm', nodes: 3, expect: /leader completeness|state machine safety|overwrite committed/ },
     { bug: 'ackBeforePersist', nodes: 3, expect: /leader completeness|state machine safety|overwrite committed|linearizability|liveness/ },
+    { bug: 'countOwnVoteEarly', nodes: 3, expect: /own vote/ },
   ];
   for (const { bug, nodes, expect } of cases) {
     test(`${bug} is reported as a violation`, () => {
