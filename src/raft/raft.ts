@@ -327,6 +327,19 @@ export class Raft {
     );
   }
 
+  /**
+   * What may leave before any fsync (a leader's traffic for its durable term, vote requests), taken
+   * while a Ready is still being persisted, so it need not wait for that fsync: new entries go out
+   * to followers as they are appended (thesis §10.2.1), a read round's heartbeats and a TimeoutNow
+   * at once. Sending them is all there is to do; the next Ready carries the rest as usual.
+   */
+  takeEarlyMessages(): Message[] {
+    if (this.needsBroadcast && this.role === 'leader') this.broadcastAppends();
+    const early = this.sendNow;
+    this.sendNow = [];
+    return early;
+  }
+
   ready(): Ready {
     if (this.readyOutstanding) throw new Error('ready() called again before advance()');
     if (this.needsBroadcast) this.broadcastAppends();

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Raft } from '../../src/raft/raft.ts';
 import type { Message, MessageKind, Ready } from '../../src/raft/types.ts';
-import { HEARTBEAT_TICKS, InvariantError, Network, and, from, ofKind, to } from './harness.ts';
+import { HEARTBEAT_TICKS, InvariantError, Network, and, bytes, from, ofKind, to } from './harness.ts';
 
 const IDS = ['n1', 'n2', 'n3'];
 const EARLY: readonly MessageKind[] = ['append', 'heartbeat', 'snapshot', 'timeoutNow', 'vote'];
@@ -129,4 +129,33 @@ test('Ready: the harness catches a leader that won before its own vote was durab
   assert.equal(alone.raft('n1').currentRole, 'leader', 'a single voter wins once its vote is on disk');
   const net = Network.bootstrap(['n1'], { preVote: false, impl: CountsOwnVoteEarly });
   assert.throws(() => net.campaign('n1'), /won term 2 while its disk holds term 1/);
+});
+
+test('Ready: while a Ready is being persisted, takeEarlyMessages hands out what needs no fsync and nothing else', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  const n1 = net.raft('n1');
+  assert.equal(n1.propose(bytes('a')).ok, true);
+  const rd = n1.ready(); // entry 'a' on its way to disk
+  assert.deepEqual(rd.entries.map((e) => e.index), [3]);
+  assert.equal(n1.propose(bytes('b')).ok, true);
+  assert.equal(n1.readIndex(7).ok, true);
+  n1.transferLeadership('n2');
+  const early = n1.takeEarlyMessages();
+  assert.deepEqual(
+    early.map((m) => [m.kind, m.to, m.kind === 'append' ? m.entries.map((e) => e.index) : null]),
+    [['heartbeat', 'n2', null], ['heartbeat', 'n3', null], ['append', 'n2', [4]], ['append', 'n3', [4]]],
+    'the read round and entry b leave before a and b are durable',
+  );
+  assert.ok(early.every((m) => m.term === net.node('n1').disk.hardState.term), 'all of them for the durable term');
+  assert.deepEqual(n1.takeEarlyMessages(), [], 'taken once');
+  // A follower's acknowledgement is a promise: it waits for its Ready, whatever happens meanwhile.
+  const n3 = net.raft('n3');
+  for (const m of early) if (m.to === 'n3') n3.step(m); // straight into the core: its host is busy
+  const followerRd = n3.ready();
+  n3.step({ kind: 'heartbeat', from: 'n1', to: 'n3', term: 2, commit: 2, seq: 9 });
+  assert.deepEqual(n3.takeEarlyMessages(), [], 'nothing a follower sends skips the fsync');
+  assert.deepEqual(followerRd.sendNow, []);
+  n3.advance(followerRd);
+  n1.advance(rd);
 });

@@ -329,7 +329,12 @@ class Simulation {
       node.leaderTermChecked = raft.currentTerm;
       this.checkNewLeader(node, raft);
     }
-    if (node.persisting || !raft.hasReady()) return;
+    if (node.persisting) {
+      // As the node runtime does: what needs no fsync leaves while one runs.
+      this.sendAll(raft.takeEarlyMessages());
+      return;
+    }
+    if (!raft.hasReady()) return;
     const rd = raft.ready();
     node.persisting = rd;
     this.checkLogMatching(node, raft, rd);
