@@ -77,6 +77,8 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
         if (reachable) logger.info({ peer }, `peer ${peer} is reachable`);
         else logger.warn({ peer, err: error?.message }, `peer ${peer} is unreachable`);
       },
+      // Its process is gone (connection refused, never a timeout): if it led, campaign now.
+      onPeerDead: (peer) => node.peerDead(peer),
     },
   });
 

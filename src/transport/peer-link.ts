@@ -14,6 +14,7 @@ import type { Message, NodeId } from '../raft/types.ts';
 import { bearer } from './auth.ts';
 import { Backoff } from './backoff.ts';
 import { encodeMessage, frameEncoded } from './codec.ts';
+import { connectionRefused } from './dead-peer.ts';
 import type { PeerBase } from './peer-url.ts';
 import { MESSAGES_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from './protocol.ts';
 import { describeFailure, readErrorReply, refusalError } from './replies.ts';
@@ -46,6 +47,9 @@ export interface TransportHooks {
   /** A peer became reachable or unreachable (called on changes only). On false, error says why:
    * PeerAuthError, ProtocolMismatchError and MisdirectedError deserve a loud log line. */
   onPeerReachable?(peer: NodeId, reachable: boolean, error: Error | null): void;
+  /** An established connection to the peer closed and a new one was refused: its process is gone.
+   * Never called on timeouts. */
+  onPeerDead?(peer: NodeId): void;
 }
 
 export interface LinkOptions {
@@ -144,6 +148,7 @@ export class PeerLink {
       inFlight: null,
     };
     this.snapshots = { kind: 'snapshot', queue: new SendQueue(1, Number.MAX_SAFE_INTEGER), timeoutMs: options.snapshotTimeoutMs, inFlight: null };
+    this.pool.on('disconnect', () => this.checkAlive());
     this.headers = {
       'content-type': MESSAGES_CONTENT_TYPE,
       [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
@@ -253,6 +258,15 @@ export class PeerLink {
     this.backoff.fail(this.options.now());
     this.drop('backoff', this.messages.queue.clear() + this.snapshots.queue.clear());
     this.setReachable(false, failure);
+  }
+
+  /** A connection closed: if a new one is refused, the peer's process is gone (dead-peer.ts). */
+  private checkAlive(): void {
+    const onPeerDead = this.options.hooks.onPeerDead;
+    if (this.closed || onPeerDead === undefined) return;
+    void connectionRefused(this.base.origin, this.options.lookup, this.options.requestTimeoutMs).then((refused) => {
+      if (refused && !this.closed) onPeerDead(this.id);
+    });
   }
 
   private setReachable(reachable: boolean, error: Error | null): void {
