@@ -505,7 +505,7 @@ export class Raft {
         // pre-vote and check-quorum it would otherwise never hear of it.
         this.messages.push(this.appendReply(m.from, false, 0, 0, 0, 0));
       } else if (m.kind === 'vote' && m.preVote) {
-        this.messages.push({ kind: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
+        this.sendNow.push({ kind: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
       }
       return false;
     }
@@ -668,7 +668,8 @@ export class Raft {
     // A granted pre-vote answers in the proposed term so the pre-candidate can tell it from a stale
     // answer; a refusal carries our term so a stale pre-candidate catches up.
     const term = granted && m.preVote ? m.term : this.term;
-    this.messages.push({ kind: 'voteResponse', from: this.id, to: m.from, term, preVote: m.preVote, granted });
+    // A vote must be durable before it is told (Figure 2); a pre-vote answer binds nothing.
+    (m.preVote ? this.sendNow : this.messages).push({ kind: 'voteResponse', from: this.id, to: m.from, term, preVote: m.preVote, granted });
   }
 
   /**
@@ -689,7 +690,7 @@ export class Raft {
       this.becomeFollower(this.term, null); // the usual rules below grant its pre-vote
       return false;
     }
-    this.messages.push({ kind: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
+    this.sendNow.push({ kind: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
     if (!this.askedAgain.has(m.from)) {
       this.askedAgain.add(m.from);
       this.sendNow.push(this.voteRequest(m.from, this.term + 1, 'preVote'));
@@ -1026,7 +1027,9 @@ export class Raft {
       seq: m.seq,
       lastLogIndex: this.log.lastIndex,
     };
-    this.messages.push(reply);
+    // It acknowledges the leader of this term, which needs nothing on disk (granting a vote in it
+    // would); so a read round (thesis §6.4) does not wait for the fsync of entries in flight here.
+    this.sendNow.push(reply);
   }
 
   private handleSnapshot(m: SnapshotRequest): void {

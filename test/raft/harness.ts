@@ -196,6 +196,11 @@ function decodeState(data: Uint8Array): string[] {
 
 const LEADER_TRAFFIC: ReadonlySet<MessageKind> = new Set(['append', 'heartbeat', 'snapshot', 'timeoutNow']);
 
+/** Messages whose content depends on nothing being durable. */
+export function promisesNothing(m: Message): boolean {
+  return m.kind === 'vote' || m.kind === 'heartbeatResponse' || (m.kind === 'voteResponse' && m.preVote);
+}
+
 // ---- the network ----------------------------------------------------------------------------------------
 
 export class Network {
@@ -268,12 +273,13 @@ export class Network {
     }
   }
 
-  /** sendNow may leave before the fsync only because it is a vote request (which promises nothing)
-   * or a leader's traffic for a term and vote that are already durable (thesis §10.2.1). */
+  /** sendNow may leave before the fsync only because it promises nothing durable (a vote request, a
+   * pre-vote answer, a heartbeat's acknowledgement of the leader) or is a leader's traffic for a
+   * term and vote that are already durable (thesis §10.2.1). */
   private checkSendNow(node: TestNode, rd: Ready): void {
-    const leaderTraffic = rd.sendNow.filter((m) => m.kind !== 'vote');
+    const leaderTraffic = rd.sendNow.filter((m) => !promisesNothing(m));
     for (const m of leaderTraffic) {
-      if (!LEADER_TRAFFIC.has(m.kind)) throw new InvariantError(`${node.id}: ${m.kind} in sendNow: only vote requests and a leader's replication traffic may skip the fsync`);
+      if (!LEADER_TRAFFIC.has(m.kind)) throw new InvariantError(`${node.id}: ${m.kind}${m.kind === 'voteResponse' ? ' (a vote)' : ''} in sendNow: only what promises nothing and a leader's replication traffic may skip the fsync`);
       if (m.term !== node.disk.hardState.term) {
         throw new InvariantError(`${node.id}: ${m.kind} of term ${m.term} in sendNow while term ${node.disk.hardState.term} is durable`);
       }
