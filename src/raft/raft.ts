@@ -328,10 +328,10 @@ export class Raft {
   }
 
   /**
-   * What may leave before any fsync (a leader's traffic for its durable term, vote requests), taken
-   * while a Ready is still being persisted, so it need not wait for that fsync: new entries go out
-   * to followers as they are appended (thesis §10.2.1), a read round's heartbeats and a TimeoutNow
-   * at once. Sending them is all there is to do; the next Ready carries the rest as usual.
+   * What may leave before any fsync (Ready.sendNow), taken while a Ready is still being persisted so
+   * that it need not wait for that fsync: new entries go out to followers as they are appended
+   * (thesis §10.2.1), a read round's heartbeats and their answers, a TimeoutNow, vote requests at
+   * once. Sending them is all there is to do; the next Ready carries the rest as usual.
    */
   takeEarlyMessages(): Message[] {
     if (this.needsBroadcast && this.role === 'leader') this.broadcastAppends();
