@@ -60,6 +60,7 @@ export class KubernetesAdapters {
         ? null
         : new LeaseMirror({ ...common, leaseName: opts.leaseName, selfId: opts.selfId, onResult: opts.onLease, renewIntervalMs: opts.reconcileIntervalMs });
     this.labeler.start();
+    this.labeler.warmUp();
     this.lease?.start();
   }
 

@@ -202,7 +202,15 @@ export class RaftNode implements ClientOps {
   }
 
   private drain(): void {
-    if (this.persisting || this.stopped || !this.raft.hasReady()) return;
+    if (this.stopped) return;
+    if (this.persisting) {
+      // What needs no fsync does not wait for the one running (appends of new entries, a read
+      // round's heartbeats, TimeoutNow, vote requests); the rest waits for the next Ready.
+      const early = this.raft.takeEarlyMessages();
+      if (early.length > 0) this.options.peers.sendAll(early);
+      return;
+    }
+    if (!this.raft.hasReady()) return;
     const raft = this.raft;
     let rd: Ready;
     try {
@@ -211,6 +219,10 @@ export class RaftNode implements ClientOps {
       this.fail(err, 'invariant');
       return;
     }
+    // Events first: they report what already happened in memory (a won election, a new leader), so
+    // the pod label and metrics need not wait for this Ready's fsync; membership news also gives
+    // the transport a new member's address before the appends to it below.
+    for (const ev of rd.events) this.onEvent(ev);
     if (rd.sendNow.length > 0) this.options.peers.sendAll(rd.sendNow);
     if (rd.entries.length === 0 && rd.hardState === null && rd.snapshot === null) {
       this.finish(raft, rd);
@@ -248,7 +260,6 @@ export class RaftNode implements ClientOps {
       this.reads.get(requestId)?.reject(new ClientError('no_leader', 'leadership was lost before the read could be confirmed'));
       this.reads.delete(requestId);
     }
-    for (const ev of rd.events) this.onEvent(ev);
     this.guard(() => raft.advance(rd));
     if (rd.committed.length > 0 || rd.snapshot) {
       const status = this.status();
@@ -329,6 +340,20 @@ export class RaftNode implements ClientOps {
         return never;
       }
     }
+  }
+
+  /**
+   * The transport saw peer's process go away: a connection to it closed and a new one was refused
+   * (never a timeout). If it is our leader we campaign now instead of waiting out the election
+   * timeout (Raft.reportPeerDead).
+   */
+  peerDead(peer: NodeId): void {
+    if (this.stopped) return;
+    const following = this.raft.currentRole === 'follower' && this.raft.currentLeader === peer;
+    this.guard(() => this.raft.reportPeerDead(peer));
+    if (following) this.options.logger.info({ peer, term: this.raft.currentTerm }, `leader ${peer} is gone (connection refused): campaigning now`);
+    this.waiters.check();
+    this.kick();
   }
 
   // ---- peer handlers (SPEC §5) --------------------------------------------------------------------

@@ -41,6 +41,14 @@ export function bootstrapState(members: Membership): RestoredState {
   };
 }
 
+/** A report that the leader of `term` died (reportPeerDead). */
+interface DeathReport {
+  readonly leader: NodeId;
+  readonly term: number;
+  /** While above 0, messages from that leader were in flight when it died: no sign of life. */
+  inFlightTicks: number;
+}
+
 interface PendingRead {
   readonly requestId: number;
   readonly index: number;
@@ -85,6 +93,13 @@ export class Raft {
 
   // Candidate state.
   private readonly votes = new Map<NodeId, boolean>();
+  /** This pre-vote round began because the leader was reported dead (see reportPeerDead). */
+  private hurriedPreVote = false;
+  /** Pre-candidates this round asked a second time (contestPreVote), at most once each. */
+  private readonly askedAgain = new Set<NodeId>();
+
+  /** The leader we followed was reported dead (reportPeerDead). */
+  private deathReport: DeathReport | null = null;
 
   // Leader state.
   private readonly progress = new Map<NodeId, Progress>();
@@ -146,6 +161,7 @@ export class Raft {
   // ---- host API ---------------------------------------------------------------------------------
 
   tick(): void {
+    if (this.deathReport !== null && this.deathReport.inFlightTicks > 0) this.deathReport.inFlightTicks--;
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
   }
@@ -187,6 +203,23 @@ export class Raft {
         return never;
       }
     }
+  }
+
+  /**
+   * The host learned that peer's process is gone: an established connection to it closed and a
+   * new one was refused. Not a timeout: a leader that is slow or cut off is still waited out for an
+   * election timeout. A follower of that leader campaigns now (pre-vote first) instead of waiting
+   * its timeout out. Campaigning, it no longer follows anyone, so the leader lease (thesis §4.2.3)
+   * no longer holds it back from granting the pre-vote and vote of a follower that saw the same;
+   * one that did not see it still drops them. Safety does not depend on this report: a false one
+   * costs an election, nothing more (but it does void the lease the leader counted on).
+   */
+  reportPeerDead(peer: NodeId): void {
+    if (this.role !== 'follower' || peer !== this.leader) return;
+    this.deathReport = { leader: peer, term: this.term, inFlightTicks: this.heartbeatTicks };
+    if (!this.promotable()) return;
+    this.campaign(this.preVote ? 'preVote' : 'vote');
+    this.hurriedPreVote = this.currentRole === 'precandidate'; // (campaign may have decided at once)
   }
 
   /** Start an election now (used to let a single-node cluster elect itself without waiting). */
@@ -294,6 +327,19 @@ export class Raft {
     );
   }
 
+  /**
+   * What may leave before any fsync (Ready.sendNow), taken while a Ready is still being persisted so
+   * that it need not wait for that fsync: new entries go out to followers as they are appended
+   * (thesis §10.2.1), a read round's heartbeats and their answers, a TimeoutNow, vote requests at
+   * once. Sending them is all there is to do; the next Ready carries the rest as usual.
+   */
+  takeEarlyMessages(): Message[] {
+    if (this.needsBroadcast && this.role === 'leader') this.broadcastAppends();
+    const early = this.sendNow;
+    this.sendNow = [];
+    return early;
+  }
+
   ready(): Ready {
     if (this.readyOutstanding) throw new Error('ready() called again before advance()');
     if (this.needsBroadcast) this.broadcastAppends();
@@ -339,6 +385,7 @@ export class Raft {
     }
     this.truncatedWhileOutstanding = null;
     if (this.role === 'leader') this.maybeCommit();
+    else if (this.role === 'candidate') this.tallyVotes(false); // our own vote may count now
   }
 
   status(): RaftStatus {
@@ -421,6 +468,15 @@ export class Raft {
     return free && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
   }
 
+  /**
+   * Figure 2 "persist before responding", applied to the vote a candidate gives itself: it wins only
+   * once its term and vote are durable, or a crash could let it vote again in the term it leads.
+   * (Its vote requests left before that fsync; see campaign.) So a leader's term is always durable.
+   */
+  protected ownVoteDurable(): boolean {
+    return this.persistedHardState.term === this.term && this.persistedHardState.votedFor === this.id;
+  }
+
   /** §5.4.2: only an entry of the leader's current term is committed by counting replicas. */
   protected canCommitByCounting(index: number): boolean {
     return this.log.termAt(index) === this.term;
@@ -449,7 +505,7 @@ export class Raft {
         // pre-vote and check-quorum it would otherwise never hear of it.
         this.messages.push(this.appendReply(m.from, false, 0, 0, 0, 0));
       } else if (m.kind === 'vote' && m.preVote) {
-        this.messages.push({ kind: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
+        this.sendNow.push({ kind: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
       }
       return false;
     }
@@ -467,6 +523,13 @@ export class Raft {
   }
 
   private followLeader(from: NodeId): void {
+    const report = this.deathReport;
+    if (report !== null && report.leader === from && report.term === this.term) {
+      // Sent before it died (its last messages can trail the report): take the entries, but this
+      // is no sign of life. Still hearing from it after that, the report was false: forget it.
+      if (report.inFlightTicks > 0) return;
+      this.deathReport = null;
+    }
     // An append in our own term comes from the one leader of this term (Election Safety, §5.2).
     if (this.role !== 'follower') this.setRole('follower');
     if (this.leader !== from) this.setLeader(from);
@@ -523,6 +586,8 @@ export class Raft {
 
   private campaign(kind: ElectionKind): void {
     this.votes.clear();
+    this.hurriedPreVote = false;
+    this.askedAgain.clear();
     this.resetElectionTimeout();
     this.electionElapsed = 0;
     let electionTerm: number;
@@ -539,17 +604,24 @@ export class Raft {
     if (this.tallyVotes(kind === 'preVote')) return;
     for (const voter of voters(this.members)) {
       if (voter === this.id) continue;
-      this.messages.push({
-        kind: 'vote',
-        from: this.id,
-        to: voter,
-        term: electionTerm,
-        preVote: kind === 'preVote',
-        lastLogIndex: this.log.lastIndex,
-        lastLogTerm: this.log.lastTerm,
-        transfer: kind === 'transfer',
-      });
+      // A request promises nothing, so it need not wait for the fsync of this term and self-vote:
+      // the voters' fsyncs run alongside ours. What needs our vote durable is winning with it, and
+      // tallyVotes waits for that (so the election costs one round trip and one fsync).
+      this.sendNow.push(this.voteRequest(voter, electionTerm, kind));
     }
+  }
+
+  private voteRequest(to: NodeId, electionTerm: number, kind: ElectionKind): VoteRequest {
+    return {
+      kind: 'vote',
+      from: this.id,
+      to,
+      term: electionTerm,
+      preVote: kind === 'preVote',
+      lastLogIndex: this.log.lastIndex,
+      lastLogTerm: this.log.lastTerm,
+      transfer: kind === 'transfer',
+    };
   }
 
   private becomeCandidate(): void {
@@ -575,7 +647,8 @@ export class Raft {
     const quorum = quorumSize(voterIds.length);
     if (granted >= quorum) {
       if (preVote) this.campaign('vote');
-      else this.becomeLeader();
+      else if (this.ownVoteDurable()) this.becomeLeader();
+      else return false; // advance() tallies again once it is
       return true;
     }
     if (rejected >= quorum) {
@@ -586,6 +659,7 @@ export class Raft {
   }
 
   private handleVoteRequest(m: VoteRequest): void {
+    if (m.preVote && this.contestPreVote(m)) return;
     const granted = this.canGrantVote(m);
     if (granted && !m.preVote) {
       this.votedFor = m.from;
@@ -594,7 +668,34 @@ export class Raft {
     // A granted pre-vote answers in the proposed term so the pre-candidate can tell it from a stale
     // answer; a refusal carries our term so a stale pre-candidate catches up.
     const term = granted && m.preVote ? m.term : this.term;
-    this.messages.push({ kind: 'voteResponse', from: this.id, to: m.from, term, preVote: m.preVote, granted });
+    // A vote must be durable before it is told (Figure 2); a pre-vote answer binds nothing.
+    (m.preVote ? this.sendNow : this.messages).push({ kind: 'voteResponse', from: this.id, to: m.from, term, preVote: m.preVote, granted });
+  }
+
+  /**
+   * Followers that see their leader die campaign at the same moment; if each granted the other's
+   * pre-vote, both would run for the same term, split the vote and wait out an election timeout.
+   * So between two pre-candidates hurried by that report, the one with the more up-to-date log
+   * (then the lower id) goes on and the other steps aside and votes for it. The winner also asks
+   * again (once), in case its first request arrived before the other had seen the leader die (and
+   * was dropped under the lease), or carried an older log. Pre-vote changes nothing durable: this
+   * is about liveness only.
+   * Returns true if it answered m itself.
+   */
+  private contestPreVote(m: VoteRequest): boolean {
+    if (!this.hurriedPreVote || this.role !== 'precandidate' || m.term !== this.term + 1) return false;
+    const sameLog = m.lastLogTerm === this.log.lastTerm && m.lastLogIndex === this.log.lastIndex;
+    const outranked = sameLog ? m.from < this.id : this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    if (outranked) {
+      this.becomeFollower(this.term, null); // the usual rules below grant its pre-vote
+      return false;
+    }
+    this.sendNow.push({ kind: 'voteResponse', from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
+    if (!this.askedAgain.has(m.from)) {
+      this.askedAgain.add(m.from);
+      this.sendNow.push(this.voteRequest(m.from, this.term + 1, 'preVote'));
+    }
+    return true;
   }
 
   private handleVoteResponse(m: VoteResponse): void {
@@ -926,7 +1027,9 @@ export class Raft {
       seq: m.seq,
       lastLogIndex: this.log.lastIndex,
     };
-    this.messages.push(reply);
+    // It acknowledges the leader of this term, which needs nothing on disk (granting a vote in it
+    // would); so a read round (thesis §6.4) does not wait for the fsync of entries in flight here.
+    this.sendNow.push(reply);
   }
 
   private handleSnapshot(m: SnapshotRequest): void {

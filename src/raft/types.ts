@@ -151,7 +151,9 @@ export interface ReadState {
 
 /**
  * One batch of work for the host. Handle it in this order:
- * 1. send `sendNow` (a leader's replication traffic: safe before its own fsync, §10.2.1 of the thesis);
+ * 1. send `sendNow`: what needs nothing on disk (a leader's replication traffic for its durable term,
+ *    §10.2.1 of the thesis; vote requests, pre-vote answers, heartbeat acknowledgements). While a
+ *    Ready is being persisted, Raft.takeEarlyMessages() hands out more of these at once;
  * 2. persist `snapshot`, then `entries` (entries[0].index may be <= the last index already
  *    persisted: discard the persisted suffix from there first), then `hardState`, with one fsync;
  * 3. send `messages` (votes, acknowledgements: they promise what step 2 made durable);
@@ -163,11 +165,14 @@ export interface Ready {
   readonly snapshot: Snapshot | null;
   readonly entries: readonly Entry[];
   readonly sendNow: readonly Message[];
+  /** Votes and acknowledgements of entries: they promise what step 2 makes durable. */
   readonly messages: readonly Message[];
   readonly committed: readonly Entry[];
   readonly readStates: readonly ReadState[];
   /** ReadIndex requests that can no longer be confirmed here (leadership lost). */
   readonly readsFailed: readonly number[];
+  /** What already happened in memory; a host may report them before step 2 (a leader's term and
+   * vote are durable before it wins, so announcing the win early is safe). */
   readonly events: readonly RaftEvent[];
 }
 

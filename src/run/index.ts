@@ -90,7 +90,11 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
         if (reachable) logger.info({ peer }, `peer ${peer} is reachable`);
         else logger.warn({ peer, err: error?.message }, `peer ${peer} is unreachable`);
       },
-      onPeerDead: (peer) => logger.info({ peer }, `peer ${peer}: connection lost and refused (its process is gone)`),
+      // Its process is gone (connection refused, never a timeout): if it led, campaign now.
+      onPeerDead: (peer) => {
+        logger.info({ peer }, `peer ${peer}: connection lost and refused (its process is gone)`);
+        node.peerDead(peer);
+      },
     },
   });
 

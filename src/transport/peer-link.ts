@@ -125,7 +125,10 @@ interface PendingCall {
 }
 
 const STREAM_ERROR_LIMIT = 64 * 1024;
-// A stream that lived this long was healthy: reopen it at once when it closes.
+// A stream that lived this long was healthy: reopen it at once when it closes. A shorter-lived one
+// is reopened at once only the first time in a row (so a peer that dies right after a stream opened,
+// e.g. a leader killed moments after its election, is still probed and found gone), and backs off
+// after that, so a peer that accepts and drops streams cannot make a hot loop.
 const HEALTHY_STREAM_MS = 1000;
 
 export class PeerLink {
@@ -150,6 +153,8 @@ export class PeerLink {
   private generation = 0;
   private req: ClientRequest | null = null;
   private openedAtMs = 0;
+  /** Streams in a row that ended before HEALTHY_STREAM_MS. */
+  private shortStreams = 0;
   private lastWriteMs = 0;
   private lastReadMs = 0;
   private blockedSinceMs: number | null = null;
@@ -469,7 +474,8 @@ export class PeerLink {
     // Calls written to the old stream may or may not have run; calls not yet written can go on
     // the next stream.
     this.failCalls(null, new Error(`the stream to ${this.id} failed after the call was sent: ${describeFailure(error)}`));
-    if (then === 'backoff' || (then === 'auto' && lived < HEALTHY_STREAM_MS)) {
+    this.shortStreams = lived < HEALTHY_STREAM_MS ? this.shortStreams + 1 : 0;
+    if (then === 'backoff' || (then === 'auto' && this.shortStreams > 1)) {
       this.failedRequests++;
       this.backoff.fail(this.options.now());
       this.drop('failed', this.queue.clear());

@@ -225,4 +225,18 @@ describe('RoleLabeler', () => {
     assert.equal(await a.labeler.flush(50), false);
     await api.faults.up();
   });
+
+  it('a new leader writes its own label before any other call of its pass (the old leader\'s demotion, followers)', async () => {
+    const a = node('raftlet-0');
+    a.labeler.update(leader('raftlet-0', 1));
+    await waitFor('term 1 labelled', converged('raftlet-0', 1));
+    await a.labeler.stop(); // raftlet-0 dies still labelled leader
+    const from = api.requests.length;
+    const b = node('raftlet-1');
+    b.labeler.update(leader('raftlet-1', 2));
+    await waitFor('term 2 labelled', converged('raftlet-1', 2));
+    const calls = api.requests.slice(from).map((r) => `${r.method} ${r.name || r.resource}`);
+    assert.deepEqual(calls.slice(0, 2), ['GET raftlet-1', 'PATCH raftlet-1'], `calls in order: ${calls.join(', ')}`);
+    assert.ok(calls.indexOf('PATCH raftlet-0') > 1, 'the old leader is demoted after');
+  });
 });

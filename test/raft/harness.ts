@@ -196,6 +196,11 @@ function decodeState(data: Uint8Array): string[] {
 
 const LEADER_TRAFFIC: ReadonlySet<MessageKind> = new Set(['append', 'heartbeat', 'snapshot', 'timeoutNow']);
 
+/** Messages whose content depends on nothing being durable. */
+export function promisesNothing(m: Message): boolean {
+  return m.kind === 'vote' || m.kind === 'heartbeatResponse' || (m.kind === 'voteResponse' && m.preVote);
+}
+
 // ---- the network ----------------------------------------------------------------------------------------
 
 export class Network {
@@ -250,6 +255,7 @@ export class Network {
       const rd = raft.ready();
       node.readys.push(rd);
       this.checkSendNow(node, rd);
+      this.checkLeaderVoteDurable(node, rd);
       for (const m of rd.sendNow) this.send(m);
       persist(node.disk, rd);
       this.checkMessages(node, rd);
@@ -267,17 +273,31 @@ export class Network {
     }
   }
 
-  /** sendNow may leave before the fsync only because it is a leader's traffic for a term and vote
-   * that are already durable (thesis §10.2.1). */
+  /** sendNow may leave before the fsync only because it promises nothing durable (a vote request, a
+   * pre-vote answer, a heartbeat's acknowledgement of the leader) or is a leader's traffic for a
+   * term and vote that are already durable (thesis §10.2.1). */
   private checkSendNow(node: TestNode, rd: Ready): void {
-    for (const m of rd.sendNow) {
-      if (!LEADER_TRAFFIC.has(m.kind)) throw new InvariantError(`${node.id}: ${m.kind} in sendNow: only a leader's replication traffic may skip the fsync`);
+    const leaderTraffic = rd.sendNow.filter((m) => !promisesNothing(m));
+    for (const m of leaderTraffic) {
+      if (!LEADER_TRAFFIC.has(m.kind)) throw new InvariantError(`${node.id}: ${m.kind}${m.kind === 'voteResponse' ? ' (a vote)' : ''} in sendNow: only what promises nothing and a leader's replication traffic may skip the fsync`);
       if (m.term !== node.disk.hardState.term) {
         throw new InvariantError(`${node.id}: ${m.kind} of term ${m.term} in sendNow while term ${node.disk.hardState.term} is durable`);
       }
     }
-    if (rd.sendNow.length > 0 && rd.hardState && (rd.hardState.term !== node.disk.hardState.term || rd.hardState.votedFor !== node.disk.hardState.votedFor)) {
-      throw new InvariantError(`${node.id}: sendNow in a Ready that still has to persist a new term or vote`);
+    if (leaderTraffic.length > 0 && rd.hardState && (rd.hardState.term !== node.disk.hardState.term || rd.hardState.votedFor !== node.disk.hardState.votedFor)) {
+      throw new InvariantError(`${node.id}: leader traffic in a Ready that still has to persist a new term or vote`);
+    }
+  }
+
+  /** A candidate counts its own vote only once it is durable: by the time it has won, the disk
+   * holds its term and its vote for itself (else a crash could let it vote again in that term). */
+  private checkLeaderVoteDurable(node: TestNode, rd: Ready): void {
+    for (const ev of rd.events) {
+      if (ev.kind !== 'electionWon') continue;
+      const { term, votedFor } = node.disk.hardState;
+      if (term !== ev.term || votedFor !== node.id) {
+        throw new InvariantError(`${node.id}: won term ${ev.term} while its disk holds term ${term}, vote ${votedFor ?? 'none'}`);
+      }
     }
   }
 

@@ -4,11 +4,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Raft } from '../../src/raft/raft.ts';
-import type { Message, MessageKind, Ready } from '../../src/raft/types.ts';
-import { HEARTBEAT_TICKS, InvariantError, Network, and, from, ofKind, to } from './harness.ts';
+import type { Message, Ready } from '../../src/raft/types.ts';
+import { HEARTBEAT_TICKS, InvariantError, Network, and, bytes, from, ofKind, to } from './harness.ts';
 
 const IDS = ['n1', 'n2', 'n3'];
-const LEADER_TRAFFIC: readonly MessageKind[] = ['append', 'heartbeat', 'snapshot', 'timeoutNow'];
+/** A message's kind, with votes and pre-votes told apart. */
+function kindOf(m: Message): string {
+  if (m.kind === 'vote' || m.kind === 'voteResponse') return m.preVote ? `pre-${m.kind}` : m.kind;
+  return m.kind;
+}
 
 /** A busy life: elections, writes, reads, a lagging follower, a snapshot, a transfer, a crash. */
 function busyCluster(): Network {
@@ -31,21 +35,19 @@ function busyCluster(): Network {
   return net;
 }
 
-test('Ready: sendNow carries only a leader\'s append, heartbeat, snapshot and timeoutNow traffic', () => {
+test('Ready: sendNow carries what promises nothing durable and a leader\'s append, heartbeat, snapshot and timeoutNow traffic', () => {
   const net = busyCluster();
-  const early = new Set<MessageKind>();
-  const late = new Set<MessageKind>();
+  const early = new Set<string>();
+  const late = new Set<string>();
   for (const node of net.nodes.values()) {
     for (const rd of node.readys) {
-      for (const m of rd.sendNow) early.add(m.kind);
-      for (const m of rd.messages) late.add(m.kind);
+      for (const m of rd.sendNow) early.add(kindOf(m));
+      for (const m of rd.messages) late.add(kindOf(m));
     }
   }
-  for (const kind of early) assert.ok(LEADER_TRAFFIC.includes(kind), `${kind} left before the fsync`);
-  assert.deepEqual([...early].sort(), ['append', 'heartbeat', 'snapshot', 'timeoutNow'], 'the busy run used sendNow for all four');
-  for (const kind of ['vote', 'voteResponse', 'appendResponse', 'heartbeatResponse'] as const) {
-    assert.ok(late.has(kind), `${kind} went out after the persist step`);
-  }
+  const promisingNothing = ['vote', 'pre-vote', 'pre-voteResponse', 'heartbeatResponse'];
+  assert.deepEqual([...early].sort(), [...promisingNothing, 'append', 'heartbeat', 'snapshot', 'timeoutNow'].sort(), 'the busy run used sendNow for each of these');
+  assert.deepEqual([...late].sort(), ['appendResponse', 'voteResponse'], 'a vote and an acknowledgement of entries wait for the persist step');
 });
 
 test('Ready: a follower acknowledges entries in messages, in the same Ready that hands them over to persist', () => {
@@ -60,22 +62,21 @@ test('Ready: a follower acknowledges entries in messages, in the same Ready that
   assert.deepEqual(rd.messages.map((m) => m.kind === 'appendResponse' && m.matchIndex), [3]);
 });
 
-test('Ready: a leader\'s traffic waits in messages until the term it speaks for is known durable', () => {
+test('Ready: a candidate whose votes arrive before its own vote is durable leads only after advance(), and its traffic then leaves at once', () => {
   const net = Network.bootstrap(IDS, { preVote: false });
   const n1 = net.raft('n1');
   n1.campaignNow();
   const rd1 = n1.ready(); // term 2 and the self-vote: handed over, not yet acknowledged by advance()
   assert.deepEqual(rd1.hardState, { term: 2, votedFor: 'n1', commitIndex: 0 });
-  for (const m of rd1.messages) net.step(m);
-  for (const m of net.peek(ofKind('voteResponse'))) n1.step(m); // the votes arrive before advance()
-  assert.equal(n1.currentRole, 'leader');
-  n1.transferLeadership('n2'); // produces an append now, while term 2 is not known durable
+  assert.deepEqual(rd1.sendNow.map((m) => [m.kind, m.to]), [['vote', 'n2'], ['vote', 'n3']]);
+  net.step(rd1.sendNow[0]); // n2 votes; n3 has not heard yet
+  for (const m of net.peek(ofKind('voteResponse'))) n1.step(m); // n2's vote arrives before advance()
+  assert.equal(n1.currentRole, 'candidate', 'n2 granted, but n1\'s own vote is not durable yet: no majority');
   n1.advance(rd1);
+  assert.equal(n1.currentRole, 'leader', 'the vote became durable: it counts, and the election is won');
   const rd2 = n1.ready();
-  const early = rd2.sendNow.filter((m) => m.kind === 'append').map((m) => m.to);
-  const late = rd2.messages.filter((m) => m.kind === 'append').map((m) => m.to);
-  assert.deepEqual(late, ['n2'], 'the append made before advance() waits for the persist step');
-  assert.deepEqual(early, ['n3'], 'appends made after advance() may leave at once');
+  assert.deepEqual(rd2.sendNow.filter((m) => m.kind === 'append').map((m) => m.to), ['n2', 'n3'], 'its appends leave before the fsync');
+  assert.deepEqual(rd2.messages, []);
   n1.advance(rd2);
 });
 
@@ -113,5 +114,53 @@ class SendsEverythingEarly extends Raft {
 
 test('Ready: the harness catches a vote that leaves before its fsync (planted bug)', () => {
   const net = Network.bootstrap(IDS, { preVote: false, impl: SendsEverythingEarly });
-  assert.throws(() => net.campaign('n1'), InvariantError);
+  net.campaign('n1');
+  assert.throws(() => net.deliverAll(), /voteResponse \(a vote\) in sendNow/);
+});
+
+/** A candidate that counts its own vote before it is durable. */
+class CountsOwnVoteEarly extends Raft {
+  protected override ownVoteDurable(): boolean {
+    return true;
+  }
+}
+
+test('Ready: the harness catches a leader that won before its own vote was durable (planted bug)', () => {
+  const alone = Network.bootstrap(['n1'], { preVote: false });
+  alone.campaign('n1');
+  assert.equal(alone.raft('n1').currentRole, 'leader', 'a single voter wins once its vote is on disk');
+  const net = Network.bootstrap(['n1'], { preVote: false, impl: CountsOwnVoteEarly });
+  assert.throws(() => net.campaign('n1'), /won term 2 while its disk holds term 1/);
+});
+
+test('Ready: while a Ready is being persisted, takeEarlyMessages hands out what needs no fsync and nothing else', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  const n1 = net.raft('n1');
+  assert.equal(n1.propose(bytes('a')).ok, true);
+  const rd = n1.ready(); // entry 'a' on its way to disk
+  assert.deepEqual(rd.entries.map((e) => e.index), [3]);
+  assert.equal(n1.propose(bytes('b')).ok, true);
+  assert.equal(n1.readIndex(7).ok, true);
+  n1.transferLeadership('n2');
+  const early = n1.takeEarlyMessages();
+  assert.deepEqual(
+    early.map((m) => [m.kind, m.to, m.kind === 'append' ? m.entries.map((e) => e.index) : null]),
+    [['heartbeat', 'n2', null], ['heartbeat', 'n3', null], ['append', 'n2', [4]], ['append', 'n3', [4]]],
+    'the read round and entry b leave before a and b are durable',
+  );
+  assert.ok(early.every((m) => m.term === net.node('n1').disk.hardState.term), 'all of them for the durable term');
+  assert.deepEqual(n1.takeEarlyMessages(), [], 'taken once');
+  // A follower's acknowledgement of entries is a promise: it waits for its Ready, whatever happens
+  // meanwhile; its acknowledgement of a heartbeat is not, and leaves at once.
+  const n3 = net.raft('n3');
+  for (const m of early) if (m.to === 'n3') n3.step(m); // straight into the core: its host is busy
+  const followerRd = n3.ready();
+  assert.deepEqual(followerRd.sendNow.map((m) => m.kind), ['heartbeatResponse']);
+  assert.deepEqual(followerRd.messages.map((m) => m.kind), ['appendResponse']);
+  n3.step({ kind: 'append', from: 'n1', to: 'n3', term: 2, prevLogIndex: 4, prevLogTerm: 2, entries: [], leaderCommit: 2 });
+  n3.step({ kind: 'heartbeat', from: 'n1', to: 'n3', term: 2, commit: 2, seq: 9 });
+  assert.deepEqual(n3.takeEarlyMessages().map((m) => m.kind), ['heartbeatResponse'], 'only the heartbeat\'s answer skips the fsync in flight');
+  n3.advance(followerRd);
+  n1.advance(rd);
 });

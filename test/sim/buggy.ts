@@ -2,7 +2,7 @@
 import { Raft } from '../../src/raft/raft.ts';
 import type { VoteRequest } from '../../src/raft/types.ts';
 
-export type PlantedBug = 'voteTwice' | 'commitPreviousTerm' | 'ackBeforePersist';
+export type PlantedBug = 'voteTwice' | 'commitPreviousTerm' | 'ackBeforePersist' | 'countOwnVoteEarly';
 
 /** Grants every vote whose log check passes, forgetting whom it already voted for this term (§5.2). */
 export class VoteTwiceRaft extends Raft {
@@ -15,6 +15,14 @@ export class VoteTwiceRaft extends Raft {
 /** Commits any entry a majority holds, whatever its term: the mistake Figure 8 warns about (§5.4.2). */
 export class CommitByCountingRaft extends Raft {
   protected override canCommitByCounting(_index: number): boolean {
+    return true;
+  }
+}
+
+/** Wins an election before the fsync of its own term and vote: its vote requests leave before that
+ * fsync (campaign), so its voters' grants can arrive first. */
+export class CountOwnVoteEarlyRaft extends Raft {
+  protected override ownVoteDurable(): boolean {
     return true;
   }
 }

@@ -1,4 +1,4 @@
-// npm run sim -- --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B]
+// npm run sim -- --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B] [--no-dead-signals]
 // npm run sim -- --seed X [--nodes N] [--steps S] --trace      (replay one seed step by step)
 import { parseArgs } from 'node:util';
 import type { PlantedBug } from './buggy.ts';
@@ -13,6 +13,7 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '2000' },
     bug: { type: 'string' },
     trace: { type: 'boolean', default: false },
+    'no-dead-signals': { type: 'boolean', default: false },
   },
 });
 
@@ -27,7 +28,7 @@ function int(name: string, text: string | undefined): number {
 
 const nodes = int('nodes', values.nodes);
 const steps = int('steps', values.steps);
-const bugs: readonly string[] = ['voteTwice', 'commitPreviousTerm', 'ackBeforePersist'];
+const bugs: readonly string[] = ['voteTwice', 'commitPreviousTerm', 'ackBeforePersist', 'countOwnVoteEarly'];
 if (values.bug !== undefined && !bugs.includes(values.bug)) {
   console.error(`--bug must be one of ${bugs.join(', ')} (got ${values.bug})`);
   process.exit(2);
@@ -41,9 +42,18 @@ let violations = 0;
 let steps_ = 0;
 let maxLiveness = 0;
 let slowestSeed = 0;
+let elections = 0;
+let deadSignals = 0;
+let falseDeadSignals = 0;
+let aboutLeader = 0;
+const deadSignalsOn = !values['no-dead-signals'];
 for (let seed = first; seed < first + count; seed++) {
-  const result = runSimulation({ seed, nodes, steps, bug, trace: values.trace ? (line) => console.log(line) : undefined });
+  const result = runSimulation({ seed, nodes, steps, bug, deadSignals: deadSignalsOn, trace: values.trace ? (line) => console.log(line) : undefined });
   steps_ += result.stats.steps;
+  elections += result.stats.elections;
+  deadSignals += result.stats.deadSignals;
+  falseDeadSignals += result.stats.falseDeadSignals;
+  aboutLeader += result.stats.deadSignalsAboutLeader;
   if (result.stats.livenessTicks > maxLiveness) {
     maxLiveness = result.stats.livenessTicks;
     slowestSeed = seed;
@@ -52,7 +62,7 @@ for (let seed = first; seed < first + count; seed++) {
   if (result.violation !== null) {
     violations++;
     console.log(`seed ${seed}: VIOLATION ${result.violation}`);
-    console.log(`replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${steps}${bug ? ` --bug ${bug}` : ''} --trace`);
+    console.log(`replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${steps}${bug ? ` --bug ${bug}` : ''}${deadSignalsOn ? '' : ' --no-dead-signals'} --trace`);
     break;
   }
   if (count >= 1000 && (seed - first + 1) % 1000 === 0) {
@@ -62,5 +72,6 @@ for (let seed = first; seed < first + count; seed++) {
 }
 const minutes = (performance.now() - started) / 60000;
 console.log(`${nodes} nodes, ${steps} steps per seed, ${steps_} steps, ${Math.round(count / minutes)} seeds/min, slowest recovery ${maxLiveness} ticks (seed ${slowestSeed})`);
+console.log(`${elections} elections; dead-peer reports: ${deadSignals} (${falseDeadSignals} false), ${aboutLeader} of them to a follower of the reported peer`);
 console.log(`${count} seeds, ${violations} violations`);
 process.exitCode = violations > 0 ? 1 : 0;

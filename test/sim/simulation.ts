@@ -1,10 +1,12 @@
 // Deterministic simulation of a raftlet cluster: real Raft cores, a seeded network that drops,
 // duplicates, reorders and delays messages and partitions, nodes that crash and restart from exactly
 // what they had persisted, random client writes, ReadIndex reads, leadership transfers, membership
-// changes and snapshots. Safety invariants are checked after every step; liveness once faults stop.
+// changes and snapshots. Connection-loss reports (reportPeerDead) follow crashes as the transport
+// would send them, late (after the node restarted) and false (about a live node, to some of its
+// peers). Safety invariants are checked after every step; liveness once faults stop.
 import { Raft, bootstrapState } from '../../src/raft/raft.ts';
 import type { Entry, HardState, Member, Message, NodeId, RaftConfig, Ready, RestoredState, Snapshot } from '../../src/raft/types.ts';
-import { CommitByCountingRaft, VoteTwiceRaft, type PlantedBug } from './buggy.ts';
+import { CommitByCountingRaft, CountOwnVoteEarlyRaft, VoteTwiceRaft, type PlantedBug } from './buggy.ts';
 import { EventHeap } from './heap.ts';
 import { Rng } from './rng.ts';
 
@@ -15,6 +17,8 @@ export interface SimOptions {
   readonly bug?: PlantedBug;
   readonly faults?: boolean;
   readonly membershipChanges?: boolean;
+  /** Connection-loss reports after crashes, and false ones (default true). */
+  readonly deadSignals?: boolean;
   readonly trace?: (line: string) => void;
 }
 
@@ -34,6 +38,11 @@ export interface SimStats {
   transfers: number;
   configChanges: number;
   livenessTicks: number;
+  /** Reports of a dead peer delivered: after a crash, and about a live node. */
+  deadSignals: number;
+  falseDeadSignals: number;
+  /** Reports that reached a follower of the reported peer (the ones that start an election). */
+  deadSignalsAboutLeader: number;
 }
 
 export interface SimResult {
@@ -76,6 +85,7 @@ type SimEvent =
   | { readonly kind: 'deliver'; readonly time: number; readonly seq: number; readonly msg: Message }
   | { readonly kind: 'persisted'; readonly time: number; readonly seq: number; readonly node: NodeId; readonly incarnation: number }
   | { readonly kind: 'client'; readonly time: number; readonly seq: number }
+  | { readonly kind: 'peerDead'; readonly time: number; readonly seq: number; readonly node: NodeId; readonly peer: NodeId; readonly real: boolean }
   | { readonly kind: 'fault'; readonly time: number; readonly seq: number };
 
 interface WriteCmd {
@@ -127,6 +137,9 @@ class Simulation {
     transfers: 0,
     configChanges: 0,
     livenessTicks: 0,
+    deadSignals: 0,
+    falseDeadSignals: 0,
+    deadSignalsAboutLeader: 0,
   };
   private readonly opts: SimOptions;
   private readonly rng: Rng;
@@ -136,6 +149,7 @@ class Simulation {
   private now = 0;
   private seq = 0;
   private faultsOn: boolean;
+  private readonly deadSignals: boolean;
   private clientsOn = true;
   private readonly trace: ((line: string) => void) | undefined;
 
@@ -168,6 +182,7 @@ class Simulation {
     this.rng = new Rng(opts.seed);
     this.trace = opts.trace;
     this.faultsOn = opts.faults ?? true;
+    this.deadSignals = opts.deadSignals ?? true;
     this.dropRate = this.faultsOn ? this.rng.pick([0, 0.01, 0.05, 0.15]) : 0;
     this.dupRate = this.faultsOn ? this.rng.pick([0, 0.02, 0.1]) : 0;
     this.maxDelay = this.rng.pick([2, 5, 15, 30]);
@@ -220,6 +235,9 @@ class Simulation {
         this.onFault();
         this.schedule({ kind: 'fault', time: this.now + this.rng.between(50, 400), seq: 0 });
         return;
+      case 'peerDead':
+        this.onPeerDead(event.node, event.peer, event.real);
+        return;
       default: {
         const never: never = event;
         return never;
@@ -258,7 +276,14 @@ class Simulation {
       maxInflightAppends: this.maxInflightAppends,
     };
     const restored: RestoredState = { hardState: node.disk.hardState, snapshot: node.disk.snapshot, entries: [...node.disk.entries] };
-    const Impl = this.opts.bug === 'voteTwice' ? VoteTwiceRaft : this.opts.bug === 'commitPreviousTerm' ? CommitByCountingRaft : Raft;
+    const Impl =
+      this.opts.bug === 'voteTwice'
+        ? VoteTwiceRaft
+        : this.opts.bug === 'commitPreviousTerm'
+          ? CommitByCountingRaft
+          : this.opts.bug === 'countOwnVoteEarly'
+            ? CountOwnVoteEarlyRaft
+            : Raft;
     node.raft = new Impl(config, restored);
     node.incarnation++;
     node.persisting = null;
@@ -304,7 +329,12 @@ class Simulation {
       node.leaderTermChecked = raft.currentTerm;
       this.checkNewLeader(node, raft);
     }
-    if (node.persisting || !raft.hasReady()) return;
+    if (node.persisting) {
+      // As the node runtime does: what needs no fsync leaves while one runs.
+      this.sendAll(raft.takeEarlyMessages());
+      return;
+    }
+    if (!raft.hasReady()) return;
     const rd = raft.ready();
     node.persisting = rd;
     this.checkLogMatching(node, raft, rd);
@@ -511,6 +541,14 @@ class Simulation {
     const all = [...this.nodes.values()];
     const live = all.filter((n) => n.raft);
     const crashed = all.filter((n) => !n.raft);
+    if (this.deadSignals && live.length > 1 && this.rng.chance(0.2)) {
+      // A false report: a live node (mostly the leader) said dead to some of its peers.
+      const leader = this.liveLeaders()[0];
+      const subject = leader && this.rng.chance(0.7) ? leader : this.rng.pick(live);
+      this.log(`false death report about ${subject.id}`);
+      this.reportDeath(subject, live.filter((n) => n !== subject), false);
+      return;
+    }
     const r = this.rng.next();
     if (r < 0.3 && live.length > 0) {
       const victim = this.rng.chance(0.5) && this.liveLeaders().length > 0 ? this.rng.pick(this.liveLeaders()) : this.rng.pick(live);
@@ -518,6 +556,7 @@ class Simulation {
       victim.persisting = null; // whatever was not fsynced is gone
       this.stats.crashes++;
       this.log(`crash ${victim.id}`);
+      if (this.deadSignals) this.reportDeath(victim, live.filter((n) => n !== victim), true);
     } else if (r < 0.6 && crashed.length > 0) {
       const node = this.rng.pick(crashed);
       this.log(`restart ${node.id} (term ${node.disk.hardState.term}, ${node.disk.entries.length} entries, snapshot ${node.disk.snapshot?.meta.index ?? 0})`);
@@ -535,6 +574,30 @@ class Simulation {
     }
   }
 
+  /** The transport's report that `subject`'s process is gone, to each of `peers` with some chance,
+   * each after its own delay (each peer sees its own connection close). */
+  private reportDeath(subject: SimNode, peers: readonly SimNode[], real: boolean): void {
+    for (const peer of peers) {
+      if (!this.rng.chance(real ? 0.85 : 0.6)) continue;
+      this.schedule({ kind: 'peerDead', time: this.now + this.rng.between(1, this.maxDelay), seq: 0, node: peer.id, peer: subject.id, real });
+    }
+  }
+
+  private onPeerDead(id: NodeId, peer: NodeId, real: boolean): void {
+    const node = this.nodes.get(id);
+    const subject = this.nodes.get(peer);
+    if (!node?.raft || !subject) return;
+    // A refused connection needs the network: across a partition the peer would time out instead.
+    if (real && subject.group !== node.group) return;
+    if (real && subject.raft) real = false; // it restarted meanwhile: the report is stale
+    this.stats.deadSignals++;
+    if (!real) this.stats.falseDeadSignals++;
+    if (node.raft.currentRole === 'follower' && node.raft.currentLeader === peer) this.stats.deadSignalsAboutLeader++;
+    this.log(`${id} told ${peer} is dead${real ? '' : ' (false)'}`);
+    node.raft.reportPeerDead(peer);
+    this.afterInput(node);
+  }
+
   // ---- invariants ----------------------------------------------------------------------------------
 
   /** Election Safety (§5.2) and Leader Completeness (§5.4) for a node that just became leader. */
@@ -546,6 +609,11 @@ class Simulation {
     }
     this.leaders.set(term, node.id);
     this.log(`${node.id} leads term ${term}`);
+    // Its own vote counted only once durable: else a crash could let it vote again in this term.
+    const durable = node.disk.hardState;
+    if (durable.term !== term || durable.votedFor !== node.id) {
+      throw new Violation(`own vote: ${node.id} leads term ${term} while its disk holds term ${durable.term}, vote ${durable.votedFor ?? 'none'}`);
+    }
     for (let index = raft.snapshotIndex + 1; index < this.applied.length; index++) {
       const entry = this.applied[index];
       if (entry === undefined || this.commitTerm[index] >= term) continue;
