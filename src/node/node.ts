@@ -35,7 +35,18 @@ export interface NodeOptions {
   /** Called once when the node cannot go on: its storage failed, or a core invariant broke. */
   readonly onFatal: (error: unknown, kind: FatalKind) => void;
   readonly random?: () => number;
+  /** The leader's budget of appended-but-uncommitted proposal bytes (default 8 MiB); past it a
+   * write is refused with 503 no_leader (certainly not proposed: retry). */
+  readonly maxUncommittedBytes?: number;
 }
+
+export const DEFAULT_MAX_UNCOMMITTED_BYTES = 8 * 1024 * 1024;
+
+/** The consensus core as checkers may look at it (the simulators, tests): reads only. */
+export type RaftView = Pick<
+  Raft,
+  'id' | 'currentTerm' | 'currentRole' | 'currentLeader' | 'committedIndex' | 'lastLogIndex' | 'snapshotIndex' | 'membership' | 'entryAt' | 'termAt' | 'status'
+>;
 
 /** Why a node stopped for good: the host maps it to an exit code. */
 export type FatalKind = 'storage' | 'invariant';
@@ -96,7 +107,14 @@ export class RaftNode implements ClientOps {
     const heartbeatTicks = Math.max(1, Math.round(this.options.heartbeatMs / this.tickMs));
     const electionTicks = Math.max(heartbeatTicks + 1, Math.round(this.options.electionTimeoutMs / this.tickMs));
     return new Raft(
-      { id: this.id, heartbeatTicks, electionTicks, random: this.options.random ?? Math.random, maxInflightAppends: 256 },
+      {
+        id: this.id,
+        heartbeatTicks,
+        electionTicks,
+        random: this.options.random ?? Math.random,
+        maxInflightAppends: 256,
+        maxUncommittedBytes: this.options.maxUncommittedBytes ?? DEFAULT_MAX_UNCOMMITTED_BYTES,
+      },
       restored,
     );
   }
@@ -138,6 +156,11 @@ export class RaftNode implements ClientOps {
 
   raftStatus(): ReturnType<Raft['status']> {
     return this.raft.status();
+  }
+
+  /** The core itself, read-only: for the simulator's invariant checks. */
+  inspect(): RaftView {
+    return this.raft;
   }
 
   proposeConfigChange(change: ConfigChange): ProposeResult {
@@ -442,8 +465,11 @@ export class RaftNode implements ClientOps {
   private proposeHere(data: Uint8Array, deadlineMs: number): Promise<KvResult> {
     const res = this.raft.propose(data);
     if (!res.ok) {
-      const hint = res.leader ? ` (the leader is ${res.leader})` : '';
-      return Promise.reject(new ClientError('no_leader', `not proposed: ${res.message}${hint}`));
+      // Every refusal, 'overloaded' included, is 503 no_leader: nothing was appended, so a retry is
+      // safe (SPEC §4); proposeAnywhere retries until the client's deadline.
+      const hint = res.leader && res.reason !== 'overloaded' ? ` (the leader is ${res.leader})` : '';
+      const what = res.reason === 'overloaded' ? 'the leader is overloaded' : 'not proposed';
+      return Promise.reject(new ClientError('no_leader', `${what}: ${res.message}${hint}`));
     }
     this.kick();
     return new Promise<KvResult>((resolve, reject) => {

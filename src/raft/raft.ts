@@ -1,7 +1,7 @@
 // The Raft consensus core: a deterministic state machine with no clocks, sockets, files or global
 // randomness. The host calls tick() on a timer, step() for each message received, propose()/
 // readIndex()/transferLeadership()/proposeConfigChange() for clients, and drains ready()/advance().
-import { RaftLog } from './log.ts';
+import { RaftLog, entryBytes } from './log.ts';
 import { applyConfigChange, findMember, isVoter, voters } from './membership.ts';
 import { Progress, quorumSize, quorumValue } from './progress.ts';
 import type {
@@ -62,6 +62,7 @@ export class Raft {
   private readonly maxEntriesPerAppend: number;
   private readonly maxBytesPerAppend: number;
   private readonly maxInflight: number;
+  private readonly maxUncommittedBytes: number;
 
   // Persistent state (Figure 2) and the log.
   private term: number;
@@ -97,6 +98,8 @@ export class Raft {
   private pendingReads: PendingRead[] = [];
   private readsAwaitingTermCommit: number[] = [];
   private needsBroadcast = false;
+  /** Bytes of this leader's proposals appended but not yet committed (the overload budget). */
+  private uncommittedBytes = 0;
 
   // Persistence bookkeeping: what has been handed to the host, what it has made durable.
   private persistedHardState: HardState;
@@ -127,6 +130,7 @@ export class Raft {
     this.maxEntriesPerAppend = config.maxEntriesPerAppend ?? 512;
     this.maxBytesPerAppend = config.maxBytesPerAppend ?? 1 << 20;
     this.maxInflight = config.maxInflightAppends ?? 64;
+    this.maxUncommittedBytes = config.maxUncommittedBytes ?? 0;
 
     this.log = new RaftLog(restored.snapshot?.meta ?? null, restored.entries);
     this.snapshot = restored.snapshot;
@@ -197,7 +201,20 @@ export class Raft {
   propose(data: Uint8Array): ProposeResult {
     const refused = this.refuseProposal();
     if (refused) return refused;
-    return this.appendAsLeader({ kind: 'command', term: this.term, index: this.log.lastIndex + 1, data });
+    const entry: Entry = { kind: 'command', term: this.term, index: this.log.lastIndex + 1, data };
+    const bytes = entryBytes(entry);
+    if (this.overBudget(bytes)) {
+      return this.refusal('overloaded', `${this.uncommittedBytes} bytes of entries are waiting to commit (limit ${this.maxUncommittedBytes}); not proposed, retry later`);
+    }
+    this.uncommittedBytes += bytes;
+    return this.appendAsLeader(entry);
+  }
+
+  /** etcd's MaxUncommittedEntriesSize: past the budget a leader takes no more proposals until
+   * commits catch up, so a burst cannot pile up entries faster than a quorum can persist them. An
+   * entry larger than the budget is still taken when nothing else is waiting. */
+  private overBudget(bytes: number): boolean {
+    return this.maxUncommittedBytes > 0 && this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.maxUncommittedBytes;
   }
 
   proposeConfigChange(change: ConfigChange): ProposeResult {
@@ -496,6 +513,7 @@ export class Raft {
     this.progress.clear();
     this.transferee = null;
     this.needsBroadcast = false;
+    this.uncommittedBytes = 0;
     for (const read of this.pendingReads) this.readsFailed.push(read.requestId);
     this.readsFailed.push(...this.readsAwaitingTermCommit);
     this.pendingReads = [];
@@ -613,6 +631,7 @@ export class Raft {
     this.electionElapsed = 0;
     this.transferee = null;
     this.readRound = 0;
+    this.uncommittedBytes = 0;
     this.progress.clear();
     for (const member of this.members) {
       if (member.id === this.id) continue;
@@ -698,8 +717,9 @@ export class Raft {
   }
 
   private broadcastHeartbeat(): void {
-    // Reads registered since the last round ride on this one (thesis §6.4: batching).
-    if (this.pendingReads.some((r) => r.round > this.readRound)) this.readRound++;
+    // Every heartbeat is a new round: reads registered since the last one ride on it (thesis §6.4:
+    // batching), and an answer to it describes the follower after everything heard before it left.
+    this.readRound++;
     for (const pr of this.progress.values()) {
       const hb: HeartbeatRequest = {
         kind: 'heartbeat',
@@ -762,6 +782,7 @@ export class Raft {
     pr.recentActive = true;
     if (m.success) {
       const advanced = pr.acknowledge(m.matchIndex);
+      if (advanced) pr.matchRound = this.readRound;
       if (pr.state === 'probe' && (advanced || m.matchIndex >= pr.matchIndex)) pr.becomeReplicate();
       else if (pr.state === 'snapshot' && pr.matchIndex >= pr.pendingSnapshot) pr.becomeReplicate();
       if (advanced) this.maybeCommit();
@@ -772,7 +793,6 @@ export class Raft {
       this.sendAppend(pr, false);
       return;
     }
-    if (this.forgetLostEntries(pr, m.lastLogIndex)) return;
     if (m.rejectedIndex <= pr.matchIndex) return; // stale: that prefix is known to match
     if (pr.state === 'probe' && m.rejectedIndex !== pr.nextIndex - 1) return; // answer to an older probe
     if (pr.state === 'snapshot') return;
@@ -784,8 +804,9 @@ export class Raft {
   /**
    * A follower whose log is shorter than what it acknowledged has lost entries (a wiped or restored
    * data directory). Refusals below matchIndex would otherwise be ignored as stale forever: probe
-   * again from what it really holds. Commit is unaffected (commitIndex never moves back); a delayed
-   * answer from before the follower caught up costs one extra probe round, nothing more.
+   * again from what it really holds. Commit is unaffected (commitIndex never moves back). Only an
+   * answer to a heartbeat sent after matchIndex last advanced is evidence: a delayed or reordered
+   * answer from before the follower caught up must not move matchIndex back.
    */
   private forgetLostEntries(pr: Progress, followerLastIndex: number): boolean {
     if (followerLastIndex >= pr.matchIndex) return false;
@@ -811,7 +832,7 @@ export class Raft {
     if (!pr) return;
     pr.recentActive = true;
     if (m.seq > pr.readRoundAcked) pr.readRoundAcked = m.seq;
-    if (pr.state !== 'snapshot' && this.forgetLostEntries(pr, m.lastLogIndex)) {
+    if (pr.state !== 'snapshot' && m.seq > pr.matchRound && this.forgetLostEntries(pr, m.lastLogIndex)) {
       this.releaseConfirmedReads();
       return;
     }
@@ -827,6 +848,7 @@ export class Raft {
     const matches = voterIds.map((id) => (id === this.id ? this.stableIndex : (this.progress.get(id)?.matchIndex ?? 0)));
     const candidate = quorumValue(matches);
     if (candidate <= this.commitIndex || !this.canCommitByCounting(candidate)) return;
+    this.releaseBudget(this.commitIndex + 1, candidate);
     this.commitIndex = candidate;
     if (this.readsAwaitingTermCommit.length > 0 && this.commitIndex >= this.termStartIndex) {
       for (const requestId of this.readsAwaitingTermCommit) {
@@ -840,6 +862,16 @@ export class Raft {
       // Defensive: a leader is never removed (transfer first), but never lead outside the config.
       this.becomeFollower(this.term, null);
     }
+  }
+
+  /** Committed proposals of this term leave the overload budget. */
+  private releaseBudget(from: number, to: number): void {
+    if (this.uncommittedBytes === 0) return;
+    for (let index = Math.max(from, this.termStartIndex); index <= to; index++) {
+      const entry = this.log.entryAt(index);
+      if (entry.kind === 'command' && entry.term === this.term) this.uncommittedBytes -= entryBytes(entry);
+    }
+    if (this.uncommittedBytes < 0) this.uncommittedBytes = 0;
   }
 
   // ---- ReadIndex (thesis §6.4) ---------------------------------------------------------------------

@@ -1,0 +1,83 @@
+// npm run sim -- --seeds N [--start K] [--nodes 3|5|mixed] [--ms D]   whole nodes (default: mixed,
+//                                                                    odd seeds 3 nodes, even seeds 5)
+// npm run sim -- --seed X [--nodes N] [--ms D] --trace                replay one seed event by event
+// npm run sim -- --core ...                                           the core simulator (test/sim/cli.ts)
+import { parseArgs } from 'node:util';
+
+if (process.argv.includes('--core')) {
+  process.argv.splice(process.argv.indexOf('--core'), 1);
+  await import('../sim/cli.ts');
+} else {
+  await main();
+}
+
+function int(name: string, text: string | undefined): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    console.error(`--${name} must be a non-negative integer (got ${text})`);
+    process.exit(2);
+  }
+  return n;
+}
+
+async function main(): Promise<void> {
+  const { runWholeSimulation } = await import('./simulation.ts');
+  const { values } = parseArgs({
+    options: {
+      seeds: { type: 'string', default: '100' },
+      seed: { type: 'string' },
+      start: { type: 'string', default: '1' },
+      nodes: { type: 'string', default: 'mixed' },
+      ms: { type: 'string', default: '3000' },
+      trace: { type: 'boolean', default: false },
+      quiet: { type: 'boolean', default: false },
+    },
+  });
+  if (values.nodes !== 'mixed' && values.nodes !== '3' && values.nodes !== '5') {
+    console.error(`--nodes must be 3, 5 or mixed (got ${values.nodes})`);
+    process.exit(2);
+  }
+  const nodesFor = (seed: number): number => (values.nodes === 'mixed' ? (seed % 2 === 0 ? 5 : 3) : Number(values.nodes));
+  const durationMs = int('ms', values.ms);
+  const first = values.seed !== undefined ? int('seed', values.seed) : int('start', values.start);
+  const count = values.seed !== undefined ? 1 : int('seeds', values.seeds);
+  const started = performance.now();
+  const time = { 3: 0, 5: 0 } as Record<number, number>;
+  const runs = { 3: 0, 5: 0 } as Record<number, number>;
+  let violations = 0;
+  let slowest = 0;
+  let slowestSeed = 0;
+  const totals = { committed: 0, writesOk: 0, readsOk: 0, crashes: 0, aimedCrashes: 0, writeErrors: 0, tornTailsCut: 0, overloaded: 0, elections: 0 };
+  for (let seed = first; seed < first + count; seed++) {
+    const nodes = nodesFor(seed);
+    const t0 = performance.now();
+    const result = await runWholeSimulation({ seed, nodes, durationMs, trace: values.trace ? (line) => console.log(line) : undefined });
+    time[nodes] += performance.now() - t0;
+    runs[nodes]++;
+    for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += result.stats[k];
+    if (result.stats.livenessMs > slowest) {
+      slowest = result.stats.livenessMs;
+      slowestSeed = seed;
+    }
+    if (values.trace) console.log(JSON.stringify(result.stats));
+    if (result.violation !== null) {
+      violations++;
+      console.log(`seed ${seed} (${nodes} nodes): VIOLATION ${result.violation}`);
+      console.log(`replay: npm run sim -- --seed ${seed} --nodes ${nodes} --ms ${durationMs} --trace`);
+      break;
+    }
+    const done = seed - first + 1;
+    if (!values.quiet && count >= 500 && done % 500 === 0) {
+      const minutes = (performance.now() - started) / 60000;
+      console.error(`.. ${done} seeds, ${Math.round(done / minutes)} seeds/min`);
+    }
+  }
+  const minutes = (performance.now() - started) / 60000;
+  const rate = (n: number): string => (runs[n] > 0 ? `${n} nodes ${Math.round(runs[n] / (time[n] / 60000))} seeds/min` : '');
+  console.log(
+    `whole nodes, ${durationMs} ms of faults per seed: ${Math.round(count / minutes)} seeds/min (${[rate(3), rate(5)].filter(Boolean).join(', ')}), ` +
+      `slowest recovery ${slowest} ms (seed ${slowestSeed}); ${JSON.stringify(totals)}`,
+  );
+  console.log(`${count} seeds, ${violations} violations`);
+  process.exitCode = violations > 0 ? 1 : 0;
+}
