@@ -7,7 +7,7 @@ import { ClientError, type ClientOps, type LeaderInfo, type NodeStatus } from '.
 import { encodeKvCommand, KvCodecError } from '../kv/index.ts';
 import type { KvCommand, KvResult, KvView } from '../kv/types.ts';
 import { Raft } from '../raft/raft.ts';
-import type { ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
+import type { ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
 import { systemClock, type Cancel, type Clock, type LogStore, type PeerSender, type StateMachine } from './ports.ts';
 import { Waiters } from './waiters.ts';
 
@@ -38,6 +38,8 @@ export interface NodeOptions {
   /** The leader's budget of appended-but-uncommitted proposal bytes (default 8 MiB); past it a
    * write is refused with 503 no_leader (certainly not proposed: retry). */
   readonly maxUncommittedBytes?: number;
+  /** Batching and pipelining of appends (§5.3); the core's defaults, with a window of 256. */
+  readonly replication?: Pick<RaftConfig, 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>;
 }
 
 export const DEFAULT_MAX_UNCOMMITTED_BYTES = 8 * 1024 * 1024;
@@ -113,6 +115,7 @@ export class RaftNode implements ClientOps {
         electionTicks,
         random: this.options.random ?? Math.random,
         maxInflightAppends: 256,
+        ...this.options.replication,
         maxUncommittedBytes: this.options.maxUncommittedBytes ?? DEFAULT_MAX_UNCOMMITTED_BYTES,
       },
       restored,

@@ -191,3 +191,13 @@ test('§5.3 the leader retries until a lost append arrives (followers that stopp
   assert.deepEqual(net.node('n2').state, ['a']);
   assert.ok(rounds <= 2, `caught up by the next heartbeat (took ${rounds} rounds)`);
 });
+
+test('§5.3 a follower never commits past the last entry an append vouched for, even if it holds more', () => {
+  // n2 still holds entries 3 and 4 of an old term 2 that the leader of term 5 does not have. An
+  // append that matches up to 2 says nothing about them: committing them by leaderCommit would apply
+  // entries the cluster never committed.
+  const net = follower([1, 1, 2, 2]);
+  net.step(append({ prevLogIndex: 2, prevLogTerm: 1, entries: [], leaderCommit: 4 }));
+  assert.equal(net.raft('n2').committedIndex, 2, 'the append vouched for the log up to 2 only');
+  assert.equal(net.node('n2').appliedIndex, 2);
+});

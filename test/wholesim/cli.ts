@@ -2,6 +2,8 @@
 //                                                                    odd seeds 3 nodes, even seeds 5)
 // npm run sim -- --seed X [--nodes N] [--ms D] --trace                replay one seed event by event
 // npm run sim -- --core ...                                           the core simulator (test/sim/cli.ts)
+// --workers W splits the seeds over W processes (contiguous ranges); the first violation stops all.
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 
 if (process.argv.includes('--core')) {
@@ -31,8 +33,14 @@ async function main(): Promise<void> {
       ms: { type: 'string', default: '3000' },
       trace: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
+      workers: { type: 'string', default: '1' },
     },
   });
+  const workers = int('workers', values.workers);
+  if (workers > 1 && values.seed === undefined) {
+    await parallel(workers, int('start', values.start), int('seeds', values.seeds), values.nodes, values.ms);
+    return;
+  }
   if (values.nodes !== 'mixed' && values.nodes !== '3' && values.nodes !== '5') {
     console.error(`--nodes must be 3, 5 or mixed (got ${values.nodes})`);
     process.exit(2);
@@ -45,6 +53,7 @@ async function main(): Promise<void> {
   const time = { 3: 0, 5: 0 } as Record<number, number>;
   const runs = { 3: 0, 5: 0 } as Record<number, number>;
   let violations = 0;
+  let ran = 0;
   let slowest = 0;
   let slowestSeed = 0;
   const totals = { committed: 0, writesOk: 0, readsOk: 0, crashes: 0, aimedCrashes: 0, writeErrors: 0, tornTailsCut: 0, overloaded: 0, elections: 0 };
@@ -54,6 +63,7 @@ async function main(): Promise<void> {
     const result = await runWholeSimulation({ seed, nodes, durationMs, trace: values.trace ? (line) => console.log(line) : undefined });
     time[nodes] += performance.now() - t0;
     runs[nodes]++;
+    ran++;
     for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += result.stats[k];
     if (result.stats.livenessMs > slowest) {
       slowest = result.stats.livenessMs;
@@ -75,9 +85,54 @@ async function main(): Promise<void> {
   const minutes = (performance.now() - started) / 60000;
   const rate = (n: number): string => (runs[n] > 0 ? `${n} nodes ${Math.round(runs[n] / (time[n] / 60000))} seeds/min` : '');
   console.log(
-    `whole nodes, ${durationMs} ms of faults per seed: ${Math.round(count / minutes)} seeds/min (${[rate(3), rate(5)].filter(Boolean).join(', ')}), ` +
+    `whole nodes, ${durationMs} ms of faults per seed: ${Math.round(ran / minutes)} seeds/min (${[rate(3), rate(5)].filter(Boolean).join(', ')}), ` +
       `slowest recovery ${slowest} ms (seed ${slowestSeed}); ${JSON.stringify(totals)}`,
   );
-  console.log(`${count} seeds, ${violations} violations`);
+  console.log(`${ran} seeds, ${violations} violations`);
   process.exitCode = violations > 0 ? 1 : 0;
+}
+
+/** Runs the seeds in `workers` child processes and sums what they report. */
+async function parallel(workers: number, first: number, count: number, nodes: string, ms: string): Promise<void> {
+  const started = performance.now();
+  const per = Math.ceil(count / workers);
+  const children: ReturnType<typeof spawn>[] = [];
+  let violations = 0;
+  let seeds = 0;
+  let stopping = false;
+  const runs: Promise<void>[] = [];
+  for (let w = 0; w < workers; w++) {
+    const start = first + w * per;
+    const n = Math.min(per, first + count - start);
+    if (n <= 0) break;
+    const child = spawn(process.execPath, [import.meta.filename, '--start', String(start), '--seeds', String(n), '--nodes', nodes, '--ms', ms], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    runs.push(
+      new Promise<void>((resolve) => {
+        let out = '';
+        child.stdout?.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+        });
+        child.on('close', () => {
+          process.stdout.write(out.split('\n').filter((line) => line !== '' && !/^\d+ seeds, \d+ violations$/.test(line)).map((line) => `[worker ${w + 1}] ${line}\n`).join(''));
+          const summary = /^(\d+) seeds, (\d+) violations$/m.exec(out);
+          if (summary === null && !stopping) violations++;
+          if (summary !== null && Number(summary[2]) > 0) {
+            violations += Number(summary[2]);
+            stopping = true;
+            for (const other of children) if (other !== child) other.kill();
+          }
+          if (summary !== null) seeds += Number(summary[1]);
+          resolve();
+        });
+      }),
+    );
+  }
+  await Promise.all(runs);
+  const minutes = (performance.now() - started) / 60000;
+  console.log(`${workers} workers: ${Math.round(seeds / minutes)} seeds/min in all`);
+  console.log(`${seeds} seeds, ${violations} violations`);
+  process.exitCode = violations > 0 || (seeds !== count && !stopping) ? 1 : 0;
 }

@@ -334,7 +334,7 @@ export class SimLogStore implements LogStore {
     const frame = this.disk.buildFrame(batch.records);
     this.inFlight = { batch, frame };
     const delay = this.delay();
-    if (this.arm === 'crashInFlush' && batch.records.some((r) => r.kind === 'entry')) {
+    if (this.arm === 'crashInFlush') {
       this.arm = null;
       this.scheduler.at(this.scheduler.now + this.rng.next() * delay * 0.99, () => this.hooks.crash('while its frame was being written'), this.slot, this.incarnation);
     }

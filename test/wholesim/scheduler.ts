@@ -22,6 +22,8 @@ interface Job {
   readonly slot: NodeSlot | null;
   /** The incarnation the job belongs to, or -1 for "whichever incarnation is up when it runs". */
   readonly incarnation: number;
+  /** A soon(): part of the turn that queued it, not an event of its own. */
+  readonly follow: boolean;
   cancelled: boolean;
 }
 
@@ -30,6 +32,10 @@ export class Scheduler {
   private seq = 0;
   /** Virtual milliseconds: the one true time the checker uses. */
   now = 0;
+  /** The node the last job ran for (null: a job of the simulation itself, e.g. a client's). */
+  lastSlot: NodeSlot | null = null;
+  /** Whether the last job was a soon() continuation. */
+  lastFollow = false;
 
   get pending(): number {
     return this.heap.size;
@@ -37,8 +43,8 @@ export class Scheduler {
 
   /** Runs fn at virtual time `time`. With a slot, only while that node (that incarnation, unless -1)
    * is up, and not before it is resumed. */
-  at(time: number, fn: () => void, slot: NodeSlot | null = null, incarnation = -1): Cancel {
-    const job: Job = { time: Math.max(time, this.now), seq: this.seq++, fn, slot, incarnation, cancelled: false };
+  at(time: number, fn: () => void, slot: NodeSlot | null = null, incarnation = -1, follow = false): Cancel {
+    const job: Job = { time: Math.max(time, this.now), seq: this.seq++, fn, slot, incarnation, follow, cancelled: false };
     this.heap.push(job);
     return () => {
       job.cancelled = true;
@@ -66,6 +72,8 @@ export class Scheduler {
           continue;
         }
       }
+      this.lastSlot = slot;
+      this.lastFollow = job.follow;
       job.fn();
       return true;
     }
@@ -118,6 +126,6 @@ export class SimClock implements Clock {
 
   soon(fn: () => void): void {
     // Behind everything already due now (group commit: work queued meanwhile shares the next batch).
-    this.scheduler.at(this.scheduler.now, fn, this.slot, this.incarnation);
+    this.scheduler.at(this.scheduler.now, fn, this.slot, this.incarnation, true);
   }
 }
