@@ -167,6 +167,8 @@ interface InFlight {
 export type StoreArm =
   /** Crash while the next frame is being written (after the Ready's early messages left). */
   | 'crashInFlush'
+  /** Crash while the next frame that records a vote is being written. */
+  | 'crashInVote'
   /** Crash right after the next frame is durable, before anyone hears of it (before apply). */
   | 'crashAfterFsync'
   /** Crash in the middle of the next snapshot save. */
@@ -334,7 +336,8 @@ export class SimLogStore implements LogStore {
     const frame = this.disk.buildFrame(batch.records);
     this.inFlight = { batch, frame };
     const delay = this.delay();
-    if (this.arm === 'crashInFlush') {
+    const vote = batch.records.some((r) => r.kind === 'hardState' && r.hardState.votedFor !== null && r.hardState.votedFor !== this.disk.writtenHardState?.votedFor);
+    if (this.arm === 'crashInFlush' || (this.arm === 'crashInVote' && vote)) {
       this.arm = null;
       this.scheduler.at(this.scheduler.now + this.rng.next() * delay * 0.99, () => this.hooks.crash('while its frame was being written'), this.slot, this.incarnation);
     }

@@ -381,7 +381,7 @@ class WholeSimulation {
     if (kind === 'storage' && member.expectStorageFailure) {
       this.log(`${member.slot.id} stopped on its storage failure, as it must`);
       this.crash(member, 'storage failure');
-      this.scheduler.at(this.scheduler.now + this.rng.between(20, 300), () => this.restart(member));
+      this.scheduler.at(this.scheduler.now + this.downtime(), () => this.restart(member));
       return;
     }
     this.violate(`${member.slot.id} stopped (${kind}): ${message}`);
@@ -402,6 +402,12 @@ class WholeSimulation {
     const calls = [...member.onCrash];
     member.onCrash.clear();
     for (const reset of calls) reset();
+  }
+
+  /** How long a crashed node stays down: often long, sometimes back at once (a supervisor restarts
+   * it while messages of the election it crashed in are still arriving). */
+  private downtime(): number {
+    return this.rng.chance(0.3) ? this.rng.between(1, 8) : this.rng.between(10, 500);
   }
 
   private restart(member: SimMember): void {
@@ -731,11 +737,11 @@ class WholeSimulation {
       const member = this.victim();
       if (member === null) return;
       this.crash(member, 'fault');
-      this.scheduler.at(this.scheduler.now + this.rng.between(10, 600), () => this.restart(member));
+      this.scheduler.at(this.scheduler.now + this.downtime(), () => this.restart(member));
     } else if (r < 0.34) {
       const member = this.victim();
       if (!member?.store) return;
-      const arm: StoreArm = this.rng.pick(['crashInFlush', 'crashInFlush', 'crashAfterFsync', 'crashMidSnapshot']);
+      const arm: StoreArm = this.rng.pick(['crashInFlush', 'crashInFlush', 'crashInVote', 'crashAfterFsync', 'crashMidSnapshot']);
       member.store.arm = arm;
       this.stats.aimedCrashes++;
       this.log(`arm ${arm} on ${member.slot.id}`);
@@ -743,7 +749,7 @@ class WholeSimulation {
       const incarnation = slot.incarnation;
       // Whenever it fires, bring the node back later.
       const restartLater = (): void => {
-        if (slot.incarnation !== incarnation) this.scheduler.at(this.scheduler.now + this.rng.between(10, 400), () => this.restart(member));
+        if (slot.incarnation !== incarnation) this.scheduler.at(this.scheduler.now + this.downtime(), () => this.restart(member));
         else if (this.faultsOn) this.scheduler.at(this.scheduler.now + 50, restartLater);
       };
       this.scheduler.at(this.scheduler.now + 1, restartLater);
@@ -850,8 +856,10 @@ class WholeSimulation {
     let ackIndex = 0;
     let attempt: Promise<void> | null = null;
     const tryWrite = async (): Promise<void> => {
-      const targets = this.upMembers();
-      const member = this.rng.pick(targets);
+      // Through a member of the configuration: a removed node may never hear of a leader again.
+      const config = this.leader()?.running()?.node.members() ?? [];
+      const inConfig = this.upMembers().filter((m) => config.some((c) => c.id === m.slot.id));
+      const member = this.rng.pick(inConfig.length > 0 ? inConfig : this.upMembers());
       const before = this.history.length;
       await this.write('liveness', member, 'liveness', { kind: 'put', value: `v${this.nextValue++}` });
       const op = this.history[before];
