@@ -98,7 +98,7 @@ export class Raft {
   private pendingReads: PendingRead[] = [];
   private readsAwaitingTermCommit: number[] = [];
   private needsBroadcast = false;
-  /** Bytes of this leader's proposals appended but not yet committed (the overload budget). */
+  /** Bytes of command entries in this leader's log past its commit index (the overload budget). */
   private uncommittedBytes = 0;
 
   // Persistence bookkeeping: what has been handed to the host, what it has made durable.
@@ -631,7 +631,9 @@ export class Raft {
     this.electionElapsed = 0;
     this.transferee = null;
     this.readRound = 0;
-    this.uncommittedBytes = 0;
+    // Entries earlier leaders left uncommitted count too: otherwise each short leadership without
+    // a quorum could add a budget's worth, and they would pile up across terms.
+    this.uncommittedBytes = this.maxUncommittedBytes > 0 ? this.commandBytes(this.commitIndex + 1, this.log.lastIndex) : 0;
     this.progress.clear();
     for (const member of this.members) {
       if (member.id === this.id) continue;
@@ -864,14 +866,20 @@ export class Raft {
     }
   }
 
-  /** Committed proposals of this term leave the overload budget. */
+  /** Command bytes in the log between two indexes: what the overload budget counts. */
+  private commandBytes(from: number, to: number): number {
+    let bytes = 0;
+    for (let index = Math.max(from, this.log.firstIndex); index <= to; index++) {
+      const entry = this.log.entryAt(index);
+      if (entry.kind === 'command') bytes += entryBytes(entry);
+    }
+    return bytes;
+  }
+
+  /** Committed entries leave the overload budget. */
   private releaseBudget(from: number, to: number): void {
     if (this.uncommittedBytes === 0) return;
-    for (let index = Math.max(from, this.termStartIndex); index <= to; index++) {
-      const entry = this.log.entryAt(index);
-      if (entry.kind === 'command' && entry.term === this.term) this.uncommittedBytes -= entryBytes(entry);
-    }
-    if (this.uncommittedBytes < 0) this.uncommittedBytes = 0;
+    this.uncommittedBytes = Math.max(0, this.uncommittedBytes - this.commandBytes(from, to));
   }
 
   // ---- ReadIndex (thesis §6.4) ---------------------------------------------------------------------

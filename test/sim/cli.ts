@@ -1,5 +1,7 @@
-// npm run sim -- --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B]
-// npm run sim -- --seed X [--nodes N] [--steps S] --trace      (replay one seed step by step)
+// npm run sim -- --core --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B] [--budget BYTES] [--keep-going]
+// npm run sim -- --core --seed X [--nodes N] [--steps S] --trace      (replay one seed step by step)
+// --budget: the leader's uncommitted-bytes budget (default SIM_UNCOMMITTED_BYTES; 0 = none, as before
+// issue 13); --keep-going counts every violating seed instead of stopping at the first.
 import { parseArgs } from 'node:util';
 import type { PlantedBug } from './buggy.ts';
 import { runSimulation } from './simulation.ts';
@@ -13,6 +15,8 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '2000' },
     bug: { type: 'string' },
     trace: { type: 'boolean', default: false },
+    budget: { type: 'string' },
+    'keep-going': { type: 'boolean', default: false },
   },
 });
 
@@ -42,7 +46,8 @@ let steps_ = 0;
 let maxLiveness = 0;
 let slowestSeed = 0;
 for (let seed = first; seed < first + count; seed++) {
-  const result = runSimulation({ seed, nodes, steps, bug, trace: values.trace ? (line) => console.log(line) : undefined });
+  const maxUncommittedBytes = values.budget !== undefined ? int('budget', values.budget) : undefined;
+  const result = runSimulation({ seed, nodes, steps, bug, maxUncommittedBytes, trace: values.trace ? (line) => console.log(line) : undefined });
   steps_ += result.stats.steps;
   if (result.stats.livenessTicks > maxLiveness) {
     maxLiveness = result.stats.livenessTicks;
@@ -52,8 +57,8 @@ for (let seed = first; seed < first + count; seed++) {
   if (result.violation !== null) {
     violations++;
     console.log(`seed ${seed}: VIOLATION ${result.violation}`);
-    console.log(`replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${steps}${bug ? ` --bug ${bug}` : ''} --trace`);
-    break;
+    console.log(`replay: npm run sim -- --core --seed ${seed} --nodes ${nodes} --steps ${steps}${bug ? ` --bug ${bug}` : ''}${values.budget !== undefined ? ` --budget ${values.budget}` : ''} --trace`);
+    if (!values['keep-going']) break;
   }
   if (count >= 1000 && (seed - first + 1) % 1000 === 0) {
     const minutes = (performance.now() - started) / 60000;

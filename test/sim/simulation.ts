@@ -16,8 +16,13 @@ export interface SimOptions {
   readonly bug?: PlantedBug;
   readonly faults?: boolean;
   readonly membershipChanges?: boolean;
+  /** The leader's budget of uncommitted entry bytes (RaftConfig.maxUncommittedBytes); 0 = none. */
+  readonly maxUncommittedBytes?: number;
   readonly trace?: (line: string) => void;
 }
+
+/** 64 of the simulator's one-byte commands (24 bytes of overhead each) may wait for commit. */
+export const SIM_UNCOMMITTED_BYTES = 64 * 25;
 
 export interface SimStats {
   steps: number;
@@ -253,6 +258,7 @@ class Simulation {
       random: () => node.rng.next(),
       maxEntriesPerAppend: this.maxEntriesPerAppend,
       maxInflightAppends: this.maxInflightAppends,
+      maxUncommittedBytes: this.opts.maxUncommittedBytes ?? SIM_UNCOMMITTED_BYTES,
     };
     const restored: RestoredState = { hardState: node.disk.hardState, snapshot: node.disk.snapshot, entries: [...node.disk.entries] };
     const Impl = this.opts.bug === 'voteTwice' ? VoteTwiceRaft : this.opts.bug === 'commitPreviousTerm' ? CommitByCountingRaft : Raft;

@@ -402,6 +402,8 @@ class WholeSimulation {
     const calls = [...member.onCrash];
     member.onCrash.clear();
     for (const reset of calls) reset();
+    // A crash armed before the faults stopped may still fire: the supervisor restarts the node.
+    if (!this.faultsOn) this.scheduler.at(this.scheduler.now + this.rng.between(1, 50), () => this.restart(member));
   }
 
   /** How long a crashed node stays down: often long, sometimes back at once (a supervisor restarts
