@@ -293,7 +293,11 @@ export class Raft {
    * append or heartbeat (read-your-writes on followers without a commit broadcast).
    */
   learnCommit(index: number, term: number): void {
-    if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) this.commitIndex = index;
+    if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) {
+      // A follower that forwarded the request may have become leader since.
+      if (this.role === 'leader') this.releaseBudget(this.commitIndex + 1, index);
+      this.commitIndex = index;
+    }
   }
 
   hasReady(): boolean {

@@ -6,6 +6,7 @@ import type { KvCommand, KvResult } from '../../src/kv/types.ts';
 import { RaftNode, type NodeOptions } from '../../src/node/node.ts';
 import type { Cancel, Clock, LogStore, LogUpdate, PeerSender } from '../../src/node/ports.ts';
 import { bootstrapState } from '../../src/raft/raft.ts';
+import { repeatEvery } from '../wholesim/scheduler.ts';
 import type { Member, Message, NodeId, RestoredState, Snapshot } from '../../src/raft/types.ts';
 
 /** Lets pending promise callbacks run. */
@@ -39,18 +40,7 @@ export class FakeClock implements Clock {
   }
 
   every(ms: number, fn: () => void): Cancel {
-    let cancel: Cancel = () => undefined;
-    let stopped = false;
-    const fire = (): void => {
-      if (stopped) return;
-      cancel = this.after(ms, fire);
-      fn();
-    };
-    cancel = this.after(ms, fire);
-    return () => {
-      stopped = true;
-      cancel();
-    };
+    return repeatEvery(this, ms, fn);
   }
 
   soon(fn: () => void): void {

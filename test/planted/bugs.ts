@@ -100,8 +100,8 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
     id: 'learn-commit-term-mismatch',
     what: "learnCommit trusts an index whose entry here has another term",
     file: 'src/raft/raft.ts',
-    find: 'if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) this.commitIndex = index;',
-    replace: 'if (index > this.commitIndex && index <= this.log.lastIndex) this.commitIndex = index;',
+    find: 'if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) {',
+    replace: 'if (index > this.commitIndex && index <= this.log.lastIndex) {',
     catcher: SIM,
   },
   {

@@ -3,6 +3,7 @@
 // --budget: the leader's uncommitted-bytes budget (default SIM_UNCOMMITTED_BYTES; 0 = none, as before
 // issue 13); --keep-going counts every violating seed instead of stopping at the first.
 import { parseArgs } from 'node:util';
+import { intArg as int } from './args.ts';
 import type { PlantedBug } from './buggy.ts';
 import { runSimulation } from './simulation.ts';
 
@@ -19,15 +20,6 @@ const { values } = parseArgs({
     'keep-going': { type: 'boolean', default: false },
   },
 });
-
-function int(name: string, text: string | undefined): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    console.error(`--${name} must be a non-negative integer (got ${text})`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const nodes = int('nodes', values.nodes);
 const steps = int('steps', values.steps);

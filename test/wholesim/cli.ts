@@ -5,21 +5,13 @@
 // --workers W splits the seeds over W processes (contiguous ranges); the first violation stops all.
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { intArg as int } from '../sim/args.ts';
 
 if (process.argv.includes('--core')) {
   process.argv.splice(process.argv.indexOf('--core'), 1);
   await import('../sim/cli.ts');
 } else {
   await main();
-}
-
-function int(name: string, text: string | undefined): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    console.error(`--${name} must be a non-negative integer (got ${text})`);
-    process.exit(2);
-  }
-  return n;
 }
 
 async function main(): Promise<void> {

@@ -80,6 +80,22 @@ export class Scheduler {
   }
 }
 
+/** Clock.every() built from after(): the next run is scheduled before fn runs, so fn may cancel it. */
+export function repeatEvery(clock: Pick<Clock, 'after'>, ms: number, fn: () => void): Cancel {
+  let cancel: Cancel = () => undefined;
+  let stopped = false;
+  const fire = (): void => {
+    if (stopped) return;
+    cancel = clock.after(ms, fire);
+    fn();
+  };
+  cancel = clock.after(ms, fire);
+  return () => {
+    stopped = true;
+    cancel();
+  };
+}
+
 /** A node's clock: virtual time scaled by `rate` (a clock that runs fast fires its timers early). */
 export class SimClock implements Clock {
   private readonly scheduler: Scheduler;
@@ -110,18 +126,7 @@ export class SimClock implements Clock {
   }
 
   every(ms: number, fn: () => void): Cancel {
-    let cancel: Cancel = () => undefined;
-    let stopped = false;
-    const fire = (): void => {
-      if (stopped) return;
-      cancel = this.after(ms, fire);
-      fn();
-    };
-    cancel = this.after(ms, fire);
-    return () => {
-      stopped = true;
-      cancel();
-    };
+    return repeatEvery(this, ms, fn);
   }
 
   soon(fn: () => void): void {
