@@ -73,6 +73,8 @@ interface SimNode {
   lastCommit: number;
   leaderTermChecked: number;
   persisting: Ready | null;
+  /** The term before the first entry of the Ready being persisted, when it was handed out. */
+  persistingPrevTerm: number | undefined;
   readsWaiting: { requestId: number; index: number }[];
   group: number; // partition side
 }
@@ -241,6 +243,7 @@ class Simulation {
       lastCommit: 0,
       leaderTermChecked: 0,
       persisting: null,
+      persistingPrevTerm: undefined,
       readsWaiting: [],
       group: 0,
     };
@@ -310,7 +313,7 @@ class Simulation {
     if (node.persisting || !raft.hasReady()) return;
     const rd = raft.ready();
     node.persisting = rd;
-    this.checkLogMatching(node, raft, rd);
+    node.persistingPrevTerm = rd.entries.length > 0 ? raft.termAt(rd.entries[0].index - 1) : undefined;
     this.sendAll(rd.sendNow);
     // The planted bug acknowledges before its fsync: a crash in between loses what it promised.
     if (this.opts.bug === 'ackBeforePersist') this.sendAll(rd.messages);
@@ -323,6 +326,9 @@ class Simulation {
     const raft = node.raft;
     const rd = node.persisting;
     this.persist(node.disk, rd);
+    // Checked once durable: entries that die unsaved with a crash were never part of any log (a
+    // lone voter may lead a term twice if it crashes before its term is saved; nothing escaped).
+    if (rd.entries.length > 0) this.safety.onPersist(node.id, rd.entries, node.persistingPrevTerm);
     if (this.opts.bug !== 'ackBeforePersist') this.sendAll(rd.messages);
     if (rd.snapshot) {
       node.kv = new Map(this.snapshotStates.get(rd.snapshot.data));
@@ -532,10 +538,6 @@ class Simulation {
   private checkNewLeader(node: SimNode, raft: Raft): void {
     this.safety.onLeader(raft, raft.currentTerm);
     this.log(`${node.id} leads term ${raft.currentTerm}`);
-  }
-
-  private checkLogMatching(node: SimNode, raft: Raft, rd: Ready): void {
-    if (rd.entries.length > 0) this.safety.onPersist(node.id, rd.entries, raft.termAt(rd.entries[0].index - 1));
   }
 
   private checkLogsPairwise(): void {

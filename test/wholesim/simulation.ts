@@ -330,8 +330,22 @@ class WholeSimulation {
     const checkedStore: LogStore = {
       save: (update) => {
         const entries = update.entries ?? [];
-        if (entries.length > 0) this.safety.onPersist(id, entries, member.node?.inspect().termAt(entries[0].index - 1));
-        return store.save(update);
+        const saved = store.save(update);
+        if (entries.length > 0) {
+          // Checked once durable: entries lost unsaved in a crash were never part of any log.
+          const prevTerm = member.node?.inspect().termAt(entries[0].index - 1);
+          saved.then(
+            () => {
+              try {
+                this.safety.onPersist(id, entries, prevTerm);
+              } catch (err) {
+                this.violate(err instanceof Error ? err.message : String(err));
+              }
+            },
+            () => undefined,
+          );
+        }
+        return saved;
       },
       saveSnapshot: (snapshot) => {
         this.stats.snapshots++;
