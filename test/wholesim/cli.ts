@@ -15,14 +15,14 @@ if (process.argv.includes('--core')) {
 }
 
 async function main(): Promise<void> {
-  const { runWholeSimulation } = await import('./simulation.ts');
+  const { runWholeSimulation, DEFAULT_DURATION_MS } = await import('./simulation.ts');
   const { values } = parseArgs({
     options: {
       seeds: { type: 'string', default: '100' },
       seed: { type: 'string' },
       start: { type: 'string', default: '1' },
       nodes: { type: 'string', default: 'mixed' },
-      ms: { type: 'string', default: '3000' },
+      ms: { type: 'string', default: String(DEFAULT_DURATION_MS) },
       trace: { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       workers: { type: 'string', default: '1' },

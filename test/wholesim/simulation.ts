@@ -68,6 +68,8 @@ const ELECTION_TIMEOUT_MS = 100;
 /** Once faults stop, a write must commit and reach every member within this (40 election timeouts). */
 export const LIVENESS_BOUND_MS = 40 * ELECTION_TIMEOUT_MS;
 const KEYS = ['a', 'b', 'c'];
+/** Virtual ms of faults and load per seed: about 20 election timeouts, a dozen faults. */
+export const DEFAULT_DURATION_MS = 2000;
 const SPARES = 2;
 
 const silent: NodeLogger = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
@@ -95,7 +97,7 @@ export async function runWholeSimulation(options: WholeSimOptions): Promise<Whol
  * microtask turns covers the node's chains, and a longer one only finishes during the next event,
  * which is still the same on every run of a seed (and only makes a client see its answer later). */
 async function settle(): Promise<void> {
-  for (let turn = 0; turn < 8; turn++) await null;
+  for (let turn = 0; turn < 4; turn++) await null;
 }
 
 /** One member slot across restarts: its disk, clock rate and the node running now (if any). */
@@ -253,7 +255,7 @@ class WholeSimulation {
   // ---- the run -------------------------------------------------------------------------------------
 
   async run(): Promise<void> {
-    const duration = this.options.durationMs ?? 3000;
+    const duration = this.options.durationMs ?? DEFAULT_DURATION_MS;
     const clients = this.options.clients ?? 4;
     for (const member of this.members.values()) this.start(member);
     for (let c = 0; c < clients; c++) this.background(this.client(`c${c}`));
