@@ -102,7 +102,7 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
     file: 'src/raft/raft.ts',
     find: 'if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) {',
     replace: 'if (index > this.commitIndex && index <= this.log.lastIndex) {',
-    catcher: SIM,
+    catcher: { kind: 'test', file: 'test/raft/learn-commit.test.ts' },
   },
   {
     id: 'snapshot-restore-merges',

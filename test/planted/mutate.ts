@@ -47,7 +47,10 @@ export function runCatcher(dir: string, catcher: Catcher, timeoutMs: number): Pr
       ? ['test/wholesim/cli.ts', '--start', String(catcher.start), '--seeds', String(catcher.seeds), '--nodes', String(catcher.nodes), '--quiet']
       : ['--test', '--test-reporter=dot', catcher.file];
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Run from inside a test, the child must not think it is part of this test run.
+    const env = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const child = spawn(process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
