@@ -7,7 +7,7 @@ import { ClientError, type ClientOps, type LeaderInfo, type NodeStatus } from '.
 import { encodeKvCommand, KvCodecError } from '../kv/index.ts';
 import type { KvCommand, KvResult, KvView } from '../kv/types.ts';
 import { Raft } from '../raft/raft.ts';
-import type { ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
+import type { ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
 import { systemClock, type Cancel, type Clock, type LogStore, type PeerSender, type StateMachine } from './ports.ts';
 import { Waiters } from './waiters.ts';
 
@@ -35,7 +35,20 @@ export interface NodeOptions {
   /** Called once when the node cannot go on: its storage failed, or a core invariant broke. */
   readonly onFatal: (error: unknown, kind: FatalKind) => void;
   readonly random?: () => number;
+  /** The leader's budget of appended-but-uncommitted proposal bytes (default 8 MiB); past it a
+   * write is refused with 503 no_leader (certainly not proposed: retry). */
+  readonly maxUncommittedBytes?: number;
+  /** Batching and pipelining of appends (§5.3); the core's defaults, with a window of 256. */
+  readonly replication?: Pick<RaftConfig, 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>;
 }
+
+export const DEFAULT_MAX_UNCOMMITTED_BYTES = 8 * 1024 * 1024;
+
+/** The consensus core as checkers may look at it (the simulators, tests): reads only. */
+export type RaftView = Pick<
+  Raft,
+  'id' | 'currentTerm' | 'currentRole' | 'currentLeader' | 'committedIndex' | 'lastLogIndex' | 'snapshotIndex' | 'membership' | 'entryAt' | 'termAt' | 'status'
+>;
 
 /** Why a node stopped for good: the host maps it to an exit code. */
 export type FatalKind = 'storage' | 'invariant';
@@ -96,7 +109,15 @@ export class RaftNode implements ClientOps {
     const heartbeatTicks = Math.max(1, Math.round(this.options.heartbeatMs / this.tickMs));
     const electionTicks = Math.max(heartbeatTicks + 1, Math.round(this.options.electionTimeoutMs / this.tickMs));
     return new Raft(
-      { id: this.id, heartbeatTicks, electionTicks, random: this.options.random ?? Math.random, maxInflightAppends: 256 },
+      {
+        id: this.id,
+        heartbeatTicks,
+        electionTicks,
+        random: this.options.random ?? Math.random,
+        maxInflightAppends: 256,
+        ...this.options.replication,
+        maxUncommittedBytes: this.options.maxUncommittedBytes ?? DEFAULT_MAX_UNCOMMITTED_BYTES,
+      },
       restored,
     );
   }
@@ -138,6 +159,11 @@ export class RaftNode implements ClientOps {
 
   raftStatus(): ReturnType<Raft['status']> {
     return this.raft.status();
+  }
+
+  /** The core itself, read-only: for the simulator's invariant checks. */
+  inspect(): RaftView {
+    return this.raft;
   }
 
   proposeConfigChange(change: ConfigChange): ProposeResult {
@@ -467,8 +493,11 @@ export class RaftNode implements ClientOps {
   private proposeHere(data: Uint8Array, deadlineMs: number): Promise<KvResult> {
     const res = this.raft.propose(data);
     if (!res.ok) {
-      const hint = res.leader ? ` (the leader is ${res.leader})` : '';
-      return Promise.reject(new ClientError('no_leader', `not proposed: ${res.message}${hint}`));
+      // Every refusal, 'overloaded' included, is 503 no_leader: nothing was appended, so a retry is
+      // safe (SPEC §4); proposeAnywhere retries until the client's deadline.
+      const hint = res.leader && res.reason !== 'overloaded' ? ` (the leader is ${res.leader})` : '';
+      const what = res.reason === 'overloaded' ? 'the leader is overloaded' : 'not proposed';
+      return Promise.reject(new ClientError('no_leader', `${what}: ${res.message}${hint}`));
     }
     this.kick();
     return new Promise<KvResult>((resolve, reject) => {

@@ -19,6 +19,9 @@ export class Progress {
   recentActive = false;
   /** ReadIndex (thesis §6.4): the highest heartbeat round this follower answered in this term. */
   readRoundAcked = 0;
+  /** The leader's heartbeat round when matchIndex last advanced: only an answer to a later round
+   * can show that the follower lost acknowledged entries (a stale answer cannot move matchIndex back). */
+  matchRound = 0;
 
   constructor(id: NodeId, nextIndex: number) {
     this.id = id;

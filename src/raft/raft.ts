@@ -1,7 +1,7 @@
 // The Raft consensus core: a deterministic state machine with no clocks, sockets, files or global
 // randomness. The host calls tick() on a timer, step() for each message received, propose()/
 // readIndex()/transferLeadership()/proposeConfigChange() for clients, and drains ready()/advance().
-import { RaftLog } from './log.ts';
+import { RaftLog, entryBytes } from './log.ts';
 import { applyConfigChange, findMember, isVoter, voters } from './membership.ts';
 import { Progress, quorumSize, quorumValue } from './progress.ts';
 import type {
@@ -70,6 +70,7 @@ export class Raft {
   private readonly maxEntriesPerAppend: number;
   private readonly maxBytesPerAppend: number;
   private readonly maxInflight: number;
+  private readonly maxUncommittedBytes: number;
 
   // Persistent state (Figure 2) and the log.
   private term: number;
@@ -112,6 +113,8 @@ export class Raft {
   private pendingReads: PendingRead[] = [];
   private readsAwaitingTermCommit: number[] = [];
   private needsBroadcast = false;
+  /** Bytes of command entries in this leader's log past its commit index (the overload budget). */
+  private uncommittedBytes = 0;
 
   // Persistence bookkeeping: what has been handed to the host, what it has made durable.
   private persistedHardState: HardState;
@@ -142,6 +145,7 @@ export class Raft {
     this.maxEntriesPerAppend = config.maxEntriesPerAppend ?? 512;
     this.maxBytesPerAppend = config.maxBytesPerAppend ?? 1 << 20;
     this.maxInflight = config.maxInflightAppends ?? 64;
+    this.maxUncommittedBytes = config.maxUncommittedBytes ?? 0;
 
     this.log = new RaftLog(restored.snapshot?.meta ?? null, restored.entries);
     this.snapshot = restored.snapshot;
@@ -230,7 +234,20 @@ export class Raft {
   propose(data: Uint8Array): ProposeResult {
     const refused = this.refuseProposal();
     if (refused) return refused;
-    return this.appendAsLeader({ kind: 'command', term: this.term, index: this.log.lastIndex + 1, data });
+    const entry: Entry = { kind: 'command', term: this.term, index: this.log.lastIndex + 1, data };
+    const bytes = entryBytes(entry);
+    if (this.overBudget(bytes)) {
+      return this.refusal('overloaded', `${this.uncommittedBytes} bytes of entries are waiting to commit (limit ${this.maxUncommittedBytes}); not proposed, retry later`);
+    }
+    this.uncommittedBytes += bytes;
+    return this.appendAsLeader(entry);
+  }
+
+  /** etcd's MaxUncommittedEntriesSize: past the budget a leader takes no more proposals until
+   * commits catch up, so a burst cannot pile up entries faster than a quorum can persist them. An
+   * entry larger than the budget is still taken when nothing else is waiting. */
+  private overBudget(bytes: number): boolean {
+    return this.maxUncommittedBytes > 0 && this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.maxUncommittedBytes;
   }
 
   proposeConfigChange(change: ConfigChange): ProposeResult {
@@ -309,7 +326,11 @@ export class Raft {
    * append or heartbeat (read-your-writes on followers without a commit broadcast).
    */
   learnCommit(index: number, term: number): void {
-    if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) this.commitIndex = index;
+    if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) {
+      // A follower that forwarded the request may have become leader since.
+      if (this.role === 'leader') this.releaseBudget(this.commitIndex + 1, index);
+      this.commitIndex = index;
+    }
   }
 
   hasReady(): boolean {
@@ -559,6 +580,7 @@ export class Raft {
     this.progress.clear();
     this.transferee = null;
     this.needsBroadcast = false;
+    this.uncommittedBytes = 0;
     for (const read of this.pendingReads) this.readsFailed.push(read.requestId);
     this.readsFailed.push(...this.readsAwaitingTermCommit);
     this.pendingReads = [];
@@ -714,6 +736,9 @@ export class Raft {
     this.electionElapsed = 0;
     this.transferee = null;
     this.readRound = 0;
+    // Entries earlier leaders left uncommitted count too: otherwise each short leadership without
+    // a quorum could add a budget's worth, and they would pile up across terms.
+    this.uncommittedBytes = this.maxUncommittedBytes > 0 ? this.commandBytes(this.commitIndex + 1, this.log.lastIndex) : 0;
     this.progress.clear();
     for (const member of this.members) {
       if (member.id === this.id) continue;
@@ -799,8 +824,9 @@ export class Raft {
   }
 
   private broadcastHeartbeat(): void {
-    // Reads registered since the last round ride on this one (thesis §6.4: batching).
-    if (this.pendingReads.some((r) => r.round > this.readRound)) this.readRound++;
+    // Every heartbeat is a new round: reads registered since the last one ride on it (thesis §6.4:
+    // batching), and an answer to it describes the follower after everything heard before it left.
+    this.readRound++;
     for (const pr of this.progress.values()) {
       const hb: HeartbeatRequest = {
         kind: 'heartbeat',
@@ -863,6 +889,7 @@ export class Raft {
     pr.recentActive = true;
     if (m.success) {
       const advanced = pr.acknowledge(m.matchIndex);
+      if (advanced) pr.matchRound = this.readRound;
       if (pr.state === 'probe' && (advanced || m.matchIndex >= pr.matchIndex)) pr.becomeReplicate();
       else if (pr.state === 'snapshot' && pr.matchIndex >= pr.pendingSnapshot) pr.becomeReplicate();
       if (advanced) this.maybeCommit();
@@ -873,7 +900,6 @@ export class Raft {
       this.sendAppend(pr, false);
       return;
     }
-    if (this.forgetLostEntries(pr, m.lastLogIndex)) return;
     if (m.rejectedIndex <= pr.matchIndex) return; // stale: that prefix is known to match
     if (pr.state === 'probe' && m.rejectedIndex !== pr.nextIndex - 1) return; // answer to an older probe
     if (pr.state === 'snapshot') return;
@@ -885,8 +911,9 @@ export class Raft {
   /**
    * A follower whose log is shorter than what it acknowledged has lost entries (a wiped or restored
    * data directory). Refusals below matchIndex would otherwise be ignored as stale forever: probe
-   * again from what it really holds. Commit is unaffected (commitIndex never moves back); a delayed
-   * answer from before the follower caught up costs one extra probe round, nothing more.
+   * again from what it really holds. Commit is unaffected (commitIndex never moves back). Only an
+   * answer to a heartbeat sent after matchIndex last advanced is evidence: a delayed or reordered
+   * answer from before the follower caught up must not move matchIndex back.
    */
   private forgetLostEntries(pr: Progress, followerLastIndex: number): boolean {
     if (followerLastIndex >= pr.matchIndex) return false;
@@ -912,7 +939,7 @@ export class Raft {
     if (!pr) return;
     pr.recentActive = true;
     if (m.seq > pr.readRoundAcked) pr.readRoundAcked = m.seq;
-    if (pr.state !== 'snapshot' && this.forgetLostEntries(pr, m.lastLogIndex)) {
+    if (pr.state !== 'snapshot' && m.seq > pr.matchRound && this.forgetLostEntries(pr, m.lastLogIndex)) {
       this.releaseConfirmedReads();
       return;
     }
@@ -928,6 +955,7 @@ export class Raft {
     const matches = voterIds.map((id) => (id === this.id ? this.stableIndex : (this.progress.get(id)?.matchIndex ?? 0)));
     const candidate = quorumValue(matches);
     if (candidate <= this.commitIndex || !this.canCommitByCounting(candidate)) return;
+    this.releaseBudget(this.commitIndex + 1, candidate);
     this.commitIndex = candidate;
     if (this.readsAwaitingTermCommit.length > 0 && this.commitIndex >= this.termStartIndex) {
       for (const requestId of this.readsAwaitingTermCommit) {
@@ -941,6 +969,22 @@ export class Raft {
       // Defensive: a leader is never removed (transfer first), but never lead outside the config.
       this.becomeFollower(this.term, null);
     }
+  }
+
+  /** Command bytes in the log between two indexes: what the overload budget counts. */
+  private commandBytes(from: number, to: number): number {
+    let bytes = 0;
+    for (let index = Math.max(from, this.log.firstIndex); index <= to; index++) {
+      const entry = this.log.entryAt(index);
+      if (entry.kind === 'command') bytes += entryBytes(entry);
+    }
+    return bytes;
+  }
+
+  /** Committed entries leave the overload budget. */
+  private releaseBudget(from: number, to: number): void {
+    if (this.uncommittedBytes === 0) return;
+    this.uncommittedBytes = Math.max(0, this.uncommittedBytes - this.commandBytes(from, to));
   }
 
   // ---- ReadIndex (thesis §6.4) ---------------------------------------------------------------------

@@ -189,6 +189,10 @@ export interface RaftConfig {
   readonly maxEntriesPerAppend?: number;
   readonly maxBytesPerAppend?: number;
   readonly maxInflightAppends?: number;
+  /** A leader refuses proposals once its appended-but-uncommitted entries of this term reach this
+   * many bytes (etcd's MaxUncommittedEntriesSize), so overload cannot starve commits. One entry is
+   * always accepted when nothing is uncommitted. Absent or 0: no limit. */
+  readonly maxUncommittedBytes?: number;
 }
 
 /** What a node had on stable storage when it (re)started. */
@@ -201,7 +205,7 @@ export interface RestoredState {
 
 export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
-  | { readonly ok: false; readonly reason: 'not_leader' | 'transferring' | 'change_in_progress' | 'invalid_change'; readonly leader: NodeId | null; readonly message: string };
+  | { readonly ok: false; readonly reason: 'not_leader' | 'transferring' | 'overloaded' | 'change_in_progress' | 'invalid_change'; readonly leader: NodeId | null; readonly message: string };
 
 export type ConfigChange =
   | { readonly kind: 'addLearner'; readonly id: NodeId; readonly url: string }

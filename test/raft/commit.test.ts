@@ -185,3 +185,19 @@ test('§5.4.2 a new leader that knows a majority holds an old entry still waits 
   assert.equal(net.raft('n2').committedIndex, 4, 'the no-op commits, and x with it');
   assert.deepEqual(net.node('n2').state, ['x']);
 });
+
+test('§5.3 thesis §10.2.1 a leader counts its own entry toward commit only once it is durable', () => {
+  // Five voters: the leader and two followers are a majority only if the leader counts itself.
+  const net = Network.bootstrap(FIVE);
+  net.elect('s1');
+  const leader = net.raft('s1');
+  const result = leader.propose(new TextEncoder().encode('x'));
+  assert.ok(result.ok);
+  const rd = leader.ready(); // the entry goes out (sendNow) while the leader's own fsync runs
+  for (const follower of ['s2', 's3']) {
+    leader.step({ kind: 'appendResponse', from: follower, to: 's1', term: leader.currentTerm, success: true, matchIndex: result.index, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, lastLogIndex: result.index });
+  }
+  assert.ok(leader.committedIndex < result.index, 'two followers and an entry the leader has not fsynced are not a majority');
+  leader.advance(rd);
+  assert.equal(leader.committedIndex, result.index, 'once its own fsync is done the leader counts itself');
+});

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AppendRequest, AppendResponse, Message } from '../../src/raft/types.ts';
-import { Network, and, from, logOfTerms, ofKind, restored, to } from './harness.ts';
+import { HEARTBEAT_TICKS, Network, and, from, logOfTerms, ofKind, restored, to } from './harness.ts';
 
 const IDS = ['n1', 'n2', 'n3'];
 
@@ -190,4 +190,36 @@ test('§5.3 the leader retries until a lost append arrives (followers that stopp
   const rounds = net.runUntil(() => net.node('n2').state.length === 1, 5);
   assert.deepEqual(net.node('n2').state, ['a']);
   assert.ok(rounds <= 2, `caught up by the next heartbeat (took ${rounds} rounds)`);
+});
+
+test('§5.3 a follower never commits past the last entry an append vouched for, even if it holds more', () => {
+  // n2 still holds entries 3 and 4 of an old term 2 that the leader of term 5 does not have. An
+  // append that matches up to 2 says nothing about them: committing them by leaderCommit would apply
+  // entries the cluster never committed.
+  const net = follower([1, 1, 2, 2]);
+  net.step(append({ prevLogIndex: 2, prevLogTerm: 1, entries: [], leaderCommit: 4 }));
+  assert.equal(net.raft('n2').committedIndex, 2, 'the append vouched for the log up to 2 only');
+  assert.equal(net.node('n2').appliedIndex, 2);
+});
+
+test('§5.3 a stale answer never moves matchIndex back; an answer to a later heartbeat round from a follower that lost entries does', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  net.propose('n1', 'set x=1');
+  net.deliverAll();
+  const leader = net.raft('n1');
+  const matchOf = (id: string): number => leader.status().progress.find((p) => p.id === id)?.matchIndex ?? -1;
+  const acked = matchOf('n2');
+  assert.equal(acked, leader.lastLogIndex);
+  const term = leader.currentTerm;
+  // An answer to a heartbeat sent before n2 acknowledged (delayed or reordered on the way back).
+  net.step({ kind: 'heartbeatResponse', from: 'n2', to: 'n1', term, seq: 0, lastLogIndex: 1 });
+  assert.equal(matchOf('n2'), acked, 'a stale answer says nothing about what n2 holds now');
+  // An answer to a round that started after the acknowledgement: n2 really lost its entries (a
+  // wiped data directory), so the leader probes it again from what it holds.
+  net.tick('n1', HEARTBEAT_TICKS);
+  const round = net.peek(ofKind('heartbeat')).find((m) => m.to === 'n2');
+  assert.ok(round?.kind === 'heartbeat');
+  net.step({ kind: 'heartbeatResponse', from: 'n2', to: 'n1', term, seq: round.seq, lastLogIndex: 1 });
+  assert.equal(matchOf('n2'), 1);
 });

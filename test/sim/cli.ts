@@ -1,6 +1,10 @@
-// npm run sim -- --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B] [--no-dead-signals]
-// npm run sim -- --seed X [--nodes N] [--steps S] --trace      (replay one seed step by step)
+// npm run sim -- --core --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B] [--budget BYTES] [--keep-going] [--no-dead-signals]
+// npm run sim -- --core --seed X [--nodes N] [--steps S] --trace      (replay one seed step by step)
+// --budget: the leader's uncommitted-bytes budget (default SIM_UNCOMMITTED_BYTES; 0 = none, as before
+// issue 13); --keep-going counts every violating seed instead of stopping at the first;
+// --no-dead-signals: no connection-loss reports (true ones after crashes, and false ones).
 import { parseArgs } from 'node:util';
+import { intArg as int } from './args.ts';
 import type { PlantedBug } from './buggy.ts';
 import { runSimulation } from './simulation.ts';
 
@@ -14,17 +18,10 @@ const { values } = parseArgs({
     bug: { type: 'string' },
     trace: { type: 'boolean', default: false },
     'no-dead-signals': { type: 'boolean', default: false },
+    budget: { type: 'string' },
+    'keep-going': { type: 'boolean', default: false },
   },
 });
-
-function int(name: string, text: string | undefined): number {
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 0) {
-    console.error(`--${name} must be a non-negative integer (got ${text})`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const nodes = int('nodes', values.nodes);
 const steps = int('steps', values.steps);
@@ -48,7 +45,8 @@ let falseDeadSignals = 0;
 let aboutLeader = 0;
 const deadSignalsOn = !values['no-dead-signals'];
 for (let seed = first; seed < first + count; seed++) {
-  const result = runSimulation({ seed, nodes, steps, bug, deadSignals: deadSignalsOn, trace: values.trace ? (line) => console.log(line) : undefined });
+  const maxUncommittedBytes = values.budget !== undefined ? int('budget', values.budget) : undefined;
+  const result = runSimulation({ seed, nodes, steps, bug, maxUncommittedBytes, deadSignals: deadSignalsOn, trace: values.trace ? (line) => console.log(line) : undefined });
   steps_ += result.stats.steps;
   elections += result.stats.elections;
   deadSignals += result.stats.deadSignals;
@@ -62,8 +60,8 @@ for (let seed = first; seed < first + count; seed++) {
   if (result.violation !== null) {
     violations++;
     console.log(`seed ${seed}: VIOLATION ${result.violation}`);
-    console.log(`replay: npm run sim -- --seed ${seed} --nodes ${nodes} --steps ${steps}${bug ? ` --bug ${bug}` : ''}${deadSignalsOn ? '' : ' --no-dead-signals'} --trace`);
-    break;
+    console.log(`replay: npm run sim -- --core --seed ${seed} --nodes ${nodes} --steps ${steps}${bug ? ` --bug ${bug}` : ''}${values.budget !== undefined ? ` --budget ${values.budget}` : ''}${deadSignalsOn ? '' : ' --no-dead-signals'} --trace`);
+    if (!values['keep-going']) break;
   }
   if (count >= 1000 && (seed - first + 1) % 1000 === 0) {
     const minutes = (performance.now() - started) / 60000;

@@ -8,6 +8,7 @@ import { Raft, bootstrapState } from '../../src/raft/raft.ts';
 import type { Entry, HardState, Member, Message, NodeId, RaftConfig, Ready, RestoredState, Snapshot } from '../../src/raft/types.ts';
 import { CommitByCountingRaft, CountOwnVoteEarlyRaft, VoteTwiceRaft, type PlantedBug } from './buggy.ts';
 import { EventHeap } from './heap.ts';
+import { SafetyChecker, Violation } from './invariants.ts';
 import { Rng } from './rng.ts';
 
 export interface SimOptions {
@@ -19,8 +20,13 @@ export interface SimOptions {
   readonly membershipChanges?: boolean;
   /** Connection-loss reports after crashes, and false ones (default true). */
   readonly deadSignals?: boolean;
+  /** The leader's budget of uncommitted entry bytes (RaftConfig.maxUncommittedBytes); 0 = none. */
+  readonly maxUncommittedBytes?: number;
   readonly trace?: (line: string) => void;
 }
+
+/** 64 of the simulator's one-byte commands (24 bytes of overhead each) may wait for commit. */
+export const SIM_UNCOMMITTED_BYTES = 64 * 25;
 
 export interface SimStats {
   steps: number;
@@ -51,7 +57,7 @@ export interface SimResult {
   readonly stats: SimStats;
 }
 
-export class Violation extends Error {}
+export { Violation };
 
 const TICK = 10; // time units per tick
 const ELECTION_TICKS = 10;
@@ -76,6 +82,8 @@ interface SimNode {
   lastCommit: number;
   leaderTermChecked: number;
   persisting: Ready | null;
+  /** The term before the first entry of the Ready being persisted, when it was handed out. */
+  persistingPrevTerm: number | undefined;
   readsWaiting: { requestId: number; index: number }[];
   group: number; // partition side
 }
@@ -162,11 +170,7 @@ class Simulation {
   private readonly maxInflightAppends: number;
 
   // What the checker knows.
-  private readonly leaders = new Map<number, NodeId>();
-  private readonly applied: (Entry | undefined)[] = [];
-  /** An upper bound on the term in which each applied index was committed. */
-  private readonly commitTerm: number[] = [];
-  private readonly logIdentity = new Map<string, { entry: Entry; prevTerm: number | undefined }>();
+  private readonly safety = new SafetyChecker({ identity: true });
   private readonly commands = new WeakMap<Uint8Array, WriteCmd>();
   private readonly snapshotStates = new WeakMap<Uint8Array, Map<string, string>>();
   private readonly pendingWrites = new Map<Uint8Array, PendingWrite>();
@@ -257,6 +261,7 @@ class Simulation {
       lastCommit: 0,
       leaderTermChecked: 0,
       persisting: null,
+      persistingPrevTerm: undefined,
       readsWaiting: [],
       group: 0,
     };
@@ -274,6 +279,7 @@ class Simulation {
       random: () => node.rng.next(),
       maxEntriesPerAppend: this.maxEntriesPerAppend,
       maxInflightAppends: this.maxInflightAppends,
+      maxUncommittedBytes: this.opts.maxUncommittedBytes ?? SIM_UNCOMMITTED_BYTES,
     };
     const restored: RestoredState = { hardState: node.disk.hardState, snapshot: node.disk.snapshot, entries: [...node.disk.entries] };
     const Impl =
@@ -337,7 +343,7 @@ class Simulation {
     if (!raft.hasReady()) return;
     const rd = raft.ready();
     node.persisting = rd;
-    this.checkLogMatching(node, raft, rd);
+    node.persistingPrevTerm = rd.entries.length > 0 ? raft.termAt(rd.entries[0].index - 1) : undefined;
     this.sendAll(rd.sendNow);
     // The planted bug acknowledges before its fsync: a crash in between loses what it promised.
     if (this.opts.bug === 'ackBeforePersist') this.sendAll(rd.messages);
@@ -350,6 +356,9 @@ class Simulation {
     const raft = node.raft;
     const rd = node.persisting;
     this.persist(node.disk, rd);
+    // Checked once durable: entries that die unsaved with a crash were never part of any log (a
+    // lone voter may lead a term twice if it crashes before its term is saved; nothing escaped).
+    if (rd.entries.length > 0) this.safety.onPersist(node.id, rd.entries, node.persistingPrevTerm);
     if (this.opts.bug !== 'ackBeforePersist') this.sendAll(rd.messages);
     if (rd.snapshot) {
       node.kv = new Map(this.snapshotStates.get(rd.snapshot.data));
@@ -405,18 +414,7 @@ class Simulation {
     if (entry.index !== node.applied + 1) {
       throw new Violation(`${node.id} applied index ${entry.index} after ${node.applied}`);
     }
-    const seen = this.applied[entry.index];
-    if (seen === undefined) {
-      this.applied[entry.index] = entry;
-      this.commitTerm[entry.index] = raft.currentTerm;
-      this.stats.committed = Math.max(this.stats.committed, entry.index);
-    } else if (seen !== entry) {
-      throw new Violation(
-        `state machine safety: ${node.id} applied ${describeEntry(entry)} at index ${entry.index}, another node applied ${describeEntry(seen)}`,
-      );
-    } else if (raft.currentTerm < this.commitTerm[entry.index]) {
-      this.commitTerm[entry.index] = raft.currentTerm;
-    }
+    if (this.safety.onApply(node.id, entry, raft.currentTerm)) this.stats.committed = Math.max(this.stats.committed, entry.index);
     node.applied = entry.index;
     if (entry.kind === 'command') {
       const cmd = this.commands.get(entry.data);
@@ -600,62 +598,19 @@ class Simulation {
 
   // ---- invariants ----------------------------------------------------------------------------------
 
-  /** Election Safety (§5.2) and Leader Completeness (§5.4) for a node that just became leader. */
   private checkNewLeader(node: SimNode, raft: Raft): void {
     const term = raft.currentTerm;
-    const other = this.leaders.get(term);
-    if (other !== undefined && other !== node.id) {
-      throw new Violation(`election safety: ${other} and ${node.id} are both leaders of term ${term}`);
-    }
-    this.leaders.set(term, node.id);
+    this.safety.onLeader(raft, term);
     this.log(`${node.id} leads term ${term}`);
     // Its own vote counted only once durable: else a crash could let it vote again in this term.
     const durable = node.disk.hardState;
     if (durable.term !== term || durable.votedFor !== node.id) {
       throw new Violation(`own vote: ${node.id} leads term ${term} while its disk holds term ${durable.term}, vote ${durable.votedFor ?? 'none'}`);
     }
-    for (let index = raft.snapshotIndex + 1; index < this.applied.length; index++) {
-      const entry = this.applied[index];
-      if (entry === undefined || this.commitTerm[index] >= term) continue;
-      if (raft.termAt(index) !== entry.term) {
-        throw new Violation(
-          `leader completeness: ${node.id} leads term ${term} without ${describeEntry(entry)} committed by term ${this.commitTerm[index]} (its log has term ${raft.termAt(index) ?? 'none'} there)`,
-        );
-      }
-    }
   }
 
-  /** Log Matching (§5.3): an (index, term) pair names one entry, always with the same predecessor. */
-  private checkLogMatching(node: SimNode, raft: Raft, rd: Ready): void {
-    let prevTerm = rd.entries.length > 0 ? raft.termAt(rd.entries[0].index - 1) : undefined;
-    for (const entry of rd.entries) {
-      const key = `${entry.index}/${entry.term}`;
-      const known = this.logIdentity.get(key);
-      if (!known) {
-        this.logIdentity.set(key, { entry, prevTerm });
-      } else if (known.entry !== entry || (prevTerm !== undefined && known.prevTerm !== undefined && known.prevTerm !== prevTerm)) {
-        throw new Violation(`log matching: ${node.id} has a different entry or predecessor at index ${entry.index} term ${entry.term}`);
-      }
-      prevTerm = entry.term;
-    }
-  }
-
-  /** At the end: any two logs that agree at an index agree on everything before it. */
   private checkLogsPairwise(): void {
-    const live = [...this.nodes.values()].filter((n) => n.raft);
-    for (let i = 0; i < live.length; i++) {
-      for (let j = i + 1; j < live.length; j++) {
-        const a = live[i].raft as Raft;
-        const b = live[j].raft as Raft;
-        const from = Math.max(a.snapshotIndex, b.snapshotIndex) + 1;
-        let agreeing = false;
-        for (let index = Math.min(a.lastLogIndex, b.lastLogIndex); index >= from; index--) {
-          const same = a.termAt(index) === b.termAt(index);
-          if (agreeing && !same) throw new Violation(`log matching: ${a.id} and ${b.id} agree past index ${index} but differ there`);
-          if (same) agreeing = true;
-        }
-      }
-    }
+    this.safety.logsPairwise([...this.nodes.values()].flatMap((n) => (n.raft ? [n.raft] : [])));
   }
 
   /** Liveness: once faults stop, a leader is elected, a write commits and every member catches up. */
@@ -711,10 +666,6 @@ class Simulation {
   private log(line: string): void {
     if (this.trace) this.trace(`t=${this.now} ${line}`);
   }
-}
-
-function describeEntry(entry: Entry): string {
-  return `${entry.kind}@${entry.index}/t${entry.term}`;
 }
 
 export function describe(m: Message): string {

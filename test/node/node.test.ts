@@ -1,0 +1,192 @@
+// RaftNode, the runtime loop, with in-memory fakes for its ports: what a client call waits for and
+// how it ends (src/api/ops.ts), forwarding from a follower, read barriers, shutdown and storage
+// failure. The whole-node simulator (test/wholesim) runs the same code under faults.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ClientError } from '../../src/api/ops.ts';
+import { encodeKvCommand } from '../../src/kv/index.ts';
+import type { KvCommand } from '../../src/kv/types.ts';
+import type { AppendRequest, Entry, Message, VoteRequest } from '../../src/raft/types.ts';
+import { ELECTION_TIMEOUT_MS, startNode, type Harness } from './fakes.ts';
+
+const THREE = ['n1', 'n2', 'n3'];
+const put = (key: string, value: string): KvCommand => ({ op: 'put', key, value: new TextEncoder().encode(value) });
+
+/** Tracks a promise's outcome without awaiting it. */
+function watch<T>(promise: Promise<T>): { settled: () => boolean; value: () => T; error: () => unknown } {
+  let state: { done: false } | { done: true; ok: true; value: T } | { done: true; ok: false; error: unknown } = { done: false };
+  promise.then(
+    (value) => (state = { done: true, ok: true, value }),
+    (error: unknown) => (state = { done: true, ok: false, error }),
+  );
+  return {
+    settled: () => state.done,
+    value: () => {
+      if (!state.done || !state.ok) throw new Error(`not resolved: ${JSON.stringify(state)}`);
+      return state.value;
+    },
+    error: () => {
+      if (!state.done || state.ok) throw new Error('not rejected');
+      return state.error;
+    },
+  };
+}
+
+function clientError(error: unknown): ClientError {
+  assert.ok(error instanceof ClientError, `expected a ClientError, got ${String(error)}`);
+  return error;
+}
+
+/** Makes h's node leader of a three-node cluster by granting its pre-votes and votes. */
+async function elect(h: Harness): Promise<number> {
+  for (let waited = 0; h.node.status().role !== 'leader'; waited += 10) {
+    assert.ok(waited < 20 * ELECTION_TIMEOUT_MS, 'the node never campaigned');
+    await h.clock.advance(10);
+    for (const m of h.peers.take((x) => x.kind === 'vote') as VoteRequest[]) {
+      h.node.onMessages([{ kind: 'voteResponse', from: m.to, to: m.from, term: m.term, preVote: m.preVote, granted: true }]);
+    }
+    await h.clock.settle();
+  }
+  h.peers.take();
+  return h.node.status().term;
+}
+
+/** Makes h's node (n1) follow n2 as leader of `term`. */
+async function follow(h: Harness, term: number): Promise<void> {
+  h.node.onMessages([{ kind: 'heartbeat', from: 'n2', to: 'n1', term, commit: 0, seq: 1 }]);
+  await h.clock.settle();
+  assert.equal(h.node.leader()?.id, 'n2');
+}
+
+function appendFromN2(term: number, prevLogIndex: number, prevLogTerm: number, entries: Entry[], leaderCommit: number): Message {
+  const m: AppendRequest = { kind: 'append', from: 'n2', to: 'n1', term, prevLogIndex, prevLogTerm, entries, leaderCommit };
+  return m;
+}
+
+test('a proposal on a leader resolves once its entry is fsynced, committed and applied', async () => {
+  const h = startNode('n1', ['n1']);
+  h.node.campaignIfAlone();
+  await h.clock.settle();
+  assert.equal(h.node.status().role, 'leader');
+  h.store.autoSync = false;
+  const write = watch(h.node.propose(put('k', 'v1'), h.clock.now() + 1000));
+  await h.clock.settle();
+  assert.equal(write.settled(), false, 'not before the fsync');
+  assert.equal(h.kv.get('k'), undefined);
+  h.store.syncAll();
+  await h.clock.settle();
+  h.store.syncAll();
+  await h.clock.settle();
+  const result = write.value();
+  assert.equal(result.ok, true);
+  assert.ok(h.kv.appliedIndex >= result.index, 'applied here before the answer');
+  assert.equal(new TextDecoder().decode(h.kv.get('k')?.value), 'v1');
+  assert.equal(h.kv.get('k')?.modIndex, result.index);
+});
+
+test('a follower forwards a write to the leader and answers once the entry is applied locally', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  const cmd = put('k', 'v1');
+  h.peers.onPropose = async () => ({ ok: true, index: 3, term: 2 });
+  const write = watch(h.node.propose(cmd, h.clock.now() + 1000));
+  await h.clock.settle();
+  assert.deepEqual(h.peers.calls.map((c) => [c.kind, c.url]), [['propose', 'fake://n2']]);
+  assert.equal(write.settled(), false, 'committed at the leader, but not yet applied here (read-your-writes)');
+  const entries: Entry[] = [
+    { kind: 'noop', term: 2, index: 2 },
+    { kind: 'command', term: 2, index: 3, data: encodeKvCommand(cmd) },
+  ];
+  h.node.onMessages([appendFromN2(2, 1, 1, entries, 3)]);
+  await h.clock.settle();
+  assert.deepEqual(write.value(), { ok: true, index: 3, term: 2 });
+  assert.equal(h.kv.appliedIndex, 3);
+});
+
+test('a read barrier on a follower waits until the read index is applied here', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  h.peers.onReadIndex = async () => ({ index: 3, term: 2 });
+  const barrier = watch(h.node.readBarrier(h.clock.now() + 1000));
+  await h.clock.advance(50);
+  assert.equal(barrier.settled(), false, 'the leader confirmed index 3; this node has applied less');
+  h.node.onMessages([appendFromN2(2, 1, 1, [{ kind: 'noop', term: 2, index: 2 }], 2)]);
+  await h.clock.settle();
+  assert.equal(barrier.settled(), false, 'index 2 is not enough');
+  h.node.onMessages([appendFromN2(2, 2, 2, [{ kind: 'command', term: 2, index: 3, data: encodeKvCommand(put('k', 'v')) }], 3)]);
+  await h.clock.settle();
+  assert.equal(barrier.settled(), true);
+  assert.equal(h.kv.appliedIndex, 3);
+});
+
+test('without a leader, a write is refused with no_leader at its deadline (certainly not proposed)', async () => {
+  const h = startNode('n1', THREE);
+  const write = watch(h.node.propose(put('k', 'v'), h.clock.now() + 200));
+  await h.clock.advance(150);
+  assert.equal(write.settled(), false, 'it waits for a leader while the deadline allows');
+  await h.clock.advance(100);
+  assert.equal(clientError(write.error()).code, 'no_leader');
+  assert.equal(h.peers.calls.length, 0);
+  const read = watch(h.node.readBarrier(h.clock.now() + 100));
+  await h.clock.advance(150);
+  assert.equal(clientError(read.error()).code, 'no_leader');
+});
+
+test('a write a leader proposed but could not commit in time is a timeout (outcome unknown)', async () => {
+  const h = startNode('n1', THREE);
+  await elect(h);
+  // Within an election timeout (before check-quorum deposes it) the leader still believes it leads.
+  const read = watch(h.node.readBarrier(h.clock.now() + 40));
+  const write = watch(h.node.propose(put('k', 'v'), h.clock.now() + 200));
+  await h.clock.advance(50);
+  assert.equal(clientError(read.error()).code, 'timeout', 'no majority answered the heartbeat round');
+  await h.clock.advance(200);
+  const error = clientError(write.error());
+  assert.equal(error.code, 'timeout');
+  assert.match(error.message, /outcome is unknown/);
+});
+
+test('past its budget of uncommitted bytes a leader refuses writes with no_leader (not proposed: retry)', async () => {
+  const h = startNode('n1', THREE, { maxUncommittedBytes: 100 });
+  await elect(h);
+  const last = h.node.status().lastLogIndex;
+  const first = watch(h.node.propose(put('k', 'x'.repeat(60)), h.clock.now() + 1000));
+  const second = watch(h.node.propose(put('k', 'y'.repeat(60)), h.clock.now() + 100));
+  await h.clock.advance(150);
+  const error = clientError(second.error());
+  assert.equal(error.code, 'no_leader');
+  assert.match(error.message, /overloaded/);
+  assert.equal(h.node.status().lastLogIndex, last + 1, 'only the first write was appended');
+  assert.equal(first.settled(), false, 'the first one still waits for its commit');
+});
+
+test('stop() rejects every waiting call', async () => {
+  const h = startNode('n1', THREE);
+  await elect(h);
+  const write = watch(h.node.propose(put('k', 'v'), h.clock.now() + 10_000));
+  const read = watch(h.node.readBarrier(h.clock.now() + 10_000));
+  await h.clock.advance(30);
+  assert.equal(write.settled() || read.settled(), false);
+  await h.node.stop();
+  await h.clock.settle();
+  assert.equal(clientError(write.error()).code, 'timeout', 'proposed: its outcome is unknown');
+  assert.ok(['unavailable', 'no_leader'].includes(clientError(read.error()).code));
+  const late = watch(h.node.propose(put('k', 'w'), h.clock.now() + 1000));
+  await h.clock.settle();
+  assert.equal(clientError(late.error()).code, 'unavailable');
+});
+
+test('a storage failure stops the node (onFatal storage) and nothing it did not persist is acknowledged', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  h.peers.take();
+  h.store.autoSync = false;
+  h.node.onMessages([appendFromN2(2, 1, 1, [{ kind: 'noop', term: 2, index: 2 }], 1)]);
+  await h.clock.settle();
+  h.store.fail(new Error('EIO: simulated write error'));
+  await h.clock.settle();
+  assert.deepEqual(h.fatal.map((f) => f.kind), ['storage']);
+  await h.clock.advance(5 * ELECTION_TIMEOUT_MS);
+  assert.deepEqual(h.peers.sent.filter((m) => m.kind === 'appendResponse'), [], 'the append was never acknowledged');
+  assert.deepEqual(h.peers.sent, [], 'a stopped node sends nothing, not even a campaign');
+});
