@@ -95,17 +95,16 @@ export function integer(min: number, max: number): (given: Given) => number {
   };
 }
 
+// SPEC §3: 1/0 and true/false (what Helm and most tools render).
+const SWITCH_TEXT: Readonly<Record<string, boolean>> = { '1': true, '0': false, true: true, false: false };
+
 export function parseSwitch(given: Given): boolean {
-  if (given.text === '1') return true;
-  if (given.text === '0') return false;
-  return fail(given, 'must be 0 or 1');
+  return SWITCH_TEXT[given.text] ?? fail(given, 'must be 1, 0, true or false');
 }
 
 export function parseAutoSwitch(given: Given): boolean | 'auto' {
   if (given.text === 'auto') return 'auto';
-  if (given.text === '1') return true;
-  if (given.text === '0') return false;
-  return fail(given, 'must be auto, 0 or 1');
+  return SWITCH_TEXT[given.text] ?? fail(given, 'must be auto, 1, 0, true or false');
 }
 
 export function parseLogLevel(given: Given): LogLevel {
