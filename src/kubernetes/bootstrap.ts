@@ -21,6 +21,9 @@ export interface BootstrapInput {
   /** A peer told this node it belongs to a cluster (a leader contacted it, or a peer reported a
    * leader or a non-empty configuration). */
   readonly clusterSeen?: boolean;
+  /** Only the seed (the lowest ordinal of the set) writes the first configuration; the others
+   * wait for its leader to reach them. One writer means one cluster id (src/run/cluster-id.ts). */
+  readonly seedOnly?: boolean;
 }
 
 /**
@@ -84,5 +87,45 @@ export function decideBootstrap(input: BootstrapInput): BootstrapDecision {
       reason: `not in the bootstrap set (${members.map((m) => m.id).join(', ')}): waiting for the leader to add this node`,
     };
   }
+  const seed = members[0]?.id;
+  if (input.seedOnly === true && seed !== selfId) {
+    return { kind: 'wait', reason: `${seed ?? '?'} writes the first configuration (${members.map((m) => m.id).join(', ')}); waiting for its leader to reach this node` };
+  }
   return { kind: 'bootstrap', members };
+}
+
+/** What a discovered peer answered to the peer status route before a bootstrap, or why it did not. */
+export type PeerProbe =
+  | { readonly id: NodeId; readonly answered: true; readonly members: number; readonly leader: NodeId | null; readonly term: number }
+  | { readonly id: NodeId; readonly answered: false; readonly error: string };
+
+export type ProbeVerdict =
+  /** Every discovered peer answered and none belongs to a cluster: a new one may form. */
+  | { readonly kind: 'none' }
+  /** A peer has a configuration or knows a leader: join that cluster, never make another. */
+  | { readonly kind: 'exists'; readonly reason: string }
+  /** Some peer did not answer: it might hold a cluster; ask again before deciding. */
+  | { readonly kind: 'unknown'; readonly reason: string };
+
+/**
+ * The clusterSeen guard, from the answers of every discovered peer: a node that lost its data must
+ * not form a new cluster next to the one its peers still run (issue 11).
+ */
+export function judgeProbes(probes: readonly PeerProbe[]): ProbeVerdict {
+  for (const p of probes) {
+    if (p.answered && (p.members > 0 || p.leader !== null)) {
+      return {
+        kind: 'exists',
+        reason: `${p.id} already belongs to a cluster (${p.members} member(s), leader ${p.leader ?? 'unknown'}, term ${p.term}): not bootstrapping; waiting for its leader to add this node`,
+      };
+    }
+  }
+  const silent = probes.filter((p): p is Extract<PeerProbe, { answered: false }> => !p.answered);
+  if (silent.length > 0) {
+    return {
+      kind: 'unknown',
+      reason: `not bootstrapping yet: ${silent.map((p) => `${p.id} (${p.error})`).join(', ')} did not answer whether a cluster exists`,
+    };
+  }
+  return { kind: 'none' };
 }

@@ -7,6 +7,7 @@ import type { Settings } from '../config/settings.ts';
 import type { RaftletMetrics } from '../metrics/metrics.ts';
 import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/server.ts';
 import type { RaftNode } from '../node/node.ts';
+import type { ClusterIdentity } from '../transport/cluster-id.ts';
 import { startPeerServer, type RunningPeerServer } from '../transport/index.ts';
 import { closeServer, listen, listenError, ListenError } from './listen.ts';
 
@@ -22,9 +23,10 @@ export interface ServersOptions {
   readonly metrics: RaftletMetrics;
   readonly logger: Logger;
   readonly healthy: () => boolean;
+  readonly identity: ClusterIdentity;
 }
 
-export async function startServers({ settings, node, metrics, logger, healthy }: ServersOptions): Promise<Servers> {
+export async function startServers({ settings, node, metrics, logger, healthy, identity }: ServersOptions): Promise<Servers> {
   let peer: RunningPeerServer | null = null;
   let api: Server | null = null;
   let metricsServer: MetricsServer | null = null;
@@ -33,6 +35,7 @@ export async function startServers({ settings, node, metrics, logger, healthy }:
       token: settings.clusterToken,
       handlers: node,
       nodeId: settings.nodeId,
+      identity,
       // A forwarded write carries one value as base64; an append carries at least one entry.
       requestLimitBytes: Math.max(2 << 20, Math.ceil((settings.maxValueBytes * 4) / 3) + (64 << 10)),
       messagesLimitBytes: Math.max(64 << 20, 2 * settings.maxValueBytes + (1 << 20)),

@@ -9,6 +9,7 @@ import type { NodeStatus } from '../api/ops.ts';
 import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { bearer } from './auth.ts';
+import { clusterHeader, type ClusterIdentity } from './cluster-id.ts';
 import { WIRE_LIMITS } from './codec.ts';
 import {
   decodeKvResult,
@@ -58,6 +59,8 @@ export interface PeerClientOptions {
   readonly hooks?: TransportHooks;
   /** Resolves peer host names (e.g. with RAFTLET_DNS_SERVER); default: the system resolver. */
   readonly lookup?: LookupFunction;
+  /** This node's cluster id, sent with every request (cluster-id.ts). */
+  readonly identity?: ClusterIdentity;
 }
 
 const DEFAULTS = {
@@ -136,6 +139,7 @@ export class PeerClient {
       now: options.now ?? (() => performance.now()),
       hooks: this.hooks,
       lookup: options.lookup,
+      identity: options.identity,
     };
     if (this.linkOptions.backoffMaxMs < backoffInitialMs) {
       throw new RangeError(`PeerClient option backoffMaxMs (${this.linkOptions.backoffMaxMs}) must not be below backoffInitialMs (${backoffInitialMs})`);
@@ -299,7 +303,10 @@ export class PeerClient {
         response = await pool.request({
           method,
           path: base.prefix + route,
-          headers: body === null ? { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.linkOptions.token) } : this.jsonHeaders,
+          headers: {
+            ...(body === null ? { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.linkOptions.token) } : this.jsonHeaders),
+            ...clusterHeader(this.linkOptions.identity),
+          },
           body: body === null ? null : body(peerTimeoutMs),
           signal: AbortSignal.any([this.closing.signal, AbortSignal.timeout(waitMs)]),
         });

@@ -13,6 +13,7 @@ import { Pool } from 'undici';
 import type { Message, NodeId } from '../raft/types.ts';
 import { bearer } from './auth.ts';
 import { Backoff } from './backoff.ts';
+import { clusterHeader, type ClusterIdentity } from './cluster-id.ts';
 import { encodeMessage, frameEncoded } from './codec.ts';
 import type { PeerBase } from './peer-url.ts';
 import { MESSAGES_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from './protocol.ts';
@@ -65,6 +66,7 @@ export interface LinkOptions {
   readonly hooks: TransportHooks;
   /** How peer host names are resolved; undefined = the system resolver. */
   readonly lookup: LookupFunction | undefined;
+  readonly identity?: ClusterIdentity;
 }
 
 export interface PeerStats {
@@ -226,7 +228,7 @@ export class PeerLink {
       const response = await this.pool.request({
         method: 'POST',
         path: this.base.prefix + ROUTES.messages,
-        headers: this.headers,
+        headers: { ...this.headers, ...clusterHeader(this.options.identity) },
         body: frameEncoded(batch),
         signal: AbortSignal.any([controller.signal, AbortSignal.timeout(lane.timeoutMs)]),
       });

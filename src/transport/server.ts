@@ -12,6 +12,7 @@ import type { NodeStatus } from '../api/ops.ts';
 import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { makeTokenCheck } from './auth.ts';
+import { checkCluster, CLUSTER_HEADER, type ClusterIdentity } from './cluster-id.ts';
 import { decodeMessages } from './codec.ts';
 import {
   decodeProposeRequest,
@@ -58,6 +59,10 @@ export interface PeerServerOptions {
   /** Called for every refused request (401, 426, 400, 413, 421, 404), e.g. to log a peer with the
    * wrong token or version. */
   readonly onRefused?: (refusal: PeerRefusal) => void;
+  /** This node's cluster id: requests from another cluster are refused (421) before any handler. */
+  readonly identity?: ClusterIdentity;
+  /** Extra routes (snapshot-route.ts) mounted after authentication and the cluster check. */
+  readonly extraRoutes?: (router: Router) => void;
 }
 
 export interface PeerRefusal {
@@ -102,6 +107,11 @@ export function createPeerRouter(options: PeerServerOptions): Router {
     if (!outcome.ok) {
       res.setHeader('www-authenticate', 'Bearer realm="raftlet peers"');
       refuse(req, res, 'unauthorized', outcome.reason);
+      return;
+    }
+    const cluster = checkCluster(options.identity, req.headers[CLUSTER_HEADER], req.path === ROUTES.messages);
+    if (!cluster.ok) {
+      refuse(req, res, cluster.code, cluster.message);
       return;
     }
     next();
@@ -189,6 +199,8 @@ export function createPeerRouter(options: PeerServerOptions): Router {
   router.get(ROUTES.status, emptyBody, async (_req, res) => {
     await answer(res, Date.now() + maxTimeoutMs, async () => handlers.onStatus(), encodeStatus);
   });
+
+  options.extraRoutes?.(router);
 
   router.use((req, res) => {
     refuse(req, res, 'no_route', `no peer route ${req.method} ${req.path}; routes live under /raft/v${PROTOCOL_VERSION}/`);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { chooseBootstrapMembers, decideBootstrap, shouldBootstrap } from '../../src/kubernetes/bootstrap.ts';
+import { chooseBootstrapMembers, decideBootstrap, judgeProbes, shouldBootstrap } from '../../src/kubernetes/bootstrap.ts';
 import type { Peer } from '../../src/kubernetes/discovery.ts';
 import { compareMemberIds, ordinalOf } from '../../src/kubernetes/ordinal.ts';
 
@@ -133,5 +133,40 @@ describe('shouldBootstrap', () => {
         },
       ),
     );
+  });
+});
+
+describe('seed-only bootstrap and the clusterSeen guard (issue 11)', () => {
+  const three = ['raftlet-0', 'raftlet-1', 'raftlet-2'].map(peer);
+
+  it('only the lowest ordinal of the bootstrap set writes the first configuration', () => {
+    assert.equal(decideBootstrap({ selfId: 'raftlet-0', discovered: three, expect: 3, hasData: false, seedOnly: true }).kind, 'bootstrap');
+    for (const self of ['raftlet-1', 'raftlet-2']) {
+      const decision = decideBootstrap({ selfId: self, discovered: three, expect: 3, hasData: false, seedOnly: true });
+      assert.equal(decision.kind, 'wait');
+      assert.match(decision.kind === 'wait' ? decision.reason : '', /raftlet-0 writes the first configuration/);
+    }
+  });
+
+  it('a cluster seen by the seed keeps it from bootstrapping', () => {
+    const decision = decideBootstrap({ selfId: 'raftlet-0', discovered: three, expect: 3, hasData: false, clusterSeen: true, seedOnly: true });
+    assert.equal(decision.kind, 'wait');
+  });
+
+  it('judges the peers\' answers: a configuration or a leader anywhere means a cluster exists; silence means ask again', () => {
+    const pristine = (id: string) => ({ id, answered: true as const, members: 0, leader: null, term: 0 });
+    assert.deepEqual(judgeProbes([pristine('raftlet-1'), pristine('raftlet-2')]), { kind: 'none' });
+    assert.deepEqual(judgeProbes([]), { kind: 'none' });
+    // A pristine peer that granted a vote has a term but no cluster.
+    assert.deepEqual(judgeProbes([{ ...pristine('raftlet-1'), term: 3 }]), { kind: 'none' });
+    const withConfig = judgeProbes([pristine('raftlet-1'), { id: 'raftlet-2', answered: true, members: 3, leader: null, term: 7 }]);
+    assert.equal(withConfig.kind, 'exists');
+    assert.match(withConfig.kind === 'exists' ? withConfig.reason : '', /raftlet-2 already belongs to a cluster \(3 member\(s\), leader unknown, term 7\)/);
+    assert.equal(judgeProbes([{ id: 'raftlet-1', answered: true, members: 0, leader: 'raftlet-2', term: 7 }]).kind, 'exists');
+    const silent = judgeProbes([pristine('raftlet-1'), { id: 'raftlet-2', answered: false, error: 'connection refused' }]);
+    assert.equal(silent.kind, 'unknown');
+    assert.match(silent.kind === 'unknown' ? silent.reason : '', /raftlet-2 \(connection refused\) did not answer/);
+    // A cluster anywhere outweighs a silent peer.
+    assert.equal(judgeProbes([{ id: 'raftlet-1', answered: false, error: 'x' }, { id: 'raftlet-2', answered: true, members: 1, leader: null, term: 1 }]).kind, 'exists');
   });
 });
