@@ -87,10 +87,11 @@ export class FileClusterIdentity implements ClusterIdentity {
     return this.id;
   }
 
-  /** Makes this node's id (a new cluster is born here); a node that already has one keeps it. */
-  create(): string {
+  /** Takes `id` (default: a new random one) as this node's id: a new cluster is born here. A node
+   * that already has one keeps it. */
+  create(id: string = newClusterId()): string {
     if (this.id !== null) return this.id;
-    return this.set(newClusterId());
+    return this.set(id);
   }
 
   adopt(id: string): void {

@@ -1,8 +1,8 @@
-// Opening the data directory and, for a node whose members are known up front (a static list, or a
-// cluster of itself), writing the first configuration before the node starts.
+// Opening the data directory and its cluster id, and for a one-member cluster of itself (nobody to
+// ask first), writing the first configuration before the node starts. Other new clusters are
+// written by bootstrap.ts once the peers answered.
 import type { Logger } from 'pino';
 import type { Settings } from '../config/settings.ts';
-import { compareMemberIds } from '../kubernetes/ordinal.ts';
 import type { RaftletMetrics } from '../metrics/metrics.ts';
 import { bootstrapState } from '../raft/raft.ts';
 import type { Member, RestoredState } from '../raft/types.ts';
@@ -44,14 +44,11 @@ export async function openData(settings: Settings, metrics: RaftletMetrics, logg
     await store.close().catch(() => undefined);
     return err instanceof ClusterIdFileError ? ExitCode.badData : ExitCode.failure;
   }
-  if (hasData(restored) || settings.membersFrom === 'dns') return { store, restored, identity };
+  if (hasData(restored) || settings.membersFrom !== 'self') return { store, restored, identity };
   const members: Member[] = settings.peers.map((p) => ({ id: p.id, url: p.url, voter: true }));
   const state = bootstrapState(members);
   try {
-    // Every member of a static list writes the same first entry on its own; only the first of
-    // them by id makes the cluster id, so there is exactly one, and the others adopt it from the
-    // first Raft message it sends them (or that the leader relays).
-    if (isSeed(settings.nodeId, members)) identity.create();
+    identity.create();
     await store.save({ entries: state.entries, hardState: state.hardState });
   } catch (err) {
     logger.fatal({ err }, 'storage failed while bootstrapping');
@@ -60,12 +57,6 @@ export async function openData(settings: Settings, metrics: RaftletMetrics, logg
   }
   logger.info({ members: members.map((m) => m.id), clusterId: identity.current() }, 'bootstrapped a new cluster');
   return { store, restored: state, identity };
-}
-
-/** The member that makes a new cluster's id: the lowest id (by StatefulSet ordinal) of its first configuration. */
-export function isSeed(selfId: string, members: readonly Pick<Member, 'id'>[]): boolean {
-  const first = [...members].sort((a, b) => compareMemberIds(a.id, b.id))[0];
-  return first?.id === selfId;
 }
 
 export function hasData(restored: RestoredState): boolean {

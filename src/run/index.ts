@@ -13,6 +13,7 @@ import { RaftNode } from '../node/node.ts';
 import type { NodeId } from '../raft/types.ts';
 import { PeerClient } from '../transport/index.ts';
 import { lookupVia } from '../transport/lookup.ts';
+import { Bootstrapper, staticClusterId, staticPlan } from './bootstrap.ts';
 import { openData } from './data.ts';
 import { startDiscovery, type Discovery } from './discovery.ts';
 import { ExitCode } from './exit-codes.ts';
@@ -20,6 +21,7 @@ import { leaveIfScaledAway, stayingTarget } from './leave.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
 import { startReconciler } from './reconciler.ts';
 import { ListenError, startServers, type Servers } from './servers.ts';
+import { snapshotSource } from './snapshot-source.ts';
 
 export async function runNode(settings: Settings): Promise<ExitCode> {
   const logger = pino({ level: settings.logLevel, base: { node: settings.nodeId } });
@@ -139,7 +141,15 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
 
   let servers: Servers;
   try {
-    servers = await startServers({ settings, node, metrics, logger, identity, healthy: () => !failed && store.error === null });
+    servers = await startServers({
+      settings,
+      node,
+      metrics,
+      logger,
+      identity,
+      snapshot: snapshotSource(node, stateMachine, identity, settings.requestTimeoutMs),
+      healthy: () => !failed && store.error === null,
+    });
   } catch (err) {
     const message = err instanceof ListenError ? err.message : `cannot start servers: ${err instanceof Error ? err.message : String(err)}`;
     logger.fatal({ err }, message);
@@ -156,6 +166,12 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   publishRole();
 
   const stops: (() => void)[] = [];
+  const onBootstrapStorageFailure = (err: unknown): void => {
+    node.stop().catch(() => undefined);
+    failed = true;
+    logger.fatal({ err }, 'storage failed while bootstrapping');
+    exit(ExitCode.badData);
+  };
   const discovery: Discovery | null = await startDiscovery({
     settings,
     dnsServer,
@@ -169,13 +185,27 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
       discovered = found;
       updatePeers();
     },
-    onStorageFailure: (err) => {
-      node.stop().catch(() => undefined);
-      failed = true;
-      logger.fatal({ err }, 'storage failed while bootstrapping');
-      exit(ExitCode.badData);
-    },
+    onStorageFailure: onBootstrapStorageFailure,
   });
+  if (settings.membersFrom === 'peers' && node.isPristine()) {
+    const bootstrapper = new Bootstrapper({
+      selfId: settings.nodeId,
+      node,
+      store,
+      peers,
+      identity,
+      electionTimeoutMs: settings.electionTimeoutMs,
+      logger,
+      plan: () => ({ decision: staticPlan(settings.peers), peers: settings.peers }),
+      message: 'bootstrapped a new cluster',
+      peersBootstrapToo: true,
+      clusterId: () => staticClusterId(settings.peers),
+      onBootstrapped: updatePeers,
+      onStorageFailure: onBootstrapStorageFailure,
+    });
+    void bootstrapper.attempt();
+    stops.push(() => bootstrapper.stop());
+  }
   if (discovery) {
     stops.push(() => discovery.stop());
     stops.push(

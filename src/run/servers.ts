@@ -1,6 +1,7 @@
 // The three listeners of a node: peer RPC, the client API and /metrics with the probes. Started
 // together; if one cannot start, the ones already up are closed again.
 import { createServer, type Server } from 'node:http';
+import express from 'express';
 import type { Logger } from 'pino';
 import { createApiApp } from '../api/app.ts';
 import type { Settings } from '../config/settings.ts';
@@ -9,6 +10,7 @@ import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/
 import type { RaftNode } from '../node/node.ts';
 import type { ClusterIdentity } from '../transport/cluster-id.ts';
 import { startPeerServer, type RunningPeerServer } from '../transport/index.ts';
+import { serveSnapshot, snapshotPeerRoute, type SnapshotSource } from '../transport/snapshot-route.ts';
 import { closeServer, listen, listenError, ListenError } from './listen.ts';
 
 export interface Servers {
@@ -24,9 +26,11 @@ export interface ServersOptions {
   readonly logger: Logger;
   readonly healthy: () => boolean;
   readonly identity: ClusterIdentity;
+  /** GET /v1/snapshot on the client API and GET /raft/v1/snapshot on the peer port. */
+  readonly snapshot: SnapshotSource;
 }
 
-export async function startServers({ settings, node, metrics, logger, healthy, identity }: ServersOptions): Promise<Servers> {
+export async function startServers({ settings, node, metrics, logger, healthy, identity, snapshot }: ServersOptions): Promise<Servers> {
   let peer: RunningPeerServer | null = null;
   let api: Server | null = null;
   let metricsServer: MetricsServer | null = null;
@@ -36,6 +40,7 @@ export async function startServers({ settings, node, metrics, logger, healthy, i
       handlers: node,
       nodeId: settings.nodeId,
       identity,
+      extraRoutes: [snapshotPeerRoute(snapshot)],
       // A forwarded write carries one value as base64; an append carries at least one entry.
       requestLimitBytes: Math.max(2 << 20, Math.ceil((settings.maxValueBytes * 4) / 3) + (64 << 10)),
       messagesLimitBytes: Math.max(64 << 20, 2 * settings.maxValueBytes + (1 << 20)),
@@ -43,11 +48,14 @@ export async function startServers({ settings, node, metrics, logger, healthy, i
     }).catch((err: unknown) => {
       throw listenError(err, 'RAFTLET_PEER_LISTEN', settings.peerListen);
     });
-    const app = createApiApp(node, {
+    const app = express();
+    app.disable('x-powered-by');
+    app.get('/v1/snapshot', (_req, res) => serveSnapshot(res, snapshot));
+    app.use(createApiApp(node, {
       maxValueBytes: settings.maxValueBytes,
       requestTimeoutMs: settings.requestTimeoutMs,
       logger: { error: (d, m) => logger.error(d, m), warn: (d, m) => logger.warn(d, m) },
-    });
+    }));
     api = await listen(createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
     metricsServer = await startMetricsServer({
       host: settings.metricsListen.host,

@@ -13,6 +13,7 @@ import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { makeTokenCheck } from './auth.ts';
 import { checkCluster, CLUSTER_HEADER, type ClusterIdentity } from './cluster-id.ts';
+import type { PeerRoute } from './snapshot-route.ts';
 import { decodeMessages } from './codec.ts';
 import {
   decodeProposeRequest,
@@ -62,7 +63,7 @@ export interface PeerServerOptions {
   /** This node's cluster id: requests from another cluster are refused (421) before any handler. */
   readonly identity?: ClusterIdentity;
   /** Extra routes (snapshot-route.ts) mounted after authentication and the cluster check. */
-  readonly extraRoutes?: (router: Router) => void;
+  readonly extraRoutes?: readonly PeerRoute[];
 }
 
 export interface PeerRefusal {
@@ -200,7 +201,7 @@ export function createPeerRouter(options: PeerServerOptions): Router {
     await answer(res, Date.now() + maxTimeoutMs, async () => handlers.onStatus(), encodeStatus);
   });
 
-  options.extraRoutes?.(router);
+  for (const route of options.extraRoutes ?? []) router.get(route.path, (req, res) => route.handle(req, res));
 
   router.use((req, res) => {
     refuse(req, res, 'no_route', `no peer route ${req.method} ${req.path}; routes live under /raft/v${PROTOCOL_VERSION}/`);
