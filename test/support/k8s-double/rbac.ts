@@ -3,8 +3,11 @@
 
 export interface Rule {
   readonly apiGroups: readonly string[];
+  /** Subresources as `statefulsets/scale`, as in a Role. */
   readonly resources: readonly string[];
   readonly verbs: readonly string[];
+  /** Limits the rule to these object names (never matches a request without a name: list, create). */
+  readonly resourceNames?: readonly string[];
 }
 
 /**
@@ -20,11 +23,12 @@ export function specRole(leases: boolean): Rule[] {
   return rules;
 }
 
-export function allows(rules: readonly Rule[], group: string, resource: string, verb: string): boolean {
+export function allows(rules: readonly Rule[], group: string, resource: string, verb: string, name?: string): boolean {
   return rules.some(
     (rule) =>
       (rule.apiGroups.includes(group) || rule.apiGroups.includes('*')) &&
       (rule.resources.includes(resource) || rule.resources.includes('*')) &&
-      (rule.verbs.includes(verb) || rule.verbs.includes('*')),
+      (rule.verbs.includes(verb) || rule.verbs.includes('*')) &&
+      (rule.resourceNames === undefined || rule.resourceNames.length === 0 || (name !== undefined && rule.resourceNames.includes(name))),
   );
 }
