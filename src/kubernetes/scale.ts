@@ -60,6 +60,8 @@ export type ScaleReading = ({ readonly ok: true } & DesiredReplicas & { readonly
 export class ScaleReader {
   private readonly options: ScaleReaderOptions;
   private owner: string | null = null;
+  /** The pod was read and has no StatefulSet owner: owner references do not change, so it is not read again. */
+  private ownerless: string | null = null;
   private last: (DesiredReplicas & { readonly readAtMs: number }) | null = null;
 
   constructor(options: ScaleReaderOptions) {
@@ -73,10 +75,14 @@ export class ScaleReader {
 
   async read(signal?: AbortSignal): Promise<ScaleReading> {
     try {
+      if (this.ownerless !== null) return { ok: false, reason: this.ownerless };
       if (this.owner === null) {
         const pod = await this.options.client.getPod(this.options.namespace, this.options.podName, signal);
         const owner = ownerStatefulSet(pod);
-        if (owner === null) return { ok: false, reason: `pod ${this.options.podName} has no StatefulSet owner reference` };
+        if (owner === null) {
+          this.ownerless = `pod ${this.options.podName} has no StatefulSet owner reference`;
+          return { ok: false, reason: this.ownerless };
+        }
         this.owner = owner;
       }
       return await this.readStatefulSet(this.owner, signal);

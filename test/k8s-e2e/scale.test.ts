@@ -143,6 +143,13 @@ describe('scaling with kubectl scale (real processes, dnsmasq, API double with a
         const target = Array.from({ length: replicas }, (_, o) => o);
         const added = target.filter((o) => !current.includes(o));
         if (added.length > 0) readiness = new ReadinessWatch(c, () => added.filter((o) => c.isLive(o)));
+        if (replicas < current.length) {
+          // The hard case: the leader is among the pods scaled away (the highest ordinal).
+          const highest = current.length - 1;
+          const moved = await c.http(`${c.spec(0).apiUrl}/v1/leader/transfer`, 'POST', { body: JSON.stringify({ to: podId(highest) }), headers: { 'content-type': 'application/json' } });
+          assert.equal(moved.status, 200, moved.text);
+          await c.waitForLeader({ among: current, not: current.length > 1 ? podId(0) : undefined });
+        }
         const ackedBefore = writer.acked.size;
         const at = Date.now();
         const scaled = await kubectl('scale', 'statefulset', STATEFULSET, `--replicas=${replicas}`);
