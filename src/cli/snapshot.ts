@@ -5,12 +5,13 @@
 // /raft/v1/snapshot); it verifies the file before writing it (atomically). restore verifies it
 // again and prepares a data directory that starts a new cluster with a new cluster id.
 // Exit codes: 0 done; 1 the request failed; 2 bad usage; 3 the snapshot file is damaged.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { parseNodeId, parsePeers, parseUrl, SettingsError } from '../config/values.ts';
 import { BackupError, decodeBackup, type BackupHeader } from '../run/backup.ts';
 import { isClusterId, newClusterId } from '../run/cluster-id.ts';
+import { writeFileDurably } from '../run/durable-file.ts';
 import { ExitCode } from '../run/exit-codes.ts';
 import { restoreDataDir, RestoreRefused } from '../run/restore.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from '../transport/protocol.ts';
@@ -146,7 +147,7 @@ async function save(flags: Flags, io: SnapshotIo): Promise<number> {
     return ExitCode.failure;
   }
   const file = path.resolve(io.cwd ?? process.cwd(), flags.file);
-  writeAtomically(file, bytes);
+  writeFileDurably(file, bytes);
   io.stdout.write(`saved ${flags.file}: ${describeHeader(header)}\n`);
   return ExitCode.ok;
 }
@@ -203,32 +204,6 @@ function tlsFiles(env: SnapshotIo['env']): { cert?: Buffer; key?: Buffer; ca?: B
   };
   const files = { cert: read('RAFTLET_PEER_TLS_CERT_FILE'), key: read('RAFTLET_PEER_TLS_KEY_FILE'), ca: read('RAFTLET_PEER_TLS_CA_FILE') };
   return Object.fromEntries(Object.entries(files).filter(([, v]) => v !== undefined));
-}
-
-/** Temp file, fsync, rename, fsync the directory: FILE is the old file or the whole new one. */
-function writeAtomically(file: string, bytes: Uint8Array): void {
-  const temp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(temp, 'w', 0o600);
-  try {
-    for (let done = 0; done < bytes.byteLength; ) done += writeSync(fd, bytes, done, bytes.byteLength - done);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    try {
-      unlinkSync(temp);
-    } catch {
-      // nothing to clean
-    }
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(temp, file);
-  const dir = openSync(path.dirname(file), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
 }
 
 // ---- restore and inspect ---------------------------------------------------------------------------

@@ -6,9 +6,10 @@
 // A small file of its own beside the storage files (which ignore it), written atomically with
 // fsync: after a crash it is either absent or whole.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLUSTER_ID_PATTERN, type ClusterIdentity } from '../transport/cluster-id.ts';
+import { writeFileDurably } from './durable-file.ts';
 
 export const CLUSTER_ID_FILE = 'raftlet-cluster-id';
 
@@ -43,32 +44,10 @@ export function readClusterId(dataDir: string): string | null {
   return id;
 }
 
-/** Writes the id so that a crash leaves the old file or the whole new one (temp file, fsync, rename, fsync dir). */
+/** Writes the id so that a crash leaves the old file or the whole new one. */
 export function writeClusterId(dataDir: string, id: string): void {
   if (!isClusterId(id)) throw new Error(`not a cluster id: ${JSON.stringify(id)}`);
-  const path = join(dataDir, CLUSTER_ID_FILE);
-  const temp = `${path}.tmp`;
-  const fd = openSync(temp, 'w', 0o600);
-  try {
-    writeSync(fd, `${id}\n`);
-    fsyncSync(fd);
-  } catch (error) {
-    closeSync(fd);
-    try {
-      unlinkSync(temp);
-    } catch {
-      // nothing left to clean
-    }
-    throw error;
-  }
-  closeSync(fd);
-  renameSync(temp, path);
-  const dir = openSync(dataDir, 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeFileDurably(join(dataDir, CLUSTER_ID_FILE), Buffer.from(`${id}\n`, 'utf8'));
 }
 
 /** A node's cluster id, as the peer transport asks for it, backed by the file. */

@@ -210,20 +210,11 @@ export class PodCluster {
     await p.exited;
   }
 
-  /** SIGTERM and wait for the exit; resolves with the exit code. */
+  /** SIGTERM and wait for the exit; resolves with the exit code (fails if it had to be killed). */
   async sigterm(ordinal: number, timeoutMs = 30_000): Promise<number | null> {
-    const p = this.proc(ordinal);
-    if (p.paused) this.sigcont(ordinal);
-    p.child.kill('SIGTERM');
-    const timer = new AbortController();
-    const ended = await Promise.race([p.exited.then(() => true), delay(timeoutMs, false, { signal: timer.signal }).catch(() => false)]);
-    timer.abort();
-    if (!ended) {
-      p.child.kill('SIGKILL');
-      await p.exited;
-      throw new Error(`${this.spec(ordinal).id} did not exit within ${timeoutMs} ms of SIGTERM:\n${this.logTail(ordinal, 20)}`);
-    }
-    return p.exit?.code ?? null;
+    const end = await this.terminate(ordinal, timeoutMs);
+    if (end.killed) throw new Error(`${this.spec(ordinal).id} did not exit within ${timeoutMs} ms of SIGTERM:\n${this.logTail(ordinal, 20)}`);
+    return end.code;
   }
 
   /**

@@ -88,8 +88,8 @@ const ALL: readonly Case[] = (['Parallel', 'OrderedReady'] as const).flatMap((po
   { policy, from: 1, steps: [3] },
   { policy, from: 5, steps: [3] },
 ]);
-// In `npm test`: each direction once, both policies, the one-step 3 → 1 under both.
-const SUBSET = new Set(['Parallel 3→1', 'OrderedReady 3→1', 'OrderedReady 3→2→1', 'OrderedReady 1→3', 'Parallel 5→3']);
+// In `npm test`: each direction once, both policies.
+const SUBSET = new Set(['Parallel 3→1', 'OrderedReady 3→2→1', 'OrderedReady 1→3', 'Parallel 5→3']);
 /**
  * OrderedReady creates a pod only once the one before it is Ready, and a member is Ready only in a
  * cluster with a leader: the first pod must form a cluster alone (RAFTLET_BOOTSTRAP_EXPECT=1), the

@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import type { Peer } from '../../src/kubernetes/discovery.ts';
 import { planMembershipChange, type MembershipDecision, type ReconcileInput } from '../../src/kubernetes/membership.ts';
 import { graceMsOf, isScaledAway, isStatefulSetPod, ownerStatefulSet } from '../../src/kubernetes/scale.ts';
+import { applyConfigChange } from '../../src/raft/membership.ts';
 import type { ConfigChange, Member } from '../../src/raft/types.ts';
 
 const url = (id: string): string => `http://${id}.raftlet.ns.svc:7070`;
@@ -29,19 +30,11 @@ function plan(over: Partial<ReconcileInput> & Pick<ReconcileInput, 'members'>): 
   });
 }
 
-function apply(members: readonly Member[], change: ConfigChange): Member[] {
-  switch (change.kind) {
-    case 'addLearner':
-      return [...members, { id: change.id, url: change.url, voter: false }];
-    case 'promote':
-      return members.map((m) => (m.id === change.id ? { ...m, voter: true } : m));
-    case 'remove':
-      return members.filter((m) => m.id !== change.id);
-    default: {
-      const never: never = change;
-      return never;
-    }
-  }
+/** The configuration after a change the planner asked for (the core's own rule). */
+function apply(members: readonly Member[], change: ConfigChange, leader = 'raftlet-0'): Member[] {
+  const next = applyConfigChange(members, change, leader);
+  if ('error' in next) throw new Error(next.error);
+  return [...next.members];
 }
 
 const desired = (replicas: number, fresh = true) => ({ statefulSet: 'raftlet', replicas, fresh });
@@ -190,7 +183,7 @@ describe('planMembershipChange with desired replicas', () => {
           const change = (decision as Extract<MembershipDecision, { kind: 'change' }>).change;
           assert.equal(change.kind, 'remove');
           assert.notEqual(change.id, leader);
-          members = apply(members, change);
+          members = apply(members, change, leader);
         }
         assert.deepEqual(members.map((m) => m.id).sort(), range(r).map(id).sort());
         assert.ok(!isScaledAway(leader, { statefulSet: 'raftlet', replicas: r }));

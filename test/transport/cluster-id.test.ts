@@ -1,6 +1,6 @@
 // Cluster identity (issue 11): the header check of the peer port, and the id file beside the data.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -86,7 +86,7 @@ describe('the cluster id file', () => {
     assert.equal(identity.create(), id, 'a node that has an id keeps it');
     assert.equal(readClusterId(sub), id);
     assert.equal(readFileSync(path.join(sub, CLUSTER_ID_FILE), 'utf8'), `${id}\n`);
-    assert.equal(existsSync(path.join(sub, `${CLUSTER_ID_FILE}.tmp`)), false);
+    assert.deepEqual(readdirSync(sub), [CLUSTER_ID_FILE], 'no temp file left behind');
     assert.throws(() => identity.adopt(B), /already belongs to cluster/);
   });
 
