@@ -179,7 +179,13 @@ export function nodeEnv(parent: Env, node: LocalNode): Record<string, string> {
 /** What to print above the table: where everything is and how to try it. */
 export function renderIntro(plan: LocalPlan, cwd: string, binPath: string): string[] {
   const [first, second] = [plan.nodes[0], plan.nodes[1] ?? plan.nodes[0]];
-  const bin = path.relative(cwd, binPath) || binPath;
+  // `npx raftlet` runs the project's own bin with node_modules/.bin first on PATH, so on the
+  // project's Node 24 even where the machine's own node is older (`node bin/raftlet.js` is not).
+  // Outside the project, npx would look the name up in the registry instead: cd there first.
+  const root = path.dirname(path.dirname(binPath));
+  const fromRoot = path.relative(root, cwd);
+  const inside = fromRoot === '' || (!fromRoot.startsWith('..') && !path.isAbsolute(fromRoot));
+  const raftlet = inside ? 'npx raftlet' : `cd ${root} && npx raftlet`;
   return [
     `raftlet local: ${plan.nodes.length} node${plan.nodes.length === 1 ? '' : 's'} on 127.0.0.1, data and logs in ${plan.dataDir}`,
     ...plan.nodes.map((n) =>
@@ -189,7 +195,7 @@ export function renderIntro(plan: LocalPlan, cwd: string, binPath: string): stri
     `  curl -X PUT 127.0.0.1:${first.apiPort}/v1/kv/hello -d world`,
     `  curl 127.0.0.1:${second.apiPort}/v1/kv/hello`,
     `  curl 127.0.0.1:${second.apiPort}/v1/status`,
-    `  node ${bin} get hello --api ${second.apiUrl}`,
+    `  ${raftlet} get hello --api ${second.apiUrl}`,
     'Ctrl-C stops all nodes.',
     '',
   ];

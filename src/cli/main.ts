@@ -30,6 +30,11 @@ export function usage(): string {
     '  raftlet get KEY [--api URL]          print the value of KEY',
     '  raftlet put KEY VALUE [--api URL]    set KEY to VALUE',
     '  raftlet del KEY [--api URL]          delete KEY',
+    '  raftlet snapshot save FILE [--api URL | --peer URL]',
+    '                                       a consistent snapshot of a running cluster (index, term, checksum)',
+    '  raftlet snapshot restore FILE [--data-dir DIR] [--node-id ID] [--peers id=url,...] [--cluster-id ID]',
+    '                                       a data directory that starts a new cluster with that state',
+    '                                       (raftlet snapshot --help)',
     '  raftlet demo-app [--port N]          the stand-in application container (raftlet demo-app --help)',
     '  raftlet help | --help | --version',
     '',
@@ -93,12 +98,16 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
       const { runClientCommand } = await import('../api/client-cli.ts');
       return runClientCommand(argv, { stdout: io.stdout, stderr: io.stderr, env: io.env });
     }
+    case 'snapshot': {
+      const { runSnapshotCommand } = await import('./snapshot.ts');
+      return runSnapshotCommand(rest, { stdout: io.stdout, stderr: io.stderr, env: io.env });
+    }
     case 'demo-app': {
       const { runDemoApp } = await import('./demo-app.ts');
       return runDemoApp(rest);
     }
     default:
-      io.stderr.write(`raftlet: unknown command ${JSON.stringify(command)}; commands: run, local, status, get, put, del, demo-app, help\n`);
+      io.stderr.write(`raftlet: unknown command ${JSON.stringify(command)}; commands: run, local, status, get, put, del, snapshot, demo-app, help\n`);
       return ExitCode.badConfig;
   }
 }

@@ -21,6 +21,9 @@ export interface BootstrapInput {
   /** A peer told this node it belongs to a cluster (a leader contacted it, or a peer reported a
    * leader or a non-empty configuration). */
   readonly clusterSeen?: boolean;
+  /** Only the seed (the lowest ordinal of the set) writes the first configuration; the others
+   * wait for its leader to reach them. One writer means one cluster id (src/run/cluster-id.ts). */
+  readonly seedOnly?: boolean;
 }
 
 /**
@@ -84,5 +87,61 @@ export function decideBootstrap(input: BootstrapInput): BootstrapDecision {
       reason: `not in the bootstrap set (${members.map((m) => m.id).join(', ')}): waiting for the leader to add this node`,
     };
   }
+  const seed = members[0]?.id;
+  if (input.seedOnly === true && seed !== selfId) {
+    return { kind: 'wait', reason: `${seed ?? '?'} writes the first configuration (${members.map((m) => m.id).join(', ')}); waiting for its leader to reach this node` };
+  }
   return { kind: 'bootstrap', members };
+}
+
+/** What a peer answered to the peer status route before a bootstrap, or why it did not. */
+export type PeerProbe =
+  | {
+      readonly id: NodeId;
+      readonly answered: true;
+      readonly members: number;
+      readonly leader: NodeId | null;
+      readonly term: number;
+      readonly lastLogIndex: number;
+    }
+  | { readonly id: NodeId; readonly answered: false; readonly error: string };
+
+export type ProbeVerdict =
+  /** No peer that answered belongs to a cluster, and a majority of the new cluster's members are
+   * known to hold nothing: a new cluster may form. */
+  | { readonly kind: 'none' }
+  /** A peer has a configuration or knows a leader: join that cluster, never make another. */
+  | { readonly kind: 'exists'; readonly reason: string }
+  /** Too few members answered to know: ask again before deciding. */
+  | { readonly kind: 'unknown'; readonly reason: string };
+
+/**
+ * The clusterSeen guard (issue 11), from the answers of the peers: a node that lost its data must
+ * not form a new cluster next to the one its peers still run. A cluster that exists and could
+ * still commit has a majority of its members alive and holding a configuration; so once a
+ * majority of the would-be members (this node included) answered that they hold nothing, and no
+ * peer answered with a cluster, none can be running on these members.
+ */
+export function judgeProbes(probes: readonly PeerProbe[], memberIds: readonly NodeId[], selfId: NodeId, options: { readonly peersBootstrapToo?: boolean } = {}): ProbeVerdict {
+  for (const p of probes) {
+    // Where every member writes the same first entry (a static list), a peer that has done just
+    // that (entry 1 in term 1, no leader yet) is forming the same cluster, not running another.
+    const forming = options.peersBootstrapToo === true && p.answered && p.leader === null && p.term <= 1 && p.lastLogIndex <= 1;
+    if (p.answered && !forming && (p.members > 0 || p.leader !== null)) {
+      return {
+        kind: 'exists',
+        reason: `${p.id} already belongs to a cluster (${p.members} member(s), leader ${p.leader ?? 'unknown'}, term ${p.term}): not bootstrapping; waiting for its leader to add this node`,
+      };
+    }
+  }
+  const empty = new Set(probes.filter((p) => p.answered).map((p) => p.id));
+  empty.add(selfId);
+  const known = memberIds.filter((id) => empty.has(id)).length;
+  const needed = Math.floor(memberIds.length / 2) + 1;
+  if (known >= needed) return { kind: 'none' };
+  const silent = probes.filter((p): p is Extract<PeerProbe, { answered: false }> => !p.answered);
+  return {
+    kind: 'unknown',
+    reason: `not bootstrapping yet: ${known} of ${memberIds.length} members are known to hold no cluster, ${needed} needed; no answer from ${silent.map((p) => `${p.id} (${p.error})`).join(', ') || 'nobody'}`,
+  };
 }

@@ -2,6 +2,7 @@
 // and the content type it needs, plus one place that turns the client's errors into decisions.
 import {
   ApiException,
+  AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
   KubeConfig,
@@ -13,9 +14,10 @@ import {
   type ResponseContext,
   type V1Lease,
   type V1Pod,
+  type V1StatefulSet,
 } from '@kubernetes/client-node';
 
-export type { CoreV1Event, V1Lease, V1Pod };
+export type { CoreV1Event, V1Lease, V1Pod, V1StatefulSet };
 
 /** KUBECONFIG (or the given file), else ~/.kube/config, else the pod's service account. */
 export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
@@ -39,11 +41,13 @@ export interface KubeClientOptions {
 export class KubeClient {
   private readonly core: CoreV1Api;
   private readonly coordination: CoordinationV1Api;
+  private readonly apps: AppsV1Api;
   private readonly timeoutMs: number;
 
   constructor(kc: KubeConfig, opts: KubeClientOptions = {}) {
     this.core = kc.makeApiClient(CoreV1Api);
     this.coordination = kc.makeApiClient(CoordinationV1Api);
+    this.apps = kc.makeApiClient(AppsV1Api);
     this.timeoutMs = opts.timeoutMs ?? 5000;
   }
 
@@ -65,6 +69,11 @@ export class KubeClient {
       { name, namespace, body: patch, fieldManager: 'raftlet' },
       this.options(signal, PatchStrategy.MergePatch),
     );
+  }
+
+  /** The pod's own StatefulSet, for its desired replicas (scale.ts). */
+  getStatefulSet(namespace: string, name: string, signal?: AbortSignal): Promise<V1StatefulSet> {
+    return this.apps.readNamespacedStatefulSet({ name, namespace }, this.options(signal));
   }
 
   createEvent(namespace: string, event: CoreV1Event, signal?: AbortSignal): Promise<CoreV1Event> {

@@ -7,11 +7,14 @@ import { EventRecorder, type EventResult } from './events.ts';
 import { RoleLabeler, type LabelResult, type RoleState } from './labeler.ts';
 import { LeaseMirror, type LeaseResult } from './lease.ts';
 import type { Logger } from './log.ts';
+import { ScaleReader } from './scale.ts';
 
 export type { RoleState, LabelResult } from './labeler.ts';
 export type { EventResult } from './events.ts';
 export type { LeaseResult } from './lease.ts';
 export { requiredRbacRules, type PolicyRule } from './rbac.ts';
+export { isScaledAway, type DesiredReplicas, type ScaleReading, type ScaleVerdict } from './scale.ts';
+export type { ScaleReader } from './scale.ts';
 
 export interface KubernetesAdaptersOptions {
   /** A kubeconfig file; default: KUBECONFIG, ~/.kube/config, else the in-cluster service account. */
@@ -40,6 +43,8 @@ export class KubernetesAdapters {
   private readonly events: EventRecorder;
   private readonly lease: LeaseMirror | null;
   private readonly selfId: NodeId;
+  /** The desired replicas of this pod's StatefulSet: scale-down or restart (scale.ts). */
+  readonly scale: ScaleReader;
   private lastLeaderTerm = -1;
 
   constructor(opts: KubernetesAdaptersOptions) {
@@ -55,6 +60,7 @@ export class KubernetesAdapters {
       reconcileIntervalMs: opts.reconcileIntervalMs,
     });
     this.events = new EventRecorder({ ...common, podName: opts.podName, onResult: opts.onEvent });
+    this.scale = new ScaleReader({ client, namespace: opts.namespace, podName: opts.podName });
     this.lease =
       opts.leaseName === null
         ? null

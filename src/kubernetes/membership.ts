@@ -1,10 +1,13 @@
-// The leader's membership reconciliation: what DNS shows (the StatefulSet's pods) against the
-// replicated configuration, turned into at most one single-server change at a time (thesis §4.1:
-// one change at a time keeps every pair of majorities overlapping). New pods join as learners and
-// are promoted once caught up (thesis §4.2.1), so a slow newcomer never stalls commits.
+// The leader's membership reconciliation: what DNS shows (the StatefulSet's pods) and the
+// StatefulSet's desired replicas against the replicated configuration, turned into at most one
+// single-server change at a time (thesis §4.1: one change at a time keeps every pair of majorities
+// overlapping). New pods join as learners and are promoted once caught up (thesis §4.2.1), so a
+// slow newcomer never stalls commits. Pods being scaled away (ordinal >= desired replicas) are
+// removed at once, highest ordinal first; pods below that only restart and are never removed.
 import type { ConfigChange, Membership, NodeId, PeerProgress } from '../raft/types.ts';
 import type { Peer } from './discovery.ts';
 import { compareMemberIds } from './ordinal.ts';
+import { isScaledAway, isStatefulSetPod, type DesiredReplicas } from './scale.ts';
 
 export interface MembershipPolicy {
   /** A learner within this many entries of the leader's last index counts as caught up. */
@@ -29,14 +32,19 @@ export interface ReconcileInput {
   readonly absentForMs: ReadonlyMap<NodeId, number>;
   /** A configuration entry is not committed yet: no second change until it is (thesis §4.1). */
   readonly changeInProgress: boolean;
+  /** The StatefulSet's desired replicas as last read from the API; null when unknown (no API,
+   * or never read). Pods of the set below `replicas` only restart: never removed. Those at or
+   * above are removed, but only on a `fresh` reading (a stale one does not guess a scale-down). */
+  readonly desired?: (DesiredReplicas & { readonly fresh: boolean }) | null;
   readonly policy?: Partial<MembershipPolicy>;
 }
 
 export type MembershipDecision =
   | { readonly kind: 'none'; readonly reason: string }
   | { readonly kind: 'change'; readonly change: ConfigChange; readonly reason: string }
-  /** The leader itself should leave: transfer leadership first; the next leader removes it. */
-  | { readonly kind: 'transferFirst'; readonly reason: string }
+  /** The leader itself should leave: transfer leadership first (to `to`, or the most up-to-date
+   * voter when null); the next leader removes it. */
+  | { readonly kind: 'transferFirst'; readonly to: NodeId | null; readonly reason: string }
   /** A change is due but would leave too few voters alive to commit; log the reason and wait. */
   | { readonly kind: 'refused'; readonly change: ConfigChange; readonly reason: string };
 
@@ -50,19 +58,49 @@ export function planMembershipChange(input: ReconcileInput): MembershipDecision 
   const progress = new Map(input.progress.map((p) => [p.id, p]));
   const members = [...input.members].sort((a, b) => compareMemberIds(a.id, b.id));
   const isMember = new Set(members.map((m) => m.id));
-  const overdue = (id: NodeId): boolean => (input.absentForMs.get(id) ?? 0) >= policy.removeGraceMs;
+  const desired = input.desired ?? null;
+  // A pod of the StatefulSet below the desired replicas is restarting (rolling update, eviction,
+  // drain): however long it is gone from DNS, it comes back. Only other members age out of DNS.
+  const restarting = (id: NodeId): boolean => desired !== null && isStatefulSetPod(id, desired) && !isScaledAway(id, desired);
+  const overdue = (id: NodeId): boolean => !restarting(id) && (input.absentForMs.get(id) ?? 0) >= policy.removeGraceMs;
+  const leavingNow = (id: NodeId): boolean => desired !== null && desired.fresh && desired.replicas >= 1 && isScaledAway(id, desired);
+  const excluded = (id: NodeId): boolean => desired !== null && isScaledAway(id, desired);
 
-  if (isMember.has(input.selfId) && overdue(input.selfId)) {
+  if (isMember.has(input.selfId) && (leavingNow(input.selfId) || overdue(input.selfId))) {
+    const alive = aliveIds(input);
+    const staying = members.filter((m) => m.voter && m.id !== input.selfId && !excluded(m.id) && alive.has(m.id));
+    const best = staying.sort((a, b) => (progress.get(b.id)?.matchIndex ?? 0) - (progress.get(a.id)?.matchIndex ?? 0))[0];
+    if (leavingNow(input.selfId)) {
+      if (best === undefined) {
+        return { kind: 'none', reason: `this leader (${input.selfId}) is scaled away, but no responding voter that stays could take over: it stays for now` };
+      }
+      return {
+        kind: 'transferFirst',
+        to: best.id,
+        reason: `this leader (${input.selfId}) is scaled away (${desired?.statefulSet} wants ${desired?.replicas} replicas): transfer leadership to ${best.id} so it can remove this member`,
+      };
+    }
     return {
       kind: 'transferFirst',
+      to: best?.id ?? null,
       reason: `this leader (${input.selfId}) has been missing from DNS for ${seconds(input.absentForMs.get(input.selfId))} s: transfer leadership so the next leader can remove it`,
     };
+  }
+
+  // Scaled away: learners first, then voters, highest ordinal first (the order a StatefulSet
+  // deletes pods in, and the order every leader computes alike), one at a time.
+  const scaledAway = members
+    .filter((m) => m.id !== input.selfId && leavingNow(m.id))
+    .sort((a, b) => (a.voter === b.voter ? compareMemberIds(b.id, a.id) : a.voter ? 1 : -1));
+  for (const member of scaledAway) {
+    const replicas = desired?.replicas ?? 0;
+    return guarded(input, { kind: 'remove', id: member.id }, `${member.id} is scaled away (${desired?.statefulSet} wants ${replicas} replica${replicas === 1 ? '' : 's'})`, false);
   }
 
   const waiting: string[] = [];
   for (const learner of members.filter((m) => !m.voter)) {
     const p = progress.get(learner.id);
-    if (!seen.has(learner.id) || p === undefined) continue;
+    if (!seen.has(learner.id) || p === undefined || excluded(learner.id)) continue;
     const behind = input.lastLogIndex - p.matchIndex;
     if (!p.recentActive || behind > policy.catchUpEntries) {
       waiting.push(`learner ${learner.id} is ${behind} entries behind${p.recentActive ? '' : ' and not responding'}`);
@@ -73,7 +111,7 @@ export function planMembershipChange(input: ReconcileInput): MembershipDecision 
 
   const newcomer = [...input.discovered]
     .sort((a, b) => compareMemberIds(a.id, b.id))
-    .find((peer) => !isMember.has(peer.id) && peer.id !== input.selfId);
+    .find((peer) => !isMember.has(peer.id) && peer.id !== input.selfId && !excluded(peer.id));
   if (newcomer !== undefined) {
     return guarded(input, { kind: 'addLearner', id: newcomer.id, url: newcomer.url }, `${newcomer.id} appeared in DNS and is not a member`);
   }
@@ -81,7 +119,7 @@ export function planMembershipChange(input: ReconcileInput): MembershipDecision 
   // Learners before voters, then the highest ordinal first: the pods a StatefulSet scale-down
   // deletes first, and the order every leader computes alike.
   const leaving = members
-    .filter((m) => m.id !== input.selfId && !seen.has(m.id))
+    .filter((m) => m.id !== input.selfId && !seen.has(m.id) && !restarting(m.id))
     .sort((a, b) => (a.voter === b.voter ? compareMemberIds(b.id, a.id) : a.voter ? 1 : -1));
   for (const member of leaving) {
     if (!overdue(member.id)) {
@@ -99,7 +137,7 @@ export function planMembershipChange(input: ReconcileInput): MembershipDecision 
  * majority, and a removal decided while DNS shows less than a majority of the voters (a DNS
  * outage must not look like a scale-down to zero).
  */
-function guarded(input: ReconcileInput, change: ConfigChange, why: string): MembershipDecision {
+function guarded(input: ReconcileInput, change: ConfigChange, why: string, dnsGuard = true): MembershipDecision {
   const alive = aliveIds(input);
   const voters = input.members.filter((m) => m.voter).map((m) => m.id);
   const nextVoters = votersAfter(input.members, change);
@@ -112,7 +150,7 @@ function guarded(input: ReconcileInput, change: ConfigChange, why: string): Memb
   if (aliveNext < majority(nextVoters.length)) {
     return { kind: 'refused', change, reason: `${describe} refused: it would leave ${aliveNext} responding voters of ${nextVoters.length}, fewer than a majority` };
   }
-  if (change.kind === 'remove') {
+  if (change.kind === 'remove' && dnsGuard) {
     const seen = new Set(input.discovered.map((peer) => peer.id));
     const seenVoters = voters.filter((id) => seen.has(id)).length;
     if (seenVoters < majority(voters.length)) {

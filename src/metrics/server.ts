@@ -31,15 +31,19 @@ export interface MetricsServer {
 }
 
 /**
- * SPEC §6 readiness: a member of a cluster with a known leader in its current term. `leader` must
- * be null whenever the node knows no leader in its current term (the core resets it on a new term).
+ * SPEC §6 readiness: a voting member of a cluster with a known leader in its current term. `leader`
+ * must be null whenever the node knows no leader in its current term (the core resets it on a new
+ * term). A learner is not ready: it does not count toward a quorum yet, and a PodDisruptionBudget
+ * that counted it could let one eviction too many through while it catches up.
  */
 export function readinessOf(status: { readonly id: NodeId; readonly term: number; readonly leader: NodeId | null; readonly members: Membership }): Readiness {
-  if (!status.members.some((member) => member.id === status.id)) {
+  const self = status.members.find((member) => member.id === status.id);
+  if (self === undefined) {
     return { ready: false, reason: `${status.id} is not a member of the cluster configuration (yet)` };
   }
+  if (!self.voter) return { ready: false, reason: `${status.id} is a learner catching up; ready once the leader promotes it to a voter` };
   if (status.leader === null) return { ready: false, reason: `no known leader in term ${status.term}` };
-  return { ready: true, reason: `leader ${status.leader} in term ${status.term}` };
+  return { ready: true, reason: `voter; leader ${status.leader} in term ${status.term}` };
 }
 
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {

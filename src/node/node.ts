@@ -166,6 +166,11 @@ export class RaftNode implements ClientOps {
     return this.raft;
   }
 
+  /** The term of the log entry at index (also the snapshot's last index); undefined if not held. */
+  termAt(index: number): number | undefined {
+    return this.raft.termAt(index);
+  }
+
   proposeConfigChange(change: ConfigChange): ProposeResult {
     const result = this.raft.proposeConfigChange(change);
     this.kick();

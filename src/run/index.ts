@@ -1,10 +1,11 @@
-// `raftlet run`: one node as a process, composed from its parts: storage (data.ts), the peer client,
-// the node runtime, the three servers (servers.ts), the Kubernetes adapters, DNS discovery and
-// bootstrap (discovery.ts), the membership reconciler (reconciler.ts) and the SIGTERM hand-off.
+// `raftlet run`: one node as a process, composed from its parts: storage and the cluster id
+// (data.ts), the peer client, the node runtime, the three servers (servers.ts), the Kubernetes
+// adapters, DNS discovery and bootstrap (discovery.ts), the membership reconciler (reconciler.ts)
+// and SIGTERM: the hand-off, and leaving the configuration when scaled away (leave.ts).
 // Resolves with the exit code of SPEC §2 (exit-codes.ts).
 import pino from 'pino';
 import { formatHostPort, type Settings } from '../config/settings.ts';
-import type { Peer, SrvDiscovery } from '../kubernetes/discovery.ts';
+import type { Peer } from '../kubernetes/discovery.ts';
 import type { KubernetesAdapters } from '../kubernetes/index.ts';
 import { KvStore } from '../kv/index.ts';
 import { RaftletMetrics } from '../metrics/metrics.ts';
@@ -12,13 +13,16 @@ import { RaftNode } from '../node/node.ts';
 import type { NodeId } from '../raft/types.ts';
 import { PeerClient } from '../transport/index.ts';
 import { lookupVia } from '../transport/lookup.ts';
+import { Bootstrapper, staticClusterId, staticPlan } from './bootstrap.ts';
 import { openData } from './data.ts';
-import { startDiscovery } from './discovery.ts';
+import { startDiscovery, type Discovery } from './discovery.ts';
 import { ExitCode } from './exit-codes.ts';
+import { leaveIfScaledAway, stayingTarget } from './leave.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
 import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-security.ts';
 import { startReconciler } from './reconciler.ts';
 import { ListenError, startServers, type Servers } from './servers.ts';
+import { snapshotSource } from './snapshot-source.ts';
 
 export async function runNode(settings: Settings): Promise<ExitCode> {
   const logger = pino({ level: settings.logLevel, base: { node: settings.nodeId } });
@@ -40,7 +44,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
 
   const opened = await openData(settings, metrics, logger);
   if (typeof opened === 'number') return opened;
-  const { store, restored } = opened;
+  const { store, restored, identity } = opened;
 
   let kube: KubernetesAdapters | null = null;
   if (settings.kubernetes) {
@@ -81,6 +85,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     token: security.tokens,
     tls: security.tls,
     lookup: dnsServer ? lookupVia(dnsServer) : undefined,
+    identity,
     requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
     backoffMaxMs: Math.max(200, Math.min(2000, settings.electionTimeoutMs)),
     hooks: {
@@ -154,7 +159,16 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
 
   let servers: Servers;
   try {
-    servers = await startServers({ settings, node, metrics, logger, security, healthy: () => !failed && store.error === null });
+    servers = await startServers({
+      settings,
+      node,
+      metrics,
+      logger,
+      security,
+      identity,
+      snapshot: snapshotSource(node, stateMachine, identity, settings.requestTimeoutMs),
+      healthy: () => !failed && store.error === null,
+    });
   } catch (err) {
     const message = err instanceof ListenError ? err.message : `cannot start servers: ${err instanceof Error ? err.message : String(err)}`;
     logger.fatal({ err }, message);
@@ -172,27 +186,51 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   publishRole();
 
   const stops: (() => void)[] = [];
-  const discovery: SrvDiscovery | null = await startDiscovery({
+  const onBootstrapStorageFailure = (err: unknown): void => {
+    node.stop().catch(() => undefined);
+    failed = true;
+    logger.fatal({ err }, 'storage failed while bootstrapping');
+    exit(ExitCode.badData);
+  };
+  const discovery: Discovery | null = await startDiscovery({
     settings,
     dnsServer,
     node,
     store,
+    peers,
+    identity,
     metrics,
     logger,
     onPeers: (found) => {
       discovered = found;
       updatePeers();
     },
-    onStorageFailure: (err) => {
-      node.stop().catch(() => undefined);
-      failed = true;
-      logger.fatal({ err }, 'storage failed while bootstrapping');
-      exit(ExitCode.badData);
-    },
+    onStorageFailure: onBootstrapStorageFailure,
   });
+  if (settings.membersFrom === 'peers' && node.isPristine()) {
+    const bootstrapper = new Bootstrapper({
+      selfId: settings.nodeId,
+      node,
+      store,
+      peers,
+      identity,
+      electionTimeoutMs: settings.electionTimeoutMs,
+      logger,
+      plan: () => ({ decision: staticPlan(settings.peers), peers: settings.peers }),
+      message: 'bootstrapped a new cluster',
+      peersBootstrapToo: true,
+      clusterId: () => staticClusterId(settings.peers),
+      onBootstrapped: updatePeers,
+      onStorageFailure: onBootstrapStorageFailure,
+    });
+    void bootstrapper.attempt();
+    stops.push(() => bootstrapper.stop());
+  }
   if (discovery) {
     stops.push(() => discovery.stop());
-    stops.push(startReconciler({ selfId: settings.nodeId, node, discovery, electionTimeoutMs: settings.electionTimeoutMs, logger }));
+    stops.push(
+      startReconciler({ selfId: settings.nodeId, node, discovery: discovery.srv, scale: kube?.scale ?? null, electionTimeoutMs: settings.electionTimeoutMs, logger }),
+    );
   }
 
   // Replication lag per follower, as the leader sees it.
@@ -206,19 +244,27 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   stops.push(() => clearInterval(lagTimer));
 
   const shutdown = async (signal: string): Promise<void> => {
+    const startedAt = Date.now();
     logger.info({ signal }, 'stopping');
     // No new client requests; those in flight finish below (their entries may commit under the
     // next leader, which this node then applies).
     const apiDrained = drainServer(servers.api, Math.min(5000, settings.requestTimeoutMs));
+    // Scale-down or restart? Asked of the API at once, while the hand-off below goes on.
+    const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
     if (node.status().role === 'leader' && node.members().some((m) => m.voter && m.id !== settings.nodeId)) {
       try {
-        const to = await node.transferLeadership(null, Date.now() + settings.electionTimeoutMs * 2);
+        // A member that stays, if the leader's last reading of the replicas says who stays.
+        const to = await node.transferLeadership(stayingTarget(node, kube?.scale.latest() ?? null), Date.now() + settings.electionTimeoutMs * 2);
         logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
       } catch (err) {
         logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');
       }
     }
     publishRole();
+    if (verdict !== null) {
+      await leaveIfScaledAway({ node, peers, verdict: await verdict, startedAt, electionTimeoutMs: settings.electionTimeoutMs, logger });
+      publishRole();
+    }
     await apiDrained;
     exit(ExitCode.ok);
   };

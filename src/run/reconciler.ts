@@ -1,18 +1,33 @@
-// The leader keeps the Raft configuration in line with what DNS shows (issue 4, operator-style): new
-// pods join as learners and are promoted once caught up; pods gone from DNS for a grace period are
-// removed, one change at a time, never below a majority of the voters.
+// The leader keeps the Raft configuration in line with the StatefulSet (issue 4 and 11,
+// operator-style): new pods in DNS join as learners and are promoted once caught up; pods the
+// StatefulSet is scaling away (ordinal >= its desired replicas, read from the API by the leader
+// itself) are removed at once, highest ordinal first, so several pods scaled away together leave
+// in turn without losing quorum, often before their SIGTERM arrives; pods gone from DNS for a
+// grace period are removed too, unless they belong to the StatefulSet below its desired replicas
+// (those only restart). One change at a time, never below a majority of responding voters.
 import type { Logger } from 'pino';
+import type { DesiredReplicas, ScaleReader } from '../kubernetes/index.ts';
 import type { SrvDiscovery } from '../kubernetes/discovery.ts';
 import { AbsenceTracker, planMembershipChange } from '../kubernetes/membership.ts';
 import type { RaftNode } from '../node/node.ts';
 import type { NodeId } from '../raft/types.ts';
 
-export const RECONCILE_INTERVAL_MS = 2_000;
+/** How often the leader looks when nothing is changing. */
+export const RECONCILE_INTERVAL_MS = 1_000;
+/** How soon it looks again after proposing a change (the next one waits for its commit). */
+const AFTER_CHANGE_MS = 150;
+/** The StatefulSet is read at most this often... */
+const SCALE_READ_INTERVAL_MS = 2_000;
+/** ...and a reading older than this is too stale to remove a member on (it still keeps
+ * restarting pods from being removed). */
+const SCALE_FRESH_MS = 10_000;
 
 export interface ReconcilerOptions {
   readonly selfId: NodeId;
   readonly node: RaftNode;
   readonly discovery: SrvDiscovery;
+  /** The API reader of the desired replicas; null outside Kubernetes. */
+  readonly scale: ScaleReader | null;
   readonly electionTimeoutMs: number;
   readonly logger: Logger;
 }
@@ -22,9 +37,33 @@ export function startReconciler(options: ReconcilerOptions): () => void {
   const { node, logger } = options;
   const absence = new AbsenceTracker();
   let lastRefusal = '';
-  const reconcile = (): void => {
+  let lastScaleProblem = '';
+  let scaleReadAt = 0;
+  let stopped = false;
+  let timer: NodeJS.Timeout | null = null;
+
+  /** The desired replicas for this round: a fresh read every SCALE_READ_INTERVAL_MS. */
+  const desired = async (): Promise<(DesiredReplicas & { fresh: boolean }) | null> => {
+    const scale = options.scale;
+    if (scale === null) return null;
+    if (Date.now() - scaleReadAt >= SCALE_READ_INTERVAL_MS) {
+      scaleReadAt = Date.now();
+      const reading = await scale.read(AbortSignal.timeout(Math.max(1000, options.electionTimeoutMs)));
+      if (!reading.ok && reading.reason !== lastScaleProblem) {
+        logger.warn(`cannot read the StatefulSet's desired replicas (${reading.reason}): no member is removed as scaled away until it can`);
+      }
+      lastScaleProblem = reading.ok ? '' : reading.reason;
+    }
+    const latest = scale.latest();
+    return latest === null ? null : { statefulSet: latest.statefulSet, replicas: latest.replicas, fresh: Date.now() - latest.readAtMs <= SCALE_FRESH_MS };
+  };
+
+  /** One round; true if it proposed something (then the next round comes sooner). */
+  const reconcile = async (): Promise<boolean> => {
     const current = options.discovery.current();
-    if (!current || node.status().role !== 'leader') return;
+    if (!current || node.status().role !== 'leader') return false;
+    const wanted = await desired();
+    if (stopped || node.status().role !== 'leader') return false;
     const s = node.raftStatus();
     absence.observe(s.members.map((m) => m.id), current.map((p) => p.id), Date.now());
     const decision = planMembershipChange({
@@ -35,30 +74,49 @@ export function startReconciler(options: ReconcilerOptions): () => void {
       discovered: current,
       absentForMs: absence.absentForMs(Date.now()),
       changeInProgress: false,
+      desired: wanted,
     });
     switch (decision.kind) {
       case 'none':
-        return;
+        return false;
       case 'change': {
         const res = node.proposeConfigChange(decision.change);
         if (res.ok) logger.info({ change: decision.change, index: res.index }, `membership: ${decision.reason}`);
         else if (res.reason !== 'change_in_progress') logger.warn({ change: decision.change }, `membership change refused: ${res.message}`);
-        return;
+        return res.ok || res.reason === 'change_in_progress';
       }
       case 'transferFirst':
         logger.info(decision.reason);
-        node.transferLeadership(null, Date.now() + options.electionTimeoutMs).catch(() => undefined);
-        return;
+        await node.transferLeadership(decision.to, Date.now() + options.electionTimeoutMs).catch(() => undefined);
+        return true;
       case 'refused':
         if (decision.reason !== lastRefusal) logger.warn({ change: decision.change }, `membership change refused: ${decision.reason}`);
         lastRefusal = decision.reason;
-        return;
+        return false;
       default: {
         const never: never = decision;
         return never;
       }
     }
   };
-  const timer = setInterval(reconcile, RECONCILE_INTERVAL_MS);
-  return () => clearInterval(timer);
+
+  const loop = (): void => {
+    if (stopped) return;
+    reconcile().then(
+      (changed) => schedule(changed ? AFTER_CHANGE_MS : RECONCILE_INTERVAL_MS),
+      (err: unknown) => {
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'membership reconciliation failed');
+        schedule(RECONCILE_INTERVAL_MS);
+      },
+    );
+  };
+  const schedule = (ms: number): void => {
+    if (stopped) return;
+    timer = setTimeout(loop, ms);
+  };
+  schedule(RECONCILE_INTERVAL_MS);
+  return () => {
+    stopped = true;
+    if (timer !== null) clearTimeout(timer);
+  };
 }

@@ -1,13 +1,16 @@
 // The three listeners of a node: peer RPC, the client API and /metrics with the probes. Started
 // together; if one cannot start, the ones already up are closed again.
 import { createServer, type Server } from 'node:http';
+import express from 'express';
 import type { Logger } from 'pino';
 import { createApiApp } from '../api/app.ts';
 import type { Settings } from '../config/settings.ts';
 import type { RaftletMetrics } from '../metrics/metrics.ts';
 import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/server.ts';
 import type { RaftNode } from '../node/node.ts';
+import type { ClusterIdentity } from '../transport/cluster-id.ts';
 import { startPeerServer, type RunningPeerServer } from '../transport/index.ts';
+import { serveSnapshot, snapshotPeerRoute, type SnapshotSource } from '../transport/snapshot-route.ts';
 import { closeServer, listen, listenError, ListenError } from './listen.ts';
 import type { PeerSecurity } from './peer-security.ts';
 
@@ -24,9 +27,12 @@ export interface ServersOptions {
   readonly logger: Logger;
   readonly security: PeerSecurity;
   readonly healthy: () => boolean;
+  readonly identity: ClusterIdentity;
+  /** GET /v1/snapshot on the client API and GET /raft/v1/snapshot on the peer port. */
+  readonly snapshot: SnapshotSource;
 }
 
-export async function startServers({ settings, node, metrics, logger, security, healthy }: ServersOptions): Promise<Servers> {
+export async function startServers({ settings, node, metrics, logger, security, healthy, identity, snapshot }: ServersOptions): Promise<Servers> {
   let peer: RunningPeerServer | null = null;
   let api: Server | null = null;
   let metricsServer: MetricsServer | null = null;
@@ -37,6 +43,8 @@ export async function startServers({ settings, node, metrics, logger, security, 
       clientCertificates: settings.peerAuth !== 'token',
       handlers: node,
       nodeId: settings.nodeId,
+      identity,
+      extraRoutes: [snapshotPeerRoute(snapshot)],
       // A forwarded write carries one value as base64; an append carries at least one entry.
       requestLimitBytes: Math.max(2 << 20, Math.ceil((settings.maxValueBytes * 4) / 3) + (64 << 10)),
       messagesLimitBytes: Math.max(64 << 20, 2 * settings.maxValueBytes + (1 << 20)),
@@ -44,11 +52,14 @@ export async function startServers({ settings, node, metrics, logger, security, 
     }).catch((err: unknown) => {
       throw listenError(err, 'RAFTLET_PEER_LISTEN', settings.peerListen);
     });
-    const app = createApiApp(node, {
+    const app = express();
+    app.disable('x-powered-by');
+    app.get('/v1/snapshot', (_req, res) => serveSnapshot(res, snapshot));
+    app.use(createApiApp(node, {
       maxValueBytes: settings.maxValueBytes,
       requestTimeoutMs: settings.requestTimeoutMs,
       logger: { error: (d, m) => logger.error(d, m), warn: (d, m) => logger.warn(d, m) },
-    });
+    }));
     api = await listen(createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
     metricsServer = await startMetricsServer({
       host: settings.metricsListen.host,

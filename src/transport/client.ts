@@ -8,6 +8,7 @@ import { ClientError, type NodeStatus } from '../api/ops.ts';
 import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { bearer, tokenSource, type TokenOption } from './auth.ts';
+import { clusterHeader, type ClusterIdentity } from './cluster-id.ts';
 import { WIRE_LIMITS } from './codec.ts';
 import { requestOnce, type DialOptions, type OnceResponse } from './dial.ts';
 import {
@@ -69,6 +70,8 @@ export interface PeerClientOptions {
   readonly hooks?: TransportHooks;
   /** Resolves peer host names (e.g. with RAFTLET_DNS_SERVER); default: the system resolver. */
   readonly lookup?: LookupFunction;
+  /** This node's cluster id, sent with every request (cluster-id.ts). */
+  readonly identity?: ClusterIdentity;
 }
 
 const DEFAULTS = {
@@ -157,6 +160,7 @@ export class PeerClient {
       now: options.now ?? (() => performance.now()),
       hooks: this.hooks,
       dial: { lookup: options.lookup, tls: options.tls ?? null },
+      identity: options.identity,
     };
     if (this.linkOptions.backoffMaxMs < backoffInitialMs) {
       throw new RangeError(`PeerClient option backoffMaxMs (${this.linkOptions.backoffMaxMs}) must not be below backoffInitialMs (${backoffInitialMs})`);
@@ -346,7 +350,7 @@ export class PeerClient {
         response = await requestOnce(base, this.linkOptions.dial, {
           method,
           path: base.prefix + route,
-          headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...(json === null ? {} : { 'content-type': JSON_CONTENT_TYPE }), ...bearer(token) },
+          headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...(json === null ? {} : { 'content-type': JSON_CONTENT_TYPE }), ...bearer(token), ...clusterHeader(this.linkOptions.identity) },
           agent: false,
           body: json,
           timeoutMs: leftMs,

@@ -19,6 +19,7 @@ import { ClientError } from '../api/ops.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { bearer } from './auth.ts';
 import { Backoff } from './backoff.ts';
+import { clusterHeader, type ClusterIdentity } from './cluster-id.ts';
 import { encodeMessage, frameEncoded } from './codec.ts';
 import { dial, keepAliveAgent, requestOnce, trackReady, type DialOptions } from './dial.ts';
 import type { PeerBase } from './peer-url.ts';
@@ -64,6 +65,8 @@ export interface TransportHooks {
 
 export interface LinkOptions {
   readonly tokens: TokenSource | null;
+  /** This node's cluster id, sent when a stream or request opens (cluster-id.ts). */
+  readonly identity?: ClusterIdentity;
   readonly maxQueuedMessages: number;
   readonly maxQueuedBytes: number;
   readonly maxBatchMessages: number;
@@ -316,7 +319,7 @@ export class PeerLink {
       req = dial(this.base, this.options.dial, {
         method: 'POST',
         path: this.base.prefix + ROUTES.stream,
-        headers: { 'content-type': STREAM_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), [TARGET_HEADER]: this.id, ...bearer(this.currentToken()) },
+        headers: { 'content-type': STREAM_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), [TARGET_HEADER]: this.id, ...bearer(this.currentToken()), ...clusterHeader(this.options.identity) },
         agent: false,
       });
     } catch (error) {
@@ -602,7 +605,7 @@ export class PeerLink {
       const response = await requestOnce(this.base, this.options.dial, {
         method: 'POST',
         path: this.base.prefix + ROUTES.messages,
-        headers: { 'content-type': MESSAGES_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.currentToken()) },
+        headers: { 'content-type': MESSAGES_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.currentToken()), ...clusterHeader(this.options.identity) },
         agent: this.agent,
         body: frameEncoded(batch),
         timeoutMs: this.options.snapshotTimeoutMs,

@@ -16,7 +16,9 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Message, NodeId } from '../raft/types.ts';
 import { makeTokenCheck, tokenSource, type TokenOption } from './auth.ts';
+import { checkCluster, CLUSTER_HEADER, type ClusterIdentity } from './cluster-id.ts';
 import { decodeMessages } from './codec.ts';
+import type { PeerRoute } from './snapshot-route.ts';
 import { encodeError } from './forwarding.ts';
 import { BodyBudget, ConnectionGuard, RateLimiter, type GuardRefusal } from './guard.ts';
 import {
@@ -42,6 +44,10 @@ export interface PeerServerOptions {
   /** The cluster token or token set (all accepted); null = insecure mode, every request is accepted. */
   readonly token: TokenOption;
   readonly handlers: PeerHandlers;
+  /** This node's cluster id: requests from another cluster are refused (421) before any handler. */
+  readonly identity?: ClusterIdentity;
+  /** Extra routes (snapshot-route.ts), served after authentication and the cluster check. */
+  readonly extraRoutes?: readonly PeerRoute[];
   /** If set, Raft messages addressed to another id are refused with 421 (a stale peer address). */
   readonly nodeId?: NodeId;
   /** Body limit of the Raft messages route and of a stream's message frame; it carries whole
@@ -199,6 +205,16 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
         refuse('protocol_mismatch', `peer speaks raftlet protocol ${String(header)}, this node speaks ${PROTOCOL_VERSION}`);
         return;
       }
+    }
+    const extra = options.extraRoutes?.find((r) => r.path === path && r.method === method);
+    const cluster = checkCluster(options.identity, req.headers[CLUSTER_HEADER], path === ROUTES.stream || path === ROUTES.messages);
+    if (!cluster.ok) {
+      refuse(cluster.code, cluster.message);
+      return;
+    }
+    if (extra !== undefined) {
+      extra.handle(req, res);
+      return;
     }
     const route = routes.get(path);
     if (route === undefined || route.method !== method) {

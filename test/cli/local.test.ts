@@ -60,7 +60,9 @@ describe('raftlet local: the plan', () => {
     const intro = renderIntro(planLocal([], '/w', 'tok'), '/w', '/w/bin/raftlet.js').join('\n');
     assert.match(intro, /curl -X PUT 127\.0\.0\.1:7071\/v1\/kv\/hello -d world/);
     assert.match(intro, /curl 127\.0\.0\.1:7074\/v1\/kv\/hello/);
-    assert.match(intro, /node bin\/raftlet\.js get hello --api http:\/\/127\.0\.0\.1:7074/);
+    assert.match(intro, /\n  npx raftlet get hello --api http:\/\/127\.0\.0\.1:7074\n/);
+    const elsewhere = renderIntro(planLocal([], '/w', 'tok'), '/tmp', '/w/bin/raftlet.js').join('\n');
+    assert.match(elsewhere, /\n  cd \/w && npx raftlet get hello --api http:\/\/127\.0\.0\.1:7074\n/);
     assert.match(intro, /Ctrl-C stops all nodes/);
   });
 });

@@ -119,6 +119,14 @@ describe('settings: sources', () => {
     assert.equal(parse(['--insecure=1'], {}).clusterToken, null);
   });
 
+  it('takes true/false for a boolean setting as well as 1/0 (what Helm renders)', () => {
+    assert.equal(parse([], { RAFTLET_INSECURE: 'true' }).insecure, true);
+    assert.equal(parse(['--insecure=false'], { RAFTLET_CLUSTER_TOKEN: TOKEN }).insecure, false);
+    const base = { RAFTLET_CLUSTER_TOKEN: TOKEN, RAFTLET_DISCOVERY_SERVICE: 'raftlet.ns.svc.cluster.local' };
+    assert.equal(parse([], { ...base, RAFTLET_KUBERNETES: 'true' }).kubernetes, true);
+    assert.equal(parse([], { ...base, RAFTLET_KUBERNETES: 'false', KUBERNETES_SERVICE_HOST: '10.0.0.1' }).kubernetes, false);
+  });
+
   it('reads the token file relative to the working directory, without surrounding whitespace', () => {
     const s = parse([], { RAFTLET_CLUSTER_TOKEN_FILE: 'secret/token' }, host({ '/srv/raftlet/secret/token': `  ${TOKEN}\n` }));
     assert.deepEqual(s.clusterTokens, [TOKEN]);
@@ -298,6 +306,7 @@ const REFUSED: readonly { argv?: string[]; env?: Record<string, string>; files?:
   { env: { RAFTLET_LOG_LEVEL: 'verbose' },
     message: 'RAFTLET_LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")' },
   { env: { RAFTLET_KUBERNETES: 'yes' }, message: 'RAFTLET_KUBERNETES must be auto, 1, 0, true or false (got "yes")' },
+  { env: { RAFTLET_KUBERNETES: 'True' }, message: 'RAFTLET_KUBERNETES must be auto, 1, 0, true or false (got "True")' },
   // token
   { env: { RAFTLET_INSECURE: 'yes' }, message: 'RAFTLET_INSECURE must be 1, 0, true or false (got "yes")' },
   { env: { RAFTLET_INSECURE: 'TRUE' }, message: 'RAFTLET_INSECURE must be 1, 0, true or false (got "TRUE")' },

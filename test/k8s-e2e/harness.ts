@@ -17,7 +17,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { startDnsDouble, type DnsDouble } from '../support/k8s-double/dns.ts';
-import { startK8sDouble, type JsonObject, type K8sDouble } from '../support/k8s-double/index.ts';
+import { startK8sDouble, type JsonObject, type K8sDouble, type Rule } from '../support/k8s-double/index.ts';
 import { allChildren, baseEnv, GiveUp, RAFTLET_BIN, REPO_ROOT, releasePorts, reservePorts, waitUntil, type ApiStatus, type WaitOptions } from '../support/cluster.ts';
 
 export { GiveUp, waitUntil, type ApiStatus } from '../support/cluster.ts';
@@ -58,6 +58,10 @@ export interface ScenarioOptions {
   readonly electionTimeoutMs?: number;
   readonly heartbeatMs?: number;
   readonly env?: Readonly<Record<string, string>>;
+  /** The service account's Role in the API double; default specRole(true). */
+  readonly rules?: readonly Rule[];
+  /** What kubectl may do (it sends no token over plain HTTP, so it is the anonymous user). */
+  readonly anonymousRules?: readonly Rule[];
 }
 
 class PodProcess {
@@ -206,20 +210,41 @@ export class PodCluster {
     await p.exited;
   }
 
-  /** SIGTERM and wait for the exit; resolves with the exit code. */
+  /** SIGTERM and wait for the exit; resolves with the exit code (fails if it had to be killed). */
   async sigterm(ordinal: number, timeoutMs = 30_000): Promise<number | null> {
+    const end = await this.terminate(ordinal, timeoutMs);
+    if (end.killed) throw new Error(`${this.spec(ordinal).id} did not exit within ${timeoutMs} ms of SIGTERM:\n${this.logTail(ordinal, 20)}`);
+    return end.code;
+  }
+
+  /**
+   * What the kubelet does to a pod being deleted: SIGTERM, then SIGKILL once the grace period is
+   * over. Resolves with how the process ended and whether it had to be killed.
+   */
+  async terminate(ordinal: number, graceMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; killed: boolean; ms: number }> {
     const p = this.proc(ordinal);
+    const started = Date.now();
+    if (!p.running) return { code: p.exit?.code ?? null, signal: p.exit?.signal ?? null, killed: false, ms: 0 };
     if (p.paused) this.sigcont(ordinal);
     p.child.kill('SIGTERM');
     const timer = new AbortController();
-    const ended = await Promise.race([p.exited.then(() => true), delay(timeoutMs, false, { signal: timer.signal }).catch(() => false)]);
+    const ended = await Promise.race([p.exited.then(() => true), delay(graceMs, false, { signal: timer.signal }).catch(() => false)]);
     timer.abort();
     if (!ended) {
       p.child.kill('SIGKILL');
       await p.exited;
-      throw new Error(`${this.spec(ordinal).id} did not exit within ${timeoutMs} ms of SIGTERM:\n${this.logTail(ordinal, 20)}`);
     }
-    return p.exit?.code ?? null;
+    return { code: p.exit?.code ?? null, signal: p.exit?.signal ?? null, killed: !ended, ms: Date.now() - started };
+  }
+
+  /** GET /readyz on the pod's metrics port: the status code, 0 when it does not answer. */
+  async readyz(ordinal: number): Promise<{ status: number; reason: string }> {
+    try {
+      const answer = await this.http(`${this.spec(ordinal).metricsUrl}/readyz`, 'GET', { timeoutMs: 2_000 });
+      return { status: answer.status, reason: (JSON.parse(answer.text) as { reason?: string }).reason ?? '' };
+    } catch (err) {
+      return { status: 0, reason: err instanceof Error ? err.message : String(err) };
+    }
   }
 
   sigstop(ordinal: number): void {
@@ -507,7 +532,11 @@ export function e2eSuite(): { scenario(options: ScenarioOptions): Promise<PodClu
       if (dns === null) throw new Error('e2eSuite() must be called inside describe() so that its before() hook runs first');
       await Promise.all(all.map((c) => c.stop()));
       await dns.setPods([]);
-      const k8s = await startK8sDouble({ namespace: NAMESPACE });
+      const k8s = await startK8sDouble({
+        namespace: NAMESPACE,
+        ...(options.rules === undefined ? {} : { rules: options.rules }),
+        ...(options.anonymousRules === undefined ? {} : { anonymousRules: options.anonymousRules }),
+      });
       for (let o = 0; o < (options.podsInApi ?? MAX_PODS); o++) {
         k8s.pods.add({ name: podId(o), labels: { ...FOREIGN_LABELS, 'statefulset.kubernetes.io/pod-name': podId(o) }, annotations: FOREIGN_ANNOTATIONS });
       }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { chooseBootstrapMembers, decideBootstrap, shouldBootstrap } from '../../src/kubernetes/bootstrap.ts';
+import { chooseBootstrapMembers, decideBootstrap, judgeProbes, shouldBootstrap } from '../../src/kubernetes/bootstrap.ts';
 import type { Peer } from '../../src/kubernetes/discovery.ts';
 import { compareMemberIds, ordinalOf } from '../../src/kubernetes/ordinal.ts';
 
@@ -133,5 +133,60 @@ describe('shouldBootstrap', () => {
         },
       ),
     );
+  });
+});
+
+describe('seed-only bootstrap and the clusterSeen guard (issue 11)', () => {
+  const three = ['raftlet-0', 'raftlet-1', 'raftlet-2'].map(peer);
+
+  it('only the lowest ordinal of the bootstrap set writes the first configuration', () => {
+    assert.equal(decideBootstrap({ selfId: 'raftlet-0', discovered: three, expect: 3, hasData: false, seedOnly: true }).kind, 'bootstrap');
+    for (const self of ['raftlet-1', 'raftlet-2']) {
+      const decision = decideBootstrap({ selfId: self, discovered: three, expect: 3, hasData: false, seedOnly: true });
+      assert.equal(decision.kind, 'wait');
+      assert.match(decision.kind === 'wait' ? decision.reason : '', /raftlet-0 writes the first configuration/);
+    }
+  });
+
+  it('a cluster seen by the seed keeps it from bootstrapping', () => {
+    const decision = decideBootstrap({ selfId: 'raftlet-0', discovered: three, expect: 3, hasData: false, clusterSeen: true, seedOnly: true });
+    assert.equal(decision.kind, 'wait');
+  });
+
+  it('judges the peers\' answers: a configuration or a leader anywhere means a cluster exists', () => {
+    const pristine = (id: string) => ({ id, answered: true as const, members: 0, leader: null, term: 0, lastLogIndex: 0 });
+    const members = ['raftlet-0', 'raftlet-1', 'raftlet-2'];
+    assert.deepEqual(judgeProbes([pristine('raftlet-1'), pristine('raftlet-2')], members, 'raftlet-0'), { kind: 'none' });
+    // A pristine peer that granted a vote has a term but no cluster.
+    assert.deepEqual(judgeProbes([{ ...pristine('raftlet-1'), term: 3 }, pristine('raftlet-2')], members, 'raftlet-0'), { kind: 'none' });
+    const withConfig = judgeProbes([pristine('raftlet-1'), { id: 'raftlet-2', answered: true, members: 3, leader: null, term: 7, lastLogIndex: 40 }], members, 'raftlet-0');
+    assert.equal(withConfig.kind, 'exists');
+    assert.match(withConfig.kind === 'exists' ? withConfig.reason : '', /raftlet-2 already belongs to a cluster \(3 member\(s\), leader unknown, term 7\)/);
+    assert.equal(judgeProbes([{ id: 'raftlet-1', answered: true, members: 0, leader: 'raftlet-2', term: 7, lastLogIndex: 0 }], members, 'raftlet-0').kind, 'exists');
+    // A cluster anywhere outweighs silence, and a peer beyond the members counts too.
+    assert.equal(judgeProbes([{ id: 'raftlet-1', answered: false, error: 'x' }, { id: 'raftlet-4', answered: true, members: 1, leader: null, term: 1, lastLogIndex: 1 }], members, 'raftlet-0').kind, 'exists');
+  });
+
+  it('needs a majority of the new members (itself included) known to hold nothing', () => {
+    const members = ['raftlet-0', 'raftlet-1', 'raftlet-2'];
+    const silent = (id: string) => ({ id, answered: false as const, error: 'connection refused' });
+    const pristine = (id: string) => ({ id, answered: true as const, members: 0, leader: null, term: 0, lastLogIndex: 0 });
+    const none = judgeProbes([silent('raftlet-1'), silent('raftlet-2')], members, 'raftlet-0');
+    assert.equal(none.kind, 'unknown');
+    assert.match(none.kind === 'unknown' ? none.reason : '', /1 of 3 members are known to hold no cluster, 2 needed; no answer from raftlet-1 \(connection refused\), raftlet-2/);
+    assert.equal(judgeProbes([pristine('raftlet-1'), silent('raftlet-2')], members, 'raftlet-0').kind, 'none');
+    // Peers outside the new configuration do not make up a majority of it.
+    assert.equal(judgeProbes([pristine('raftlet-3'), pristine('raftlet-4'), silent('raftlet-1'), silent('raftlet-2')], members, 'raftlet-0').kind, 'unknown');
+    assert.equal(judgeProbes([], ['solo'], 'solo').kind, 'none');
+  });
+
+  it('with a static list, a peer that only wrote the same first entry is forming the same cluster, not running another', () => {
+    const members = ['node-1', 'node-2', 'node-3'];
+    const fresh = { id: 'node-2', answered: true as const, members: 3, leader: null, term: 1, lastLogIndex: 1 };
+    assert.equal(judgeProbes([fresh], members, 'node-1').kind, 'exists', 'seed-only bootstrap: any configuration is a cluster');
+    assert.equal(judgeProbes([fresh], members, 'node-1', { peersBootstrapToo: true }).kind, 'none');
+    for (const running of [{ ...fresh, term: 2 }, { ...fresh, lastLogIndex: 2 }, { ...fresh, leader: 'node-3' }]) {
+      assert.equal(judgeProbes([running], members, 'node-1', { peersBootstrapToo: true }).kind, 'exists', JSON.stringify(running));
+    }
   });
 });

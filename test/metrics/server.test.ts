@@ -141,11 +141,13 @@ describe('metrics server', () => {
 });
 
 describe('readinessOf', () => {
-  it('is ready only as a member that knows a leader in its term', () => {
-    assert.deepEqual(readinessOf({ id: 'raftlet-0', term: 2, leader: 'raftlet-1', members: MEMBERS }), { ready: true, reason: 'leader raftlet-1 in term 2' });
+  it('is ready only as a voter that knows a leader in its term', () => {
+    assert.deepEqual(readinessOf({ id: 'raftlet-0', term: 2, leader: 'raftlet-1', members: MEMBERS }), { ready: true, reason: 'voter; leader raftlet-1 in term 2' });
     assert.deepEqual(readinessOf({ id: 'raftlet-0', term: 2, leader: null, members: MEMBERS }), { ready: false, reason: 'no known leader in term 2' });
     const stranger = readinessOf({ id: 'raftlet-9', term: 2, leader: 'raftlet-1', members: MEMBERS });
     assert.equal(stranger.ready, false);
     assert.match(stranger.reason, /raftlet-9 is not a member/);
+    const learner = readinessOf({ id: 'raftlet-3', term: 2, leader: 'raftlet-1', members: [...MEMBERS, { id: 'raftlet-3', url: 'http://raftlet-3:7070', voter: false }] });
+    assert.deepEqual(learner, { ready: false, reason: 'raftlet-3 is a learner catching up; ready once the leader promotes it to a voter' });
   });
 });

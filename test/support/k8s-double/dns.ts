@@ -90,10 +90,17 @@ export async function startDnsDouble(service: string, pods: readonly DnsPod[]): 
     await exited;
   }
 
-  async function restart(lines: readonly string[]): Promise<void> {
-    await kill();
-    await writeConf(lines);
-    await launch();
+  // One restart at a time: two overlapping ones would start two dnsmasq on one port (a StatefulSet
+  // controller creating pods in parallel publishes for each).
+  let restarts: Promise<void> = Promise.resolve();
+  function restart(lines: readonly string[]): Promise<void> {
+    const next = restarts.then(async () => {
+      await kill();
+      await writeConf(lines);
+      await launch();
+    });
+    restarts = next.catch(() => undefined);
+    return next;
   }
 
   await writeConf(recordsFor(pods));
@@ -117,8 +124,13 @@ export async function startDnsDouble(service: string, pods: readonly DnsPod[]): 
     service,
     setPods: (list) => restart(recordsFor(list)),
     setNoData: () => restart([`host-record=_raft._tcp.${service},127.0.0.1`]),
-    down: () => kill(),
+    down: () => {
+      const next = restarts.then(() => kill());
+      restarts = next.catch(() => undefined);
+      return next;
+    },
     async stop() {
+      await restarts;
       await kill();
       await rm(dir, { recursive: true, force: true });
     },

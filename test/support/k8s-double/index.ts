@@ -1,6 +1,8 @@
 // A Kubernetes API server test double over HTTP on 127.0.0.1. It behaves like kube-apiserver for
-// every call raftlet and `kubectl get` make: bearer-token authentication, a Role-like authorizer,
-// pods / events / leases as real Kubernetes JSON with a resourceVersion that moves on every change,
+// every call raftlet, `kubectl get` and `kubectl scale` make: bearer-token authentication, a
+// Role-like authorizer (resourceNames and subresources included), pods / events / leases /
+// statefulsets (with the scale subresource) as real Kubernetes JSON with a resourceVersion that
+// moves on every change,
 // optimistic concurrency (409), patch content types (415 for anything else), label selectors,
 // Status bodies with the real messages, discovery documents, Table output, and fault injection.
 import { randomUUID } from 'node:crypto';
@@ -23,10 +25,12 @@ import {
   findResource,
   leases as leasesDef,
   pods as podsDef,
+  statefulSets as statefulSetsDef,
   versionInfo,
   type ResourceDef,
 } from './resources.ts';
 import { matchesSelector, parseLabelSelector } from './selectors.ts';
+import { checkScale, scaleOf } from './scale.ts';
 import * as S from './status.ts';
 import { podTable } from './table.ts';
 
@@ -58,6 +62,20 @@ export interface PodInput {
   readonly labels?: Record<string, string>;
   readonly annotations?: Record<string, string>;
   readonly podIP?: string;
+  /** metadata.ownerReferences, e.g. the pod's StatefulSet (statefulSets.ownerReference). */
+  readonly ownerReferences?: readonly JsonObject[];
+  /** spec.terminationGracePeriodSeconds; default 30, as the API server defaults it. */
+  readonly terminationGracePeriodSeconds?: number;
+}
+
+export interface StatefulSetInput {
+  readonly name: string;
+  readonly namespace?: string;
+  readonly replicas: number;
+  readonly podManagementPolicy?: 'OrderedReady' | 'Parallel';
+  readonly serviceName?: string;
+  /** spec.selector.matchLabels and the pod template's labels. */
+  readonly labels?: Record<string, string>;
 }
 
 /** One endpoint of an EndpointSlice: a pod of the Service, ready or not. */
@@ -145,6 +163,16 @@ export interface K8sDouble {
     set(service: string, endpoints: readonly EndpointInput[], namespace?: string): JsonObject;
     list(namespace?: string): JsonObject[];
   };
+  readonly statefulSets: {
+    add(input: StatefulSetInput): JsonObject;
+    get(name: string, namespace?: string): JsonObject | undefined;
+    /** Another controller's write (the StatefulSet controller's status), bumping resourceVersion. */
+    update(name: string, mutate: (sts: JsonObject) => void, namespace?: string): JsonObject;
+    /** The owner reference its pods carry. */
+    ownerReference(name: string, namespace?: string): JsonObject;
+    /** Called after every stored change of any StatefulSet (through the API or update()). */
+    onChange(listener: (sts: JsonObject) => void): () => void;
+  };
   readonly rbac: { set(rules: readonly Rule[]): void };
   readonly faults: Faults;
   /** Every request, in arrival order, with the status it got (0 while unanswered). */
@@ -178,7 +206,14 @@ type Fault = StatusFault | DelayFault | HangFault;
 
 type Route =
   | { readonly kind: 'discovery'; readonly body: JsonObject }
-  | { readonly kind: 'resource'; readonly def: ResourceDef; readonly namespace: string | null; readonly name: string | undefined };
+  | {
+      readonly kind: 'resource';
+      readonly def: ResourceDef;
+      readonly namespace: string | null;
+      readonly name: string | undefined;
+      /** e.g. `scale` for /statefulsets/<name>/scale. */
+      readonly subresource?: 'scale';
+    };
 
 const PATCH_TYPES = [
   'application/json-patch+json',
@@ -199,6 +234,7 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
   let revision = 1000;
   const faults: Fault[] = [];
   const afterHooks: AfterHook[] = [];
+  const stsListeners = new Set<(sts: JsonObject) => void>();
   const requests: RequestRecord[] = [];
   const sockets = new Set<Socket>();
   const held = new Set<ServerResponse>();
@@ -264,7 +300,7 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
       accept: req.headers.accept ?? '',
       verb,
       user: req.headers.authorization === undefined ? 'system:anonymous' : user,
-      resource: route?.kind === 'resource' ? route.def.resource : '',
+      resource: route?.kind === 'resource' ? rbacResource(route) : '',
       namespace: route?.kind === 'resource' ? (route.namespace ?? '') : '',
       name: route?.kind === 'resource' ? (route.name ?? '') : '',
       body: parseJson(raw) ?? (raw.length > 0 ? raw.toString('utf8') : undefined),
@@ -316,11 +352,12 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     const ref: S.ResourceRef = { resource: def.resource, group: def.group, name: route.name };
     // The rules are a Role in the service account's namespace: they grant nothing elsewhere,
     // and nothing at the cluster scope.
-    const granted = route.namespace === namespace && allows(anonymous ? anonymousRules : rules, def.group, def.resource, verb);
+    const granted = route.namespace === namespace && allows(anonymous ? anonymousRules : rules, def.group, rbacResource(route), verb, route.name);
     if (!granted) {
-      return send(res, 403, S.forbidden(ref, anonymous ? 'system:anonymous' : user, verb, route.namespace));
+      return send(res, 403, S.forbidden(ref, anonymous ? 'system:anonymous' : user, verb, route.namespace, route.subresource));
     }
     const ns = namespace;
+    if (route.subresource === 'scale') return doScale(res, def, ns, ref, verb, contentType, raw);
     switch (verb) {
       case 'get':
         return doGet(res, def, ns, ref);
@@ -381,7 +418,9 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
   }
 
   function decodeBody(res: ServerResponse, def: ResourceDef, contentType: string, raw: Buffer): JsonObject | null {
-    if (contentType !== 'application/json') {
+    // Without a Content-Type the API server reads the body as its first media type, JSON
+    // (NegotiateInputSerializer); client-go's scale client sends its PUT that way.
+    if (contentType !== 'application/json' && contentType !== '') {
       send(res, 415, S.unsupportedMediaType(contentType, BODY_TYPES));
       return null;
     }
@@ -506,6 +545,60 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     send(res, 200, current);
   }
 
+  /** GET, PUT and PATCH of a StatefulSet's scale: a view whose spec.replicas writes through. */
+  function doScale(res: ServerResponse, def: ResourceDef, ns: string, ref: S.ResourceRef, verb: string, contentType: string, raw: Buffer): void {
+    const current = store.get(key(def, ns, ref.name ?? ''));
+    if (current === undefined) return send(res, 404, S.notFound(ref));
+    const scaleRef: S.ResourceRef = { resource: 'scale', group: 'autoscaling', name: ref.name };
+    let written: Json;
+    switch (verb) {
+      case 'get':
+        return send(res, 200, scaleOf(current));
+      case 'update': {
+        if (contentType !== 'application/json' && contentType !== '') return send(res, 415, S.unsupportedMediaType(contentType, BODY_TYPES));
+        const body = parseJson(raw);
+        if (body === undefined) return send(res, 400, S.badRequest('the request body is not valid JSON'));
+        written = body;
+        break;
+      }
+      case 'patch': {
+        if (!PATCH_TYPES.slice(0, 3).includes(contentType)) return send(res, 415, S.unsupportedMediaType(contentType, PATCH_TYPES.slice(0, 3)));
+        const patch = parseJson(raw);
+        if (patch === undefined) return send(res, 400, S.badRequest('the request body is not valid JSON'));
+        try {
+          const base = scaleOf(current);
+          if (contentType === 'application/merge-patch+json') {
+            if (!isObject(patch)) throw new PatchError(400, 'merge patch must be a JSON object');
+            written = mergePatch(base, patch);
+          } else if (contentType === 'application/strategic-merge-patch+json') written = strategicMergePatch(base, patch);
+          else written = jsonPatch(base, patch);
+        } catch (err) {
+          if (err instanceof PatchError) return send(res, err.status === 400 ? 400 : 422, err.status === 400 ? S.badRequest(err.message) : S.invalid('Scale', scaleRef, [{ field: '', message: err.message }]));
+          throw err;
+        }
+        break;
+      }
+      default:
+        return send(res, 405, S.methodNotAllowed());
+    }
+    const check = checkScale(written);
+    if (!check.ok) {
+      return send(res, check.status, check.status === 400 ? S.badRequest(check.message) : S.invalid('Scale', scaleRef, [{ field: check.field ?? '', message: check.message }]));
+    }
+    const meta = isObject(written) && isObject(written.metadata) ? written.metadata : {};
+    const currentMeta = metaOf(current);
+    if (meta.name !== undefined && meta.name !== currentMeta.name) {
+      return send(res, 400, S.badRequest(`the name of the object (${String(meta.name)}) does not match the name on the URL (${ref.name ?? ''})`));
+    }
+    // A resourceVersion in the written Scale is a precondition on the StatefulSet's (they are one).
+    if (typeof meta.resourceVersion === 'string' && meta.resourceVersion !== '' && meta.resourceVersion !== currentMeta.resourceVersion) {
+      return send(res, 409, S.conflict(ref));
+    }
+    const spec = isObject(current.spec) ? current.spec : {};
+    const next = commitChange(def, ns, current, { ...current, spec: { ...spec, replicas: check.replicas } });
+    send(res, 200, scaleOf(next));
+  }
+
   /** Stores `next` over `current`, keeping server-owned fields; no-op writes keep the version. */
   function commitChange(def: ResourceDef, ns: string, current: JsonObject, next: JsonObject): JsonObject {
     const currentMeta = metaOf(current);
@@ -522,8 +615,13 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
       },
     };
     if (JSON.stringify(canonical(merged)) === JSON.stringify(canonical(current))) return current;
+    // metadata.generation counts spec changes (the StatefulSet controller reports observedGeneration).
+    if (def === statefulSetsDef && JSON.stringify(canonical(merged.spec ?? null)) !== JSON.stringify(canonical(current.spec ?? null))) {
+      (merged.metadata as JsonObject).generation = (typeof currentMeta.generation === 'number' ? currentMeta.generation : 1) + 1;
+    }
     (merged.metadata as JsonObject).resourceVersion = nextRevision();
     store.set(key(def, ns, String(currentMeta.name)), merged);
+    if (def === statefulSetsDef) for (const listener of stsListeners) listener(structuredClone(merged));
     return merged;
   }
 
@@ -564,6 +662,11 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
       const def = findResource(group, version, rest[2] ?? '');
       if (def === undefined) return null;
       return { kind: 'resource', def, namespace: decodeURIComponent(rest[1] ?? ''), name: rest[3] === undefined ? undefined : decodeURIComponent(rest[3]) };
+    }
+    if (rest[0] === 'namespaces' && rest.length === 5 && rest[4] === 'scale') {
+      const def = findResource(group, version, rest[2] ?? '');
+      if (def !== statefulSetsDef) return null;
+      return { kind: 'resource', def, namespace: decodeURIComponent(rest[1] ?? ''), name: decodeURIComponent(rest[3] ?? ''), subresource: 'scale' };
     }
     if (rest.length === 1) {
       const def = findResource(group, version, rest[0] ?? '');
@@ -746,6 +849,40 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
       },
       update: (name, mutate, ns = namespace) => mutateStored(leasesDef, ns, name, mutate),
     },
+    statefulSets: {
+      add(input) {
+        const ns = input.namespace ?? namespace;
+        const labels = input.labels ?? { 'app.kubernetes.io/name': input.name };
+        const sts = stamp(statefulSetsDef, ns, {
+          metadata: { name: input.name, labels: { ...labels }, generation: 1 },
+          spec: {
+            replicas: input.replicas,
+            serviceName: input.serviceName ?? input.name,
+            podManagementPolicy: input.podManagementPolicy ?? 'OrderedReady',
+            selector: { matchLabels: { ...labels } },
+            template: { metadata: { labels: { ...labels } }, spec: { containers: [{ name: 'raftlet', image: 'raftlet:dev' }] } },
+            updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 0 } },
+          },
+          status: { replicas: 0, readyReplicas: 0, currentReplicas: 0, updatedReplicas: 0, availableReplicas: 0, observedGeneration: 1 },
+        });
+        store.set(key(statefulSetsDef, ns, input.name), sts);
+        return structuredClone(sts);
+      },
+      get(name, ns = namespace) {
+        const sts = store.get(key(statefulSetsDef, ns, name));
+        return sts === undefined ? undefined : structuredClone(sts);
+      },
+      update: (name, mutate, ns = namespace) => mutateStored(statefulSetsDef, ns, name, mutate),
+      ownerReference(name, ns = namespace) {
+        const sts = store.get(key(statefulSetsDef, ns, name));
+        if (sts === undefined) throw new Error(`k8s double: no statefulset ${ns}/${name}`);
+        return { apiVersion: 'apps/v1', kind: 'StatefulSet', name, uid: metaOf(sts).uid ?? '', controller: true, blockOwnerDeletion: true };
+      },
+      onChange(listener) {
+        stsListeners.add(listener);
+        return () => stsListeners.delete(listener);
+      },
+    },
     rbac: {
       set(next) {
         rules = next;
@@ -773,11 +910,13 @@ function makePod(input: PodInput, ns: string): JsonObject {
       namespace: ns,
       labels: { 'app.kubernetes.io/name': 'raftlet', ...input.labels },
       annotations: { ...input.annotations },
+      ...(input.ownerReferences === undefined ? {} : { ownerReferences: input.ownerReferences.map((r) => ({ ...r })) }),
     },
     spec: {
       containers: [{ name: 'raftlet', image: 'raftlet:dev', ports: [{ name: 'raft', containerPort: 7070, protocol: 'TCP' }] }],
       nodeName: 'node-1',
       restartPolicy: 'Always',
+      terminationGracePeriodSeconds: input.terminationGracePeriodSeconds ?? 30,
     },
     status: {
       phase: 'Running',
@@ -787,6 +926,11 @@ function makePod(input: PodInput, ns: string): JsonObject {
       containerStatuses: [{ name: 'raftlet', ready: true, restartCount: 0, image: 'raftlet:dev', state: { running: { startedAt: started } } }],
     },
   };
+}
+
+/** The resource RBAC authorises: `statefulsets/scale` for the subresource. */
+function rbacResource(route: Extract<Route, { kind: 'resource' }>): string {
+  return route.subresource === undefined ? route.def.resource : `${route.def.resource}/${route.subresource}`;
 }
 
 function verbOf(method: string, name: string | undefined, params: URLSearchParams): string {

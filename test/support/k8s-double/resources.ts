@@ -214,7 +214,46 @@ export const endpointSlices: ResourceDef = {
   },
 };
 
-export const RESOURCES: readonly ResourceDef[] = [pods, events, leases, endpointSlices];
+export const statefulSets: ResourceDef = {
+  group: 'apps',
+  version: 'v1',
+  resource: 'statefulsets',
+  kind: 'StatefulSet',
+  shortNames: ['sts'],
+  verbs: ALL_VERBS,
+  decode: (obj) => {
+    const spec = isObject(obj.spec) ? obj.spec : undefined;
+    return first(decodeMeta('StatefulSet', obj), typed('StatefulSet', spec, 'replicas', 'integer'), typed('StatefulSet', spec, 'serviceName', 'string'));
+  },
+  validate: (obj) => {
+    const spec = isObject(obj.spec) ? obj.spec : {};
+    const causes: FieldCause[] = [];
+    if (typeof spec.replicas === 'number' && spec.replicas < 0) {
+      causes.push({ field: 'spec.replicas', message: `Invalid value: ${spec.replicas}: must be greater than or equal to 0` });
+    }
+    const policy = spec.podManagementPolicy;
+    if (policy !== undefined && policy !== 'OrderedReady' && policy !== 'Parallel') {
+      causes.push({ field: 'spec.podManagementPolicy', message: `Unsupported value: ${JSON.stringify(policy)}: supported values: "OrderedReady", "Parallel"` });
+    }
+    return causes;
+  },
+};
+
+/** Subresources the double serves, as discovery lists them (name `<resource>/<sub>`). */
+export interface SubresourceDef {
+  readonly parent: ResourceDef;
+  readonly name: 'scale';
+  readonly group: string;
+  readonly version: string;
+  readonly kind: string;
+  readonly verbs: readonly string[];
+}
+
+export const statefulSetScale: SubresourceDef = { parent: statefulSets, name: 'scale', group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] };
+
+export const SUBRESOURCES: readonly SubresourceDef[] = [statefulSetScale];
+
+export const RESOURCES: readonly ResourceDef[] = [pods, events, leases, endpointSlices, statefulSets];
 
 export function findResource(group: string, version: string, resource: string): ResourceDef | undefined {
   return RESOURCES.find((d) => d.group === group && d.version === version && d.resource === resource);
@@ -279,14 +318,26 @@ export function apiResourceList(group: string, version: string): JsonObject | nu
     kind: 'APIResourceList',
     apiVersion: 'v1',
     groupVersion: group === '' ? version : `${group}/${version}`,
-    resources: defs.map((d) => ({
-      name: d.resource,
-      singularName: d.kind.toLowerCase(),
-      namespaced: true,
-      kind: d.kind,
-      verbs: [...d.verbs],
-      ...(d.shortNames.length > 0 ? { shortNames: [...d.shortNames] } : {}),
-      ...(d.resource === 'pods' ? { categories: ['all'] } : {}),
-    })),
+    resources: [
+      ...defs.map((d) => ({
+        name: d.resource,
+        singularName: d.kind.toLowerCase(),
+        namespaced: true,
+        kind: d.kind,
+        verbs: [...d.verbs],
+        ...(d.shortNames.length > 0 ? { shortNames: [...d.shortNames] } : {}),
+        ...(d.resource === 'pods' || d.resource === 'statefulsets' ? { categories: ['all'] } : {}),
+      })),
+      // A subresource of another group's kind names its group and version (kubectl scale reads them).
+      ...SUBRESOURCES.filter((s) => defs.includes(s.parent)).map((s) => ({
+        name: `${s.parent.resource}/${s.name}`,
+        singularName: '',
+        namespaced: true,
+        group: s.group,
+        version: s.version,
+        kind: s.kind,
+        verbs: [...s.verbs],
+      })),
+    ],
   };
 }

@@ -62,13 +62,15 @@ export function uidConflict(ref: ResourceRef, wanted: string, actual: string): S
   );
 }
 
-export function forbidden(ref: ResourceRef, user: string, verb: string, namespace: string | null): StatusBody {
+/** `subresource` names e.g. `scale`: the subject stays the resource, the refused one is `statefulsets/scale`. */
+export function forbidden(ref: ResourceRef, user: string, verb: string, namespace: string | null, subresource?: string): StatusBody {
   const subject = ref.name === undefined ? qualified(ref) : `${qualified(ref)} "${ref.name}"`;
   const scope = namespace === null ? 'at the cluster scope' : `in the namespace "${namespace}"`;
+  const resource = subresource === undefined ? ref.resource : `${ref.resource}/${subresource}`;
   return status(
     403,
     'Forbidden',
-    `${subject} is forbidden: User "${user}" cannot ${verb} resource "${ref.resource}" in API group "${ref.group}" ${scope}`,
+    `${subject} is forbidden: User "${user}" cannot ${verb} resource "${resource}" in API group "${ref.group}" ${scope}`,
     details(ref),
   );
 }

@@ -1,0 +1,129 @@
+// SIGTERM on a pod being scaled away: leave the Raft configuration before exiting, within the
+// termination grace period. The removal itself is the leader's (reconciler.ts removes scaled-away
+// members one at a time, highest ordinal first); this member hands leadership to a member that
+// stays if it leads, then waits until the leader's committed configuration no longer holds it.
+// It never guesses: a restart, an unreadable API, or a scale to zero leaves the configuration as it is.
+import type { Logger } from 'pino';
+import type { NodeStatus } from '../api/ops.ts';
+import { isScaledAway, type DesiredReplicas, type ScaleVerdict } from '../kubernetes/index.ts';
+import type { RaftNode } from '../node/node.ts';
+import type { NodeId } from '../raft/types.ts';
+import type { PeerClient } from '../transport/index.ts';
+
+/** Time kept back from the grace period for the rest of the shutdown (flush, close, exit). */
+const RESERVE_MS = 3_000;
+const DEFAULT_GRACE_MS = 30_000;
+const POLL_MS = 150;
+
+/** The most up-to-date responding voter that is not scaled away (null: any voter will do). */
+export function stayingTarget(node: RaftNode, desired: DesiredReplicas | null): NodeId | null {
+  const s = node.raftStatus();
+  if (s.role !== 'leader' || desired === null) return null;
+  const voters = new Set(s.members.filter((m) => m.voter && m.id !== s.id && !isScaledAway(m.id, desired)).map((m) => m.id));
+  const best = s.progress.filter((p) => voters.has(p.id) && p.recentActive).sort((a, b) => b.matchIndex - a.matchIndex)[0];
+  return best?.id ?? null;
+}
+
+export interface LeaveOptions {
+  readonly node: RaftNode;
+  readonly peers: PeerClient;
+  readonly verdict: ScaleVerdict;
+  /** When SIGTERM arrived (Date.now()). */
+  readonly startedAt: number;
+  readonly electionTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+/** Resolves when this member has left (or it should not, or the time is up); never throws. */
+export async function leaveIfScaledAway(options: LeaveOptions): Promise<'left' | 'stayed' | 'timedOut'> {
+  const { node, verdict, logger } = options;
+  switch (verdict.kind) {
+    case 'unknown':
+      logger.warn(`cannot tell a scale-down from a restart (${verdict.reason}): staying a member of the configuration`);
+      return 'stayed';
+    case 'staying':
+      logger.info(`ordinal ${verdict.ordinal} < ${verdict.desired.replicas} desired replicas of ${verdict.desired.statefulSet}: a restart; staying a member`);
+      return 'stayed';
+    case 'scaledAway':
+      break;
+    default: {
+      const never: never = verdict;
+      return never;
+    }
+  }
+  const { desired } = verdict;
+  if (desired.replicas === 0) {
+    logger.info(`${desired.statefulSet} is scaled to 0: every member stops and none leaves, so the cluster resumes from its volumes when scaled up again`);
+    return 'stayed';
+  }
+  const graceMs = verdict.graceMs ?? DEFAULT_GRACE_MS;
+  const deadline = options.startedAt + Math.max(POLL_MS, graceMs - Math.min(RESERVE_MS, graceMs / 4));
+  logger.info(
+    { deadlineInMs: deadline - Date.now() },
+    `ordinal ${verdict.ordinal} >= ${desired.replicas} desired replicas of ${desired.statefulSet}: scaled away; leaving the configuration before exiting`,
+  );
+  const self = node.id;
+  /** The removal seen in the leader's log: done once that leader has committed up to there. */
+  let removal: { leader: NodeId; term: number; index: number } | null = null;
+  let lastWait = '';
+  const waiting = (why: string): void => {
+    if (why !== lastWait) logger.info(`leaving: ${why}`);
+    lastWait = why;
+  };
+  while (Date.now() < deadline) {
+    const status = node.status();
+    if (status.role === 'leader') {
+      const to = stayingTarget(node, desired);
+      if (to === null && !status.members.some((m) => m.voter && m.id !== self && !isScaledAway(m.id, desired))) {
+        logger.warn('leaving: no voter that stays is left to take over; staying a member');
+        return 'stayed';
+      }
+      waiting(`handing leadership to ${to ?? 'a member that stays'} first`);
+      await node.transferLeadership(to, Math.min(deadline, Date.now() + options.electionTimeoutMs * 2)).catch(() => undefined);
+      continue;
+    }
+    const theirs = await askLeader(options.peers, node, Math.min(deadline, Date.now() + 1000));
+    if (typeof theirs === 'string') {
+      waiting(theirs);
+      await pause(POLL_MS);
+      continue;
+    }
+    if (theirs.members.some((m) => m.id === self)) {
+      removal = null;
+      waiting(`waiting for the leader ${theirs.id} to remove this member (one change at a time, highest ordinal first)`);
+      await pause(POLL_MS);
+      continue;
+    }
+    // The leader's configuration (its newest, maybe uncommitted) no longer holds us: the removal
+    // is at or below its last index. Once it has committed that far, the removal is final.
+    if (removal === null || removal.leader !== theirs.id || removal.term !== theirs.term) {
+      removal = { leader: theirs.id, term: theirs.term, index: theirs.lastLogIndex };
+    }
+    if (theirs.commitIndex >= removal.index) {
+      logger.info({ leader: theirs.id, term: theirs.term, index: removal.index }, 'left the configuration: the removal is committed');
+      return 'left';
+    }
+    waiting(`the leader ${theirs.id} has removed this member; waiting for the commit of index ${removal.index}`);
+    await pause(POLL_MS);
+  }
+  logger.warn('did not leave the configuration within the termination grace period; the leader removes this member once it sees the scale-down');
+  return 'timedOut';
+}
+
+/**
+ * The leader's own status. A member already removed hears from no leader any more (it never gets
+ * the entry that removes it), so when it knows none it asks the members of its configuration.
+ */
+async function askLeader(peers: PeerClient, node: RaftNode, deadlineMs: number): Promise<NodeStatus | string> {
+  const known = node.leader();
+  const urls = known !== null && known.id !== node.id ? [known.url] : node.members().filter((m) => m.id !== node.id).map((m) => m.url);
+  const answers = await Promise.all(urls.map((url) => peers.status(url, deadlineMs).catch((err: unknown) => (err instanceof Error ? err.message : String(err)))));
+  const leader = answers.find((a): a is NodeStatus => typeof a !== 'string' && a.role === 'leader');
+  if (leader !== undefined) return leader;
+  const problems = answers.filter((a): a is string => typeof a === 'string');
+  return problems.length > 0 ? `cannot reach the leader: ${problems.join('; ')}` : 'waiting for a leader';
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
