@@ -5,6 +5,7 @@ import { RaftLog } from './log.ts';
 import { applyConfigChange, findMember, isVoter, voters } from './membership.ts';
 import { Progress, quorumSize, quorumValue } from './progress.ts';
 import type {
+  AppHealth,
   AppendRequest,
   AppendResponse,
   ConfigChange,
@@ -49,6 +50,15 @@ interface PendingRead {
 }
 
 type ElectionKind = 'preVote' | 'vote' | 'transfer';
+
+/** Extra election timeouts a member whose application is unhealthy waits before campaigning, so that
+ * a member with a healthy application wins first; it still campaigns in the end, so the cluster is
+ * never leaderless because of its applications. */
+export const APP_UNHEALTHY_EXTRA_TIMEOUTS = 3;
+
+/** Heartbeat rounds remembered for the lease while unconfirmed; a leader that hears from no quorum
+ * steps down after one election timeout, so only a burst of reads comes near this. */
+const MAX_UNCONFIRMED_ROUNDS = 4096;
 
 const LEADER_TRAFFIC = new Set<Message['kind']>(['append', 'heartbeat', 'snapshot', 'timeoutNow']);
 
@@ -98,6 +108,24 @@ export class Raft {
   private readsAwaitingTermCommit: number[] = [];
   private needsBroadcast = false;
 
+  // Leader lease (leaseBasisTick) and the application's health.
+  /** tick() calls so far: the clock the lease is counted in. */
+  private ticks = 0;
+  /** Heartbeat round -> the tick in which it was sent, for rounds no quorum has answered yet. */
+  private readonly roundSentAt = new Map<number, number>();
+  /** The newest heartbeat round a quorum answered in this term, and the tick it was sent in. */
+  private leaseRound = 0;
+  private leaseRoundTick = -1;
+  /** The term in which this node sent TimeoutNow: its lease is void for the rest of that term. */
+  private leaseForfeitedTerm = 0;
+  /** A leader elected through TimeoutNow has no lease before this tick: its predecessor's may run. */
+  private leaseNotBeforeTick = 0;
+  private lastCampaign: ElectionKind = 'vote';
+  /** Refuse (pre-)votes for an election timeout although no leader is known: after a (re)start and
+   * after stepping down, when a lease this node helped grant may still run (see handleTerm). */
+  private leaseGuard: boolean;
+  private appHealth: AppHealth = 'unchecked';
+
   // Persistence bookkeeping: what has been handed to the host, what it has made durable.
   private persistedHardState: HardState;
   private unstableFrom: number;
@@ -127,6 +155,7 @@ export class Raft {
     this.maxEntriesPerAppend = config.maxEntriesPerAppend ?? 512;
     this.maxBytesPerAppend = config.maxBytesPerAppend ?? 1 << 20;
     this.maxInflight = config.maxInflightAppends ?? 64;
+    this.leaseGuard = config.leaseGuardOnStart ?? false;
 
     this.log = new RaftLog(restored.snapshot?.meta ?? null, restored.entries);
     this.snapshot = restored.snapshot;
@@ -146,6 +175,7 @@ export class Raft {
   // ---- host API ---------------------------------------------------------------------------------
 
   tick(): void {
+    this.ticks++;
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
   }
@@ -252,7 +282,7 @@ export class Raft {
     this.transferee = target;
     this.transferElapsed = 0;
     this.events.push({ kind: 'transferStarted', to: target, term: this.term });
-    if (pr.matchIndex === this.log.lastIndex) this.send({ kind: 'timeoutNow', from: this.id, to: target, term: this.term });
+    if (pr.matchIndex === this.log.lastIndex) this.sendTimeoutNow(target);
     else this.sendAppend(pr, false);
     return { ok: true, to: target };
   }
@@ -352,6 +382,7 @@ export class Raft {
           nextIndex: pr.nextIndex,
           state: pr.state,
           recentActive: pr.recentActive,
+          appHealth: pr.appHealth,
         });
       }
     }
@@ -410,6 +441,64 @@ export class Raft {
     return this.log.termAt(index);
   }
 
+  // ---- leader lease and the application's health -------------------------------------------------
+
+  /** tick() calls since this core was made. */
+  get tickCount(): number {
+    return this.ticks;
+  }
+
+  /**
+   * How many of its own ticks a follower refuses every vote and pre-vote for a higher term after it
+   * last heard from its leader: handleTerm drops them while electionElapsed < electionTicks, and
+   * electionElapsed reaches electionTicks at the electionTicks-th tick after that message, of which
+   * the first may come at once. So the refusal lasts at least electionTicks - 1 tick intervals.
+   */
+  get leaseTicks(): number {
+    return this.electionTicks - 1;
+  }
+
+  /**
+   * The leader lease, in ticks (the host turns them into time). Returns the tick in which this
+   * leader sent the newest heartbeat round that a quorum has answered, or null when it may not count
+   * on a lease: not leading, check-quorum off, no round answered yet in this term, a transfer under
+   * way, or TimeoutNow sent in this term (it makes voters set their lease aside, and a late copy
+   * could still arrive).
+   *
+   * Why no other leader can exist until leaseTicks follower ticks after that round was sent: a
+   * leader of a higher term needs votes from a quorum, which shares a member m with the quorum that
+   * answered. If m is a follower, it received the round after it was sent and refuses every vote and
+   * pre-vote for a higher term (TimeoutNow aside) for leaseTicks of its ticks (handleTerm); if m is
+   * this leader, it votes for nobody while it leads, and after stepping down it refuses for an
+   * election timeout too (leaseGuard). A member that restarts keeps refusing for an election timeout
+   * (leaseGuard), as it cannot know whose lease it helped grant. No term rises without such votes
+   * (pre-vote, §9.6 of the thesis), so until then no message can depose anyone either.
+   *
+   * A transfer is the exception, made safe from both ends: the old leader has no lease from the
+   * moment it starts one (and none for the rest of its term once it sent TimeoutNow, whose voters set
+   * their lease aside), and a leader elected through TimeoutNow takes no lease before an election
+   * timeout of its own ticks, by when every lease its predecessor reported has run out.
+   */
+  leaseBasisTick(): number | null {
+    if (this.role !== 'leader' || !this.checkQuorum) return null;
+    if (this.transferee !== null || this.leaseForfeitedTerm === this.term) return null;
+    if (this.leaseRound === 0 || this.leaseRoundTick < 0 || this.ticks < this.leaseNotBeforeTick) return null;
+    return this.leaseRoundTick;
+  }
+
+  /** The application beside this node (RAFTLET_APP_HEALTH_URL). An unhealthy one makes this node
+   * wait APP_UNHEALTHY_EXTRA_TIMEOUTS more election timeouts before campaigning, and its heartbeat
+   * answers tell the leader, which prefers healthy members when it hands leadership over. */
+  setAppHealth(health: AppHealth): void {
+    if (health === this.appHealth) return;
+    this.appHealth = health;
+    if (this.role !== 'leader') this.resetElectionTimeout();
+  }
+
+  get currentAppHealth(): AppHealth {
+    return this.appHealth;
+  }
+
   // ---- rules that a test may override to plant a known bug -------------------------------------
 
   /** §5.2, §5.4.1: at most one vote per term, only for a candidate whose log is at least as up to date. */
@@ -433,7 +522,8 @@ export class Raft {
     if (m.term > this.term) {
       if (m.kind === 'vote') {
         // Thesis §4.2.3 / §6.2: while we hear from a leader, a vote request is a disruption, not news.
-        const inLease = this.checkQuorum && this.leader !== null && this.electionElapsed < this.electionTicks;
+        // The leader lease (leaseBasisTick) rests on this rule: change it and the lease must change.
+        const inLease = this.checkQuorum && (this.leader !== null || this.leaseGuard) && this.electionElapsed < this.electionTicks;
         if (inLease && !m.transfer) return false;
         if (m.preVote) return true; // a pre-vote never changes our term
       }
@@ -463,7 +553,11 @@ export class Raft {
     this.setLeader(leader);
     this.electionElapsed = 0;
     this.resetElectionTimeout();
-    if (wasLeader) this.dropLeaderState();
+    if (wasLeader) {
+      // The lease this node last reported may still run: vote for nobody until it is over.
+      this.leaseGuard = true;
+      this.dropLeaderState();
+    }
   }
 
   private followLeader(from: NodeId): void {
@@ -500,6 +594,13 @@ export class Raft {
     this.readsFailed.push(...this.readsAwaitingTermCommit);
     this.pendingReads = [];
     this.readsAwaitingTermCommit = [];
+    this.resetLease();
+  }
+
+  private resetLease(): void {
+    this.roundSentAt.clear();
+    this.leaseRound = 0;
+    this.leaseRoundTick = -1;
   }
 
   private promotable(): boolean {
@@ -508,7 +609,8 @@ export class Raft {
 
   private resetElectionTimeout(): void {
     // §5.2: randomized in [T, 2T) so that split votes are rare.
-    this.randomizedElectionTimeout = this.electionTicks + Math.floor(this.random() * this.electionTicks);
+    const appDelay = this.appHealth === 'unhealthy' ? APP_UNHEALTHY_EXTRA_TIMEOUTS * this.electionTicks : 0;
+    this.randomizedElectionTimeout = this.electionTicks + Math.floor(this.random() * this.electionTicks) + appDelay;
   }
 
   // ---- elections (§5.2, thesis §9.6 pre-vote) ----------------------------------------------------
@@ -522,6 +624,8 @@ export class Raft {
   }
 
   private campaign(kind: ElectionKind): void {
+    this.leaseGuard = false;
+    this.lastCampaign = kind;
     this.votes.clear();
     this.resetElectionTimeout();
     this.electionElapsed = 0;
@@ -590,6 +694,7 @@ export class Raft {
     if (granted && !m.preVote) {
       this.votedFor = m.from;
       this.electionElapsed = 0; // §5.2: granting a vote restarts the election timer
+      this.leaseGuard = false; // a later candidate must not wait a whole timeout for this vote
     }
     // A granted pre-vote answers in the proposed term so the pre-candidate can tell it from a stale
     // answer; a refusal carries our term so a stale pre-candidate catches up.
@@ -613,6 +718,8 @@ export class Raft {
     this.electionElapsed = 0;
     this.transferee = null;
     this.readRound = 0;
+    this.resetLease();
+    this.leaseNotBeforeTick = this.lastCampaign === 'transfer' ? this.ticks + this.electionTicks : 0;
     this.progress.clear();
     for (const member of this.members) {
       if (member.id === this.id) continue;
@@ -698,8 +805,11 @@ export class Raft {
   }
 
   private broadcastHeartbeat(): void {
-    // Reads registered since the last round ride on this one (thesis §6.4: batching).
-    if (this.pendingReads.some((r) => r.round > this.readRound)) this.readRound++;
+    // Every heartbeat starts a round: reads registered since the last one ride on it (thesis §6.4:
+    // batching), and the lease counts from the newest round a quorum answered.
+    this.readRound++;
+    this.roundSentAt.set(this.readRound, this.ticks);
+    if (this.roundSentAt.size > MAX_UNCONFIRMED_ROUNDS) this.roundSentAt.delete(this.roundSentAt.keys().next().value as number);
     for (const pr of this.progress.values()) {
       const hb: HeartbeatRequest = {
         kind: 'heartbeat',
@@ -712,7 +822,31 @@ export class Raft {
       this.send(hb);
       if (pr.state === 'probe') pr.probeSent = false; // heartbeats pace probes of a silent follower
     }
+    this.confirmLeaseRound();
     this.releaseConfirmedReads();
+  }
+
+  /** The newest heartbeat round a quorum of voters (this leader included) has answered. */
+  private quorumAckedRound(): number {
+    return quorumValue(voters(this.members).map((id) => (id === this.id ? this.readRound : (this.progress.get(id)?.readRoundAcked ?? 0))));
+  }
+
+  private confirmLeaseRound(): void {
+    const confirmed = this.quorumAckedRound();
+    if (confirmed <= this.leaseRound) return;
+    this.leaseRound = confirmed;
+    // A round pruned from the map is older than any kept: keep the older basis then (conservative).
+    const sentAt = this.roundSentAt.get(confirmed);
+    if (sentAt !== undefined) this.leaseRoundTick = sentAt;
+    for (const round of this.roundSentAt.keys()) {
+      if (round > confirmed) break;
+      this.roundSentAt.delete(round);
+    }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.leaseForfeitedTerm = this.term;
+    this.send({ kind: 'timeoutNow', from: this.id, to, term: this.term });
   }
 
   /** Sends the follower what it lacks, as far as flow control allows (§5.3); with allowEmpty, an
@@ -766,9 +900,7 @@ export class Raft {
       else if (pr.state === 'snapshot' && pr.matchIndex >= pr.pendingSnapshot) pr.becomeReplicate();
       if (advanced) this.maybeCommit();
       if (this.role !== 'leader') return;
-      if (this.transferee === m.from && pr.matchIndex === this.log.lastIndex) {
-        this.send({ kind: 'timeoutNow', from: this.id, to: m.from, term: this.term });
-      }
+      if (this.transferee === m.from && pr.matchIndex === this.log.lastIndex) this.sendTimeoutNow(m.from);
       this.sendAppend(pr, false);
       return;
     }
@@ -810,7 +942,11 @@ export class Raft {
     const pr = this.progress.get(m.from);
     if (!pr) return;
     pr.recentActive = true;
-    if (m.seq > pr.readRoundAcked) pr.readRoundAcked = m.seq;
+    pr.appHealth = m.appHealth ?? 'unchecked';
+    if (m.seq > pr.readRoundAcked) {
+      pr.readRoundAcked = m.seq;
+      this.confirmLeaseRound();
+    }
     if (pr.state !== 'snapshot' && this.forgetLostEntries(pr, m.lastLogIndex)) {
       this.releaseConfirmedReads();
       return;
@@ -851,8 +987,7 @@ export class Raft {
 
   private releaseConfirmedReads(): void {
     if (this.pendingReads.length === 0) return;
-    const rounds = voters(this.members).map((id) => (id === this.id ? this.readRound : (this.progress.get(id)?.readRoundAcked ?? 0)));
-    const confirmed = quorumValue(rounds);
+    const confirmed = this.quorumAckedRound();
     const still: PendingRead[] = [];
     for (const read of this.pendingReads) {
       if (read.round <= confirmed) this.readStates.push({ requestId: read.requestId, index: read.index });
@@ -863,11 +998,17 @@ export class Raft {
     if (still.length > 0 && !still.some((r) => r.round <= this.readRound)) this.broadcastHeartbeat();
   }
 
+  /** The voter with the longest log, preferring one whose application is not unhealthy. */
   private mostUpToDateVoter(): NodeId | null {
     let best: Progress | null = null;
+    const better = (pr: Progress, than: Progress): boolean => {
+      const sick = pr.appHealth === 'unhealthy';
+      const thanSick = than.appHealth === 'unhealthy';
+      return sick !== thanSick ? !sick : pr.matchIndex > than.matchIndex;
+    };
     for (const pr of this.progress.values()) {
       if (!isVoter(this.members, pr.id)) continue;
-      if (!best || pr.matchIndex > best.matchIndex) best = pr;
+      if (!best || better(pr, best)) best = pr;
     }
     return best?.id ?? null;
   }
@@ -925,6 +1066,7 @@ export class Raft {
       term: this.term,
       seq: m.seq,
       lastLogIndex: this.log.lastIndex,
+      appHealth: this.appHealth,
     };
     this.messages.push(reply);
   }

@@ -69,6 +69,8 @@ interface SimNode {
   persisting: Ready | null;
   readsWaiting: { requestId: number; index: number }[];
   group: number; // partition side
+  /** Sim time of each tick of the current incarnation, by the core's tick count (leader lease). */
+  tickTimes: Map<number, number>;
 }
 
 type SimEvent =
@@ -149,6 +151,8 @@ class Simulation {
 
   // What the checker knows.
   private readonly leaders = new Map<number, NodeId>();
+  /** The latest-ending leader lease seen in each term (noteLease). */
+  private readonly leases = new Map<number, { leader: NodeId; end: number }>();
   private readonly applied: (Entry | undefined)[] = [];
   /** An upper bound on the term in which each applied index was committed. */
   private readonly commitTerm: number[] = [];
@@ -241,6 +245,7 @@ class Simulation {
       persisting: null,
       readsWaiting: [],
       group: 0,
+      tickTimes: new Map(),
     };
     this.nodes.set(id, node);
     this.start(node);
@@ -256,6 +261,7 @@ class Simulation {
       random: () => node.rng.next(),
       maxEntriesPerAppend: this.maxEntriesPerAppend,
       maxInflightAppends: this.maxInflightAppends,
+      leaseGuardOnStart: true,
     };
     const restored: RestoredState = { hardState: node.disk.hardState, snapshot: node.disk.snapshot, entries: [...node.disk.entries] };
     const Impl = this.opts.bug === 'voteTwice' ? VoteTwiceRaft : this.opts.bug === 'commitPreviousTerm' ? CommitByCountingRaft : Raft;
@@ -263,6 +269,7 @@ class Simulation {
     node.incarnation++;
     node.persisting = null;
     node.readsWaiting = [];
+    node.tickTimes = new Map();
     const snap = node.disk.snapshot;
     node.kv = snap ? new Map(this.snapshotStates.get(snap.data)) : new Map();
     node.applied = snap ? snap.meta.index : 0;
@@ -277,6 +284,8 @@ class Simulation {
     this.schedule({ kind: 'tick', time: this.now + TICK, seq: 0, node: id });
     if (!node.raft) return;
     node.raft.tick();
+    node.tickTimes.set(node.raft.tickCount, this.now);
+    node.tickTimes.delete(node.raft.tickCount - 4 * ELECTION_TICKS);
     this.afterInput(node);
   }
 
@@ -304,6 +313,7 @@ class Simulation {
       node.leaderTermChecked = raft.currentTerm;
       this.checkNewLeader(node, raft);
     }
+    this.noteLease(node, raft);
     if (node.persisting || !raft.hasReady()) return;
     const rd = raft.ready();
     node.persisting = rd;
@@ -538,6 +548,29 @@ class Simulation {
   // ---- invariants ----------------------------------------------------------------------------------
 
   /** Election Safety (§5.2) and Leader Completeness (§5.4) for a node that just became leader. */
+  /**
+   * The leader lease (Raft.leaseBasisTick): every node ticks once per TICK here, so a lease that
+   * counts from the tick a quorum-answered heartbeat round was sent in ends leaseTicks ticks later.
+   * Leases of different terms never overlap: no node holds one while a lower term's still runs.
+   */
+  private noteLease(node: SimNode, raft: Raft): void {
+    const basis = raft.leaseBasisTick();
+    if (basis === null) return;
+    const sentAt = node.tickTimes.get(basis);
+    if (sentAt === undefined) return;
+    const end = sentAt + raft.leaseTicks * TICK;
+    if (end <= this.now) return;
+    const term = raft.currentTerm;
+    for (const [leaseTerm, lease] of this.leases) {
+      if (lease.end <= this.now) this.leases.delete(leaseTerm);
+      else if (leaseTerm < term) {
+        throw new Violation(`leader lease: ${node.id} holds a lease in term ${term} at ${this.now}, but ${lease.leader}'s lease of term ${leaseTerm} runs until ${lease.end}`);
+      }
+    }
+    const held = this.leases.get(term);
+    if (held === undefined || held.end < end) this.leases.set(term, { leader: node.id, end });
+  }
+
   private checkNewLeader(node: SimNode, raft: Raft): void {
     const term = raft.currentTerm;
     const other = this.leaders.get(term);
