@@ -2,7 +2,7 @@
 // together; if one cannot start, the ones already up are closed again.
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import { createApiApp } from '../api/app.ts';
+import { createApiApp, type ApiOptions } from '../api/app.ts';
 import type { Settings } from '../config/settings.ts';
 import type { RaftletMetrics } from '../metrics/metrics.ts';
 import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/server.ts';
@@ -22,9 +22,11 @@ export interface ServersOptions {
   readonly metrics: RaftletMetrics;
   readonly logger: Logger;
   readonly healthy: () => boolean;
+  /** Watch limits and hooks, and the signal that ends watches at shutdown. */
+  readonly api?: Pick<ApiOptions, 'watchLimits' | 'watchHooks' | 'shutdown'>;
 }
 
-export async function startServers({ settings, node, metrics, logger, healthy }: ServersOptions): Promise<Servers> {
+export async function startServers({ settings, node, metrics, logger, healthy, api: apiOptions }: ServersOptions): Promise<Servers> {
   let peer: RunningPeerServer | null = null;
   let api: Server | null = null;
   let metricsServer: MetricsServer | null = null;
@@ -44,6 +46,7 @@ export async function startServers({ settings, node, metrics, logger, healthy }:
       maxValueBytes: settings.maxValueBytes,
       requestTimeoutMs: settings.requestTimeoutMs,
       logger: { error: (d, m) => logger.error(d, m), warn: (d, m) => logger.warn(d, m) },
+      ...apiOptions,
     });
     api = await listen(createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
     metricsServer = await startMetricsServer({
