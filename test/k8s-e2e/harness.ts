@@ -58,6 +58,8 @@ export interface ScenarioOptions {
   readonly electionTimeoutMs?: number;
   readonly heartbeatMs?: number;
   readonly env?: Readonly<Record<string, string>>;
+  /** Extra variables for one pod (e.g. its own RAFTLET_APP_HEALTH_URL); they win over `env`. */
+  readonly podEnv?: (ordinal: number) => Readonly<Record<string, string>>;
 }
 
 class PodProcess {
@@ -163,6 +165,7 @@ export class PodCluster {
       RAFTLET_REQUEST_TIMEOUT_MS: '5000',
       RAFTLET_LOG_LEVEL: 'info',
       ...this.options.env,
+      ...this.options.podEnv?.(ordinal),
     };
   }
 

@@ -38,6 +38,8 @@ export interface ClusterOptions {
   readonly requestTimeoutMs?: number;
   /** Extra variables for every node (e.g. RAFTLET_SNAPSHOT_ENTRIES); they win over the harness's. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Extra variables for one node (e.g. its own RAFTLET_APP_HEALTH_URL); they win over `env`. */
+  readonly nodeEnv?: (node: number, id: string) => Readonly<Record<string, string>>;
   /** Parent of the cluster's temp dir; default the OS temp dir. */
   readonly dataRoot?: string;
   /** Shows in the temp dir's name and in messages. */
@@ -372,6 +374,7 @@ export class Cluster {
           RAFTLET_REQUEST_TIMEOUT_MS: String(options.requestTimeoutMs ?? 5000),
           RAFTLET_LOG_LEVEL: 'info',
           ...options.env,
+          ...options.nodeEnv?.(i + 1, id),
         },
       };
     });
