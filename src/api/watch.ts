@@ -2,15 +2,16 @@
 // and server-sent event streams (GET /v1/watch?prefix=P&index=N). Both read the local replica's
 // change history (ChangeFeed), so what a watcher sees is this replica's apply order: the log order,
 // the same on every node, whoever leads. A read barrier first makes the starting point linearizable
-// (done by the caller). Everything is bounded: watchers at once, and changes waiting to be sent to
-// one stream; a stream that falls behind what is kept is told to re-read (a `resync` event).
+// (done by the caller). Everything is bounded: watchers at once, and new changes waiting to be sent
+// to one stream (a catch-up from an older index is read from the history as the client takes it);
+// a stream that falls behind what is kept is told to re-read (a `resync` event).
 import type { Response } from 'express';
 import type { ChangeFeed, KvChange } from '../kv/types.ts';
 
 export interface WatchLimits {
   /** Streams and blocking queries held open at once (RAFTLET_WATCH_MAX_WATCHERS). */
   readonly maxWatchers: number;
-  /** Changes one stream may have waiting to be sent (RAFTLET_WATCH_MAX_BUFFERED). */
+  /** Changes made after a stream started that may wait to be sent to it (RAFTLET_WATCH_MAX_BUFFERED). */
   readonly maxBuffered: number;
   /** An idle stream gets a progress event (its resume point) this often. */
   readonly progressMs: number;
@@ -138,17 +139,12 @@ export class Watches {
   /**
    * Checks that a stream can start after index `after` (throws ResyncNeeded otherwise) and takes a
    * watcher slot (throws TooManyWatchers). Call before any header is sent, so a refusal is a plain
-   * JSON error answer; then call stream().
+   * JSON error answer; then call stream() at once (no await in between).
    */
   open(prefix: string, after: number): StreamTicket {
     const feed = this.feed();
     if (after < feed.floor) throw new ResyncNeeded('history_compacted', resyncMessage(prefix, after, feed.floor), feed.appliedIndex);
-    const pending = feed.since(after, prefix, this.limits.maxBuffered + 1).length;
-    if (pending > this.limits.maxBuffered) {
-      throw new ResyncNeeded('too_far_behind', `more than ${this.limits.maxBuffered} changes under prefix ${JSON.stringify(prefix)} came after index ${after} ` +
-        '(RAFTLET_WATCH_MAX_BUFFERED); re-read with GET /v1/kv?prefix=... and watch again from the index it answers', feed.appliedIndex);
-    }
-    return { prefix, after, pending, leave: this.enter('stream') };
+    return { prefix, after, leave: this.enter('stream') };
   }
 
   /** Streams changes as server-sent events until the client leaves or the stream must resync. */
@@ -157,7 +153,10 @@ export class Watches {
     const hooks = this.hooks;
     const { prefix } = ticket;
     let cursor = ticket.after;
-    let pending = ticket.pending;
+    // Changes up to here are the catch-up, read from the history as the client takes them; later
+    // ones count against maxBuffered until they are sent.
+    const liveFrom = feed.appliedIndex;
+    let pending = 0;
     let ended = false;
     let scheduled = false;
     let lastWrite = Date.now();
@@ -202,7 +201,7 @@ export class Watches {
           const event = change.value === null ? 'delete' : 'put';
           writable = send(`id: ${change.index}\nevent: ${event}\ndata: ${JSON.stringify(changeJson(change, options.base64))}\n\n`);
           cursor = change.index;
-          pending = Math.max(0, pending - 1);
+          if (change.index > liveFrom) pending--;
           sent++;
           if (!writable) break;
         }
@@ -261,6 +260,5 @@ export class Watches {
 export interface StreamTicket {
   readonly prefix: string;
   readonly after: number;
-  readonly pending: number;
   readonly leave: () => void;
 }
