@@ -185,7 +185,7 @@ export class Watches {
     };
 
     // Writes what is waiting until the socket pushes back; 'drain' resumes it.
-    function pumpOnce(this: void): void {
+    const pump = (): void => {
       scheduled = false;
       if (ended || res.writableNeedDrain) return;
       for (;;) {
@@ -208,12 +208,11 @@ export class Watches {
         hooks.onEventsSent?.(sent);
         if (!writable) return;
       }
-    }
-    const pump = (): void => pumpOnce();
+    };
     const schedule = (): void => {
       if (scheduled || ended) return;
       scheduled = true;
-      setImmediate(pumpOnce);
+      setImmediate(pump);
     };
     const unsubscribe = feed.subscribe((change) => {
       if (change === null) {

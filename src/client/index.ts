@@ -5,7 +5,10 @@
 //   import { RaftletClient } from 'raftlet/client';
 //   const raftlet = new RaftletClient();                    // RAFTLET_API_URL or http://127.0.0.1:7071
 //   await raftlet.runAsLeader(async (signal) => {           // only while this pod's raftlet leads
-//     while (!signal.aborted) await raftlet.put('jobs/last-run', new Date().toISOString()); // fenced
+//     while (!signal.aborted) {
+//       await raftlet.put('jobs/last-run', new Date().toISOString()); // fenced with If-Term
+//       await new Promise((resolve) => setTimeout(resolve, 1000));
+//     }
 //   });
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -2,19 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MAX_LEADER_WAIT_MS } from '../../src/api/app.ts';
-import { FakeOps } from './fake-ops.ts';
-import { startApi, waitFor, type Harness } from './harness.ts';
-
-async function withApi(body: (api: Harness, ops: FakeOps) => Promise<void>): Promise<void> {
-  const ops = new FakeOps();
-  const api = await startApi(ops);
-  try {
-    await body(api, ops);
-  } finally {
-    ops.close();
-    await api.close();
-  }
-}
+import { waitFor, withFakeApi as withApi } from './harness.ts';
 
 test('GET /v1/leadership answers leader, term and the lease; a follower has no lease', () =>
   withApi(async (api, ops) => {
