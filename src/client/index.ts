@@ -273,15 +273,7 @@ export class RaftletClient {
 
   /** The key's value, or null when it does not exist. With `index`, a blocking query. */
   async get(key: string, options: ReadOptions = {}): Promise<Entry | null> {
-    const blocking = options.index !== undefined;
-    const response = await this.call('GET', keyPath(key) + this.readQuery(options), { signal: options.signal, timeoutMs: blocking ? null : undefined });
-    if (response.status === 404) {
-      await response.body?.cancel();
-      return null;
-    }
-    if (!response.ok) await this.fail(response);
-    const value = new Uint8Array(await response.arrayBuffer());
-    return entryOf(key, value, Number((response.headers.get('etag') ?? '"0"').replaceAll('"', '')));
+    return (await this.getWithIndex(key, options)).entry;
   }
 
   /** Like get(), with the applied index the answer reflects (for the next blocking query). */
