@@ -6,16 +6,20 @@ import type { KvCommand, KvItem, KvResult } from '../kv/types.ts';
 import { readBody, ClientGoneError } from './body.ts';
 import { ApiError, badRequest, sendError, toApiError } from './errors.ts';
 import {
+  booleanParam,
   consistencyParam,
   integerParam,
   KV_PATH_PREFIX,
   oneOfParam,
   parseConditions,
+  parseIfTerm,
   parseKeyPath,
+  parseLastEventId,
   prefixParam,
   stringParam,
   type Query,
 } from './params.ts';
+import { DEFAULT_WATCH_LIMITS, ResyncNeeded, TooManyWatchers, Watches, type WatchHooks, type WatchLimits } from './watch.ts';
 
 /** Keys a list answers when the client does not say. */
 export const DEFAULT_LIST_LIMIT = 100;
@@ -23,6 +27,8 @@ export const DEFAULT_LIST_LIMIT = 100;
 export const MAX_LIST_LIMIT = 1000;
 /** Longest leader long poll; a longer ?wait is shortened to this (as Consul's blocking queries do). */
 export const MAX_LEADER_WAIT_MS = 300_000;
+/** A blocking query (?index=N) without ?wait waits this long, like Consul's default. */
+export const DEFAULT_WATCH_WAIT_MS = 60_000;
 /** Largest body POST /v1/leader/transfer reads. */
 export const MAX_JSON_BODY_BYTES = 64 * 1024;
 
@@ -40,6 +46,11 @@ export interface ApiOptions {
   readonly logger?: ApiLogger;
   /** The clock deadlines are expressed in; must be the one ClientOps compares them with. Date.now by default. */
   readonly now?: () => number;
+  /** Bounds of watches and blocking queries; DEFAULT_WATCH_LIMITS by default. */
+  readonly watchLimits?: WatchLimits;
+  readonly watchHooks?: WatchHooks;
+  /** Aborted when the node stops: open watch streams and blocking queries end at once. */
+  readonly shutdown?: AbortSignal;
 }
 
 const KV_METHODS = 'GET, HEAD, PUT, DELETE';
@@ -54,6 +65,8 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
   }
   const now = opts.now ?? Date.now;
   const deadline = (): number => now() + opts.requestTimeoutMs;
+  const watches = new Watches(() => ops.changes(), opts.watchLimits ?? DEFAULT_WATCH_LIMITS, opts.watchHooks);
+  opts.shutdown?.addEventListener('abort', () => watches.closeAll(), { once: true });
 
   const app = express();
   app.disable('x-powered-by');
@@ -93,6 +106,41 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
     res.json({ id: leader.id, url: leader.url, term: leader.term });
   });
 
+  // This node's own leadership, for the application beside it (SPEC §4): the term is the fencing
+  // token for If-Term; leaseRemainingMs how long it surely stays the only leader. With ?wait, held
+  // until the leader flag, the term or (while leading) the lease differs from what the caller saw.
+  app.get('/v1/leadership', async (req, res) => {
+    const query = req.query as Query;
+    const waitMs = integerParam(query, 'wait', 0, Number.MAX_SAFE_INTEGER);
+    const seenTerm = integerParam(query, 'term', 0, Number.MAX_SAFE_INTEGER);
+    const seenLeader = booleanParam(query, 'leader');
+    const seenLeased = booleanParam(query, 'leased');
+    let leadership = ops.leadership();
+    if (waitMs !== undefined) {
+      const seen = {
+        leader: seenLeader ?? leadership.leader,
+        term: seenTerm ?? leadership.term,
+        leased: seenLeased ?? leadership.leaseRemainingMs > 0,
+      };
+      leadership = await ops.waitLeadership(seen, Math.min(waitMs, MAX_LEADER_WAIT_MS));
+    }
+    res.set('Cache-Control', 'no-store').json({ leader: leadership.leader, term: leadership.term, leaseRemainingMs: leadership.leaseRemainingMs });
+  });
+
+  // Server-sent events of every change under a prefix, in this replica's apply order (SPEC §4).
+  app.get('/v1/watch', async (req, res) => {
+    const query = req.query as Query;
+    const prefix = prefixParam(query);
+    const base64 = oneOfParam(query, 'encoding', ['auto', 'base64'], 'auto') === 'base64';
+    const fromQuery = integerParam(query, 'index', 0, Number.MAX_SAFE_INTEGER);
+    // An EventSource reconnecting sends the last id it got: that is where to go on.
+    const after = parseLastEventId(req.headers) ?? fromQuery;
+    if (consistencyParam(query) === 'linearizable') await ops.readBarrier(deadline());
+    if (res.destroyed) return;
+    const ticket = watches.open(prefix, after ?? ops.changes().appliedIndex);
+    watches.stream(ticket, res, { base64 });
+  });
+
   app.post('/v1/leader/transfer', async (req, res) => {
     const to = parseTransferBody(await readBody(req, MAX_JSON_BODY_BYTES, 'a JSON body'));
     const result = await ops.transferLeadership(to, deadline());
@@ -105,10 +153,34 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
     const limit = integerParam(query, 'limit', 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT);
     const encoding = oneOfParam(query, 'encoding', ['auto', 'base64'], 'auto');
     if (consistencyParam(query) === 'linearizable') await ops.readBarrier(deadline());
+    await blockIfAsked(req, res, { prefix });
     const view = ops.kv();
     const items = view.list(prefix, limit);
-    res.json({ items: items.map((item) => listItem(item, encoding === 'base64')), index: view.appliedIndex });
+    res.set('X-Raftlet-Index', String(view.appliedIndex)).json({ items: items.map((item) => listItem(item, encoding === 'base64')), index: view.appliedIndex });
   });
+
+  /**
+   * Blocking query (Consul style): with ?index=N, wait until the key or prefix changed after index
+   * N, at most ?wait ms (default DEFAULT_WATCH_WAIT_MS), then let the caller answer with the local
+   * state. Runs after the read barrier, so the answer is as fresh as a plain linearizable read.
+   */
+  async function blockIfAsked(req: Request, res: Response, match: { key: string } | { prefix: string }): Promise<void> {
+    const query = req.query as Query;
+    const index = integerParam(query, 'index', 0, Number.MAX_SAFE_INTEGER);
+    const waitMs = integerParam(query, 'wait', 0, Number.MAX_SAFE_INTEGER);
+    if (index === undefined) {
+      if (waitMs !== undefined) throw badRequest('wait needs index: pass ?index=<X-Raftlet-Index of your last answer>&wait=MS to wait for a change');
+      return;
+    }
+    const gone = new AbortController();
+    const onClose = (): void => gone.abort();
+    res.once('close', onClose);
+    try {
+      await watches.waitForChange(match, index, Math.min(waitMs ?? DEFAULT_WATCH_WAIT_MS, MAX_LEADER_WAIT_MS), gone.signal);
+    } finally {
+      res.off('close', onClose);
+    }
+  }
 
   app.use(async (req, res, next) => {
     if (!req.path.startsWith(KV_PATH_PREFIX)) {
@@ -134,26 +206,43 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
 
   async function getKey(req: Request, res: Response, key: string): Promise<void> {
     if (consistencyParam(req.query as Query) === 'linearizable') await ops.readBarrier(deadline());
-    const item = ops.kv().get(key);
-    if (item === undefined) throw new ApiError(404, 'not_found', `key ${JSON.stringify(key)} does not exist`);
+    await blockIfAsked(req, res, { key });
+    const view = ops.kv();
+    const item = view.get(key);
+    if (item === undefined) {
+      throw new ApiError(404, 'not_found', `key ${JSON.stringify(key)} does not exist`, { 'X-Raftlet-Index': String(view.appliedIndex) });
+    }
     res
       .status(200)
-      .set({ ETag: etag(item.modIndex), 'Content-Type': 'application/octet-stream' })
+      .set({ ETag: etag(item.modIndex), 'Content-Type': 'application/octet-stream', 'X-Raftlet-Index': String(view.appliedIndex) })
       .end(Buffer.from(item.value.buffer, item.value.byteOffset, item.value.byteLength));
   }
 
   async function putKey(req: Request, res: Response, key: string): Promise<void> {
     const conditions = parseConditions(req.headers, true);
+    const ifTerm = parseIfTerm(req.headers);
     const requestDeadline = deadline();
     const value = await readBody(req, opts.maxValueBytes, 'a value');
-    const cmd: KvCommand = { op: 'put', key, value: new Uint8Array(value.buffer, value.byteOffset, value.byteLength), ...conditions };
+    const cmd: KvCommand = {
+      op: 'put',
+      key,
+      value: new Uint8Array(value.buffer, value.byteOffset, value.byteLength),
+      ...conditions,
+      ...(ifTerm === undefined ? {} : { ifTerm }),
+    };
     const result = await proposeWrite(cmd, requestDeadline);
     res.set('ETag', etag(result.index)).json({ index: result.index, term: result.term });
   }
 
   async function deleteKey(req: Request, res: Response, key: string): Promise<void> {
     const conditions = parseConditions(req.headers, false);
-    const cmd: KvCommand = { op: 'del', key, ...(conditions.ifMatch === undefined ? {} : { ifMatch: conditions.ifMatch }) };
+    const ifTerm = parseIfTerm(req.headers);
+    const cmd: KvCommand = {
+      op: 'del',
+      key,
+      ...(conditions.ifMatch === undefined ? {} : { ifMatch: conditions.ifMatch }),
+      ...(ifTerm === undefined ? {} : { ifTerm }),
+    };
     const result = await proposeWrite(cmd, deadline());
     res.json({ index: result.index, term: result.term, deleted: result.deleted === true });
   }
@@ -180,13 +269,15 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
     ['/v1/leader', 'GET, HEAD'],
     ['/v1/leader/transfer', 'POST'],
     ['/v1/kv', 'GET, HEAD'],
+    ['/v1/leadership', 'GET, HEAD'],
+    ['/v1/watch', 'GET'],
   ] as const) {
     app.all(path, (req) => {
       throw methodNotAllowed(req, allowed);
     });
   }
   app.use((req) => {
-    throw new ApiError(404, 'not_found', `no route ${req.method} ${req.path}; the API is under /v1/ (status, leader, kv)`);
+    throw new ApiError(404, 'not_found', `no route ${req.method} ${req.path}; the API is under /v1/ (status, leader, leadership, kv, watch)`);
   });
 
   app.use((error: unknown, req: Request, res: Response, next: NextFunction) => {
@@ -195,7 +286,7 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
       if (!res.writableEnded) res.destroy();
       return;
     }
-    const known = toApiError(error) ?? fromExpressError(error);
+    const known = toApiError(error) ?? fromWatchError(error) ?? fromExpressError(error);
     if (known !== null) {
       sendError(res, known);
       return;
@@ -248,6 +339,12 @@ function parseTransferBody(body: Buffer): string | null {
   if (to === undefined || to === null) return null;
   if (typeof to !== 'string' || to === '') throw badRequest('"to" must be a member id (a non-empty string) or null');
   return to;
+}
+
+function fromWatchError(error: unknown): ApiError | null {
+  if (error instanceof ResyncNeeded) return new ApiError(410, error.code, error.message, { 'X-Raftlet-Index': String(error.index) });
+  if (error instanceof TooManyWatchers) return new ApiError(429, 'too_many_watchers', error.message, { 'Retry-After': '1' });
+  return null;
 }
 
 /** Errors Express or its helpers raise with an HTTP status (e.g. a malformed request). */

@@ -5,7 +5,12 @@ import { ClientError, clientErrorStatus } from './ops.ts';
 export type ApiErrorCode =
   | ClientError['code']
   | 'method_not_allowed'
-  | 'internal_error';
+  | 'internal_error'
+  /** 410: a watch's index is older than the changes this node still keeps: re-read, then watch. */
+  | 'history_compacted'
+  | 'too_far_behind'
+  /** 429: RAFTLET_WATCH_MAX_WATCHERS reached. */
+  | 'too_many_watchers';
 
 /** Thrown by handlers; the error middleware turns it into the JSON answer. */
 export class ApiError extends Error {

@@ -2,7 +2,7 @@
 // test double). The API layer knows HTTP; the runtime knows Raft. This file is the contract between
 // them: the operations, their answers, and the errors they reject with (SPEC section 4). The peer
 // transport carries the same operations between nodes, so it imports this file too.
-import type { KvCommand, KvResult, KvView } from '../kv/types.ts';
+import type { ChangeFeed, KvCommand, KvResult, KvView } from '../kv/types.ts';
 import type { Membership, NodeId, Role } from '../raft/types.ts';
 
 export interface NodeStatus {
@@ -21,6 +21,19 @@ export interface LeaderInfo {
   readonly url: string;
   readonly term: number;
 }
+
+/** GET /v1/leadership (SPEC §4): this node's own leadership, for the application beside it. */
+export interface Leadership {
+  readonly leader: boolean;
+  /** The fencing token: writes with If-Term: <term> apply only while this term's leader leads. */
+  readonly term: number;
+  /** How long this node is guaranteed to stay the only leader; 0 when it does not lead, has no lease
+   * yet, or is handing leadership over. */
+  readonly leaseRemainingMs: number;
+}
+
+/** Why leadership was handed over: the API or a CLI asked, SIGTERM, or the application's health. */
+export type TransferReason = 'requested' | 'shutdown' | 'app_unhealthy';
 
 /** Errors the runtime rejects with; the API maps `code` to the status of SPEC section 4. */
 export class ClientError extends Error {
@@ -71,4 +84,10 @@ export interface ClientOps {
   kv(): KvView;
   /** Leadership transfer; `to` null = the most up-to-date follower. */
   transferLeadership(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;
+  leadership(): Leadership;
+  /** Resolves when this node's leadership differs from what the caller saw: the leader flag, the
+   * term, or (while leading) whether it holds a lease; or after waitMs with the current value. */
+  waitLeadership(seen: { readonly leader: boolean; readonly term: number; readonly leased: boolean }, waitMs: number): Promise<Leadership>;
+  /** The local replica's recent changes, for watches; read after readBarrier() for linearizability. */
+  changes(): ChangeFeed;
 }

@@ -65,6 +65,15 @@ export function prefixParam(query: Query): string {
   return prefix;
 }
 
+/** true/false or 1/0; undefined when absent. */
+export function booleanParam(query: Query, name: string): boolean | undefined {
+  const raw = single(query, name);
+  if (raw === undefined) return undefined;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw badRequest(`query parameter ${name} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
 export type Consistency = 'linearizable' | 'stale';
 
 export function consistencyParam(query: Query): Consistency {
@@ -106,4 +115,29 @@ export function parseConditions(headers: IncomingHttpHeaders, allowIfNoneMatch: 
     return { ifNoneMatch: true };
   }
   return ifMatch === undefined ? {} : { ifMatch };
+}
+
+/**
+ * If-Term: <term> (fencing, SPEC §4): the write applies only if the leader that appends it leads in
+ * that term; the entry's term decides, on every replica alike, so an old leader's late write is 412.
+ */
+export function parseIfTerm(headers: IncomingHttpHeaders): number | undefined {
+  const raw = headers['if-term'];
+  if (raw === undefined) return undefined;
+  const text = (Array.isArray(raw) ? raw.join(',') : raw).trim();
+  const value = /^[0-9]{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw badRequest(`If-Term must be one term, a positive integer such as the "term" GET /v1/leadership answers; got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+/** Last-Event-ID as an EventSource sends it on reconnecting: the index of the last event it got. */
+export function parseLastEventId(headers: IncomingHttpHeaders): number | undefined {
+  const raw = headers['last-event-id'];
+  if (raw === undefined || Array.isArray(raw)) return undefined;
+  const text = raw.trim();
+  const value = /^[0-9]{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value)) throw badRequest(`Last-Event-ID must be the index of an event (an integer); got ${JSON.stringify(raw)}`);
+  return value;
 }

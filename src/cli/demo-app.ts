@@ -1,10 +1,14 @@
 // `raftlet demo-app`: the stand-in application container of the Helm chart. It shows, per pod, what
 // its own raftlet sidecar says about the cluster, so `curl <release>-leader` proves that the leader
-// Service really lands on the leader pod.
+// Service really lands on the leader pod. It also does singleton work the way an application should
+// (raftlet/client's runAsLeader): only while its own raftlet leads, it increments a counter in the
+// key-value store, every write fenced with the leader's term (If-Term) and a compare-and-set.
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LeadershipLost, PreconditionFailed, RaftletClient } from '../client/index.ts';
 
 export interface DemoAppOptions {
   readonly host: string;
@@ -14,11 +18,27 @@ export interface DemoAppOptions {
   readonly podName: string;
   /** How long to wait for the sidecar before answering 503. */
   readonly statusTimeoutMs: number;
+  /** While leading, increment COUNTER_KEY this often; 0 or absent = no singleton work. */
+  readonly counterIntervalMs?: number;
 }
+
+/** The key the demo's singleton work increments. */
+export const COUNTER_KEY = 'demo/counter';
 
 export interface RunningDemoApp {
   readonly port: number;
   close(): Promise<void>;
+}
+
+/** What GET /counter answers: this pod's part in the singleton work. */
+export interface CounterView {
+  readonly leading: boolean;
+  /** The term this pod leads in (its fencing token), or null. */
+  readonly term: number | null;
+  /** The last value this pod wrote, or null. */
+  readonly counter: number | null;
+  /** Increments this pod made, in all its leaderships. */
+  readonly increments: number;
 }
 
 /** What GET / answers: the sidecar's view, reduced to what a human checks. */
@@ -37,6 +57,10 @@ A tiny HTTP server that answers GET / with {pod, role, term, leader} from the lo
   --port N     listen port (env DEMO_PORT, default 8080)
   --host ADDR  listen address (env DEMO_HOST, default 0.0.0.0)
   --api URL    raftlet client API (env RAFTLET_API_URL, default http://127.0.0.1:7071)
+  --counter-interval-ms N
+               while this pod's raftlet leads, increment the key demo/counter every N ms,
+               fenced with the leader's term (env DEMO_COUNTER_INTERVAL_MS, default 1000,
+               0 = off); GET /counter shows this pod's part
 `;
 
 class UsageError extends Error {}
@@ -45,7 +69,7 @@ export function parseDemoAppArgs(args: readonly string[], env: NodeJS.ProcessEnv
   const flags = new Map<string, string>();
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const match = /^--(port|host|api)(?:=(.*))?$/.exec(arg);
+    const match = /^--(port|host|api|counter-interval-ms)(?:=(.*))?$/.exec(arg);
     if (match === null) throw new UsageError(`demo-app: unknown argument ${JSON.stringify(arg)}`);
     const value = match[2] ?? args[++i];
     if (value === undefined) throw new UsageError(`demo-app: --${match[1]} needs a value`);
@@ -55,6 +79,10 @@ export function parseDemoAppArgs(args: readonly string[], env: NodeJS.ProcessEnv
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) {
     throw new UsageError(`demo-app: --port / DEMO_PORT must be a port number 0-65535 (got ${JSON.stringify(portText)})`);
+  }
+  const intervalText = flags.get('counter-interval-ms') ?? env.DEMO_COUNTER_INTERVAL_MS ?? '1000';
+  if (!/^\d+$/.test(intervalText) || Number(intervalText) > 3_600_000) {
+    throw new UsageError(`demo-app: --counter-interval-ms / DEMO_COUNTER_INTERVAL_MS must be 0 to 3600000 ms (got ${JSON.stringify(intervalText)})`);
   }
   const raftletApiUrl = (flags.get('api') ?? env.RAFTLET_API_URL ?? 'http://127.0.0.1:7071').replace(/\/+$/, '');
   if (!URL.canParse(raftletApiUrl)) {
@@ -66,7 +94,42 @@ export function parseDemoAppArgs(args: readonly string[], env: NodeJS.ProcessEnv
     raftletApiUrl,
     podName: env.POD_NAME ?? hostname(),
     statusTimeoutMs: 2000,
+    counterIntervalMs: Number(intervalText),
   };
+}
+
+/**
+ * The singleton work: while this pod's raftlet leads, read the counter and write it plus one, with
+ * If-Match (compare-and-set) and, through runAsLeader, If-Term; stop the moment leadership or its
+ * lease is lost. Two pods can never both count, and a late write of a former leader never lands.
+ */
+export async function runCounter(client: RaftletClient, intervalMs: number, view: { -readonly [K in keyof CounterView]: CounterView[K] }, signal: AbortSignal): Promise<void> {
+  await client.runAsLeader(async (leading, context) => {
+    while (!leading.aborted) {
+      try {
+        const current = await client.get(COUNTER_KEY, { signal: leading });
+        const next = (current === null ? 0 : Number(current.text()) || 0) + 1;
+        await client.put(COUNTER_KEY, String(next), current === null ? { ifNoneMatch: true, signal: leading } : { ifMatch: current.modIndex, signal: leading });
+        view.counter = next;
+        view.increments++;
+      } catch (err) {
+        if (err instanceof LeadershipLost || leading.aborted) return;
+        // A lost compare-and-set or a fenced write means someone else wrote: read again next time.
+        if (!(err instanceof PreconditionFailed)) process.stderr.write(`demo-app: counter in term ${context.term}: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
+      await sleep(intervalMs, undefined, { signal: leading }).catch(() => undefined);
+    }
+  }, {
+    signal,
+    onStartedLeading: (context) => {
+      view.leading = true;
+      view.term = context.term;
+    },
+    onStoppedLeading: () => {
+      view.leading = false;
+      view.term = null;
+    },
+  });
 }
 
 function send(res: ServerResponse, status: number, body: unknown, asText: boolean): void {
@@ -100,7 +163,7 @@ async function fetchView(options: DemoAppOptions): Promise<DemoAppView> {
   };
 }
 
-async function handle(options: DemoAppOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(options: DemoAppOptions, counter: CounterView, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = new URL(req.url ?? '/', 'http://demo.invalid').pathname;
   const asText = wantsText(req);
   if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -109,6 +172,11 @@ async function handle(options: DemoAppOptions, req: IncomingMessage, res: Server
   }
   if (path === '/healthz') {
     send(res, 200, asText ? 'ok' : { ok: true }, asText);
+    return;
+  }
+  if (path === '/counter') {
+    const line = counter.leading ? `${options.podName} counts (term ${counter.term}); last value ${counter.counter}` : `${options.podName} does not count; last value it wrote ${counter.counter ?? 'none'}`;
+    send(res, 200, asText ? line : counter, asText);
     return;
   }
   if (path !== '/') {
@@ -129,8 +197,9 @@ async function handle(options: DemoAppOptions, req: IncomingMessage, res: Server
 }
 
 export async function startDemoApp(options: DemoAppOptions): Promise<RunningDemoApp> {
+  const counter = { leading: false, term: null as number | null, counter: null as number | null, increments: 0 };
   const server: Server = createServer((req, res) => {
-    handle(options, req, res).catch((err: unknown) => {
+    handle(options, counter, req, res).catch((err: unknown) => {
       // handle() answers every request itself; reaching here means the response broke mid-way.
       res.destroy(err instanceof Error ? err : new Error(String(err)));
     });
@@ -143,12 +212,22 @@ export async function startDemoApp(options: DemoAppOptions): Promise<RunningDemo
     });
   });
   const { port } = server.address() as AddressInfo;
+  const stopCounting = new AbortController();
+  const counting = (options.counterIntervalMs ?? 0) > 0
+    ? runCounter(new RaftletClient({ url: options.raftletApiUrl }), options.counterIntervalMs ?? 0, counter, stopCounting.signal).catch((err: unknown) => {
+      process.stderr.write(`demo-app: the counter stopped: ${err instanceof Error ? err.message : String(err)}\n`);
+    })
+    : Promise.resolve();
   return {
     port,
-    close: () => new Promise<void>((resolve, reject) => {
-      server.close((err) => (err ? reject(err) : resolve()));
-      server.closeAllConnections();
-    }),
+    close: async () => {
+      stopCounting.abort();
+      await counting;
+      await new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      });
+    },
   };
 }
 

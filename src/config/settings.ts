@@ -85,6 +85,18 @@ export interface Settings {
   readonly peerAuth: PeerAuth;
   /** Things worth a log line at warn level once the logger exists (insecure mode, ignored settings). */
   readonly warnings: readonly string[];
+  // The application's side (issue 15).
+  /** Share of the leader lease given up for clock-rate differences and timer slack, in [0, 0.9]. */
+  readonly leaseDriftRatio: number;
+  /** The application's health endpoint (GET, 2xx = healthy); null = leadership ignores the app. */
+  readonly appHealthUrl: string | null;
+  readonly appHealthIntervalMs: number;
+  /** Failed checks in a row before the application counts as unhealthy. */
+  readonly appHealthThreshold: number;
+  /** Changes kept for watches (RAFTLET_WATCH_HISTORY). */
+  readonly watchHistory: number;
+  readonly watchMaxWatchers: number;
+  readonly watchMaxBuffered: number;
 }
 
 /** What parsing needs from the outside world; tests pass their own. */
@@ -169,6 +181,96 @@ const DEFAULTS = {
   roleLabel: 'raftlet.io/role',
   logLevel: 'info' as LogLevel,
 } as const;
+
+// ---- the application's side (issue 15): leader lease, leadership that follows the app, watches ----
+
+const APP_DEFAULTS = {
+  leaseDriftRatio: 0.1,
+  appHealthIntervalMs: 1000,
+  appHealthThreshold: 2,
+  watchHistory: 10_000,
+  watchMaxWatchers: 1000,
+  watchMaxBuffered: 1000,
+} as const;
+
+// A function, so the table above can spread it while this block stays apart from the rest.
+function APP_SETTINGS() {
+  return {
+    leaseDriftRatio: setting({
+      env: 'RAFTLET_LEASE_DRIFT_RATIO', metavar: 'RATIO', defaultText: String(APP_DEFAULTS.leaseDriftRatio),
+      help: 'share of the leader lease (GET /v1/leadership) given up for clock-rate differences between members, 0 to 0.9',
+      parse: parseRatio(0, 0.9),
+    }),
+    appHealthUrl: setting({
+      env: 'RAFTLET_APP_HEALTH_URL', metavar: 'URL', defaultText: 'none',
+      help: "the application's health endpoint (GET, 2xx = healthy): leadership moves away from an unhealthy app",
+      parse: parseHealthUrl,
+    }),
+    appHealthIntervalMs: setting({
+      env: 'RAFTLET_APP_HEALTH_INTERVAL_MS', metavar: 'MS', defaultText: String(APP_DEFAULTS.appHealthIntervalMs),
+      help: 'how often the application health endpoint is checked (each check times out after this too)', parse: integer(50, 600_000),
+    }),
+    appHealthThreshold: setting({
+      env: 'RAFTLET_APP_HEALTH_THRESHOLD', metavar: 'N', defaultText: String(APP_DEFAULTS.appHealthThreshold),
+      help: 'failed checks in a row before the application counts as unhealthy (one success: healthy)', parse: integer(1, 100),
+    }),
+    watchHistory: setting({
+      env: 'RAFTLET_WATCH_HISTORY', metavar: 'N', defaultText: String(APP_DEFAULTS.watchHistory),
+      help: 'recent changes kept for watches; a watch resuming from further back is told to re-read', parse: integer(1, 10_000_000),
+    }),
+    watchMaxWatchers: setting({
+      env: 'RAFTLET_WATCH_MAX_WATCHERS', metavar: 'N', defaultText: String(APP_DEFAULTS.watchMaxWatchers),
+      help: 'watch streams and blocking queries open at once; more are refused with 429', parse: integer(1, 1_000_000),
+    }),
+    watchMaxBuffered: setting({
+      env: 'RAFTLET_WATCH_MAX_BUFFERED', metavar: 'N', defaultText: String(APP_DEFAULTS.watchMaxBuffered),
+      help: 'changes one watch stream may have waiting; a slower client is cut off and told to re-read', parse: integer(1, 10_000_000),
+    }),
+  };
+}
+
+function parseRatio(min: number, max: number): (given: Given) => number {
+  return (given) => {
+    if (!/^\d+(\.\d+)?$/.test(given.text)) fail(given, 'must be a decimal number such as 0.1');
+    const value = Number(given.text);
+    if (value < min || value > max) fail(given, `must be between ${min} and ${max}`);
+    return value;
+  };
+}
+
+function parseHealthUrl(given: Given): string {
+  let url: URL;
+  try {
+    url = new URL(given.text);
+  } catch {
+    return fail(given, 'must be a URL such as http://127.0.0.1:8080/healthz');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail(given, 'must be an http:// or https:// URL');
+  if (url.hash !== '') fail(given, 'must not have a #fragment');
+  return url.href;
+}
+
+/** The issue-15 settings, read after the rest (they depend on nothing else). */
+function readAppSettings(read: <K extends AppSettingKey>(key: K) => SettingValue<K> | undefined, given: (key: SettingKey) => Given | undefined,
+  nameOf: (key: SettingKey) => string, warnings: string[]): Pick<Settings, AppSettingKey> {
+  const appHealthUrl = read('appHealthUrl') ?? null;
+  if (appHealthUrl === null) {
+    for (const key of ['appHealthIntervalMs', 'appHealthThreshold'] as const) {
+      if (given(key) !== undefined) warnings.push(`${nameOf(key)} is ignored: ${SETTINGS.appHealthUrl.env} is not set`);
+    }
+  }
+  return {
+    leaseDriftRatio: read('leaseDriftRatio') ?? APP_DEFAULTS.leaseDriftRatio,
+    appHealthUrl,
+    appHealthIntervalMs: read('appHealthIntervalMs') ?? APP_DEFAULTS.appHealthIntervalMs,
+    appHealthThreshold: read('appHealthThreshold') ?? APP_DEFAULTS.appHealthThreshold,
+    watchHistory: read('watchHistory') ?? APP_DEFAULTS.watchHistory,
+    watchMaxWatchers: read('watchMaxWatchers') ?? APP_DEFAULTS.watchMaxWatchers,
+    watchMaxBuffered: read('watchMaxBuffered') ?? APP_DEFAULTS.watchMaxBuffered,
+  };
+}
+
+type AppSettingKey = keyof ReturnType<typeof APP_SETTINGS>;
 
 export const SETTINGS = {
   nodeId: setting({
@@ -294,6 +396,7 @@ export const SETTINGS = {
     help: 'what authenticates a peer: both = client certificate (with TLS on) and cluster token; tls = the certificate only (needs TLS); token = the token only',
     parse: parsePeerAuth,
   }),
+  ...APP_SETTINGS(),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;
@@ -493,10 +596,13 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
     }
   }
 
+  const app = readAppSettings(read, given, nameOf, warnings);
+
   return deepFreeze({
     nodeId, peerListen, apiListen, metricsListen, advertiseUrl, membersFrom, peers, discoveryService, dnsServer,
     bootstrapExpect, dataDir, heartbeatMs, electionTimeoutMs, requestTimeoutMs, maxValueBytes, snapshotEntries, clusterToken,
     clusterTokens, clusterTokenFile, insecure, ...tlsSettings, kubernetes, podName, podNamespace, roleLabel, leaseName, logLevel, warnings,
+    ...app,
   });
 }
 

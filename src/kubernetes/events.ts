@@ -35,7 +35,18 @@ export class EventRecorder {
   leaderElected(leaderId: NodeId, term: number): void {
     if (term <= this.lastTerm || this.abort.signal.aborted) return;
     this.lastTerm = term;
-    const task = this.record(leaderId, term).finally(() => this.pending.delete(task));
+    // A newer term's event supersedes this one: stop retrying it.
+    this.start('LeaderElected', `${leaderId} became the Raft leader in term ${term}`, 'Normal', term, () => this.lastTerm === term);
+  }
+
+  /** Records another event on this node's pod (e.g. why leadership moved); returns at once. */
+  note(reason: string, message: string, type: 'Normal' | 'Warning', term: number): void {
+    if (this.abort.signal.aborted) return;
+    this.start(reason, message, type, term, () => true);
+  }
+
+  private start(reason: string, message: string, type: 'Normal' | 'Warning', term: number, wanted: () => boolean): void {
+    const task = this.record(reason, message, type, term, wanted).finally(() => this.pending.delete(task));
     this.pending.add(task);
   }
 
@@ -49,13 +60,12 @@ export class EventRecorder {
     await this.flush();
   }
 
-  private async record(leaderId: NodeId, term: number): Promise<void> {
+  private async record(reason: string, text: string, type: 'Normal' | 'Warning', term: number, wanted: () => boolean): Promise<void> {
     const { client, namespace, podName, logger } = this.opts;
     const signal = this.abort.signal;
     const backoff = new Backoff(500, 10_000, this.opts.random);
     const attempts = this.opts.attempts ?? 12;
-    // A newer term's event supersedes this one: stop retrying it.
-    for (let attempt = 1; attempt <= attempts && !signal.aborted && this.lastTerm === term; attempt++) {
+    for (let attempt = 1; attempt <= attempts && !signal.aborted && wanted(); attempt++) {
       let verb = 'get';
       try {
         // The uid ties the event to this incarnation of the pod, not to a namesake created later.
@@ -74,9 +84,9 @@ export class EventRecorder {
             uid: pod.metadata?.uid,
             resourceVersion: pod.metadata?.resourceVersion,
           },
-          reason: 'LeaderElected',
-          message: `${leaderId} became the Raft leader in term ${term}`,
-          type: 'Normal',
+          reason,
+          message: text,
+          type,
           source: { component: 'raftlet', host: pod.spec?.nodeName },
           reportingComponent: 'raftlet',
           reportingInstance: podName,
@@ -85,7 +95,7 @@ export class EventRecorder {
           count: 1,
         };
         const created = await client.createEvent(namespace, event, signal);
-        logger.info({ event: created.metadata?.name, term }, `recorded event LeaderElected on pod ${podName} (term ${term})`);
+        logger.info({ event: created.metadata?.name, term }, `recorded event ${reason} on pod ${podName} (term ${term})`);
         this.opts.onResult?.('ok');
         return;
       } catch (err) {
@@ -95,13 +105,13 @@ export class EventRecorder {
           const resource = verb === 'get' ? 'pods' : 'events';
           logger.error(
             { rule: describeRule(verb, resource, namespace), detail: failure.message },
-            `Kubernetes RBAC is missing the rule "${describeRule(verb, resource, namespace)}": the LeaderElected event was not recorded`,
+            `Kubernetes RBAC is missing the rule "${describeRule(verb, resource, namespace)}": the ${reason} event was not recorded`,
           );
           this.opts.onResult?.('forbidden');
           return;
         }
         if (failure.kind === 'not_found' || attempt === attempts) {
-          logger.warn({ term, kind: failure.kind, detail: failure.message }, `could not record event LeaderElected for term ${term} (${failure.message}); giving up, it is best effort`);
+          logger.warn({ term, kind: failure.kind, detail: failure.message }, `could not record event ${reason} for term ${term} (${failure.message}); giving up, it is best effort`);
           this.opts.onResult?.('error');
           return;
         }

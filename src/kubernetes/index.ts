@@ -80,6 +80,11 @@ export class KubernetesAdapters {
     }
   }
 
+  /** Records an Event on this node's pod, e.g. LeadershipMovedAppUnhealthy. Never blocks, never throws. */
+  recordEvent(reason: string, message: string, type: 'Normal' | 'Warning', term: number): void {
+    this.events.note(reason, message, type, term);
+  }
+
   /** Waits (at most timeoutMs) for pending label, lease and event writes, e.g. before exiting on SIGTERM. */
   async flush(timeoutMs: number): Promise<boolean> {
     const deadline = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());

@@ -5,16 +5,23 @@
 //   u8 version = 1 | u8 op (1 put, 2 del) | u8 flags (bit 0 ifMatch, bit 1 ifNoneMatch; put only)
 //   [u64 ifMatch, when flag bit 0] | u16 key length | key (UTF-8)
 //   put only: u32 value length | value
+// Version 2 adds fencing (If-Term): flag bit 2, and [u64 ifTerm] right after [u64 ifMatch].
+// A command without ifTerm is still written as version 1, byte for byte as before, so replicas of
+// the previous release read every entry that does not use If-Term. One that does is skipped there
+// (see KvStore.apply): run one version across the cluster before using If-Term.
 import type { KvCommand } from './types.ts';
 import { utf8Length, validateKey } from './key.ts';
 import { ByteReader, ByteWriter } from './reader.ts';
 
-export const KV_COMMAND_VERSION = 1;
+/** The newest version this build writes and reads; it reads every older one too. */
+export const KV_COMMAND_VERSION = 2;
+const VERSION_WITHOUT_IF_TERM = 1;
 
 const OP_PUT = 1;
 const OP_DEL = 2;
 const FLAG_IF_MATCH = 0b01;
 const FLAG_IF_NONE_MATCH = 0b10;
+const FLAG_IF_TERM = 0b100;
 const MAX_VALUE_LENGTH = 0xffff_ffff;
 
 export class KvCodecError extends Error {
@@ -31,9 +38,11 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
   const keyProblem = validateKey(cmd.key);
   if (keyProblem !== null) throw new KvCodecError(`cannot encode command: ${keyProblem}`);
   if (cmd.ifMatch !== undefined) checkModIndex(cmd.ifMatch, 'cannot encode command: ifMatch');
+  if (cmd.ifTerm !== undefined) checkTerm(cmd.ifTerm, 'cannot encode command: ifTerm');
   const keyBytes = keyEncoder.encode(cmd.key);
   const writer = new ByteWriter(encodedKvCommandLength(cmd));
-  writer.u8(KV_COMMAND_VERSION);
+  writer.u8(cmd.ifTerm === undefined ? VERSION_WITHOUT_IF_TERM : KV_COMMAND_VERSION);
+  const termFlag = cmd.ifTerm !== undefined ? FLAG_IF_TERM : 0;
   switch (cmd.op) {
     case 'put':
       if (cmd.value.byteLength > MAX_VALUE_LENGTH) throw new KvCodecError('cannot encode command: value is over 4 GiB');
@@ -43,15 +52,15 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
         throw new KvCodecError('cannot encode command: ifMatch and ifNoneMatch exclude each other');
       }
       writer.u8(OP_PUT);
-      writer.u8((cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0) | (cmd.ifNoneMatch === true ? FLAG_IF_NONE_MATCH : 0));
-      writeKey(writer, cmd.ifMatch, keyBytes);
+      writer.u8((cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0) | (cmd.ifNoneMatch === true ? FLAG_IF_NONE_MATCH : 0) | termFlag);
+      writeKey(writer, cmd.ifMatch, cmd.ifTerm, keyBytes);
       writer.u32(cmd.value.byteLength);
       writer.raw(cmd.value);
       break;
     case 'del':
       writer.u8(OP_DEL);
-      writer.u8(cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0);
-      writeKey(writer, cmd.ifMatch, keyBytes);
+      writer.u8((cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0) | termFlag);
+      writeKey(writer, cmd.ifMatch, cmd.ifTerm, keyBytes);
       break;
     default: {
       const unknown: never = cmd;
@@ -61,8 +70,9 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
   return writer.bytes;
 }
 
-function writeKey(writer: ByteWriter, ifMatch: number | undefined, keyBytes: Uint8Array): void {
+function writeKey(writer: ByteWriter, ifMatch: number | undefined, ifTerm: number | undefined, keyBytes: Uint8Array): void {
   if (ifMatch !== undefined) writer.u64(ifMatch);
+  if (ifTerm !== undefined) writer.u64(ifTerm);
   writer.u16(keyBytes.byteLength);
   writer.raw(keyBytes);
 }
@@ -71,16 +81,23 @@ function writeKey(writer: ByteWriter, ifMatch: number | undefined, keyBytes: Uin
 export function decodeKvCommand(data: Uint8Array): KvCommand {
   const reader = new ByteReader(data, 'command', (message) => new KvCodecError(message));
   const version = reader.u8('version');
-  if (version !== KV_COMMAND_VERSION) {
-    throw new KvCodecError(`unknown command version ${version} (this build reads version ${KV_COMMAND_VERSION})`);
+  if (version < VERSION_WITHOUT_IF_TERM || version > KV_COMMAND_VERSION) {
+    throw new KvCodecError(`unknown command version ${version} (this build reads versions ${VERSION_WITHOUT_IF_TERM} to ${KV_COMMAND_VERSION})`);
   }
   const op = reader.u8('op');
   if (op !== OP_PUT && op !== OP_DEL) throw new KvCodecError(`unknown command op ${op}`);
   const flags = reader.u8('flags');
-  const allowedFlags = op === OP_PUT ? FLAG_IF_MATCH | FLAG_IF_NONE_MATCH : FLAG_IF_MATCH;
-  if ((flags & ~allowedFlags) !== 0) throw new KvCodecError(`unknown command flags 0x${flags.toString(16)}`);
+  const termFlag = version === VERSION_WITHOUT_IF_TERM ? 0 : FLAG_IF_TERM;
+  const allowedFlags = (op === OP_PUT ? FLAG_IF_MATCH | FLAG_IF_NONE_MATCH : FLAG_IF_MATCH) | termFlag;
+  if ((flags & ~allowedFlags) !== 0) throw new KvCodecError(`unknown command flags 0x${flags.toString(16)} in version ${version}`);
+  // Version 2 exists for If-Term: without it the command is written as version 1.
+  if (version !== VERSION_WITHOUT_IF_TERM && (flags & FLAG_IF_TERM) === 0) {
+    throw new KvCodecError(`a version ${version} command must carry ifTerm`);
+  }
   const ifMatch = (flags & FLAG_IF_MATCH) !== 0 ? reader.u64('ifMatch') : undefined;
   if (ifMatch !== undefined) checkModIndex(ifMatch, 'ifMatch');
+  const ifTerm = (flags & FLAG_IF_TERM) !== 0 ? reader.u64('ifTerm') : undefined;
+  if (ifTerm !== undefined) checkTerm(ifTerm, 'ifTerm');
   const keyBytes = reader.bytes(reader.u16('key length'), 'key');
   let key: string;
   try {
@@ -99,9 +116,10 @@ export function decodeKvCommand(data: Uint8Array): KvCommand {
       value,
       ...(ifMatch !== undefined ? { ifMatch } : {}),
       ...((flags & FLAG_IF_NONE_MATCH) !== 0 ? { ifNoneMatch: true } : {}),
+      ...(ifTerm !== undefined ? { ifTerm } : {}),
     };
   } else {
-    cmd = { op: 'del', key, ...(ifMatch !== undefined ? { ifMatch } : {}) };
+    cmd = { op: 'del', key, ...(ifMatch !== undefined ? { ifMatch } : {}), ...(ifTerm !== undefined ? { ifTerm } : {}) };
   }
   reader.end();
   return cmd;
@@ -109,8 +127,14 @@ export function decodeKvCommand(data: Uint8Array): KvCommand {
 
 /** The encoded size without encoding: lets the API refuse an oversized command early. */
 export function encodedKvCommandLength(cmd: KvCommand): number {
-  const fixed = 3 + (cmd.ifMatch !== undefined ? 8 : 0) + 2 + utf8Length(cmd.key);
+  const fixed = 3 + (cmd.ifMatch !== undefined ? 8 : 0) + (cmd.ifTerm !== undefined ? 8 : 0) + 2 + utf8Length(cmd.key);
   return cmd.op === 'put' ? fixed + 4 + cmd.value.byteLength : fixed;
+}
+
+function checkTerm(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new KvCodecError(`${what} must be a term (an integer from 1 to 2^53-1), got ${value}`);
+  }
 }
 
 function checkModIndex(value: number, what: string): void {

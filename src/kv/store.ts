@@ -1,7 +1,8 @@
 // The replicated key-value state machine. Deterministic: its state is a function of the entries
 // applied so far and nothing else (no clock, no randomness, no I/O), so every replica that applies
 // the same log holds the same data and answers a compare-and-set the same way.
-import type { KvCommand, KvItem, KvResult, KvView } from './types.ts';
+import type { ChangeFeed, KvCommand, KvItem, KvResult, KvView } from './types.ts';
+import { ChangeHistory, DEFAULT_HISTORY, type ChangeHistoryOptions } from './history.ts';
 import type { Entry } from '../raft/types.ts';
 import { decodeKvCommand, KvCodecError } from './codec.ts';
 import { compareKeys, utf8Length } from './key.ts';
@@ -39,6 +40,16 @@ export class KvStore implements KvView {
   #appliedIndex = 0;
   #sizeBytes = SNAPSHOT_HEADER_BYTES + SNAPSHOT_TRAILER_BYTES;
   #skippedCommands = 0;
+  readonly #history: ChangeHistory;
+
+  constructor(options: { readonly history?: ChangeHistoryOptions } = {}) {
+    this.#history = new ChangeHistory(options.history ?? DEFAULT_HISTORY);
+  }
+
+  /** The recent changes, for watches (SPEC §4). */
+  get changes(): ChangeFeed {
+    return this.#history;
+  }
 
   get appliedIndex(): number {
     return this.#appliedIndex;
@@ -74,6 +85,7 @@ export class KvStore implements KvView {
       if (!(error instanceof KvCodecError)) throw error;
       this.#checkNext(index);
       this.#appliedIndex = index;
+      this.#history.advanceTo(index);
       this.#skippedCommands++;
       return {
         ok: false,
@@ -90,6 +102,17 @@ export class KvStore implements KvView {
   applyCommand(index: number, term: number, cmd: KvCommand): KvResult {
     this.#checkNext(index);
     this.#appliedIndex = index;
+    this.#history.advanceTo(index);
+    // The entry's term is the term of the leader that appended it: the same on every replica.
+    if (cmd.ifTerm !== undefined && cmd.ifTerm !== term) {
+      return {
+        ok: false,
+        code: 'precondition_failed',
+        index,
+        term,
+        message: `If-Term ${cmd.ifTerm} failed: the write was appended in term ${term} (leadership changed); it was not applied`,
+      };
+    }
     const current = this.#values.get(cmd.key);
     if (cmd.ifMatch !== undefined && current?.modIndex !== cmd.ifMatch) {
       const found = current === undefined ? 'the key does not exist' : `its modIndex is ${current.modIndex}`;
@@ -107,10 +130,12 @@ export class KvStore implements KvView {
           };
         }
         this.#set(cmd.key, cmd.value, index, current);
+        this.#history.record({ index, term, key: cmd.key, op: 'put', value: cmd.value });
         return { ok: true, index, term };
       case 'del':
         if (current === undefined) return { ok: true, index, term, deleted: false };
         this.#delete(cmd.key, current);
+        this.#history.record({ index, term, key: cmd.key, op: 'del', value: null });
         return { ok: true, index, term, deleted: true };
       default: {
         const unknown: never = cmd;
@@ -123,6 +148,7 @@ export class KvStore implements KvView {
   advance(index: number): void {
     this.#checkNext(index);
     this.#appliedIndex = index;
+    this.#history.advanceTo(index);
   }
 
   /** Applies any committed entry: a command's result, or null for noop and config entries. */
@@ -191,6 +217,7 @@ export class KvStore implements KvView {
     this.#sortedKeys = decoded.items.map((item) => item.key);
     this.#appliedIndex = decoded.appliedIndex;
     this.#sizeBytes = sizeBytes;
+    this.#history.reset(decoded.appliedIndex);
   }
 
   #checkNext(index: number): void {

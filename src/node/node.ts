@@ -3,11 +3,12 @@
 // Ready is handled in the order the core prescribes (send early traffic, fsync, send promises,
 // apply, advance). It also implements the client seam (ClientOps) and the peer handlers, forwarding
 // to the leader when this node follows.
-import { ClientError, type ClientOps, type LeaderInfo, type NodeStatus } from '../api/ops.ts';
+import { ClientError, type ClientOps, type LeaderInfo, type Leadership, type NodeStatus, type TransferReason } from '../api/ops.ts';
 import { encodeKvCommand, KvCodecError } from '../kv/index.ts';
-import type { KvCommand, KvResult, KvView } from '../kv/types.ts';
+import type { ChangeFeed, KvCommand, KvResult, KvView } from '../kv/types.ts';
 import { Raft } from '../raft/raft.ts';
-import type { ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
+import type { AppHealth, ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
+import { healthyTransferTarget } from './app-health.ts';
 import { systemClock, type Cancel, type Clock, type LogStore, type PeerSender, type StateMachine } from './ports.ts';
 import { Waiters } from './waiters.ts';
 
@@ -40,6 +41,21 @@ export interface NodeOptions {
   readonly maxUncommittedBytes?: number;
   /** Batching and pipelining of appends (§5.3); the core's defaults, with a window of 256. */
   readonly replication?: Pick<RaftConfig, 'maxEntriesPerAppend' | 'maxBytesPerAppend' | 'maxInflightAppends'>;
+  /** RAFTLET_LEASE_DRIFT_RATIO: the share of the leader lease given up for clock-rate differences
+   * between members and timer slack. Default DEFAULT_LEASE_DRIFT_RATIO. */
+  readonly leaseDriftRatio?: number;
+}
+
+export const DEFAULT_LEASE_DRIFT_RATIO = 0.1;
+
+/** A leadership transfer this node made as leader, once it ended. */
+export interface TransferOutcome {
+  readonly reason: TransferReason;
+  readonly from: NodeId;
+  readonly to: NodeId;
+  /** The new leader's term when it succeeded, else the term it was attempted in. */
+  readonly term: number;
+  readonly ok: boolean;
 }
 
 export const DEFAULT_MAX_UNCOMMITTED_BYTES = 8 * 1024 * 1024;
@@ -58,6 +74,8 @@ export interface NodeHooks {
   onApplied?(status: NodeStatus): void;
   onProposal?(result: 'ok' | 'precondition_failed' | 'no_leader' | 'timeout' | 'error', seconds: number): void;
   onSnapshot?(seconds: number, kind: 'create' | 'install'): void;
+  onLeadershipTransfer?(outcome: TransferOutcome): void;
+  onAppHealth?(health: AppHealth): void;
 }
 
 function isNoLeader(err: unknown): boolean {
@@ -93,6 +111,13 @@ export class RaftNode implements ClientOps {
    * wait on one index (this node lost office and proposed there again in a later term); the entry
    * that commits there decides all of them. */
   private readonly proposals = new Map<number, Proposal[]>();
+  /** When each recent tick began, on the monotonic clock, by the core's tick count (the lease). */
+  private readonly tickTimes: Float64Array;
+  private readonly tickNumbers: Float64Array;
+  private readonly leaseDriftRatio: number;
+  /** A transfer because of the application's health is under way, or may not start before this. */
+  private appTransferBusy = false;
+  private appTransferNotBefore = 0;
 
   constructor(options: NodeOptions) {
     this.options = options;
@@ -102,13 +127,19 @@ export class RaftNode implements ClientOps {
     this.waiters = new Waiters(this.clock);
     // A tick of about 10 ms keeps timeouts fine-grained; heartbeat and election are whole ticks.
     this.tickMs = Math.max(1, Math.min(10, Math.floor(options.heartbeatMs / 2)));
+    this.leaseDriftRatio = options.leaseDriftRatio ?? DEFAULT_LEASE_DRIFT_RATIO;
+    if (!(this.leaseDriftRatio >= 0 && this.leaseDriftRatio < 1)) throw new RangeError(`leaseDriftRatio must be in [0, 1), got ${this.leaseDriftRatio}`);
+    // A lease counts from a round at most an election timeout old; older ticks are never needed.
+    const remembered = 2 * Math.ceil(options.electionTimeoutMs / this.tickMs) + 64;
+    this.tickTimes = new Float64Array(remembered);
+    this.tickNumbers = new Float64Array(remembered).fill(-1);
     this.raft = this.makeRaft(options.restored);
   }
 
   private makeRaft(restored: RestoredState): Raft {
     const heartbeatTicks = Math.max(1, Math.round(this.options.heartbeatMs / this.tickMs));
     const electionTicks = Math.max(heartbeatTicks + 1, Math.round(this.options.electionTimeoutMs / this.tickMs));
-    return new Raft(
+    const raft = new Raft(
       {
         id: this.id,
         heartbeatTicks,
@@ -117,9 +148,25 @@ export class RaftNode implements ClientOps {
         maxInflightAppends: 256,
         ...this.options.replication,
         maxUncommittedBytes: this.options.maxUncommittedBytes ?? DEFAULT_MAX_UNCOMMITTED_BYTES,
+        // A restarted member must not vote while a lease it helped grant may run.
+        leaseGuardOnStart: true,
       },
       restored,
     );
+    this.tickNumbers.fill(-1);
+    this.recordTick(raft.tickCount);
+    return raft;
+  }
+
+  private monotonicNow(): number {
+    return this.clock.monotonic?.() ?? this.clock.now();
+  }
+
+  /** Notes when tick `count` begins: a round the core sends during it left no earlier. */
+  private recordTick(count: number): void {
+    const slot = count % this.tickTimes.length;
+    this.tickTimes[slot] = this.monotonicNow();
+    this.tickNumbers[slot] = count;
   }
 
   addHooks(hooks: NodeHooks): void {
@@ -197,7 +244,9 @@ export class RaftNode implements ClientOps {
 
   private onTick(): void {
     if (this.stopped) return;
+    this.recordTick(this.raft.tickCount + 1);
     this.guard(() => this.raft.tick());
+    this.maybeMoveLeadershipForApp();
     this.waiters.check();
     this.kick();
   }
@@ -448,6 +497,78 @@ export class RaftNode implements ClientOps {
     return member ? { id, url: member.url, term: this.raft.currentTerm } : null;
   }
 
+  // ---- leadership for the application (SPEC §4 /v1/leadership) -----------------------------------
+
+  leadership(): Leadership {
+    const leader = this.raft.currentRole === 'leader';
+    return { leader, term: this.raft.currentTerm, leaseRemainingMs: leader ? this.leaseRemainingMs() : 0 };
+  }
+
+  /**
+   * The leader lease in milliseconds. The core names the tick in which it sent the newest heartbeat
+   * round a quorum answered (Raft.leaseBasisTick); that round left no earlier than this node's clock
+   * read at the start of the tick. Each follower that answered refuses every vote for a higher term
+   * until leaseTicks of its own ticks have passed since it received the round; its ticks come from a
+   * timer of tickMs that never fires early, but the first may come at once and libuv's clock has
+   * millisecond steps: (leaseTicks * tickMs - 1) ms of the follower's clock. Every member runs with
+   * the same settings. Clocks may run at slightly different rates and timers slip, so a share
+   * (leaseDriftRatio) of that is given up. What remains, counted from the round's tick, ends the
+   * lease: until then no other member can have won an election (the argument is in
+   * Raft.leaseBasisTick).
+   */
+  private leaseRemainingMs(): number {
+    const basis = this.raft.leaseBasisTick();
+    if (basis === null) return 0;
+    const slot = basis % this.tickTimes.length;
+    if (this.tickNumbers[slot] !== basis) return 0; // older than remembered: long expired
+    const guaranteedMs = (this.raft.leaseTicks * this.tickMs - 1) * (1 - this.leaseDriftRatio);
+    return Math.max(0, Math.floor(this.tickTimes[slot] + guaranteedMs - this.monotonicNow()));
+  }
+
+  async waitLeadership(seen: { readonly leader: boolean; readonly term: number; readonly leased: boolean }, waitMs: number): Promise<Leadership> {
+    const changed = (): boolean => {
+      const now = this.leadership();
+      return now.leader !== seen.leader || now.term !== seen.term || (now.leader && now.leaseRemainingMs > 0) !== (seen.leader && seen.leased);
+    };
+    await this.waiters.until(changed, this.clock.now() + waitMs).catch(() => undefined);
+    return this.leadership();
+  }
+
+  changes(): ChangeFeed {
+    return this.sm.changes;
+  }
+
+  // ---- leadership that follows the application's health ------------------------------------------
+
+  /** The application beside this node, as RAFTLET_APP_HEALTH_URL's probe sees it. */
+  setAppHealth(health: AppHealth): void {
+    if (health === this.raft.currentAppHealth) return;
+    this.raft.setAppHealth(health);
+    for (const h of this.hooks) h.onAppHealth?.(health);
+    this.options.logger.info({ appHealth: health }, `the application is ${health}`);
+    this.maybeMoveLeadershipForApp();
+  }
+
+  private maybeMoveLeadershipForApp(): void {
+    if (this.raft.currentAppHealth !== 'unhealthy' || this.raft.currentRole !== 'leader') return;
+    if (this.appTransferBusy || this.stopped || this.clock.now() < this.appTransferNotBefore) return;
+    const status = this.raft.status();
+    if (status.transferee !== null) return;
+    const target = healthyTransferTarget(status);
+    if (target === null) return; // no member's application is healthy: stay, never go leaderless
+    this.appTransferBusy = true;
+    this.options.logger.warn({ to: target, term: status.term }, `the application is unhealthy: handing leadership to ${target}`);
+    this.transferHere(target, this.clock.now() + 2 * this.options.electionTimeoutMs, 'app_unhealthy')
+      .catch((err: unknown) => {
+        this.options.logger.warn({ to: target, err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off for the application failed');
+        // Try again later, perhaps to another member.
+        this.appTransferNotBefore = this.clock.now() + this.options.electionTimeoutMs;
+      })
+      .finally(() => {
+        this.appTransferBusy = false;
+      });
+  }
+
   async waitLeaderChange(seenLeader: NodeId | null, seenTerm: number, waitMs: number): Promise<LeaderInfo | null> {
     const changed = (): boolean => this.raft.currentLeader !== seenLeader || this.raft.currentTerm !== seenTerm;
     await this.waiters.until(changed, this.clock.now() + waitMs).catch(() => undefined);
@@ -563,22 +684,34 @@ export class RaftNode implements ClientOps {
     });
   }
 
-  async transferLeadership(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }> {
+  async transferLeadership(to: NodeId | null, deadlineMs: number, reason: TransferReason = 'requested'): Promise<{ leader: NodeId; term: number }> {
     for (;;) {
-      if (this.raft.currentRole === 'leader') return this.transferHere(to, deadlineMs);
+      if (this.raft.currentRole === 'leader') return this.transferHere(to, deadlineMs, reason);
       const leader = this.leader();
       if (leader && leader.id !== this.id) return this.options.peers.transfer(leader.url, to, deadlineMs);
       await this.awaitLeader(deadlineMs);
     }
   }
 
-  private async transferHere(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }> {
+  private async transferHere(to: NodeId | null, deadlineMs: number, reason: TransferReason = 'requested'): Promise<{ leader: NodeId; term: number }> {
     if (this.raft.currentRole !== 'leader') throw new ClientError('no_leader', `${this.id} is not the leader`);
+    const startTerm = this.raft.currentTerm;
     const res = this.raft.transferLeadership(to);
     if (!res.ok) throw new ClientError('bad_request', `cannot transfer leadership: ${res.message}`);
     if (res.to === this.id) return { leader: this.id, term: this.raft.currentTerm };
     this.kick();
     const target = res.to;
+    try {
+      const moved = await this.awaitTransfer(target, deadlineMs);
+      for (const h of this.hooks) h.onLeadershipTransfer?.({ reason, from: this.id, to: moved.leader, term: moved.term, ok: true });
+      return moved;
+    } catch (err) {
+      for (const h of this.hooks) h.onLeadershipTransfer?.({ reason, from: this.id, to: target, term: startTerm, ok: false });
+      throw err;
+    }
+  }
+
+  private async awaitTransfer(target: NodeId, deadlineMs: number): Promise<{ leader: NodeId; term: number }> {
     const done = (): boolean => {
       const leader = this.raft.currentLeader;
       return leader !== null && leader !== this.id;

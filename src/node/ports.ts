@@ -3,7 +3,7 @@
 // real write-ahead log (src/storage), HTTP transport (src/transport) and key-value store (src/kv)
 // satisfy them structurally; the whole-node simulator and the unit tests supply in-memory ones, so
 // nothing here knows what a file, a socket or a timer is.
-import type { KvCommand, KvResult, KvView } from '../kv/types.ts';
+import type { ChangeFeed, KvCommand, KvResult, KvView } from '../kv/types.ts';
 import type { Entry, HardState, Message, NodeId, Snapshot } from '../raft/types.ts';
 
 /** What one Ready asks to persist (the Ready itself is passed; other fields are ignored). */
@@ -39,6 +39,8 @@ export interface StateMachine extends KvView {
   /** Replaces the whole state by a snapshot taken at index. */
   restore(data: Uint8Array, index: number): void;
   snapshot(): Uint8Array;
+  /** Recent changes in apply order, for watches (the key-value store keeps them). */
+  readonly changes: ChangeFeed;
 }
 
 export type Cancel = () => void;
@@ -46,6 +48,8 @@ export type Cancel = () => void;
 /** Time as the node sees it. Deadlines handed to a node are on this clock's now(). */
 export interface Clock {
   now(): number;
+  /** A clock that never steps (ms): the leader lease is measured on it. Defaults to now(). */
+  monotonic?(): number;
   after(ms: number, fn: () => void): Cancel;
   every(ms: number, fn: () => void): Cancel;
   /** Runs fn on a later turn of the event loop, after I/O already waiting (group commit relies on it). */
@@ -55,6 +59,7 @@ export interface Clock {
 /** The wall clock and Node's timers. Timers are unref'd: a node's servers keep the process alive. */
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   after(ms, fn) {
     const timer = setTimeout(fn, Math.max(0, ms));
     timer.unref();

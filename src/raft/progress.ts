@@ -1,7 +1,7 @@
 // What a leader knows about one follower's log (§5.3 nextIndex / matchIndex), with explicit flow
 // control states so that a lagging or restarted follower is probed one append at a time, a healthy
 // one is streamed to within a bounded window, and one behind the compacted prefix gets a snapshot.
-import type { NodeId, ProgressState } from './types.ts';
+import type { AppHealth, NodeId, ProgressState } from './types.ts';
 
 export class Progress {
   readonly id: NodeId;
@@ -22,6 +22,8 @@ export class Progress {
   /** The leader's heartbeat round when matchIndex last advanced: only an answer to a later round
    * can show that the follower lost acknowledged entries (a stale answer cannot move matchIndex back). */
   matchRound = 0;
+  /** The follower's application health, from its heartbeat answers (RAFTLET_APP_HEALTH_URL). */
+  appHealth: AppHealth = 'unchecked';
 
   constructor(id: NodeId, nextIndex: number) {
     this.id = id;

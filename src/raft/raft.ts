@@ -5,6 +5,7 @@ import { RaftLog, entryBytes } from './log.ts';
 import { applyConfigChange, findMember, isVoter, voters } from './membership.ts';
 import { Progress, quorumSize, quorumValue } from './progress.ts';
 import type {
+  AppHealth,
   AppendRequest,
   AppendResponse,
   ConfigChange,
@@ -57,6 +58,15 @@ interface PendingRead {
 }
 
 type ElectionKind = 'preVote' | 'vote' | 'transfer';
+
+/** Extra election timeouts a member whose application is unhealthy waits before campaigning, so that
+ * a member with a healthy application wins first; it still campaigns in the end, so the cluster is
+ * never leaderless because of its applications. */
+export const APP_UNHEALTHY_EXTRA_TIMEOUTS = 3;
+
+/** Heartbeat rounds remembered for the lease while unconfirmed; a leader that hears from no quorum
+ * steps down after one election timeout, so only a burst of reads comes near this. */
+const MAX_UNCONFIRMED_ROUNDS = 4096;
 
 const LEADER_TRAFFIC = new Set<Message['kind']>(['append', 'heartbeat', 'snapshot', 'timeoutNow']);
 
@@ -116,6 +126,24 @@ export class Raft {
   /** Bytes of command entries in this leader's log past its commit index (the overload budget). */
   private uncommittedBytes = 0;
 
+  // Leader lease (leaseBasisTick) and the application's health.
+  /** tick() calls so far: the clock the lease is counted in. */
+  private ticks = 0;
+  /** Heartbeat round -> the tick in which it was sent, for rounds no quorum has answered yet. */
+  private readonly roundSentAt = new Map<number, number>();
+  /** The newest heartbeat round a quorum answered in this term, and the tick it was sent in. */
+  private leaseRound = 0;
+  private leaseRoundTick = -1;
+  /** The term in which this node sent TimeoutNow: its lease is void for the rest of that term. */
+  private leaseForfeitedTerm = 0;
+  /** A leader elected through TimeoutNow has no lease before this tick: its predecessor's may run. */
+  private leaseNotBeforeTick = 0;
+  private lastCampaign: ElectionKind = 'vote';
+  /** Refuse (pre-)votes for an election timeout although no leader is known: after a (re)start and
+   * after stepping down, when a lease this node helped grant may still run (see handleTerm). */
+  private leaseGuard: boolean;
+  private appHealth: AppHealth = 'unchecked';
+
   // Persistence bookkeeping: what has been handed to the host, what it has made durable.
   private persistedHardState: HardState;
   private unstableFrom: number;
@@ -146,6 +174,7 @@ export class Raft {
     this.maxBytesPerAppend = config.maxBytesPerAppend ?? 1 << 20;
     this.maxInflight = config.maxInflightAppends ?? 64;
     this.maxUncommittedBytes = config.maxUncommittedBytes ?? 0;
+    this.leaseGuard = config.leaseGuardOnStart ?? false;
 
     this.log = new RaftLog(restored.snapshot?.meta ?? null, restored.entries);
     this.snapshot = restored.snapshot;
@@ -166,6 +195,7 @@ export class Raft {
 
   tick(): void {
     if (this.deathReport !== null && this.deathReport.inFlightTicks > 0) this.deathReport.inFlightTicks--;
+    this.ticks++;
     if (this.role === 'leader') this.tickLeader();
     else this.tickElection();
   }
@@ -302,7 +332,7 @@ export class Raft {
     this.transferee = target;
     this.transferElapsed = 0;
     this.events.push({ kind: 'transferStarted', to: target, term: this.term });
-    if (pr.matchIndex === this.log.lastIndex) this.send({ kind: 'timeoutNow', from: this.id, to: target, term: this.term });
+    if (pr.matchIndex === this.log.lastIndex) this.sendTimeoutNow(target);
     else this.sendAppend(pr, false);
     return { ok: true, to: target };
   }
@@ -420,6 +450,7 @@ export class Raft {
           nextIndex: pr.nextIndex,
           state: pr.state,
           recentActive: pr.recentActive,
+          appHealth: pr.appHealth,
         });
       }
     }
@@ -478,6 +509,64 @@ export class Raft {
     return this.log.termAt(index);
   }
 
+  // ---- leader lease and the application's health -------------------------------------------------
+
+  /** tick() calls since this core was made. */
+  get tickCount(): number {
+    return this.ticks;
+  }
+
+  /**
+   * How many of its own ticks a follower refuses every vote and pre-vote for a higher term after it
+   * last heard from its leader: handleTerm drops them while electionElapsed < electionTicks, and
+   * electionElapsed reaches electionTicks at the electionTicks-th tick after that message, of which
+   * the first may come at once. So the refusal lasts at least electionTicks - 1 tick intervals.
+   */
+  get leaseTicks(): number {
+    return this.electionTicks - 1;
+  }
+
+  /**
+   * The leader lease, in ticks (the host turns them into time). Returns the tick in which this
+   * leader sent the newest heartbeat round that a quorum has answered, or null when it may not count
+   * on a lease: not leading, check-quorum off, no round answered yet in this term, a transfer under
+   * way, or TimeoutNow sent in this term (it makes voters set their lease aside, and a late copy
+   * could still arrive).
+   *
+   * Why no other leader can exist until leaseTicks follower ticks after that round was sent: a
+   * leader of a higher term needs votes from a quorum, which shares a member m with the quorum that
+   * answered. If m is a follower, it received the round after it was sent and refuses every vote and
+   * pre-vote for a higher term (TimeoutNow aside) for leaseTicks of its ticks (handleTerm); if m is
+   * this leader, it votes for nobody while it leads, and after stepping down it refuses for an
+   * election timeout too (leaseGuard). A member that restarts keeps refusing for an election timeout
+   * (leaseGuard), as it cannot know whose lease it helped grant. No term rises without such votes
+   * (pre-vote, §9.6 of the thesis), so until then no message can depose anyone either.
+   *
+   * A transfer is the exception, made safe from both ends: the old leader has no lease from the
+   * moment it starts one (and none for the rest of its term once it sent TimeoutNow, whose voters set
+   * their lease aside), and a leader elected through TimeoutNow takes no lease before an election
+   * timeout of its own ticks, by when every lease its predecessor reported has run out.
+   */
+  leaseBasisTick(): number | null {
+    if (this.role !== 'leader' || !this.checkQuorum) return null;
+    if (this.transferee !== null || this.leaseForfeitedTerm === this.term) return null;
+    if (this.leaseRound === 0 || this.leaseRoundTick < 0 || this.ticks < this.leaseNotBeforeTick) return null;
+    return this.leaseRoundTick;
+  }
+
+  /** The application beside this node (RAFTLET_APP_HEALTH_URL). An unhealthy one makes this node
+   * wait APP_UNHEALTHY_EXTRA_TIMEOUTS more election timeouts before campaigning, and its heartbeat
+   * answers tell the leader, which prefers healthy members when it hands leadership over. */
+  setAppHealth(health: AppHealth): void {
+    if (health === this.appHealth) return;
+    this.appHealth = health;
+    if (this.role !== 'leader') this.resetElectionTimeout();
+  }
+
+  get currentAppHealth(): AppHealth {
+    return this.appHealth;
+  }
+
   // ---- rules that a test may override to plant a known bug -------------------------------------
 
   /** §5.2, §5.4.1: at most one vote per term, only for a candidate whose log is at least as up to date. */
@@ -510,7 +599,8 @@ export class Raft {
     if (m.term > this.term) {
       if (m.kind === 'vote') {
         // Thesis §4.2.3 / §6.2: while we hear from a leader, a vote request is a disruption, not news.
-        const inLease = this.checkQuorum && this.leader !== null && this.electionElapsed < this.electionTicks;
+        // The leader lease (leaseBasisTick) rests on this rule: change it and the lease must change.
+        const inLease = this.checkQuorum && (this.leader !== null || this.leaseGuard) && this.electionElapsed < this.electionTicks;
         if (inLease && !m.transfer) return false;
         if (m.preVote) return true; // a pre-vote never changes our term
       }
@@ -540,7 +630,11 @@ export class Raft {
     this.setLeader(leader);
     this.electionElapsed = 0;
     this.resetElectionTimeout();
-    if (wasLeader) this.dropLeaderState();
+    if (wasLeader) {
+      // The lease this node last reported may still run: vote for nobody until it is over.
+      this.leaseGuard = true;
+      this.dropLeaderState();
+    }
   }
 
   private followLeader(from: NodeId): void {
@@ -585,6 +679,13 @@ export class Raft {
     this.readsFailed.push(...this.readsAwaitingTermCommit);
     this.pendingReads = [];
     this.readsAwaitingTermCommit = [];
+    this.resetLease();
+  }
+
+  private resetLease(): void {
+    this.roundSentAt.clear();
+    this.leaseRound = 0;
+    this.leaseRoundTick = -1;
   }
 
   private promotable(): boolean {
@@ -593,7 +694,8 @@ export class Raft {
 
   private resetElectionTimeout(): void {
     // §5.2: randomized in [T, 2T) so that split votes are rare.
-    this.randomizedElectionTimeout = this.electionTicks + Math.floor(this.random() * this.electionTicks);
+    const appDelay = this.appHealth === 'unhealthy' ? APP_UNHEALTHY_EXTRA_TIMEOUTS * this.electionTicks : 0;
+    this.randomizedElectionTimeout = this.electionTicks + Math.floor(this.random() * this.electionTicks) + appDelay;
   }
 
   // ---- elections (§5.2, thesis §9.6 pre-vote) ----------------------------------------------------
@@ -607,6 +709,8 @@ export class Raft {
   }
 
   private campaign(kind: ElectionKind): void {
+    this.leaseGuard = false;
+    this.lastCampaign = kind;
     this.votes.clear();
     this.hurriedPreVote = false;
     this.askedAgain.clear();
@@ -686,6 +790,7 @@ export class Raft {
     if (granted && !m.preVote) {
       this.votedFor = m.from;
       this.electionElapsed = 0; // §5.2: granting a vote restarts the election timer
+      this.leaseGuard = false; // a later candidate must not wait a whole timeout for this vote
     }
     // A granted pre-vote answers in the proposed term so the pre-candidate can tell it from a stale
     // answer; a refusal carries our term so a stale pre-candidate catches up.
@@ -739,6 +844,8 @@ export class Raft {
     // Entries earlier leaders left uncommitted count too: otherwise each short leadership without
     // a quorum could add a budget's worth, and they would pile up across terms.
     this.uncommittedBytes = this.maxUncommittedBytes > 0 ? this.commandBytes(this.commitIndex + 1, this.log.lastIndex) : 0;
+    this.resetLease();
+    this.leaseNotBeforeTick = this.lastCampaign === 'transfer' ? this.ticks + this.electionTicks : 0;
     this.progress.clear();
     for (const member of this.members) {
       if (member.id === this.id) continue;
@@ -824,9 +931,11 @@ export class Raft {
   }
 
   private broadcastHeartbeat(): void {
-    // Every heartbeat is a new round: reads registered since the last one ride on it (thesis §6.4:
-    // batching), and an answer to it describes the follower after everything heard before it left.
+    // Every heartbeat starts a round: reads registered since the last one ride on it (thesis §6.4:
+    // batching), and the lease counts from the newest round a quorum answered.
     this.readRound++;
+    this.roundSentAt.set(this.readRound, this.ticks);
+    if (this.roundSentAt.size > MAX_UNCONFIRMED_ROUNDS) this.roundSentAt.delete(this.roundSentAt.keys().next().value as number);
     for (const pr of this.progress.values()) {
       const hb: HeartbeatRequest = {
         kind: 'heartbeat',
@@ -839,7 +948,31 @@ export class Raft {
       this.send(hb);
       if (pr.state === 'probe') pr.probeSent = false; // heartbeats pace probes of a silent follower
     }
+    this.confirmLeaseRound();
     this.releaseConfirmedReads();
+  }
+
+  /** The newest heartbeat round a quorum of voters (this leader included) has answered. */
+  private quorumAckedRound(): number {
+    return quorumValue(voters(this.members).map((id) => (id === this.id ? this.readRound : (this.progress.get(id)?.readRoundAcked ?? 0))));
+  }
+
+  private confirmLeaseRound(): void {
+    const confirmed = this.quorumAckedRound();
+    if (confirmed <= this.leaseRound) return;
+    this.leaseRound = confirmed;
+    // A round pruned from the map is older than any kept: keep the older basis then (conservative).
+    const sentAt = this.roundSentAt.get(confirmed);
+    if (sentAt !== undefined) this.leaseRoundTick = sentAt;
+    for (const round of this.roundSentAt.keys()) {
+      if (round > confirmed) break;
+      this.roundSentAt.delete(round);
+    }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.leaseForfeitedTerm = this.term;
+    this.send({ kind: 'timeoutNow', from: this.id, to, term: this.term });
   }
 
   /** Sends the follower what it lacks, as far as flow control allows (§5.3); with allowEmpty, an
@@ -894,9 +1027,7 @@ export class Raft {
       else if (pr.state === 'snapshot' && pr.matchIndex >= pr.pendingSnapshot) pr.becomeReplicate();
       if (advanced) this.maybeCommit();
       if (this.role !== 'leader') return;
-      if (this.transferee === m.from && pr.matchIndex === this.log.lastIndex) {
-        this.send({ kind: 'timeoutNow', from: this.id, to: m.from, term: this.term });
-      }
+      if (this.transferee === m.from && pr.matchIndex === this.log.lastIndex) this.sendTimeoutNow(m.from);
       this.sendAppend(pr, false);
       return;
     }
@@ -938,7 +1069,11 @@ export class Raft {
     const pr = this.progress.get(m.from);
     if (!pr) return;
     pr.recentActive = true;
-    if (m.seq > pr.readRoundAcked) pr.readRoundAcked = m.seq;
+    pr.appHealth = m.appHealth ?? 'unchecked';
+    if (m.seq > pr.readRoundAcked) {
+      pr.readRoundAcked = m.seq;
+      this.confirmLeaseRound();
+    }
     if (pr.state !== 'snapshot' && m.seq > pr.matchRound && this.forgetLostEntries(pr, m.lastLogIndex)) {
       this.releaseConfirmedReads();
       return;
@@ -996,8 +1131,7 @@ export class Raft {
 
   private releaseConfirmedReads(): void {
     if (this.pendingReads.length === 0) return;
-    const rounds = voters(this.members).map((id) => (id === this.id ? this.readRound : (this.progress.get(id)?.readRoundAcked ?? 0)));
-    const confirmed = quorumValue(rounds);
+    const confirmed = this.quorumAckedRound();
     const still: PendingRead[] = [];
     for (const read of this.pendingReads) {
       if (read.round <= confirmed) this.readStates.push({ requestId: read.requestId, index: read.index });
@@ -1008,11 +1142,17 @@ export class Raft {
     if (still.length > 0 && !still.some((r) => r.round <= this.readRound)) this.broadcastHeartbeat();
   }
 
+  /** The voter with the longest log, preferring one whose application is not unhealthy. */
   private mostUpToDateVoter(): NodeId | null {
     let best: Progress | null = null;
+    const better = (pr: Progress, than: Progress): boolean => {
+      const sick = pr.appHealth === 'unhealthy';
+      const thanSick = than.appHealth === 'unhealthy';
+      return sick !== thanSick ? !sick : pr.matchIndex > than.matchIndex;
+    };
     for (const pr of this.progress.values()) {
       if (!isVoter(this.members, pr.id)) continue;
-      if (!best || pr.matchIndex > best.matchIndex) best = pr;
+      if (!best || better(pr, best)) best = pr;
     }
     return best?.id ?? null;
   }
@@ -1070,6 +1210,7 @@ export class Raft {
       term: this.term,
       seq: m.seq,
       lastLogIndex: this.log.lastIndex,
+      appHealth: this.appHealth,
     };
     // It acknowledges the leader of this term, which needs nothing on disk (granting a vote in it
     // would); so a read round (thesis §6.4) does not wait for the fsync of entries in flight here.

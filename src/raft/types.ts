@@ -103,7 +103,14 @@ export interface HeartbeatResponse extends Envelope {
   readonly kind: 'heartbeatResponse';
   readonly seq: number;
   readonly lastLogIndex: number;
+  /** The follower's application health, so the leader can hand leadership to a healthy member;
+   * absent = unchecked. */
+  readonly appHealth?: AppHealth;
 }
+
+/** What a member knows of the application beside it (RAFTLET_APP_HEALTH_URL): `unchecked` when it
+ * does not check, which counts as healthy (it cannot tell otherwise). */
+export type AppHealth = 'unchecked' | 'healthy' | 'unhealthy';
 
 /** InstallSnapshot (§7), sent whole. */
 export interface SnapshotRequest extends Envelope {
@@ -193,6 +200,10 @@ export interface RaftConfig {
    * many bytes (etcd's MaxUncommittedEntriesSize), so overload cannot starve commits. One entry is
    * always accepted when nothing is uncommitted. Absent or 0: no limit. */
   readonly maxUncommittedBytes?: number;
+  /** Refuse votes and pre-votes for one election timeout after starting, as if a leader had just
+   * been heard: a restarted member cannot know whose leader lease it helped grant before it went
+   * down. Required for the leader lease (Raft.leaseBasisTick) to hold across restarts; default off. */
+  readonly leaseGuardOnStart?: boolean;
 }
 
 /** What a node had on stable storage when it (re)started. */
@@ -221,6 +232,8 @@ export interface PeerProgress {
   readonly nextIndex: number;
   readonly state: ProgressState;
   readonly recentActive: boolean;
+  /** As the follower last reported it in a heartbeat answer. */
+  readonly appHealth: AppHealth;
 }
 
 export interface RaftStatus {

@@ -7,7 +7,8 @@ import pino from 'pino';
 import { formatHostPort, type Settings } from '../config/settings.ts';
 import type { Peer } from '../kubernetes/discovery.ts';
 import type { KubernetesAdapters } from '../kubernetes/index.ts';
-import { KvStore } from '../kv/index.ts';
+import { DEFAULT_HISTORY, KvStore } from '../kv/index.ts';
+import { AppMetrics } from '../metrics/app-metrics.ts';
 import { RaftletMetrics } from '../metrics/metrics.ts';
 import { RaftNode } from '../node/node.ts';
 import type { NodeId } from '../raft/types.ts';
@@ -16,6 +17,7 @@ import { lookupVia } from '../transport/lookup.ts';
 import { Bootstrapper, staticClusterId, staticPlan } from './bootstrap.ts';
 import { openData } from './data.ts';
 import { startDiscovery, type Discovery } from './discovery.ts';
+import { startAppHealthProbe } from './app-health.ts';
 import { ExitCode } from './exit-codes.ts';
 import { leaveIfScaledAway, stayingTarget } from './leave.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
@@ -28,6 +30,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   const logger = pino({ level: settings.logLevel, base: { node: settings.nodeId } });
   for (const warning of settings.warnings) logger.warn(warning);
   const metrics = new RaftletMetrics();
+  const appMetrics = new AppMetrics(metrics.registry);
 
   // SPEC §2: a bad configuration (a busy port included) exits 2 before anything is started,
   // so the ports are tried before the data directory is created.
@@ -106,7 +109,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   let exit: (code: ExitCode) => void = () => undefined;
   const exited = new Promise<ExitCode>((resolve) => (exit = resolve));
   let failed = false;
-  const stateMachine = new KvStore();
+  const stateMachine = new KvStore({ history: { ...DEFAULT_HISTORY, maxChanges: settings.watchHistory } });
   if (restored.snapshot) stateMachine.restore(restored.snapshot.data, restored.snapshot.meta.index);
   const node = new RaftNode({
     id: settings.nodeId,
@@ -118,6 +121,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     stateMachine,
     logger,
     snapshotEntries: settings.snapshotEntries,
+    leaseDriftRatio: settings.leaseDriftRatio,
     onFatal: (err, kind) => {
       failed = true;
       logger.fatal({ err }, kind === 'storage' ? 'storage failed: stopping' : 'internal invariant broken: stopping');
@@ -154,9 +158,17 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     onApplied: (status) => metrics.setIndices(status),
     onProposal: (result, seconds) => metrics.observeProposal(result, seconds),
     onSnapshot: (seconds, kind) => metrics.observeSnapshot(seconds, kind),
+    onAppHealth: (health) => appMetrics.setAppHealth(health),
+    onLeadershipTransfer: (outcome) => {
+      appMetrics.onLeadershipTransfer(outcome.reason, outcome.ok);
+      if (outcome.reason === 'app_unhealthy' && outcome.ok) {
+        kube?.recordEvent('LeadershipMovedAppUnhealthy', `the application beside ${outcome.from} is unhealthy (${settings.appHealthUrl ?? ''}): leadership moved to ${outcome.to} (term ${outcome.term})`, 'Warning', outcome.term);
+      }
+    },
   });
   metrics.syncStatus(node.status());
 
+  const apiShutdown = new AbortController();
   let servers: Servers;
   try {
     servers = await startServers({
@@ -168,6 +180,15 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
       identity,
       snapshot: snapshotSource(node, stateMachine, identity, settings.requestTimeoutMs),
       healthy: () => !failed && store.error === null,
+      api: {
+        watchLimits: { maxWatchers: settings.watchMaxWatchers, maxBuffered: settings.watchMaxBuffered, progressMs: 10_000 },
+        watchHooks: {
+          onWatchers: (kind, count) => appMetrics.setWatchers(kind, count),
+          onEventsSent: (count) => appMetrics.onWatchEventsSent(count),
+          onDropped: (reason) => appMetrics.onWatchDropped(reason),
+        },
+        shutdown: apiShutdown.signal,
+      },
     });
   } catch (err) {
     const message = err instanceof ListenError ? err.message : `cannot start servers: ${err instanceof Error ? err.message : String(err)}`;
@@ -186,6 +207,15 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   publishRole();
 
   const stops: (() => void)[] = [];
+  if (settings.appHealthUrl !== null) {
+    stops.push(startAppHealthProbe({
+      url: settings.appHealthUrl,
+      intervalMs: settings.appHealthIntervalMs,
+      threshold: settings.appHealthThreshold,
+      onHealth: (health) => node.setAppHealth(health),
+      logger: logger.child({ component: 'app-health' }),
+    }));
+  }
   const onBootstrapStorageFailure = (err: unknown): void => {
     node.stop().catch(() => undefined);
     failed = true;
@@ -247,14 +277,15 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     const startedAt = Date.now();
     logger.info({ signal }, 'stopping');
     // No new client requests; those in flight finish below (their entries may commit under the
-    // next leader, which this node then applies).
+    // next leader, which this node then applies). Watches end now: they would never finish.
+    apiShutdown.abort();
     const apiDrained = drainServer(servers.api, Math.min(5000, settings.requestTimeoutMs));
     // Scale-down or restart? Asked of the API at once, while the hand-off below goes on.
     const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
     if (node.status().role === 'leader' && node.members().some((m) => m.voter && m.id !== settings.nodeId)) {
       try {
         // A member that stays, if the leader's last reading of the replicas says who stays.
-        const to = await node.transferLeadership(stayingTarget(node, kube?.scale.latest() ?? null), Date.now() + settings.electionTimeoutMs * 2);
+        const to = await node.transferLeadership(stayingTarget(node, kube?.scale.latest() ?? null), Date.now() + settings.electionTimeoutMs * 2, 'shutdown');
         logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
       } catch (err) {
         logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');

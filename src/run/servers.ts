@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import express from 'express';
 import type { Logger } from 'pino';
-import { createApiApp } from '../api/app.ts';
+import { createApiApp, type ApiOptions } from '../api/app.ts';
 import type { Settings } from '../config/settings.ts';
 import type { RaftletMetrics } from '../metrics/metrics.ts';
 import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/server.ts';
@@ -30,9 +30,11 @@ export interface ServersOptions {
   readonly identity: ClusterIdentity;
   /** GET /v1/snapshot on the client API and GET /raft/v1/snapshot on the peer port. */
   readonly snapshot: SnapshotSource;
+  /** Watch limits and hooks, and the signal that ends watches at shutdown. */
+  readonly api?: Pick<ApiOptions, 'watchLimits' | 'watchHooks' | 'shutdown'>;
 }
 
-export async function startServers({ settings, node, metrics, logger, security, healthy, identity, snapshot }: ServersOptions): Promise<Servers> {
+export async function startServers({ settings, node, metrics, logger, security, healthy, identity, snapshot, api: apiOptions }: ServersOptions): Promise<Servers> {
   let peer: RunningPeerServer | null = null;
   let api: Server | null = null;
   let metricsServer: MetricsServer | null = null;
@@ -59,6 +61,7 @@ export async function startServers({ settings, node, metrics, logger, security, 
       maxValueBytes: settings.maxValueBytes,
       requestTimeoutMs: settings.requestTimeoutMs,
       logger: { error: (d, m) => logger.error(d, m), warn: (d, m) => logger.warn(d, m) },
+      ...apiOptions,
     }));
     api = await listen(createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
     metricsServer = await startMetricsServer({

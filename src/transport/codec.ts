@@ -19,10 +19,12 @@
 //
 // Decoding validates every field and fails with a WireError naming it; it never returns a partly
 // valid message. Encoding validates too, so this node never sends what a peer would refuse.
-import type { Entry, EntryKind, Member, Membership, Message, MessageKind, Snapshot } from '../raft/types.ts';
+import type { AppHealth, Entry, EntryKind, Member, Membership, Message, MessageKind, Snapshot } from '../raft/types.ts';
 import { allocBytes, ByteReader, ByteWriter, checkBool, checkBytes, checkString, checkUint, describe, FieldPath, WireError } from './wire.ts';
 
-export const WIRE_VERSION = 1;
+// Version 2 (issue 15): heartbeatResponse carries the follower's application health, one byte after
+// lastLogIndex (APP_HEALTH_CODE).
+export const WIRE_VERSION = 2;
 
 /** Bounds every decoded size so a hostile or corrupt body cannot make a node allocate without limit. */
 export const WIRE_LIMITS = {
@@ -54,6 +56,9 @@ const MESSAGE_TAG = {
 } as const satisfies Record<MessageKind, number>;
 
 const ENTRY_TAG = { noop: 1, command: 2, config: 3 } as const satisfies Record<EntryKind, number>;
+
+/** A follower's application health in a heartbeatResponse; 0 is also what an absent field encodes. */
+const APP_HEALTH_CODE = { unchecked: 0, healthy: 1, unhealthy: 2 } as const satisfies Record<AppHealth, number>;
 
 // ---- encoding -------------------------------------------------------------------------------------
 
@@ -165,10 +170,14 @@ function writeMessage(w: ByteWriter, m: Message, path: FieldPath): void {
       w.uint(checkUint(m.commit, path, 'commit'));
       w.uint(checkUint(m.seq, path, 'seq'));
       return;
-    case 'heartbeatResponse':
+    case 'heartbeatResponse': {
       w.uint(checkUint(m.seq, path, 'seq'));
       w.uint(checkUint(m.lastLogIndex, path, 'lastLogIndex'));
+      const health: unknown = m.appHealth ?? 'unchecked';
+      if (typeof health !== 'string' || !Object.hasOwn(APP_HEALTH_CODE, health)) throw path.error('appHealth', `unknown app health ${describe(health)}`);
+      w.u8(APP_HEALTH_CODE[health as AppHealth]);
       return;
+    }
     case 'snapshot':
       path.enter('snapshot');
       writeSnapshot(w, m.snapshot, m.term, path);
@@ -344,8 +353,15 @@ function readMessage(r: ByteReader): Message {
       };
     case MESSAGE_TAG.heartbeat:
       return { kind: 'heartbeat', from, to, term, commit: r.uint('commit'), seq: r.uint('seq') };
-    case MESSAGE_TAG.heartbeatResponse:
-      return { kind: 'heartbeatResponse', from, to, term, seq: r.uint('seq'), lastLogIndex: r.uint('lastLogIndex') };
+    case MESSAGE_TAG.heartbeatResponse: {
+      const seq = r.uint('seq');
+      const lastLogIndex = r.uint('lastLogIndex');
+      const code = r.u8('appHealth');
+      if (code === APP_HEALTH_CODE.unchecked) return { kind: 'heartbeatResponse', from, to, term, seq, lastLogIndex };
+      const appHealth = code === APP_HEALTH_CODE.healthy ? 'healthy' : code === APP_HEALTH_CODE.unhealthy ? 'unhealthy' : null;
+      if (appHealth === null) throw r.fail('appHealth', `unknown app health code ${code}`);
+      return { kind: 'heartbeatResponse', from, to, term, seq, lastLogIndex, appHealth };
+    }
     case MESSAGE_TAG.snapshot: {
       r.path.enter('snapshot');
       const snapshot = readSnapshot(r, term);

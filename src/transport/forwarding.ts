@@ -77,9 +77,11 @@ function commandToJson(cmd: KvCommand, path: FieldPath): Json {
       out.value = base64(cmd.value);
       if (cmd.ifMatch !== undefined) out.ifMatch = checkUint(cmd.ifMatch, path, 'ifMatch');
       if (cmd.ifNoneMatch !== undefined) out.ifNoneMatch = checkBool(cmd.ifNoneMatch, path, 'ifNoneMatch');
+      if (cmd.ifTerm !== undefined) out.ifTerm = checkUint(cmd.ifTerm, path, 'ifTerm');
       return out;
     case 'del':
       if (cmd.ifMatch !== undefined) out.ifMatch = checkUint(cmd.ifMatch, path, 'ifMatch');
+      if (cmd.ifTerm !== undefined) out.ifTerm = checkUint(cmd.ifTerm, path, 'ifTerm');
       return out;
     default: {
       const unreachable: never = cmd;
@@ -94,21 +96,23 @@ function commandFromJson(value: unknown, path: FieldPath): KvCommand {
   }
   const op = (value as Json).op;
   if (op === 'put') {
-    const o = expectObject(value, path, '', ['op', 'key', 'value'], ['ifMatch', 'ifNoneMatch']);
+    const o = expectObject(value, path, '', ['op', 'key', 'value'], ['ifMatch', 'ifNoneMatch', 'ifTerm']);
     const key = checkString(o.key, path, 'key', 1, MAX_KEY_BYTES);
-    const cmd: { op: 'put'; key: string; value: Uint8Array; ifMatch?: number; ifNoneMatch?: boolean } = {
+    const cmd: { op: 'put'; key: string; value: Uint8Array; ifMatch?: number; ifNoneMatch?: boolean; ifTerm?: number } = {
       op: 'put',
       key,
       value: fromBase64(o.value, path, 'value'),
     };
     if (o.ifMatch !== undefined) cmd.ifMatch = checkUint(o.ifMatch, path, 'ifMatch');
     if (o.ifNoneMatch !== undefined) cmd.ifNoneMatch = checkBool(o.ifNoneMatch, path, 'ifNoneMatch');
+    if (o.ifTerm !== undefined) cmd.ifTerm = checkUint(o.ifTerm, path, 'ifTerm');
     return cmd;
   }
   if (op === 'del') {
-    const o = expectObject(value, path, '', ['op', 'key'], ['ifMatch']);
-    const cmd: { op: 'del'; key: string; ifMatch?: number } = { op: 'del', key: checkString(o.key, path, 'key', 1, MAX_KEY_BYTES) };
+    const o = expectObject(value, path, '', ['op', 'key'], ['ifMatch', 'ifTerm']);
+    const cmd: { op: 'del'; key: string; ifMatch?: number; ifTerm?: number } = { op: 'del', key: checkString(o.key, path, 'key', 1, MAX_KEY_BYTES) };
     if (o.ifMatch !== undefined) cmd.ifMatch = checkUint(o.ifMatch, path, 'ifMatch');
+    if (o.ifTerm !== undefined) cmd.ifTerm = checkUint(o.ifTerm, path, 'ifTerm');
     return cmd;
   }
   throw path.error('op', `expected "put" or "del", got ${describe(op)}`);

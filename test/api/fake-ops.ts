@@ -2,8 +2,9 @@
 // into a real KvStore at once; leader, term and failures are set by the test.
 import { encodeKvCommand } from '../../src/kv/codec.ts';
 import { KvStore } from '../../src/kv/store.ts';
-import { ClientError, type ClientOps, type LeaderInfo, type NodeStatus } from '../../src/api/ops.ts';
-import type { KvCommand, KvResult, KvView } from '../../src/kv/types.ts';
+import type { ChangeHistoryOptions } from '../../src/kv/history.ts';
+import { ClientError, type ClientOps, type LeaderInfo, type Leadership, type NodeStatus } from '../../src/api/ops.ts';
+import type { ChangeFeed, KvCommand, KvResult, KvView } from '../../src/kv/types.ts';
 import type { NodeId } from '../../src/raft/types.ts';
 
 interface Waiter {
@@ -21,7 +22,7 @@ const MEMBERS = [
 ] as const;
 
 export class FakeOps implements ClientOps {
-  readonly store = new KvStore();
+  readonly store: KvStore;
   term = 3;
   leaderId: NodeId | null = 'n1';
   readonly proposals: Array<{ readonly cmd: KvCommand; readonly deadlineMs: number }> = [];
@@ -33,6 +34,14 @@ export class FakeOps implements ClientOps {
   readBarrierError: Error | null = null;
   transferError: Error | null = null;
   readonly #waiters = new Set<Waiter>();
+  /** This node's own lease, as the test sets it (GET /v1/leadership). */
+  leaseRemainingMs = 800;
+  readonly leadershipWaits: Array<{ readonly seen: { leader: boolean; term: number; leased: boolean }; readonly waitMs: number }> = [];
+  readonly #leadershipWaiters = new Set<{ readonly seen: { leader: boolean; term: number; leased: boolean }; readonly resolve: () => void; readonly timer: NodeJS.Timeout }>();
+
+  constructor(options: { readonly history?: ChangeHistoryOptions } = {}) {
+    this.store = new KvStore(options.history === undefined ? {} : { history: options.history });
+  }
 
   get pendingWaits(): number {
     return this.#waiters.size;
@@ -62,6 +71,57 @@ export class FakeOps implements ClientOps {
     for (const waiter of this.#waiters) {
       if (waiter.seenLeader !== leaderId || waiter.seenTerm !== term) this.#finish(waiter);
     }
+    this.#checkLeadershipWaiters();
+  }
+
+  leadership(): Leadership {
+    const leader = this.leaderId === 'n1';
+    return { leader, term: this.term, leaseRemainingMs: leader ? this.leaseRemainingMs : 0 };
+  }
+
+  setLease(ms: number): void {
+    this.leaseRemainingMs = ms;
+    this.#checkLeadershipWaiters();
+  }
+
+  #leadershipChanged(seen: { leader: boolean; term: number; leased: boolean }): boolean {
+    const now = this.leadership();
+    return now.leader !== seen.leader || now.term !== seen.term || (now.leader && now.leaseRemainingMs > 0) !== (seen.leader && seen.leased);
+  }
+
+  #checkLeadershipWaiters(): void {
+    for (const waiter of this.#leadershipWaiters) {
+      if (!this.#leadershipChanged(waiter.seen)) continue;
+      clearTimeout(waiter.timer);
+      this.#leadershipWaiters.delete(waiter);
+      waiter.resolve();
+    }
+  }
+
+  get pendingLeadershipWaits(): number {
+    return this.#leadershipWaiters.size;
+  }
+
+  async waitLeadership(seen: { leader: boolean; term: number; leased: boolean }, waitMs: number): Promise<Leadership> {
+    this.leadershipWaits.push({ seen, waitMs });
+    if (!this.#leadershipChanged(seen)) {
+      await new Promise<void>((resolve) => {
+        const waiter = {
+          seen,
+          resolve,
+          timer: setTimeout(() => {
+            this.#leadershipWaiters.delete(waiter);
+            resolve();
+          }, waitMs),
+        };
+        this.#leadershipWaiters.add(waiter);
+      });
+    }
+    return this.leadership();
+  }
+
+  changes(): ChangeFeed {
+    return this.store.changes;
   }
 
   waitLeaderChange(seenLeader: NodeId | null, seenTerm: number, waitMs: number): Promise<LeaderInfo | null> {
@@ -105,5 +165,10 @@ export class FakeOps implements ClientOps {
   /** Ends pending long polls so no timer outlives the test. */
   close(): void {
     for (const waiter of this.#waiters) this.#finish(waiter);
+    for (const waiter of this.#leadershipWaiters) {
+      clearTimeout(waiter.timer);
+      waiter.resolve();
+    }
+    this.#leadershipWaiters.clear();
   }
 }

@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { Agent, request } from 'undici';
 import { createApiApp, type ApiOptions } from '../../src/api/app.ts';
 import type { ClientOps } from '../../src/api/ops.ts';
+import { FakeOps } from './fake-ops.ts';
 
 export interface Harness {
   readonly base: string;
@@ -60,5 +61,17 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
   while (!condition()) {
     if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Runs `body` against the API in front of a fresh FakeOps, and stops both afterwards. */
+export async function withFakeApi(body: (api: Harness, ops: FakeOps) => Promise<void>, options: Partial<ApiOptions> = {}): Promise<void> {
+  const ops = new FakeOps();
+  const api = await startApi(ops, options);
+  try {
+    await body(api, ops);
+  } finally {
+    ops.close();
+    await api.close();
   }
 }

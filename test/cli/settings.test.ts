@@ -69,6 +69,13 @@ describe('settings: defaults', () => {
       leaseName: null,
       logLevel: 'info',
       warnings: [],
+      leaseDriftRatio: 0.1,
+      appHealthUrl: null,
+      appHealthIntervalMs: 1000,
+      appHealthThreshold: 2,
+      watchHistory: 10000,
+      watchMaxWatchers: 1000,
+      watchMaxBuffered: 1000,
     });
     assert.deepEqual(s.warnings, ['neither RAFTLET_PEERS nor RAFTLET_DISCOVERY_SERVICE is set: running a one-member cluster of test-host']);
   });

@@ -2,7 +2,7 @@
 // wire format (src/transport/codec.ts): 'R' 'L' <version> <count varint> then messages of
 // <kind u8> <from str> <to str> <term varint> <fields...>.
 const MAGIC = [0x52, 0x4c];
-export const WIRE_VERSION = 1;
+export const WIRE_VERSION = 2;
 const TAG = { vote: 1, append: 3, heartbeat: 5 } as const;
 const ENTRY_NOOP = 1;
 
@@ -51,7 +51,8 @@ export function malformedFrames(to: string, futureTerm: number): { name: string;
   const good = heartbeat(from, to, futureTerm);
   return [
     { name: 'wrong magic', body: Buffer.from([0x52, 0x58, WIRE_VERSION, 1, ...good]) },
-    { name: 'wire version 2', body: frame([good], 1, 2) },
+    { name: 'wire version 3', body: frame([good], 1, 3) },
+    { name: 'wire version 1 (heartbeat answers without app health)', body: frame([good], 1, 1) },
     { name: 'wire version 0', body: frame([good], 1, 0) },
     { name: 'term varint longer than 8 bytes', body: frame([heartbeat(from, to, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01])]) },
     { name: 'term of 2^53 (not a safe integer)', body: frame([heartbeat(from, to, varint(2n ** 53n))]) },

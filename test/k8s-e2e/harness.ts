@@ -62,6 +62,8 @@ export interface ScenarioOptions {
   readonly rules?: readonly Rule[];
   /** What kubectl may do (it sends no token over plain HTTP, so it is the anonymous user). */
   readonly anonymousRules?: readonly Rule[];
+  /** Extra variables for one pod (e.g. its own RAFTLET_APP_HEALTH_URL); they win over `env`. */
+  readonly podEnv?: (ordinal: number) => Readonly<Record<string, string>>;
 }
 
 class PodProcess {
@@ -167,6 +169,7 @@ export class PodCluster {
       RAFTLET_REQUEST_TIMEOUT_MS: '5000',
       RAFTLET_LOG_LEVEL: 'info',
       ...this.options.env,
+      ...this.options.podEnv?.(ordinal),
     };
   }
 

@@ -14,13 +14,14 @@ export const smallKeyPool = ['a', 'ab', 'b', 'app/x', 'app/y', '\uffff', '\u{100
 
 export const value = fc.uint8Array({ maxLength: 24 });
 
-export function commandOver(key: fc.Arbitrary<string>, ifMatch: fc.Arbitrary<number>): fc.Arbitrary<KvCommand> {
-  // At most one condition: If-Match and If-None-Match together are refused by the encoder.
+export function commandOver(key: fc.Arbitrary<string>, ifMatch: fc.Arbitrary<number>, ifTerm: fc.Arbitrary<number> = fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER })): fc.Arbitrary<KvCommand> {
+  // At most one of If-Match and If-None-Match: together they are refused by the encoder. If-Term
+  // (fencing) combines with either.
   const put = fc.oneof(
-    fc.record({ op: fc.constant('put' as const), key, value, ifMatch }, { requiredKeys: ['op', 'key', 'value'], noNullPrototype: true }),
-    fc.record({ op: fc.constant('put' as const), key, value, ifNoneMatch: fc.constant(true as const) }, { noNullPrototype: true }),
+    fc.record({ op: fc.constant('put' as const), key, value, ifMatch, ifTerm }, { requiredKeys: ['op', 'key', 'value'], noNullPrototype: true }),
+    fc.record({ op: fc.constant('put' as const), key, value, ifNoneMatch: fc.constant(true as const), ifTerm }, { requiredKeys: ['op', 'key', 'value', 'ifNoneMatch'], noNullPrototype: true }),
   );
-  const del = fc.record({ op: fc.constant('del' as const), key, ifMatch }, { requiredKeys: ['op', 'key'], noNullPrototype: true });
+  const del = fc.record({ op: fc.constant('del' as const), key, ifMatch, ifTerm }, { requiredKeys: ['op', 'key'], noNullPrototype: true });
   return fc.oneof(put, del);
 }
 

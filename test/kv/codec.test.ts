@@ -74,7 +74,9 @@ test('decode refuses each kind of malformed command with a message naming the pr
   const good = encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([9]) });
   const cases: Array<[string, Uint8Array, RegExp]> = [
     ['empty', new Uint8Array(0), /truncated: version/],
-    ['unknown version', Uint8Array.from([2, ...good.subarray(1)]), /unknown command version 2/],
+    ['unknown version', Uint8Array.from([3, ...good.subarray(1)]), /unknown command version 3/],
+    ['version 0', Uint8Array.from([0, ...good.subarray(1)]), /unknown command version 0/],
+    ['version 2 without ifTerm', Uint8Array.from([2, ...good.subarray(1)]), /must carry ifTerm/],
     ['unknown op', Uint8Array.from([1, 3, 0, 0, 1, 0x6b]), /unknown command op 3/],
     ['unknown flag', Uint8Array.from([1, 1, 4, ...good.subarray(3)]), /unknown command flags 0x4/],
     ['ifNoneMatch on a delete', Uint8Array.from([1, 2, 2, 0, 1, 0x6b]), /unknown command flags 0x2/],
@@ -107,4 +109,18 @@ test('a put with both If-Match and If-None-Match is refused: the two conditions 
   assert.throws(() => encodeKvCommand(both), (err: unknown) => err instanceof KvCodecError && /exclude each other/.test(err.message));
   assert.doesNotThrow(() => encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([1]), ifMatch: 3 }));
   assert.doesNotThrow(() => encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([1]), ifNoneMatch: true }));
+});
+
+test('If-Term: version 2 carries it; a command without it is version 1, as before', () => {
+  const plain = encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([9]), ifMatch: 5 });
+  // The version 1 layout, byte for byte: old replicas read every entry that does not use If-Term.
+  assert.deepEqual([...plain], [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 1, 0x6b, 0, 0, 0, 1, 9]);
+  const fenced = encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([9]), ifMatch: 5, ifTerm: 7 });
+  assert.deepEqual([...fenced], [2, 1, 0b101, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 7, 0, 1, 0x6b, 0, 0, 0, 1, 9]);
+  assert.deepEqual(decodeKvCommand(fenced), { op: 'put', key: 'k', value: new Uint8Array([9]), ifMatch: 5, ifTerm: 7 });
+  const del = encodeKvCommand({ op: 'del', key: 'k', ifTerm: 3 });
+  assert.deepEqual([...del], [2, 2, 0b100, 0, 0, 0, 0, 0, 0, 0, 3, 0, 1, 0x6b]);
+  assert.deepEqual(decodeKvCommand(del), { op: 'del', key: 'k', ifTerm: 3 });
+  assert.throws(() => encodeKvCommand({ op: 'del', key: 'k', ifTerm: 0 }), /ifTerm must be a term/);
+  assert.throws(() => decodeKvCommand(Uint8Array.from([1, 2, 0b100, 0, 0, 0, 0, 0, 0, 0, 3, 0, 1, 0x6b])), /unknown command flags 0x4 in version 1/);
 });

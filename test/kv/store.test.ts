@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { encodeKvCommand } from '../../src/kv/codec.ts';
 import { KvSnapshotError } from '../../src/kv/snapshot.ts';
 import { KvApplyOrderError, KvStore } from '../../src/kv/store.ts';
-import type { KvCommand, KvItem, KvResult } from '../../src/kv/types.ts';
+import type { KvChange, KvCommand, KvItem, KvResult } from '../../src/kv/types.ts';
 import { smallKeyPool, value } from './arbitraries.ts';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
@@ -135,9 +135,11 @@ test('restore of arbitrary bytes throws KvSnapshotError and nothing else', () =>
 // ---- the model: random command sequences against a plain Map -----------------------------------
 
 type IfMatch = 'none' | 'current' | number;
+/** If-Term: none, the term the entry will have, or a given term (mostly another one). */
+type IfTerm = 'none' | 'current' | number;
 type Action =
-  | { readonly kind: 'put'; readonly key: string; readonly value: Uint8Array; readonly ifMatch: IfMatch; readonly ifNoneMatch: boolean }
-  | { readonly kind: 'del'; readonly key: string; readonly ifMatch: IfMatch }
+  | { readonly kind: 'put'; readonly key: string; readonly value: Uint8Array; readonly ifMatch: IfMatch; readonly ifNoneMatch: boolean; readonly ifTerm: IfTerm }
+  | { readonly kind: 'del'; readonly key: string; readonly ifMatch: IfMatch; readonly ifTerm: IfTerm }
   | { readonly kind: 'noop' }
   | { readonly kind: 'corrupt'; readonly data: Uint8Array }
   | { readonly kind: 'snapshot' };
@@ -145,10 +147,11 @@ type Action =
 const key = fc.constantFrom(...smallKeyPool);
 // 'current' resolves to the key's modIndex when the action runs, so conditions succeed often.
 const ifMatch: fc.Arbitrary<IfMatch> = fc.oneof(fc.constant('none' as const), fc.constant('current' as const), fc.integer({ min: 1, max: 40 }));
+const ifTerm: fc.Arbitrary<IfTerm> = fc.oneof(fc.constant('none' as const), fc.constant('current' as const), fc.integer({ min: 1, max: 8 }));
 const action: fc.Arbitrary<Action> = fc.oneof(
   // If-None-Match only without If-Match: the encoder refuses the two together.
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant('put' as const), key, value, ifMatch, ifNoneMatch: fc.boolean() }).map((p) => (p.ifMatch === 'none' ? p : { ...p, ifNoneMatch: false })) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('del' as const), key, ifMatch }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('put' as const), key, value, ifMatch, ifNoneMatch: fc.boolean(), ifTerm }).map((p) => (p.ifMatch === 'none' ? p : { ...p, ifNoneMatch: false })) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('del' as const), key, ifMatch, ifTerm }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'noop' as const }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('corrupt' as const), data: fc.uint8Array({ maxLength: 6 }).map((data) => Uint8Array.from([9, ...data])) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'snapshot' as const }) },
@@ -177,17 +180,21 @@ function modelItems(model: Map<string, ModelValue>, prefix: string, limit: numbe
     .map(([candidate, stored]) => ({ key: candidate, value: stored.value, modIndex: stored.modIndex }));
 }
 
-test('random command sequences with snapshots behave like a Map', () => {
+test('random command sequences with snapshots behave like a Map, and the change history records each change', () => {
   fc.assert(
     fc.property(fc.array(action, { maxLength: 60 }), fc.constantFrom(...smallKeyPool, ''), fc.integer({ min: 0, max: 10 }), (actions, prefix, limit) => {
       let store = new KvStore();
       const model = new Map<string, ModelValue>();
+      /** The changes since the last snapshot, as a watch must see them. */
+      let changes: KvChange[] = [];
       let index = 0;
       for (const step of actions) {
         if (step.kind === 'snapshot') {
           const restored = new KvStore();
           restored.restore(store.snapshot(), store.appliedIndex);
           store = restored;
+          changes = [];
+          assert.equal(store.changes.floor, store.appliedIndex, 'no history before a snapshot');
           continue;
         }
         index++;
@@ -202,11 +209,13 @@ test('random command sequences with snapshots behave like a Map', () => {
         }
         const current = model.get(step.key);
         const wanted = resolveIfMatch(step.ifMatch, current);
+        const fence = step.ifTerm === 'none' ? {} : { ifTerm: step.ifTerm === 'current' ? term : step.ifTerm };
         const cmd: KvCommand =
           step.kind === 'put'
-            ? { op: 'put', key: step.key, value: step.value, ...(wanted === undefined ? {} : { ifMatch: wanted }), ...(step.ifNoneMatch ? { ifNoneMatch: true } : {}) }
-            : { op: 'del', key: step.key, ...(wanted === undefined ? {} : { ifMatch: wanted }) };
-        const conditionHolds = (wanted === undefined || current?.modIndex === wanted) && !(step.kind === 'put' && step.ifNoneMatch && current !== undefined);
+            ? { op: 'put', key: step.key, value: step.value, ...(wanted === undefined ? {} : { ifMatch: wanted }), ...(step.ifNoneMatch ? { ifNoneMatch: true } : {}), ...fence }
+            : { op: 'del', key: step.key, ...(wanted === undefined ? {} : { ifMatch: wanted }), ...fence };
+        const termHolds = fence.ifTerm === undefined || fence.ifTerm === term;
+        const conditionHolds = termHolds && (wanted === undefined || current?.modIndex === wanted) && !(step.kind === 'put' && step.ifNoneMatch && current !== undefined);
         const result = store.apply(index, term, encodeKvCommand(cmd));
         assert.equal(result.ok, conditionHolds);
         assert.equal(result.index, index);
@@ -214,11 +223,16 @@ test('random command sequences with snapshots behave like a Map', () => {
         if (!conditionHolds) continue;
         if (step.kind === 'put') {
           model.set(step.key, { value: step.value, modIndex: index });
+          changes.push({ index, term, key: step.key, op: 'put', value: step.value });
         } else {
           assert.equal(result.ok && result.deleted, current !== undefined);
+          if (current !== undefined) changes.push({ index, term, key: step.key, op: 'del', value: null });
           model.delete(step.key);
         }
       }
+      assert.deepEqual(store.changes.since(store.changes.floor, '', Number.MAX_SAFE_INTEGER), changes);
+      assert.deepEqual(store.changes.since(store.changes.floor, prefix, Number.MAX_SAFE_INTEGER), changes.filter((c) => c.key.startsWith(prefix)));
+      assert.equal(store.changes.appliedIndex, index);
       assert.equal(store.appliedIndex, index);
       assert.deepEqual(store.list('', Number.MAX_SAFE_INTEGER), modelItems(model, '', Number.MAX_SAFE_INTEGER));
       assert.deepEqual(store.list(prefix, limit), modelItems(model, prefix, limit));
@@ -228,4 +242,19 @@ test('random command sequences with snapshots behave like a Map', () => {
     }),
     { numRuns: 500 },
   );
+});
+
+test('If-Term is decided at apply time by the entry\'s own term', () => {
+  const store = new KvStore();
+  const fenced = (index: number, term: number, ifTerm: number): KvResult =>
+    store.apply(index, term, encodeKvCommand({ op: 'put', key: 'k', value: bytes(`v${index}`), ifTerm }));
+  assert.deepEqual(fenced(1, 4, 4), { ok: true, index: 1, term: 4 });
+  const stale = fenced(2, 5, 4);
+  assert.equal(stale.ok, false);
+  assert.match(!stale.ok ? stale.message : '', /If-Term 4 failed: the write was appended in term 5/);
+  assert.equal(store.get('k')?.modIndex, 1, 'a refused write changes nothing');
+  assert.equal(store.appliedIndex, 2, 'but the entry is consumed');
+  const del = store.apply(3, 5, encodeKvCommand({ op: 'del', key: 'k', ifTerm: 4 }));
+  assert.equal(del.ok, false);
+  assert.notEqual(store.get('k'), undefined);
 });

@@ -86,6 +86,8 @@ interface SimNode {
   persistingPrevTerm: number | undefined;
   readsWaiting: { requestId: number; index: number }[];
   group: number; // partition side
+  /** Sim time of each tick of the current incarnation, by the core's tick count (leader lease). */
+  tickTimes: Map<number, number>;
 }
 
 type SimEvent =
@@ -171,6 +173,13 @@ class Simulation {
 
   // What the checker knows.
   private readonly safety = new SafetyChecker({ identity: true });
+  /** The latest-ending leader lease seen in each term (noteLease). */
+  private readonly leases = new Map<number, { leader: NodeId; end: number }>();
+  /** Leases of node N up to term T are void: N crashed (a dead process acts on no lease), or a
+   * false report that N is dead was delivered. The lease rests on "a refused connection means the
+   * process is gone" (reportPeerDead lets voters grant inside a lease); a false report breaks that
+   * assumption, which README's lease section states. Runs without reports check leases in full. */
+  private readonly voidedLeases = new Map<NodeId, number>();
   private readonly commands = new WeakMap<Uint8Array, WriteCmd>();
   private readonly snapshotStates = new WeakMap<Uint8Array, Map<string, string>>();
   private readonly pendingWrites = new Map<Uint8Array, PendingWrite>();
@@ -264,6 +273,7 @@ class Simulation {
       persistingPrevTerm: undefined,
       readsWaiting: [],
       group: 0,
+      tickTimes: new Map(),
     };
     this.nodes.set(id, node);
     this.start(node);
@@ -280,6 +290,7 @@ class Simulation {
       maxEntriesPerAppend: this.maxEntriesPerAppend,
       maxInflightAppends: this.maxInflightAppends,
       maxUncommittedBytes: this.opts.maxUncommittedBytes ?? SIM_UNCOMMITTED_BYTES,
+      leaseGuardOnStart: true,
     };
     const restored: RestoredState = { hardState: node.disk.hardState, snapshot: node.disk.snapshot, entries: [...node.disk.entries] };
     const Impl =
@@ -294,6 +305,7 @@ class Simulation {
     node.incarnation++;
     node.persisting = null;
     node.readsWaiting = [];
+    node.tickTimes = new Map();
     const snap = node.disk.snapshot;
     node.kv = snap ? new Map(this.snapshotStates.get(snap.data)) : new Map();
     node.applied = snap ? snap.meta.index : 0;
@@ -308,6 +320,8 @@ class Simulation {
     this.schedule({ kind: 'tick', time: this.now + TICK, seq: 0, node: id });
     if (!node.raft) return;
     node.raft.tick();
+    node.tickTimes.set(node.raft.tickCount, this.now);
+    node.tickTimes.delete(node.raft.tickCount - 4 * ELECTION_TICKS);
     this.afterInput(node);
   }
 
@@ -335,6 +349,7 @@ class Simulation {
       node.leaderTermChecked = raft.currentTerm;
       this.checkNewLeader(node, raft);
     }
+    this.noteLease(node, raft);
     if (node.persisting) {
       // As the node runtime does: what needs no fsync leaves while one runs.
       this.sendAll(raft.takeEarlyMessages());
@@ -554,6 +569,7 @@ class Simulation {
       victim.persisting = null; // whatever was not fsynced is gone
       this.stats.crashes++;
       this.log(`crash ${victim.id}`);
+      this.voidLeases(victim.id, victim.disk.hardState.term);
       if (this.deadSignals) this.reportDeath(victim, live.filter((n) => n !== victim), true);
     } else if (r < 0.6 && crashed.length > 0) {
       const node = this.rng.pick(crashed);
@@ -592,11 +608,49 @@ class Simulation {
     if (!real) this.stats.falseDeadSignals++;
     if (node.raft.currentRole === 'follower' && node.raft.currentLeader === peer) this.stats.deadSignalsAboutLeader++;
     this.log(`${id} told ${peer} is dead${real ? '' : ' (false)'}`);
+    if (!real) this.voidLeases(peer, subject.raft?.currentTerm ?? subject.disk.hardState.term);
     node.raft.reportPeerDead(peer);
     this.afterInput(node);
   }
 
   // ---- invariants ----------------------------------------------------------------------------------
+
+  /**
+   * The leader lease (Raft.leaseBasisTick): every node ticks once per TICK here, so a lease that
+   * counts from the tick a quorum-answered heartbeat round was sent in ends leaseTicks ticks later.
+   * Leases of different terms never overlap: no node holds one while a lower term's still runs.
+   */
+  private voidLeases(id: NodeId, upToTerm: number): void {
+    this.voidedLeases.set(id, Math.max(upToTerm, this.voidedLeases.get(id) ?? 0));
+  }
+
+  private leaseVoid(leader: NodeId, term: number): boolean {
+    return (this.voidedLeases.get(leader) ?? -1) >= term;
+  }
+
+  private noteLease(node: SimNode, raft: Raft): void {
+    if (this.leaseVoid(node.id, raft.currentTerm)) return;
+    const basis = raft.leaseBasisTick();
+    if (basis === null) {
+      // A leader gives its lease up while it still leads (a transfer sent TimeoutNow): it ends now.
+      const held = this.leases.get(raft.currentTerm);
+      if (held?.leader === node.id && held.end > this.now) this.leases.set(raft.currentTerm, { leader: node.id, end: this.now });
+      return;
+    }
+    const sentAt = node.tickTimes.get(basis);
+    if (sentAt === undefined) return;
+    const end = sentAt + raft.leaseTicks * TICK;
+    if (end <= this.now) return;
+    const term = raft.currentTerm;
+    for (const [leaseTerm, lease] of this.leases) {
+      if (lease.end <= this.now || this.leaseVoid(lease.leader, leaseTerm)) this.leases.delete(leaseTerm);
+      else if (leaseTerm < term) {
+        throw new Violation(`leader lease: ${node.id} holds a lease in term ${term} at ${this.now}, but ${lease.leader}'s lease of term ${leaseTerm} runs until ${lease.end}`);
+      }
+    }
+    const held = this.leases.get(term);
+    if (held === undefined || held.end < end) this.leases.set(term, { leader: node.id, end });
+  }
 
   private checkNewLeader(node: SimNode, raft: Raft): void {
     const term = raft.currentTerm;

@@ -139,7 +139,8 @@ describe('wire codec: strict validation names the field', () => {
 
   test('bad magic, other wire version, trailing bytes', () => {
     expectWireError(() => decodeMessages(new Uint8Array([0x50, 0x4b, 3, 4])), 'frame.magic');
-    expectWireError(() => decodeMessages(new Uint8Array([0x52, 0x4c, 2, 0])), 'frame.version', /peer speaks raftlet wire version 2, this node speaks 1/);
+    const other = WIRE_VERSION + 1;
+    expectWireError(() => decodeMessages(new Uint8Array([0x52, 0x4c, other, 0])), 'frame.version', new RegExp(`peer speaks raftlet wire version ${other}, this node speaks ${WIRE_VERSION}`));
     expectWireError(() => decodeMessages(frame(1, ...heartbeatBody, 0)), 'messages', /trailing/);
   });
 

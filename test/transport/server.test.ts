@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { request } from 'undici';
 import { ClientError } from '../../src/api/ops.ts';
-import { encodeMessages } from '../../src/transport/codec.ts';
+import { encodeMessages, WIRE_VERSION } from '../../src/transport/codec.ts';
 import { PROTOCOL_VERSION, ROUTES } from '../../src/transport/protocol.ts';
 import { startPeerServer } from '../../src/transport/server.ts';
 import type { PeerRefusal, RunningPeerServer } from '../../src/transport/server.ts';
@@ -150,7 +150,7 @@ describe('peer server', () => {
         [ROUTES.transfer, JSON.stringify({ to: 7, timeoutMs: 10 }), /transfer\.to: expected a string/],
         [ROUTES.propose, propose(), /expected Content-Type application\/json/, { 'content-type': 'text/plain' }],
         [ROUTES.messages, new Uint8Array([1, 2, 3]), /malformed Raft messages: frame\.magic/],
-        [ROUTES.messages, new Uint8Array([0x52, 0x4c, 1, 1, 5, 1, 0x61, 1, 0x62, 3, 7]), /malformed Raft messages: messages\[0\]\.seq: truncated/],
+        [ROUTES.messages, new Uint8Array([0x52, 0x4c, WIRE_VERSION, 1, 5, 1, 0x61, 1, 0x62, 3, 7]), /malformed Raft messages: messages\[0\]\.seq: truncated/],
         [ROUTES.messages, encodeMessages([heartbeat(1)]), /expected Content-Type application\/octet-stream/, { 'content-type': 'application/json' }],
         [ROUTES.messages, new Uint8Array(), /malformed Raft messages/],
       ];

@@ -442,6 +442,9 @@ class WholeSimulation {
       get appliedIndex(): number {
         return kv.appliedIndex;
       },
+      get changes() {
+        return kv.changes;
+      },
       applyEntry: (entry: Entry): KvResult | null => {
         const first = this.safety.onApply(id, entry, member.node?.inspect().currentTerm ?? 0);
         const result = kv.applyEntry(entry);
