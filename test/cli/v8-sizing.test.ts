@@ -2,7 +2,7 @@
 // as a container or this machine lays them out, and the flags chosen from it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MIN_OLD_SPACE_MB, SEMI_SPACE_MB, nodeOptionsWords, planSizing, readMemoryLimit, type ReadText } from '../../src/cli/v8-sizing.ts';
+import { MALLOC_ARENAS, MIN_OLD_SPACE_MB, SEMI_SPACE_MB, nodeOptionsWords, planSizing, readMemoryLimit, type ReadText } from '../../src/cli/v8-sizing.ts';
 
 const MB = 1024 * 1024;
 const GB = 1024 * MB;
@@ -88,32 +88,39 @@ describe('planSizing', () => {
   const total = 24 * GB;
 
   it('a memory limit: a small young generation and an old space of 55% of the limit', () => {
-    const plan = planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: [] });
+    const plan = planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: [], env: {} });
     assert.deepEqual(plan.flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, '--max-old-space-size=140']);
     assert.match(plan.reason, /55% of the 256 MB memory limit/);
   });
 
   it('no limit: only the young generation', () => {
-    const plan = planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: [] });
+    const plan = planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: [], env: {} });
     assert.deepEqual(plan.flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`]);
     assert.match(plan.reason, /no memory limit/);
   });
 
   it('a limit at or above the machine\'s memory limits nothing', () => {
-    assert.deepEqual(planSizing({ limitBytes: 32 * GB, totalMemoryBytes: total, userFlags: [] }).flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`]);
+    assert.deepEqual(planSizing({ limitBytes: 32 * GB, totalMemoryBytes: total, userFlags: [], env: {} }).flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`]);
   });
 
   it('a tiny limit still leaves a working old space', () => {
-    assert.ok(planSizing({ limitBytes: 16 * MB, totalMemoryBytes: total, userFlags: [] }).flags.includes(`--max-old-space-size=${MIN_OLD_SPACE_MB}`));
+    assert.ok(planSizing({ limitBytes: 16 * MB, totalMemoryBytes: total, userFlags: [], env: {} }).flags.includes(`--max-old-space-size=${MIN_OLD_SPACE_MB}`));
   });
 
   it('flags the user set win, in either spelling, from the command line or NODE_OPTIONS', () => {
-    assert.deepEqual(planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: ['--max-semi-space-size=8'] }).flags, []);
+    assert.deepEqual(planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: ['--max-semi-space-size=8'], env: {} }).flags, []);
     assert.deepEqual(
-      planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: nodeOptionsWords(' --max_old_space_size=512  --enable-source-maps') }).flags,
+      planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: nodeOptionsWords(' --max_old_space_size=512  --enable-source-maps'), env: {} }).flags,
       [`--max-semi-space-size=${SEMI_SPACE_MB}`],
     );
-    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--max-old-space-size=100', '--max-semi-space-size=4'] }).flags, []);
-    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--cpu-prof'] }).flags.length, 2);
+    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--max-old-space-size=100', '--max-semi-space-size=4'], env: {} }).flags, []);
+    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--cpu-prof'], env: {} }).flags.length, 2);
+  });
+
+  it('limits glibc malloc arenas unless the environment already does', () => {
+    const plan = (env: Record<string, string>) => planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: [], env }).env;
+    assert.deepEqual(plan({}), { MALLOC_ARENA_MAX: String(MALLOC_ARENAS) });
+    assert.deepEqual(plan({ MALLOC_ARENA_MAX: '4' }), {});
+    assert.deepEqual(plan({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' }), {});
   });
 });
