@@ -102,7 +102,7 @@ const readText: ReadText = (path) => {
   }
 };
 
-interface CgroupMount {
+export interface CgroupMount {
   readonly version: 1 | 2;
   /** Where the hierarchy is mounted. */
   readonly mountPoint: string;
@@ -110,8 +110,8 @@ interface CgroupMount {
   readonly root: string;
 }
 
-/** The cgroup v2 mount and the v1 memory controller mount, from /proc/self/mountinfo. */
-function cgroupMounts(mountinfo: string): CgroupMount[] {
+/** The cgroup v2 mount and the v1 memory controller mount, from the text of /proc/self/mountinfo. */
+export function cgroupMounts(mountinfo: string): CgroupMount[] {
   const mounts: CgroupMount[] = [];
   for (const line of mountinfo.split('\n')) {
     // id parent major:minor root mount-point options [optional fields] - fstype source super-options
