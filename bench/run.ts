@@ -1,13 +1,16 @@
 // `npm run bench`: a 3-node raftlet cluster and, when /usr/bin/etcd exists, a 3-member etcd 3.4 on
-// 127.0.0.1, measured in the same run: write throughput and latency at 1, 8 and 64 clients, failover
-// after kill -9 and SIGTERM of the leader, and memory. Prints a table, writes
-// bench/results/<timestamp>.json, and judges the issue's targets without ever failing on them: the
-// exit code is non-zero only when the benchmark itself could not run.
-//   node bench/run.ts [--seconds N] [--warmup N] [--skip-etcd] [--only writes|failover] [--runs N]
-//                     [--clients 1,8,64] [--no-follower] [--compiled] [--node-flags=FLAGS] [--profile DIR]
-//                     [--dir PARENT] [--out FILE]
+// 127.0.0.1, measured in the same run: write throughput, latency and CPU per write at 1, 8 and 64
+// clients, writes through a follower, idle memory and memory after the writes, failover after kill -9
+// and SIGTERM of the leader. The raftlet members run compiled JavaScript through bin/raftlet.js, as
+// the image does (V8 sizing included). Prints the tables and a side-by-side summary of the rows issue
+// 12 judges, writes bench/results/<timestamp>.json, and judges the targets without ever failing on
+// them: the exit code is non-zero only when the benchmark itself could not run.
+//   node bench/run.ts [--seconds N] [--warmup N] [--idle N] [--skip-etcd] [--only writes|failover]
+//                     [--runs N] [--clients 1,8,64] [--no-follower] [--source] [--node-flags=FLAGS]
+//                     [--profile DIR] [--dir PARENT] [--out FILE]
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,20 +25,22 @@ import { summarizeProfile, type ProfileSummary } from './lib/profile.ts';
 import { RaftletCluster, RAFTLET_BIN } from './lib/raftlet-cluster.ts';
 import { compiledLauncher } from './lib/compiled.ts';
 import {
-  failoverSeries, judgeTargets, ratiosOf, renderReport,
+  failoverSeries, judgeTargets, renderReport,
   type BenchReport, type FailoverSeries, type MemoryRow, type WriteRow,
 } from './lib/report.ts';
 
 const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
   --seconds N        measured seconds per write run (default 10)
   --warmup N         unmeasured seconds before each write run (default 2)
+  --idle N           seconds both clusters sit idle after starting before their idle memory is read
+                     (default 5)
   --clients LIST     concurrent clients per run, comma-separated (default 1,8,64)
-  --runs N           failover runs per signal and system (default 5)
+  --runs N           failover runs per signal and system (default 7)
   --only WHAT        writes or failover (default both)
   --skip-etcd        do not run the etcd reference cluster
   --no-follower      skip the extra raftlet run that writes through a follower
-  --compiled         run the nodes from a compiled copy (tsc, as the container image does) instead of
-                     src/ through Node's type stripping, which costs start-up time and memory
+  --source           run the nodes from src/ through Node's type stripping instead of a compiled copy
+                     (tsc into a temp dir, as the image runs it; the default), for comparison
   --node-flags=FLAGS extra Node flags for every raftlet node, e.g. --node-flags="--max-semi-space-size=2"
   --profile DIR      run the raftlet nodes of the write runs under --cpu-prof, keep the profiles in DIR
                      and print the leader's top functions over the write runs (start-up left out); for
@@ -62,7 +67,8 @@ interface Options {
   readonly etcd: boolean;
   readonly follower: boolean;
   readonly profileDir: string | null;
-  readonly compiled: boolean;
+  readonly source: boolean;
+  readonly idleSeconds: number;
   readonly nodeFlags: readonly string[];
   readonly parentDir: string;
   readonly out: string;
@@ -84,7 +90,10 @@ function parseOptions(argv: readonly string[]): Options | null {
       'skip-etcd': { type: 'boolean' },
       'no-follower': { type: 'boolean' },
       profile: { type: 'string' },
+      source: { type: 'boolean' },
+      // Compiled is the default now; the old flag is still accepted.
       compiled: { type: 'boolean' },
+      idle: { type: 'string' },
       'node-flags': { type: 'string' },
       dir: { type: 'string' },
       out: { type: 'string' },
@@ -108,13 +117,14 @@ function parseOptions(argv: readonly string[]): Options | null {
     seconds: number('seconds', values.seconds, 10, 0.1),
     warmupSeconds: number('warmup', values.warmup, 2, 0),
     clients: clients.map(Math.round),
-    runs: Math.round(number('runs', values.runs, 5, 1)),
+    runs: Math.round(number('runs', values.runs, 7, 1)),
+    idleSeconds: number('idle', values.idle, 5, 0),
     writes: only !== 'failover',
     failover: only !== 'writes',
     etcd: !values['skip-etcd'] && etcdAvailable(),
     follower: !values['no-follower'],
     profileDir: values.profile === undefined ? null : resolve(values.profile),
-    compiled: values.compiled === true,
+    source: values.source === true,
     nodeFlags: (values['node-flags'] ?? '').split(/\s+/).filter((f) => f !== ''),
     parentDir: resolve(values.dir ?? tmpdir()),
     out: resolve(values.out ?? fileURLToPath(new URL(`results/${stamp}.json`, import.meta.url))),
@@ -135,18 +145,23 @@ async function withCluster<T>(cluster: BenchCluster & { stop(): Promise<void> },
   }
 }
 
-function memoryRows(cluster: BenchCluster): MemoryRow[] {
+function memoryRows(cluster: BenchCluster, phase: MemoryRow['phase']): MemoryRow[] {
   const rows: MemoryRow[] = [];
   for (let i = 0; i < cluster.size; i++) {
     const pid = cluster.pid(i);
     const mem = pid === null ? null : memoryOf(pid);
-    if (mem !== null) rows.push({ system: cluster.system, member: memberName(cluster, i), ...mem });
+    if (mem !== null) rows.push({ system: cluster.system, member: memberName(cluster, i), phase, ...mem });
   }
   return rows;
 }
 
 function memberName(cluster: BenchCluster, i: number): string {
   return cluster.system === 'raftlet' ? cluster.memberId(i) : `etcd-${i + 1}`;
+}
+
+/** Member environment that makes bin/raftlet.js run what the options ask for. */
+function codeEnv(options: Options): Record<string, string> {
+  return { RAFTLET_USE_DIST: options.source ? '0' : '1' };
 }
 
 async function writePhase(options: Options, bin: string, cores: number, errors: string[]): Promise<{
@@ -157,7 +172,7 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
   let profile: ProfileSummary | null = null;
   const nodeFlags = [...options.nodeFlags, ...(options.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`])];
   if (options.profileDir !== null) mkdirSync(options.profileDir, { recursive: true });
-  const raftlet = new RaftletCluster({ size: CLUSTER_SIZE, ...WRITE_TIMINGS, parentDir: options.parentDir, nodeFlags, bin });
+  const raftlet = new RaftletCluster({ size: CLUSTER_SIZE, ...WRITE_TIMINGS, parentDir: options.parentDir, nodeFlags, bin, env: codeEnv(options) });
   let etcd = options.etcd ? new EtcdCluster({ size: CLUSTER_SIZE, ...WRITE_TIMINGS, parentDir: options.parentDir }) : null;
   let profiledPid: number | null = null;
   let loadStarted = 0;
@@ -175,6 +190,12 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
         etcd = null;
       }
     }
+    // Idle memory: both clusters started and settled, then left alone for a while.
+    await Promise.all([raftlet, ...(etcd === null ? [] : [etcd])].map((c) => waitStable(c, 30_000)));
+    log(`idle for ${options.idleSeconds} s, then reading each member's memory`);
+    await sleep(options.idleSeconds * 1000);
+    memory.push(...memoryRows(raftlet, 'idle'));
+    if (etcd !== null) memory.push(...memoryRows(etcd, 'idle'));
     loadStarted = performance.now();
     // raftlet and etcd take turns at each concurrency, so a change in the machine's other load
     // during the run hits both rather than one.
@@ -198,8 +219,8 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
       }, cores);
       writes.push({ system: 'raftlet', via: 'follower', clients, ...result });
     }
-    memory.push(...memoryRows(raftlet));
-    if (etcd !== null) memory.push(...memoryRows(etcd));
+    memory.push(...memoryRows(raftlet, 'after writes'));
+    if (etcd !== null) memory.push(...memoryRows(etcd, 'after writes'));
     if (options.profileDir !== null) profiledPid = raftlet.pid(await waitStable(raftlet, 30_000));
   } catch (err) {
     errors.push(`write runs: ${err instanceof Error ? err.message : String(err)}`);
@@ -219,7 +240,7 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
 async function failoverPhase(options: Options, bin: string, errors: string[]): Promise<FailoverSeries[]> {
   const series: FailoverSeries[] = [];
   const clusters: (() => BenchCluster & { stop(): Promise<void> })[] = [
-    () => new RaftletCluster({ size: CLUSTER_SIZE, ...FAILOVER_TIMINGS, parentDir: options.parentDir, nodeFlags: options.nodeFlags, bin }),
+    () => new RaftletCluster({ size: CLUSTER_SIZE, ...FAILOVER_TIMINGS, parentDir: options.parentDir, nodeFlags: options.nodeFlags, bin, env: codeEnv(options) }),
   ];
   if (options.etcd) clusters.push(() => new EtcdCluster({ size: CLUSTER_SIZE, ...FAILOVER_TIMINGS, parentDir: options.parentDir }));
   for (const make of clusters) {
@@ -284,12 +305,12 @@ async function main(): Promise<number> {
   if (!options.etcd) log(existsSync(ETCD_BIN) ? 'etcd skipped (--skip-etcd)' : `${ETCD_BIN} not found: etcd is not run, ratios cannot be computed`);
   const errors: string[] = [];
   let bin = RAFTLET_BIN;
-  if (options.compiled) {
-    log('compiling src/ into a temp dir (tsc -p tsconfig.build.json)');
+  if (!options.source) {
+    log('compiling src/ into a temp dir (tsc -p tsconfig.build.json), as the image runs it');
     try {
       bin = compiledLauncher(options.parentDir);
     } catch (err) {
-      process.stderr.write(`bench: cannot compile raftlet for --compiled: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.stderr.write(`bench: cannot compile raftlet: ${err instanceof Error ? err.message : String(err)}\n`);
       return 1;
     }
   }
@@ -297,14 +318,12 @@ async function main(): Promise<number> {
   const { writes, memory, profile } = options.writes ? await writePhase(options, bin, cores, errors) : empty;
   const failover = options.failover ? await failoverPhase(options, bin, errors) : [];
 
-  // bin/raftlet.js runs dist/ where there are no sources beside it, or with RAFTLET_USE_DIST=1.
-  const compiled = !existsSync(resolve(bin, '../../src/cli/main.ts')) || process.env.RAFTLET_USE_DIST === '1';
   const partial: Omit<BenchReport, 'targets'> = {
     startedAt,
     finishedAt: new Date().toISOString(),
     environment: {
       node: process.version,
-      raftletRuns: (compiled ? `compiled JavaScript (${resolve(bin, '../../dist')})` : 'src/ through type stripping') +
+      raftletRuns: (options.source ? 'src/ through type stripping' : `compiled JavaScript (${resolve(bin, '../../dist')})`) +
         (options.nodeFlags.length > 0 ? ` with ${options.nodeFlags.join(' ')}` : ''),
       etcd: options.etcd ? etcdVersion() : null,
       cores,
@@ -320,12 +339,12 @@ async function main(): Promise<number> {
       writeTimings: WRITE_TIMINGS,
       failoverTimings: FAILOVER_TIMINGS,
       failoverRuns: options.runs,
+      idleSeconds: options.idleSeconds,
       profiled: options.profileDir !== null,
     },
     writes,
     memory,
     failover,
-    ratios: ratiosOf(writes, options.clients),
     profile,
     errors,
   };

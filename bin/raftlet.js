@@ -1,13 +1,21 @@
 #!/usr/bin/env node
-// The raftlet command. In a checkout it runs the TypeScript sources directly (Node's type stripping);
-// the container image, which ships no sources, runs the compiled dist/. RAFTLET_USE_DIST=1 runs dist/
-// in a checkout too (after npm run build), e.g. to measure memory without the type stripper loaded.
-import { existsSync } from 'node:fs';
+// The raftlet command.
+//
+// Which code runs: the compiled dist/ when it is there and not older than the sources (the image has
+// no sources, so always dist/ there), else src/ through Node's type stripping. Compiled code starts
+// faster and leaves the type stripper out of memory; a stale build must never run, so in a checkout
+// dist/ is used only when its entry point is at least as new as every file under src/.
+// RAFTLET_USE_DIST=1 or 0 forces one or the other.
+//
+// `raftlet run` is then re-executed once (process.execve: same pid, same stdio, so PID 1 in a
+// container stays PID 1 and receives SIGTERM) with V8 heap flags sized for a sidecar: see
+// src/cli/v8-sizing.ts. RAFTLET_V8_SIZED marks the second start; it is removed at once, so processes
+// this one starts (raftlet local's nodes) size themselves.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
 const [major, minor] = process.versions.node.split('.').map(Number);
-const compiled = new URL('../dist/cli/main.js', import.meta.url);
-const source = new URL('../src/cli/main.ts', import.meta.url);
-const useCompiled = !existsSync(source) || process.env.RAFTLET_USE_DIST === '1';
 if (major < 22 || (major === 22 && minor < 19)) {
   process.stderr.write(
     `raftlet: Node.js ${process.versions.node} is too old; raftlet needs Node.js >= 22.19 (24 LTS recommended).\n` +
@@ -15,6 +23,65 @@ if (major < 22 || (major === 22 && minor < 19)) {
   );
   process.exit(2);
 }
-const entry = useCompiled ? compiled : source;
-const { main } = await import(entry.href);
-process.exitCode = await main(process.argv.slice(2));
+
+const SIZED = 'RAFTLET_V8_SIZED';
+const sized = process.env[SIZED] === '1';
+delete process.env[SIZED];
+
+const compiled = { dir: new URL('../dist/', import.meta.url), ext: 'js' };
+const sources = { dir: new URL('../src/', import.meta.url), ext: 'ts' };
+const entryOf = (code) => new URL(`cli/main.${code.ext}`, code.dir);
+
+/** Newest modification time of any file under dir (a few dozen stats in a checkout). */
+function newestMtime(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = `${dir}/${entry.name}`;
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** The code to run, or a message naming what is wrong. */
+function chooseCode() {
+  const hasCompiled = existsSync(entryOf(compiled));
+  const hasSources = existsSync(entryOf(sources));
+  const forced = process.env.RAFTLET_USE_DIST;
+  if (forced === '1' || forced === 'true') {
+    return hasCompiled ? compiled : 'RAFTLET_USE_DIST=1 but there is no dist/cli/main.js; run npm run build first';
+  }
+  if (forced === '0' || forced === 'false') {
+    return hasSources ? sources : 'RAFTLET_USE_DIST=0 but there are no sources (src/cli/main.ts) beside this bin';
+  }
+  if (forced !== undefined && forced !== '') return `RAFTLET_USE_DIST must be 1 or 0 (true or false), got ${JSON.stringify(forced)}`;
+  if (!hasSources) return hasCompiled ? compiled : 'neither dist/cli/main.js nor src/cli/main.ts exists beside this bin';
+  if (!hasCompiled) return sources;
+  return statSync(entryOf(compiled)).mtimeMs >= newestMtime(fileURLToPath(sources.dir)) ? compiled : sources;
+}
+
+const code = chooseCode();
+if (typeof code === 'string') {
+  process.stderr.write(`raftlet: ${code}\n`);
+  process.exit(2);
+}
+
+const args = process.argv.slice(2);
+if (args[0] === 'run' && !sized && typeof process.execve === 'function') {
+  const { planSizing, readMemoryLimit, nodeOptionsWords } = await import(new URL(`cli/v8-sizing.${code.ext}`, code.dir).href);
+  const plan = planSizing({
+    limitBytes: readMemoryLimit(),
+    totalMemoryBytes: totalmem(),
+    userFlags: [...process.execArgv, ...nodeOptionsWords(process.env.NODE_OPTIONS)],
+    env: process.env,
+  });
+  if (plan.flags.length > 0 || Object.keys(plan.env).length > 0) {
+    process.execve(
+      process.execPath,
+      [process.execPath, ...process.execArgv, ...plan.flags, fileURLToPath(import.meta.url), ...args],
+      { ...process.env, ...plan.env, [SIZED]: '1' },
+    );
+  }
+}
+
+const { main } = await import(entryOf(code).href);
+process.exitCode = await main(args);

@@ -12,7 +12,15 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Returns the path of the compiled copy's bin/raftlet.js; the copy is removed with the other temp dirs. */
 export function compiledLauncher(parentDir: string): string {
-  const dir = makeTempDir('raftlet-bench-build-', parentDir);
+  return buildCompiledCopy(makeTempDir('raftlet-bench-build-', parentDir));
+}
+
+/**
+ * Compiles src/ into dir/dist and lays out bin/, package.json and node_modules beside it, as in the
+ * image; returns dir/bin/raftlet.js. The caller removes dir. (Also used by tests that must measure
+ * what production runs.)
+ */
+export function buildCompiledCopy(dir: string): string {
   const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   const build = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')], { encoding: 'utf8' });
   // tsc emits JavaScript even when types do not check (work in progress elsewhere in the checkout);

@@ -21,6 +21,8 @@ export interface RaftletClusterOptions {
   readonly bin?: string;
   /** Extra Node flags for every node (e.g. --cpu-prof). */
   readonly nodeFlags?: readonly string[];
+  /** Extra environment for every node (e.g. RAFTLET_USE_DIST). */
+  readonly env?: Readonly<Record<string, string>>;
   readonly logLevel?: string;
 }
 
@@ -81,6 +83,7 @@ export class RaftletCluster implements BenchCluster {
       RAFTLET_HEARTBEAT_MS: String(this.options.heartbeatMs),
       RAFTLET_ELECTION_TIMEOUT_MS: String(this.options.electionTimeoutMs),
       RAFTLET_LOG_LEVEL: this.options.logLevel ?? 'info',
+      ...this.options.env,
     });
     m.process = spawnLogged(`raftlet ${m.id}`, process.execPath, [...(this.options.nodeFlags ?? []), this.options.bin ?? RAFTLET_BIN, 'run'], env, m.logFile);
   }

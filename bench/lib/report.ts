@@ -17,6 +17,8 @@ export interface WriteRow extends LoadResult {
 export interface MemoryRow extends Memory {
   readonly system: SystemName;
   readonly member: string;
+  /** idle: started, settled, no load yet; after writes: right after the last write run. */
+  readonly phase: 'idle' | 'after writes';
 }
 
 export interface FailoverSeries {
@@ -29,10 +31,14 @@ export interface FailoverSeries {
   readonly failedRuns: number;
 }
 
+/** One row of the side-by-side table: a figure the issue judges, both systems, the ratio, the goal. */
 export interface Target {
   readonly name: string;
+  readonly raftlet: string;
+  readonly etcd: string;
+  /** raftlet / etcd (or, for the follower row, follower path / leader path); null when not measured. */
+  readonly ratio: number | null;
   readonly goal: string;
-  readonly value: string;
   /** null when it could not be judged (e.g. etcd was skipped). */
   readonly met: boolean | null;
 }
@@ -57,12 +63,12 @@ export interface BenchReport {
     readonly writeTimings: { readonly heartbeatMs: number; readonly electionTimeoutMs: number };
     readonly failoverTimings: { readonly heartbeatMs: number; readonly electionTimeoutMs: number };
     readonly failoverRuns: number;
+    readonly idleSeconds: number;
     readonly profiled: boolean;
   };
   readonly writes: readonly WriteRow[];
   readonly memory: readonly MemoryRow[];
   readonly failover: readonly FailoverSeries[];
-  readonly ratios: { readonly writesPerSecond: Record<string, number>; readonly p50At1Client: number | null };
   readonly targets: readonly Target[];
   readonly profile: ProfileSummary | null;
   readonly errors: readonly string[];
@@ -84,54 +90,79 @@ export function failoverSeries(system: SystemName, signal: NodeJS.Signals, runs:
   };
 }
 
-export function ratiosOf(writes: readonly WriteRow[], clients: readonly number[]): BenchReport['ratios'] {
-  const find = (system: SystemName, n: number): WriteRow | undefined =>
-    writes.find((w) => w.system === system && w.via === 'leader' && w.clients === n);
-  const writesPerSecond: Record<string, number> = {};
-  for (const n of clients) {
-    const r = find('raftlet', n);
-    const e = find('etcd', n);
-    if (r && e) writesPerSecond[String(n)] = r.writesPerSecond / e.writesPerSecond;
-  }
-  const r1 = find('raftlet', 1);
-  const e1 = find('etcd', 1);
-  return { writesPerSecond, p50At1Client: r1 && e1 ? r1.p50Ms / e1.p50Ms : null };
+/** Share of etcd's writes/s raftlet must reach at N clients (the issue: 1.0x at 1 and 8, 1.5x at 64). */
+export function writesGoal(clients: number): number {
+  return clients >= 64 ? 1.5 : 1.0;
 }
-
-export const RSS_LIMIT_BYTES = 90e6;
 /** Event-loop use of the generator above which it may itself have limited a run. */
 const GENERATOR_BUSY = 0.8;
+/** Idle RSS per raftlet member, at most (the issue's absolute goal). */
+export const IDLE_RSS_LIMIT_BYTES = 60e6;
+/** Writes through a follower at the highest concurrency, as a share of the leader path, at least. */
+export const FOLLOWER_SHARE_GOAL = 0.8;
+/** Failover medians as a share of etcd's, at most. */
+export const FAILOVER_GOAL: Readonly<Record<string, number>> = { SIGKILL: 0.5, SIGTERM: 1.0 };
 
+/** The figures the issue judges, raftlet against etcd in the same run, each with its goal. */
 export function judgeTargets(report: Omit<BenchReport, 'targets'>): Target[] {
   const targets: Target[] = [];
-  const ratio64 = report.ratios.writesPerSecond['64'];
-  targets.push({
-    name: 'writes/s at 64 clients', goal: '>= 1.0x etcd',
-    value: ratio64 === undefined ? 'n/a' : `${ratio64.toFixed(2)}x`, met: ratio64 === undefined ? null : ratio64 >= 1.0,
-  });
-  const p50 = report.ratios.p50At1Client;
-  targets.push({
-    name: 'p50 latency at 1 client', goal: '<= 1.2x etcd',
-    value: p50 === null ? 'n/a' : `${p50.toFixed(2)}x`, met: p50 === null ? null : p50 <= 1.2,
-  });
-  const et = report.settings.failoverTimings.electionTimeoutMs;
-  const failover = (signal: NodeJS.Signals, limit: number, goal: string): void => {
-    const s = report.failover.find((f) => f.system === 'raftlet' && f.signal === signal);
+  const leaderRun = (system: SystemName, clients: number): WriteRow | undefined =>
+    report.writes.find((w) => w.system === system && w.via === 'leader' && w.clients === clients);
+  const both = (name: string, r: number | undefined, e: number | undefined, text: (v: number) => string,
+    goal: string, pass: (ratio: number) => boolean): void => {
+    const ratio = r === undefined || e === undefined || !Number.isFinite(r) || !Number.isFinite(e) || e === 0 ? null : r / e;
     targets.push({
-      name: `failover after ${signal === 'SIGKILL' ? 'kill -9' : 'SIGTERM'} (median ready)`, goal,
-      value: s === undefined ? 'n/a' : `${fmtMs(s.medianReadyMs)} ms`,
-      met: s === undefined ? null : s.medianReadyMs <= limit,
+      name, raftlet: r === undefined ? 'n/a' : text(r), etcd: e === undefined ? 'n/a' : text(e), ratio, goal,
+      met: ratio === null ? null : pass(ratio),
     });
   };
-  failover('SIGKILL', 1.5 * et + 100, `<= 1.5 x ${et} + 100 = ${1.5 * et + 100} ms`);
-  failover('SIGTERM', 100, '<= 100 ms');
-  const rss = report.memory.filter((m) => m.system === 'raftlet');
-  const worst = Math.max(...rss.map((m) => m.rssBytes));
+  const clients = report.settings.clients;
+  for (const n of clients) {
+    const goal = writesGoal(n);
+    both(`writes/s, ${n} client${n === 1 ? '' : 's'}`, leaderRun('raftlet', n)?.writesPerSecond, leaderRun('etcd', n)?.writesPerSecond,
+      (v) => v.toFixed(0), `>= ${goal.toFixed(1)}x etcd`, (ratio) => ratio >= goal);
+  }
+  const lowest = Math.min(...clients);
+  both(`p50 latency, ${lowest} client${lowest === 1 ? '' : 's'} (ms)`, leaderRun('raftlet', lowest)?.p50Ms, leaderRun('etcd', lowest)?.p50Ms,
+    fmtMs, '<= 1.0x etcd', (ratio) => ratio <= 1.0);
+  for (const n of clients) {
+    const r = leaderRun('raftlet', n);
+    const e = leaderRun('etcd', n);
+    both(`CPU ms per write, ${n} client${n === 1 ? '' : 's'}`, r && cpuMsPerWrite(r), e && cpuMsPerWrite(e),
+      (v) => v.toFixed(2), '<= 1.0x etcd', (ratio) => ratio <= 1.0);
+  }
+  const highest = Math.max(...clients);
+  const follower = report.writes.find((w) => w.system === 'raftlet' && w.via === 'follower' && w.clients === highest);
+  const leaderPath = leaderRun('raftlet', highest);
+  const followerShare = follower && leaderPath && leaderPath.writesPerSecond > 0 ? follower.writesPerSecond / leaderPath.writesPerSecond : null;
   targets.push({
-    name: 'RSS per raftlet node after writes', goal: `<= ${RSS_LIMIT_BYTES / 1e6} MB`,
-    value: rss.length === 0 ? 'n/a' : `${(worst / 1e6).toFixed(1)} MB (largest)`,
-    met: rss.length === 0 ? null : worst <= RSS_LIMIT_BYTES,
+    name: `writes/s, ${highest} clients through a follower`,
+    raftlet: follower === undefined ? 'n/a' : `${follower.writesPerSecond.toFixed(0)} (leader path ${leaderPath?.writesPerSecond.toFixed(0) ?? 'n/a'})`,
+    etcd: '-', ratio: followerShare, goal: `>= ${FOLLOWER_SHARE_GOAL}x the leader path`,
+    met: followerShare === null ? null : followerShare >= FOLLOWER_SHARE_GOAL,
   });
+  const largest = (system: SystemName, phase: MemoryRow['phase']): number | undefined => {
+    const rows = report.memory.filter((m) => m.system === system && m.phase === phase);
+    return rows.length === 0 ? undefined : Math.max(...rows.map((m) => m.rssBytes));
+  };
+  const mb = (v: number): string => `${(v / 1e6).toFixed(1)} MB`;
+  both('VmRSS per member after the writes (largest)', largest('raftlet', 'after writes'), largest('etcd', 'after writes'), mb,
+    '<= 1.0x etcd', (ratio) => ratio <= 1.0);
+  const idle = largest('raftlet', 'idle');
+  const idleEtcd = largest('etcd', 'idle');
+  targets.push({
+    name: 'VmRSS per member idle (largest)', raftlet: idle === undefined ? 'n/a' : mb(idle), etcd: idleEtcd === undefined ? 'n/a' : mb(idleEtcd),
+    ratio: idle === undefined || idleEtcd === undefined ? null : idle / idleEtcd,
+    goal: `<= ${IDLE_RSS_LIMIT_BYTES / 1e6} MB`, met: idle === undefined ? null : idle <= IDLE_RSS_LIMIT_BYTES,
+  });
+  const et = report.settings.failoverTimings.electionTimeoutMs;
+  for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
+    const r = report.failover.find((f) => f.system === 'raftlet' && f.signal === signal);
+    const e = report.failover.find((f) => f.system === 'etcd' && f.signal === signal);
+    const goal = FAILOVER_GOAL[signal]!;
+    both(`failover after ${signal === 'SIGKILL' ? 'kill -9' : 'SIGTERM'}, T = ${et} ms (median ready, ms)`, r?.medianReadyMs, e?.medianReadyMs,
+      fmtMs, `<= ${goal.toFixed(1)}x etcd`, (ratio) => ratio <= goal);
+  }
   return targets;
 }
 
@@ -211,20 +242,16 @@ export function renderReport(r: BenchReport): string {
       ? `  WARNING: the load generator's event loop was ${pct(busiest)} busy in one run: it may have capped that run.`
       : `  The load generator's event loop was at most ${pct(busiest)} busy: it did not cap the figures.`);
     for (const w of r.writes) if (w.firstError !== null) out.push(`  ${w.system} ${w.clients} clients: first error: ${w.firstError}`);
-    const ratios = Object.entries(r.ratios.writesPerSecond);
-    if (ratios.length > 0) {
-      out.push(`  raftlet/etcd writes/s: ${ratios.map(([n, v]) => `${n} client${n === '1' ? '' : 's'} ${v.toFixed(2)}x`).join(', ')}` +
-        (r.ratios.p50At1Client === null ? '' : `; p50 at 1 client ${r.ratios.p50At1Client.toFixed(2)}x`));
-    }
     out.push('');
   }
 
   if (r.memory.length > 0) {
-    out.push('Memory after the write runs (MB = 10^6 bytes; VmRSS = anon + file; file is mostly the executable\'s code,');
-    out.push('shared by every process running the same binary)');
+    out.push(`Memory (MB = 10^6 bytes; VmRSS = anon + file; file is mostly the executable's code, shared by every process`);
+    out.push(`running the same binary). idle = started, settled and ${s.idleSeconds} s without load; after writes = right after the`);
+    out.push('last write run');
     const mb = (b: number): string => (b / 1e6).toFixed(1);
-    out.push(...table(['system', 'member', 'VmRSS MB', 'anon MB', 'file MB', 'peak VmHWM MB'],
-      r.memory.map((m) => [m.system, m.member, mb(m.rssBytes), mb(m.anonBytes), mb(m.fileBytes), mb(m.peakBytes)]), new Set([2, 3, 4, 5])));
+    out.push(...table(['system', 'member', 'when', 'VmRSS MB', 'anon MB', 'file MB', 'peak VmHWM MB'],
+      r.memory.map((m) => [m.system, m.member, m.phase, mb(m.rssBytes), mb(m.anonBytes), mb(m.fileBytes), mb(m.peakBytes)]), new Set([3, 4, 5, 6])));
     out.push('');
   }
 
@@ -255,9 +282,11 @@ export function renderReport(r: BenchReport): string {
     out.push('');
   }
 
-  out.push('Targets (from the issue)');
-  out.push(...table(['target', 'goal', 'measured', 'result'],
-    r.targets.map((t) => [t.name, t.goal, t.value, t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED']), new Set()));
+  out.push('raftlet vs etcd, side by side: the rows issue 12 judges (ratio = raftlet / etcd; for the follower row,');
+  out.push('follower path / leader path)');
+  out.push(...table(['row', 'raftlet', 'etcd', 'ratio', 'goal', 'result'],
+    r.targets.map((t) => [t.name, t.raftlet, t.etcd, t.ratio === null ? '-' : `${t.ratio.toFixed(2)}x`, t.goal,
+      t.met === null ? 'not measured' : t.met ? 'met' : 'MISSED']), new Set([1, 2, 3])));
   for (const err of r.errors) out.push(`ERROR: ${err}`);
   return `${out.join('\n')}\n`;
 }

@@ -29,9 +29,9 @@ export const RPC_KINDS: readonly RpcKind[] = ['messages', 'snapshot', 'propose',
 export type PeerDropReason = 'queue_full' | 'backoff' | 'failed' | 'unknown_peer' | 'bad_url' | 'invalid' | 'closed';
 const PEER_DROP_REASONS: ReadonlySet<string> = new Set<PeerDropReason>(['queue_full', 'backoff', 'failed', 'unknown_peer', 'bad_url', 'invalid', 'closed']);
 
-/** What an fsync made durable: WAL appends, directory entries, snapshot files, small metadata files. */
-export type FsyncKind = 'wal' | 'dir' | 'snapshot' | 'meta';
-const FSYNC_KINDS: readonly FsyncKind[] = ['wal', 'dir', 'snapshot', 'meta'];
+/** What an fsync made durable: WAL appends, directory entries, snapshot files, small metadata files, a preallocated segment. */
+export type FsyncKind = 'wal' | 'dir' | 'snapshot' | 'meta' | 'segment';
+const FSYNC_KINDS: readonly FsyncKind[] = ['wal', 'dir', 'snapshot', 'meta', 'segment'];
 
 /** create = this node compacted its log into a snapshot; install = it received one from the leader. */
 export type SnapshotKind = 'create' | 'install';
@@ -211,7 +211,7 @@ export class RaftletMetrics {
     });
     this.#fsyncDuration = new Histogram({
       name: 'raftlet_fsync_duration_seconds',
-      help: 'Duration of fsync calls, by kind (wal = log appends, meta = term and vote, dir = directory entries, snapshot = snapshot files).',
+      help: 'Duration of fsync calls, by kind (wal = log appends with term and vote, meta = data directory metadata, dir = directory entries, snapshot = snapshot files, segment = preallocating the next WAL segment in the background).',
       labelNames: ['kind'],
       buckets: FSYNC_BUCKETS,
       registers,

@@ -3,8 +3,11 @@
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** What an fsync was for, so metrics can tell the WAL's latency from the rare ones. */
-export type FsyncKind = 'wal' | 'dir' | 'snapshot' | 'meta';
+/**
+ * What an fsync was for, so metrics can tell the WAL's latency from the rare ones. `segment` is the
+ * background preparation of the next preallocated WAL segment, off every write's path.
+ */
+export type FsyncKind = 'wal' | 'dir' | 'snapshot' | 'meta' | 'segment';
 
 export type FsyncObserver = (seconds: number, kind: FsyncKind) => void;
 
@@ -31,7 +34,9 @@ export async function writeFileAtomically(dir: string, name: string, data: Uint8
   const handle = await open(temp, 'w', 0o600);
   try {
     await writeFully(handle, data, 0);
-    await timedSync(handle, kind, observe, false);
+    // fdatasync also makes the new size durable (metadata needed to read the data back); the name
+    // becomes durable with the directory fsync after the rename.
+    await timedSync(handle, kind, observe, true);
   } catch (error) {
     await handle.close();
     await unlink(temp).catch(() => undefined);
@@ -47,6 +52,17 @@ export async function writeFully(handle: FileHandle, data: Uint8Array, position:
   while (done < data.length) {
     const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
     done += bytesWritten;
+  }
+}
+
+const ZERO_CHUNK_BYTES = 256 * 1024;
+
+/** Writes zero bytes over [from, to): preallocation, and clearing a torn write inside it. */
+export async function writeZeros(handle: FileHandle, from: number, to: number): Promise<void> {
+  if (to <= from) return;
+  const zeros = Buffer.alloc(Math.min(ZERO_CHUNK_BYTES, to - from));
+  for (let at = from; at < to; at += zeros.length) {
+    await writeFully(handle, zeros.subarray(0, Math.min(zeros.length, to - at)), at);
   }
 }
 

@@ -3,13 +3,23 @@ import { mkdir, open, readdir, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RestoredState, Snapshot } from '../raft/types.ts';
 import { StorageCorruptError, StorageError, unusableDir } from './errors.ts';
-import { syncDir, timedSync, writeFully } from './fsutil.ts';
+import { syncDir, timedSync, writeZeros } from './fsutil.ts';
 import { LogShape } from './log-shape.ts';
 import { META_FILE, readMeta, writeMeta } from './meta.ts';
+import { PREPARED_SEGMENT_FILE, installPreparedSegment, prepareSegment } from './prealloc.ts';
 import { ReplayLog } from './replay.ts';
-import { SEGMENT_HEADER_BYTES, parseSegmentName, scanSegment, segmentHeader, segmentName } from './segment.ts';
+import { SEGMENT_HEADER_BYTES, WAL_VERSION, parseSegmentName, scanSegment, segmentName } from './segment.ts';
 import { listSnapshots, parseSnapshotName, readSnapshotFile } from './snapshot-file.ts';
-import { WalStore, type SegmentState, type StoreOptions } from './wal-store.ts';
+import { DEFAULT_SEGMENT_BYTES, WalStore, type SegmentState, type StoreOptions } from './wal-store.ts';
+
+/** What recovery keeps of a segment it scanned. */
+interface KeptSegment {
+  readonly state: SegmentState;
+  /** Where its log ends (the next frame would go there). */
+  readonly end: number;
+  readonly version: number;
+  readonly hasHardState: boolean;
+}
 
 export interface OpenedStore {
   readonly store: WalStore;
@@ -67,14 +77,14 @@ async function recover(dir: string, options: StoreOptions): Promise<OpenedStore>
   const snapshot: Snapshot | null = newest ? await readSnapshotFile(dir, newest) : null;
 
   const replay = new ReplayLog(seqs.length === 0 || seqs[0] === 1);
-  const segments: SegmentState[] = [];
+  const kept: KeptSegment[] = [];
   let lastInstallSeq = 0;
-  let activeSize = SEGMENT_HEADER_BYTES;
   for (let n = 0; n < seqs.length; n++) {
     const seq = seqs[n]!;
     const path = join(dir, segmentName(seq));
     const isLast = n === seqs.length - 1;
     const segment: SegmentState = { seq, maxIndex: 0 };
+    let hasHardState = false;
     const outcome = await scanSegment(path, isLast, (record, offset) => {
       replay.apply(record, path, offset);
       switch (record.kind) {
@@ -89,6 +99,7 @@ async function recover(dir: string, options: StoreOptions): Promise<OpenedStore>
           segment.maxIndex = Math.max(segment.maxIndex, record.index);
           break;
         case 'hardState':
+          hasHardState = true;
           break;
         default: {
           const never: never = record;
@@ -98,21 +109,17 @@ async function recover(dir: string, options: StoreOptions): Promise<OpenedStore>
     });
     switch (outcome.kind) {
       case 'clean':
-        segments.push(segment);
-        activeSize = outcome.end;
+        kept.push({ state: segment, end: outcome.end, version: outcome.version, hasHardState });
         break;
       case 'tornTail':
-        warn(`storage: cut a torn write off the end of ${path}: ${outcome.reason}; kept bytes 0..${outcome.end}, dropped ${outcome.size - outcome.end} bytes that were never acknowledged`);
-        await truncate(path, outcome.end);
-        await syncFile(path, observe);
-        segments.push(segment);
-        activeSize = outcome.end;
+        warn(`storage: cut a torn write off the end of ${path}: ${outcome.reason}; kept bytes 0..${outcome.end}, dropped ${outcome.dirtyEnd - outcome.end} bytes that were never acknowledged`);
+        await cutTornTail(path, outcome.version, outcome.end, outcome.dirtyEnd, observe);
+        kept.push({ state: segment, end: outcome.end, version: outcome.version, hasHardState });
         break;
       case 'tornHeader':
         warn(`storage: removed ${path}: a segment whose creation was interrupted (${outcome.size} bytes, no complete header)`);
         await unlink(path);
         await syncDir(dir, observe);
-        if (segments.length > 0) activeSize = (await statSize(join(dir, segmentName(segments[segments.length - 1]!.seq))));
         break;
       default: {
         const never: never = outcome;
@@ -125,18 +132,24 @@ async function recover(dir: string, options: StoreOptions): Promise<OpenedStore>
   const { entries, needsInstallRecord } = replay.finish(snapshot, firstSegment);
 
   let handle;
-  if (segments.length === 0) {
+  let active = kept.at(-1);
+  if (active === undefined) {
     // A fresh directory (or one whose only segment never got its header): start at segment 1.
     const seq = seqs.length > 0 ? seqs[0]! : 1;
-    handle = await open(join(dir, segmentName(seq)), 'wx', 0o600);
-    await writeFully(handle, segmentHeader(), 0);
-    await timedSync(handle, 'wal', observe, false);
-    await syncDir(dir, observe);
-    segments.push({ seq, maxIndex: 0 });
-    activeSize = SEGMENT_HEADER_BYTES;
+    handle = await prepareSegment(dir, options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, observe);
+    try {
+      await installPreparedSegment(dir, seq);
+      await syncDir(dir, observe);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    active = { state: { seq, maxIndex: 0 }, end: SEGMENT_HEADER_BYTES, version: WAL_VERSION, hasHardState: false };
+    kept.push(active);
   } else {
-    handle = await open(join(dir, segmentName(segments[segments.length - 1]!.seq)), 'r+');
+    handle = await open(join(dir, segmentName(active.state.seq)), 'r+');
   }
+  const segments = kept.map((segment) => segment.state);
 
   const shape = new LogShape(snapshot?.meta.index ?? 0, snapshot?.meta.term ?? 0);
   for (const entry of entries) shape.append(entry.index, entry.term);
@@ -144,7 +157,9 @@ async function recover(dir: string, options: StoreOptions): Promise<OpenedStore>
     {
       dir,
       handle,
-      activeSize,
+      activeSize: active.end,
+      activeVersion: active.version,
+      activeHasHardState: active.hasHardState,
       segments,
       shape,
       hardState: replay.hardState,
@@ -176,26 +191,28 @@ async function probeWritable(dir: string): Promise<void> {
   }
 }
 
-/** Temp files are atomic writes that never reached their rename: they hold nothing durable. */
+/**
+ * Temp files are atomic writes that never reached their rename, or a segment whose preparation was
+ * interrupted (or never used): they hold nothing durable.
+ */
 async function removeLeftoverTempFiles(dir: string, names: readonly string[], observe: StoreOptions['onFsync']): Promise<void> {
-  const temps = names.filter((name) => name.endsWith('.tmp') && (name === `${META_FILE}.tmp` || parseSnapshotName(name.slice(0, -4)) !== null));
+  const temps = names.filter((name) =>
+    name === PREPARED_SEGMENT_FILE || (name.endsWith('.tmp') && (name === `${META_FILE}.tmp` || parseSnapshotName(name.slice(0, -4)) !== null)));
   for (const name of temps) await unlink(join(dir, name));
   if (temps.length > 0) await syncDir(dir, observe);
 }
 
-async function syncFile(path: string, observe: StoreOptions['onFsync']): Promise<void> {
+/**
+ * Removes what a torn write left: an appended (version 1) segment is cut at `end`; a preallocated one
+ * keeps its size and gets zeros over the torn bytes, so the log ends at `end` again and the next
+ * frame, however short, is not followed by leftovers that would read as damage.
+ */
+async function cutTornTail(path: string, version: number, end: number, dirtyEnd: number, observe: StoreOptions['onFsync']): Promise<void> {
+  if (version < WAL_VERSION) await truncate(path, end);
   const handle = await open(path, 'r+');
   try {
-    await timedSync(handle, 'wal', observe, false);
-  } finally {
-    await handle.close();
-  }
-}
-
-async function statSize(path: string): Promise<number> {
-  const handle = await open(path, 'r');
-  try {
-    return (await handle.stat()).size;
+    if (version >= WAL_VERSION) await writeZeros(handle, end, dirtyEnd);
+    await timedSync(handle, 'wal', observe, true);
   } finally {
     await handle.close();
   }

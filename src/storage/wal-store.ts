@@ -3,20 +3,30 @@
 //
 // Group commit: save() encodes nothing to disk itself; it adds its records to the pending batch and
 // returns a promise. One flush loop takes the whole pending batch, writes it as one frame and
-// fsyncs once; every save() that arrived while that fsync ran lands in the next batch. No promise
-// resolves before the fsync that covers its bytes has returned.
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+// fdatasyncs once; every save() that arrived while that fsync ran lands in the next batch. No promise
+// resolves before the fsync that covers its bytes has returned. Entries and the hard state (term,
+// vote, commit index) of one Ready share that frame, so one fsync makes them durable together.
+//
+// Segments are preallocated (prealloc.ts): the next one is prepared in the background once the active
+// one is half full, so a frame overwrites zeros and its fdatasync writes data blocks only.
+import { unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Entry, HardState, Snapshot } from '../raft/types.ts';
 import { StorageError } from './errors.ts';
 import { FrameBuilder } from './frame.ts';
 import { syncDir, timedSync, writeFully, type FsyncKind, type FsyncObserver } from './fsutil.ts';
 import { LogShape } from './log-shape.ts';
+import { discardPreparedSegment, installPreparedSegment, prepareSegment } from './prealloc.ts';
 import type { WalRecord } from './records.ts';
-import { SEGMENT_HEADER_BYTES, segmentHeader, segmentName } from './segment.ts';
+import { SEGMENT_HEADER_BYTES, WAL_VERSION, segmentName } from './segment.ts';
 import { pruneSnapshots, writeSnapshotFile } from './snapshot-file.ts';
 
-export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+/**
+ * Segment size, which is also what each segment file occupies from its creation (preallocated). A
+ * sidecar's log is compacted every few thousand entries, so 16 MiB rolls rarely and keeps the data
+ * directory small (the active segment plus the prepared next one) and recovery's scan short.
+ */
+export const DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_KEEP_SNAPSHOTS = 2;
 
 export interface StorageLogger {
@@ -27,7 +37,7 @@ export interface StorageLogger {
 export interface StoreOptions {
   /** The member this data directory belongs to; a directory made for another id is refused. */
   readonly nodeId: string;
-  /** A segment is closed and a new one started once it has reached this size. */
+  /** Size of each (preallocated) segment; a new one is started when a frame would not fit. */
   readonly segmentBytes?: number;
   /** How many snapshot files to keep (the newest ones); at least 1. */
   readonly keepSnapshots?: number;
@@ -51,6 +61,8 @@ export interface SegmentState {
   maxIndex: number;
 }
 
+type PreparedSegment = { readonly ok: true; readonly handle: FileHandle } | { readonly ok: false; readonly error: unknown };
+
 interface Waiter {
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
@@ -72,7 +84,12 @@ interface Batch {
 export interface StoreInit {
   readonly dir: string;
   readonly handle: FileHandle;
+  /** Where the log ends in the active segment: the next frame is written here. */
   readonly activeSize: number;
+  /** Format version of the active segment; an older one is rolled over at the first write. */
+  readonly activeVersion: number;
+  /** Whether the active segment holds a hard state record (it must before older ones are deleted). */
+  readonly activeHasHardState: boolean;
   readonly segments: SegmentState[];
   readonly shape: LogShape;
   readonly hardState: HardState | null;
@@ -89,6 +106,8 @@ export class WalStore {
 
   private handle: FileHandle;
   private activeSize: number;
+  private activeVersion: number;
+  private activeHasHardState: boolean;
   private readonly segments: SegmentState[];
   private readonly shape: LogShape;
   /** The newest hard state already on disk: repeated at the start of each new segment. */
@@ -98,6 +117,8 @@ export class WalStore {
   /** Segment holding the newest install record: every segment before it is obsolete. */
   private lastInstallSeq: number;
 
+  /** The next segment being prepared in the background, or null until the active one is half full. */
+  private nextSegment: Promise<PreparedSegment> | null = null;
   private pending: Batch | null = null;
   private flushing: Promise<void> | null = null;
   private compactions: Promise<void> = Promise.resolve();
@@ -112,6 +133,8 @@ export class WalStore {
     this.logger = options.logger;
     this.handle = init.handle;
     this.activeSize = init.activeSize;
+    this.activeVersion = init.activeVersion;
+    this.activeHasHardState = init.activeHasHardState;
     this.segments = init.segments;
     this.shape = init.shape;
     this.writtenHardState = init.hardState;
@@ -210,6 +233,11 @@ export class WalStore {
     await this.compactions;
     while (this.flushing) await this.flushing;
     await this.handle.close();
+    if (this.nextSegment !== null) {
+      const prepared = await this.nextSegment;
+      this.nextSegment = null;
+      if (prepared.ok) await discardPreparedSegment(this.dir, prepared.handle);
+    }
   }
 
   private refusal(): StorageError | null {
@@ -319,26 +347,25 @@ export class WalStore {
   private async flush(batch: Batch): Promise<void> {
     for (const snapshot of batch.installs) await writeSnapshotFile(this.dir, snapshot, this.observe);
     if (batch.records.length > 0) {
-      let created = false;
-      if (this.activeSize >= this.segmentBytes && this.activeSize > SEGMENT_HEADER_BYTES) {
+      let bytes = this.buildFrame(batch, false);
+      // An old-format segment is left at once; otherwise a new segment starts when the frame would
+      // run past the preallocated space (a frame larger than a whole segment gets one to itself).
+      const roll = this.activeVersion < WAL_VERSION ||
+        (this.activeSize + bytes.length > this.segmentBytes && this.activeSize > SEGMENT_HEADER_BYTES);
+      if (roll) {
         await this.roll();
-        created = true;
+        bytes = this.buildFrame(batch, true);
       }
-      const frame = new FrameBuilder(64 + batch.records.length * 128);
-      if (created && this.writtenHardState !== null) {
-        // Every segment starts with the hard state so that deleting older segments never loses it.
-        frame.add({ kind: 'hardState', hardState: this.writtenHardState });
-      }
-      for (const record of batch.records) frame.add(record);
-      const bytes = frame.seal();
       await writeFully(this.handle, bytes, this.activeSize);
       await timedSync(this.handle, 'wal', this.observe, true);
-      if (created) await syncDir(this.dir, this.observe);
+      if (roll) await syncDir(this.dir, this.observe);
       this.activeSize += bytes.length;
       const active = this.segments[this.segments.length - 1]!;
       active.maxIndex = Math.max(active.maxIndex, batch.maxIndex);
       if (batch.hardState !== null) this.writtenHardState = batch.hardState;
+      if (this.writtenHardState !== null) this.activeHasHardState = true;
       if (batch.hasInstall) this.lastInstallSeq = active.seq;
+      this.prepareNextSegment();
     }
     if (batch.snapshotIndex >= 0) {
       this.snapshotIndex = Math.max(this.snapshotIndex ?? 0, batch.snapshotIndex);
@@ -348,20 +375,53 @@ export class WalStore {
     }
   }
 
-  /** Starts the next segment; the caller fsyncs it together with the frame it writes. */
+  /**
+   * One frame with the batch's records. A segment that has no hard state record yet (just rolled, or
+   * created by a crash between its rename and its first frame) gets the current one first, so that
+   * deleting older segments never loses the term and vote.
+   */
+  private buildFrame(batch: Batch, rolled: boolean): Buffer {
+    const frame = new FrameBuilder(64 + batch.records.length * 128);
+    const needsHardState = rolled || !this.activeHasHardState;
+    if (needsHardState && batch.hardState === null && this.writtenHardState !== null) {
+      frame.add({ kind: 'hardState', hardState: this.writtenHardState });
+    }
+    for (const record of batch.records) frame.add(record);
+    return frame.seal();
+  }
+
+  /** Starts preparing the next segment once the active one is half full (never two at a time). */
+  private prepareNextSegment(): void {
+    if (this.nextSegment !== null || this.closed || this.failure !== null) return;
+    if (this.activeSize < this.segmentBytes / 2) return;
+    this.nextSegment = prepareSegment(this.dir, this.segmentBytes, this.observe).then(
+      (handle): PreparedSegment => ({ ok: true, handle }),
+      (error: unknown): PreparedSegment => ({ ok: false, error }),
+    );
+  }
+
+  /**
+   * Switches to the next segment: the prepared one (waiting for it if it is still being written, or
+   * preparing it now if that failed, e.g. while the disk was full), renamed into place. The caller
+   * writes its first frame and then fsyncs the directory.
+   */
   private async roll(): Promise<void> {
     const seq = this.segments[this.segments.length - 1]!.seq + 1;
-    const handle = await open(join(this.dir, segmentName(seq)), 'wx', 0o600);
+    let prepared = await (this.nextSegment ?? Promise.resolve<PreparedSegment>({ ok: false, error: null }));
+    this.nextSegment = null;
+    if (!prepared.ok) prepared = { ok: true, handle: await prepareSegment(this.dir, this.segmentBytes, this.observe) };
     try {
-      await writeFully(handle, segmentHeader(), 0);
+      await installPreparedSegment(this.dir, seq);
     } catch (error) {
-      await handle.close();
+      await prepared.handle.close();
       throw error;
     }
     // The previous segment's frames were all fsynced by earlier flushes.
     await this.handle.close();
-    this.handle = handle;
+    this.handle = prepared.handle;
     this.activeSize = SEGMENT_HEADER_BYTES;
+    this.activeVersion = WAL_VERSION;
+    this.activeHasHardState = false;
     this.segments.push({ seq, maxIndex: 0 });
   }
 

@@ -2,9 +2,12 @@
 // mid-write) is cut off with a log line and the node rejoins; damage anywhere else stops the node
 // with exit code 3 and a message naming the file and offset, and nothing is "repaired".
 // Frames are found with the documented segment layout (src/storage/FORMAT.md): a 16-byte header,
-// then frames of u32 body length | u32 body CRC | u32 header CRC | body.
+// then frames of u32 body length | u32 body CRC | u32 header CRC | body, up to the end of the file or,
+// in a preallocated (version 2) segment, up to the first all-zero frame header. A crash mid-write
+// leaves the torn frame where the log ends: at the end of an appended segment, over the zeros of a
+// preallocated one.
 import assert from 'node:assert/strict';
-import { appendFileSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { before, describe, test } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { clusterHooks, walSegments, type Cluster, type LeaderView } from '../support/cluster.ts';
@@ -20,12 +23,30 @@ interface Frame {
 function framesOf(bytes: Buffer): Frame[] {
   const frames: Frame[] = [];
   for (let at = SEGMENT_HEADER_BYTES; at + FRAME_HEADER_BYTES <= bytes.length;) {
+    if (bytes.subarray(at, at + FRAME_HEADER_BYTES).every((b) => b === 0)) break;
     const bodyLength = bytes.readUInt32BE(at);
     if (at + FRAME_HEADER_BYTES + bodyLength > bytes.length) break;
     frames.push({ start: at, bodyLength });
     at += FRAME_HEADER_BYTES + bodyLength;
   }
   return frames;
+}
+
+/** Where the log in a segment ends: after its last frame. */
+function logEndOf(bytes: Buffer): number {
+  const last = framesOf(bytes).at(-1);
+  return last === undefined ? SEGMENT_HEADER_BYTES : last.start + FRAME_HEADER_BYTES + last.bodyLength;
+}
+
+/** A crash that kept only the bytes before `offset` of the segment's last write. */
+function crashAt(segment: string, offset: number): void {
+  const bytes = readFileSync(segment);
+  if (bytes.readUInt32BE(8) === 1) {
+    truncateSync(segment, offset);
+  } else {
+    bytes.fill(0, offset);
+    writeFileSync(segment, bytes);
+  }
 }
 
 /** The stderr line of a start that failed, from the part of the log written since `mark`. */
@@ -60,14 +81,17 @@ describe('damaged data directories', () => {
     header.writeUInt32BE(body.length, 0);
     header.writeUInt32BE(crc32(body), 4);
     header.writeUInt32BE(crc32(header.subarray(0, 8)), 8);
-    const sizeBefore = readFileSync(segment).length;
-    appendFileSync(segment, Buffer.concat([header, body.subarray(0, 77)]));
+    const original = readFileSync(segment);
+    const sizeBefore = original.length;
+    const logEnd = logEndOf(original);
+    const damaged = Buffer.concat([original.subarray(0, logEnd), header, body.subarray(0, 77)]);
+    writeFileSync(segment, damaged.length >= sizeBefore ? damaged : Buffer.concat([damaged, original.subarray(damaged.length)]));
 
     const mark = c.logText(torn).length;
     await c.restart(torn);
     const warning = warningLine(c, torn, mark);
     assert.ok(warning.includes(segment), `the warning names the segment: ${warning}`);
-    assert.ok(warning.includes(`kept bytes 0..${sizeBefore}`), `it cut exactly the torn frame: ${warning}`);
+    assert.ok(warning.includes(`kept bytes 0..${logEnd}`), `it cut exactly the torn frame: ${warning}`);
     assert.equal(readFileSync(segment).length >= sizeBefore, true);
 
     await c.putOk(torn, 'after-torn-write', 'written through the node that crashed');
@@ -117,7 +141,7 @@ describe('damaged data directories', () => {
     await c.waitForApplied(torn, (await c.status(leader.node)).commitIndex);
     await c.kill9(torn);
     const segment = lastSegment(c, torn);
-    truncateSync(segment, readFileSync(segment).length - 5);
+    crashAt(segment, logEndOf(readFileSync(segment)) - 5);
     const mark = c.logText(torn).length;
     await c.restart(torn);
     const warning = warningLine(c, torn, mark);

@@ -1,5 +1,6 @@
-// The Dockerfile's structure (multi-stage on ARG BASE_IMAGE, non-root, exec-form ENTRYPOINT, nothing
-// but the build output in the final stage), checked without a container engine, and its build
+// The Dockerfile's structure (build and runtime stages on ARG BASE_IMAGE, a final stage from scratch
+// with only the Node runtime and the build output, non-root, exec-form ENTRYPOINT), checked without a
+// container engine, and its build
 // context taken from a clean copy of the repository through .dockerignore. The real build is
 // tools/image/build.sh, run by image.test.ts when RAFTLET_IMAGE_TEST=1.
 import { describe, it, before, after } from 'node:test';
@@ -109,10 +110,19 @@ describe('Dockerfile', () => {
     assert.match(baseArg.args, /^BASE_IMAGE=(docker\.io\/library\/)?node:24[-.\w]*$/);
   });
 
-  it('is multi-stage, every stage on BASE_IMAGE', () => {
-    assert.ok(stages.length >= 2, `expected a build stage and a final stage, found ${stages.length}`);
-    for (const stage of stages) assert.equal(stage.from, '${BASE_IMAGE}');
-    assert.equal(stages[0].name, 'build');
+  it('builds on BASE_IMAGE and ships a final stage from scratch', () => {
+    assert.deepEqual(stages.map((stage) => [stage.name, stage.from]), [
+      ['build', '${BASE_IMAGE}'],
+      ['runtime', '${BASE_IMAGE}'],
+      [null, 'scratch'],
+    ]);
+  });
+
+  it('the runtime stage collects Node, the libraries ldd names and env, and checks that Node runs alone', () => {
+    const runs = of(stages[1], 'RUN').map((r) => r.args).join('\n');
+    assert.match(runs, /cp \/usr\/local\/bin\/node \/runtime\/usr\/local\/bin\/node/);
+    assert.match(runs, /ldd \/usr\/local\/bin\/node/);
+    assert.match(runs, /chroot \/runtime \/usr\/local\/bin\/node --version/);
   });
 
   it('builds with npm ci and tsc, then prunes to the runtime packages', () => {
@@ -122,13 +132,13 @@ describe('Dockerfile', () => {
     assert.match(runs, /npm prune --omit=dev/);
   });
 
-  it('the final stage takes only build output: no sources, no tests, no npm', () => {
-    const copies = of(final, 'COPY');
-    assert.ok(copies.length > 0);
-    for (const copy of copies) assert.match(copy.args, /^--from=build\s/, `final-stage COPY must come from the build stage (line ${copy.line})`);
-    const copied = copies.map((c) => c.args.split(/\s+/)[1]);
-    assert.deepEqual(copied.sort(), ['/src/bin', '/src/dist', '/src/node_modules', '/src/package.json']);
-    for (const run of of(final, 'RUN')) assert.doesNotMatch(run.args, /npm (ci|install)/);
+  it('the final stage takes only the runtime and the build output: no sources, no tests, no npm, no shell', () => {
+    const copies = of(final, 'COPY').map((c) => c.args.split(/\s+/));
+    assert.deepEqual(copies.filter(([from]) => from === '--from=runtime').map((c) => c.slice(1)), [['/runtime/', '/']]);
+    const fromBuild = copies.filter(([from]) => from === '--from=build').map((c) => c[1]);
+    assert.deepEqual(fromBuild.sort(), ['/src/bin', '/src/dist', '/src/node_modules', '/src/package.json']);
+    assert.equal(copies.length, fromBuild.length + 1, 'every COPY comes from the runtime or the build stage');
+    assert.equal(of(final, 'RUN').length, 0, 'nothing to run in it: it has no shell');
     assert.equal(of(final, 'ADD').length, 0);
   });
 
@@ -154,7 +164,7 @@ describe('Dockerfile', () => {
     assert.match(String(entrypoint[1]), /^\/app\/(bin\/raftlet\.js|dist\/cli\/main\.js)$/);
     assert.deepEqual(JSON.parse(of(final, 'CMD')[0].args), ['run']);
     const entry = String(entrypoint[1]).replace(/^\/app\//, '');
-    const copiedTrees = of(final, 'COPY').map((c) => c.args.split(/\s+/)[1].replace(/^\/src\//, ''));
+    const copiedTrees = of(final, 'COPY').filter((c) => c.args.startsWith('--from=build')).map((c) => c.args.split(/\s+/)[1].replace(/^\/src\//, ''));
     assert.ok(copiedTrees.some((tree) => entry === tree || entry.startsWith(`${tree}/`)), `${entry} is in the image`);
   });
 

@@ -48,6 +48,13 @@ export interface ClusterOptions {
   readonly dataRoot?: string;
   /** Shows in the temp dir's name and in messages. */
   readonly name?: string;
+  /**
+   * A command that starts node N's process instead of Node itself and ends by exec'ing its
+   * arguments (so the pid is raftlet's), e.g. a shell that first enters a memory cgroup.
+   */
+  readonly launchPrefix?: (node: number) => readonly string[];
+  /** The launcher to run instead of this checkout's bin/raftlet.js (e.g. a compiled copy's). */
+  readonly bin?: string;
 }
 
 export interface NodeSpec {
@@ -272,11 +279,12 @@ class RunningNode {
   exit: ExitInfo | null = null;
   paused = false;
 
-  constructor(spec: NodeSpec, args: readonly string[]) {
+  constructor(spec: NodeSpec, args: readonly string[], prefix: readonly string[] = [], bin = RAFTLET_BIN) {
     const log = openSync(spec.logFile, 'a');
     try {
       writeSync(log, `---- harness: starting ${spec.id} at ${new Date().toISOString()} ----\n`);
-      this.child = spawn(process.execPath, [RAFTLET_BIN, 'run', ...args], {
+      const command = [...prefix, process.execPath, bin, 'run', ...args];
+      this.child = spawn(command[0]!, command.slice(1), {
         env: spec.env,
         cwd: REPO_ROOT,
         stdio: ['ignore', log, log],
@@ -432,7 +440,7 @@ export class Cluster {
     const spec = this.spec(node);
     const previous = this.running.get(node);
     if (previous?.running) throw new Error(`${spec.id} is still running (pid ${previous.pid}); stop it first`);
-    const started = new RunningNode(spec, options.args ?? []);
+    const started = new RunningNode(spec, options.args ?? [], this.options.launchPrefix?.(node) ?? [], this.options.bin);
     this.running.set(node, started);
     if (options.wait === 'none') return;
     await waitUntil(`${spec.id} to answer GET /v1/status`, async () => {

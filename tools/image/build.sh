@@ -12,9 +12,10 @@
 #    npm (tools/image/node-base.Containerfile), standing in for node:24-bookworm-slim
 # 3. the Dockerfile, with BASE_IMAGE=localhost/raftlet-node-base:24
 # 4. checks, with `buildah run` (`podman run` cannot set rlimits on these machines): user,
-#    entrypoint, no sources in the image; `raftlet --help` and `raftlet demo-app` as an arbitrary
-#    uid (65534); a one-member `raftlet run` as the image user that elects itself, seen through
-#    demo-app, stops with exit 0 on SIGTERM and writes nothing outside /var/lib/raftlet.
+#    entrypoint; contents (from the host through `buildah mount`: the final stage has no shell):
+#    no sources, no shell, no package manager; `raftlet --help` and `raftlet demo-app` as an
+#    arbitrary uid (65534); a one-member `raftlet run` as the image user that elects itself, seen
+#    through demo-app, stops with exit 0 on SIGTERM and writes nothing outside /var/lib/raftlet.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -104,10 +105,16 @@ container=$(buildah from "$image")
 in_image() { buildah run --isolation=chroot --user 65534:65534 "$container" -- "$@"; }
 
 say "contents"
-in_image sh -c 'test ! -e /app/src && test ! -e /app/test && test ! -e /app/node_modules/typescript && test ! -e /usr/local/bin/npm' \
-  || fail "the image holds sources, tests, TypeScript or npm"
-in_image sh -c 'test -f /app/dist/cli/main.js && test -f /app/node_modules/express/package.json' \
-  || fail "dist/ or the runtime dependencies are missing"
+mnt=$(buildah mount "$container")
+for absent in app/src app/test app/node_modules/typescript usr/local/bin/npm usr/local/lib/node_modules bin/sh usr/bin/apt usr/bin/dpkg; do
+  [ ! -e "$mnt/$absent" ] && [ ! -L "$mnt/$absent" ] || fail "the image holds /$absent (sources, tests, TypeScript, npm, a shell or a package manager)"
+done
+for present in app/dist/cli/main.js app/node_modules/express/package.json usr/local/bin/node usr/bin/env; do
+  [ -e "$mnt/$present" ] || fail "/$present is missing from the image"
+done
+echo "files outside /app: $(cd "$mnt" && find . -path ./app -prune -o \( -type f -o -type l \) -print | wc -l); largest:"
+(cd "$mnt" && du -ah --max-depth=3 . 2>/dev/null | sort -rh | head -n 6)
+buildah umount "$container" >/dev/null
 in_image node --version
 
 say "raftlet --help (as uid 65534)"
@@ -188,8 +195,10 @@ written=$(cd "$mnt" && find . -xdev -newer "$work/marker" \( -type f -o -type l 
   ! -path './run/*' ! -path './dev/*' ! -path './proc/*' ! -path './sys/*' | head -n 20)
 [ -z "$written" ] || fail "raftlet wrote outside /var/lib/raftlet: $written"
 buildah umount "$container" >/dev/null
-# The VOLUME is mounted from outside the root filesystem; its files show from inside.
+# The VOLUME is mounted from outside the root filesystem; its files show from inside (no shell or
+# find in the image: node lists them).
 echo "in /var/lib/raftlet:"
-buildah run --isolation=chroot "$container" -- find /var/lib/raftlet -mindepth 1 -maxdepth 2 | head -n 8
+buildah run --isolation=chroot "$container" -- node -e \
+  "for (const f of require('fs').readdirSync('/var/lib/raftlet', { recursive: true }).slice(0, 8)) console.log(f)"
 
 say "OK: $image"
