@@ -425,6 +425,11 @@ describe('the chart wires its objects together', () => {
     assert.equal(envValue(custom, 'RAFTLET_DNS_SERVER'), '10.96.0.10:53');
     const lease = container(find(await renderChart({ set: { 'lease.name': 'raftlet-leader' } }), 'StatefulSet'), 'raftlet');
     assert.equal(envValue(lease, 'RAFTLET_LEASE_NAME'), 'raftlet-leader');
+    assert.equal(envValue(defaults, 'RAFTLET_APP_HEALTH_URL'), undefined, 'leadership follows app health only when asked');
+    const health = container(find(await renderChart({ set: { 'app.leadershipFollowsHealth': 'true' } }), 'StatefulSet'), 'raftlet');
+    assert.equal(envValue(health, 'RAFTLET_APP_HEALTH_URL'), 'http://127.0.0.1:8080/healthz', 'the app readiness probe, its named port resolved');
+    const explicit = container(find(await renderChart({ set: { 'app.leadershipFollowsHealth': 'true', 'app.healthUrl': 'http://127.0.0.1:9000/ready' } }), 'StatefulSet'), 'raftlet');
+    assert.equal(envValue(explicit, 'RAFTLET_APP_HEALTH_URL'), 'http://127.0.0.1:9000/ready');
   });
 
   it('the Role is bound to the pods\' ServiceAccount', async () => {

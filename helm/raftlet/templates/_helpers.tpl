@@ -285,3 +285,23 @@ add and remove members without restarting the existing ones. */}}
 {{- fail "monitoring.* needs the prometheus-operator CRDs (API monitoring.coreos.com/v1) in the cluster; install them first, or with helm template pass --api-versions monitoring.coreos.com/v1" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The application's health URL for RAFTLET_APP_HEALTH_URL: app.healthUrl, else the app container's
+readiness probe (httpGet path and port; a named port is looked up in app.ports) on 127.0.0.1.
+*/}}
+{{- define "raftlet.appHealthUrl" -}}
+{{- if .Values.app.healthUrl -}}
+{{- .Values.app.healthUrl -}}
+{{- else -}}
+{{- $get := (.Values.app.readinessProbe | default dict).httpGet | default dict -}}
+{{- if not $get.path -}}
+{{- fail "app.leadershipFollowsHealth needs app.healthUrl or an httpGet app.readinessProbe" -}}
+{{- end -}}
+{{- $port := $get.port -}}
+{{- range .Values.app.ports -}}
+{{- if eq (toString .name) (toString $port) -}}{{- $port = .containerPort -}}{{- end -}}
+{{- end -}}
+{{- printf "http://127.0.0.1:%v%s" $port $get.path -}}
+{{- end -}}
+{{- end -}}
