@@ -22,6 +22,7 @@ import { after, afterEach, beforeEach } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Agent, request, type Dispatcher } from 'undici';
+import type { Status } from '../../src/client/index.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const RAFTLET_BIN = path.join(REPO_ROOT, 'bin', 'raftlet.js');
@@ -72,17 +73,8 @@ export interface NodeSpec {
   readonly env: Readonly<Record<string, string>>;
 }
 
-/** GET /v1/status (SPEC §4). */
-export interface ApiStatus {
-  readonly id: string;
-  readonly role: 'leader' | 'follower' | 'candidate';
-  readonly term: number;
-  readonly leader: string | null;
-  readonly commitIndex: number;
-  readonly appliedIndex: number;
-  readonly lastLogIndex: number;
-  readonly members: readonly { readonly id: string; readonly url: string; readonly voter: boolean }[];
-}
+/** GET /v1/status (SPEC §4), as the client library types it. */
+export type ApiStatus = Status;
 
 export interface LeaderView {
   readonly node: number;
