@@ -114,6 +114,12 @@ export function startReconciler(options: ReconcilerOptions): () => void {
     if (stopped) return;
     timer = setTimeout(loop, ms);
   };
+  // Learn the pod's StatefulSet (one pod GET) now, while nothing else is going on, rather than on
+  // the first round as leader, next to the labeler's own reads.
+  if (options.scale !== null) {
+    scaleReadAt = Date.now();
+    void options.scale.read(AbortSignal.timeout(Math.max(1000, options.electionTimeoutMs)));
+  }
   schedule(RECONCILE_INTERVAL_MS);
   return () => {
     stopped = true;
