@@ -280,12 +280,15 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     // next leader, which this node then applies). Watches end now: they would never finish.
     apiShutdown.abort();
     const apiDrained = drainServer(servers.api, Math.min(5000, settings.requestTimeoutMs));
-    // Scale-down or restart? Asked of the API at once, while the hand-off below goes on.
+    // Scale-down or restart? Asked of the API at once.
     const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
     if (node.status().role === 'leader' && node.members().some((m) => m.voter && m.id !== settings.nodeId)) {
       try {
-        // A member that stays, if the leader's last reading of the replicas says who stays.
-        const to = await node.transferLeadership(stayingTarget(node, kube?.scale.latest() ?? null), Date.now() + settings.electionTimeoutMs * 2, 'shutdown');
+        // To a member that stays: the replicas as the API says them now if it answers at once,
+        // else as last read; the API must not hold up the hand-off (SPEC §7).
+        const now = verdict === null ? null : await Promise.race([verdict, new Promise<null>((resolve) => setTimeout(() => resolve(null), 300))]);
+        const desired = now !== null && now.kind !== 'unknown' ? now.desired : (kube?.scale.latest() ?? null);
+        const to = await node.transferLeadership(stayingTarget(node, desired), Date.now() + settings.electionTimeoutMs * 2, 'shutdown');
         logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
       } catch (err) {
         logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');

@@ -42,18 +42,20 @@ export function startReconciler(options: ReconcilerOptions): () => void {
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
 
+  const readScale = async (scale: ScaleReader): Promise<void> => {
+    scaleReadAt = Date.now();
+    const reading = await scale.read(AbortSignal.timeout(Math.max(1000, options.electionTimeoutMs)));
+    if (!reading.ok && reading.reason !== lastScaleProblem) {
+      logger.warn(`cannot read the StatefulSet's desired replicas (${reading.reason}): no member is removed as scaled away until it can`);
+    }
+    lastScaleProblem = reading.ok ? '' : reading.reason;
+  };
+
   /** The desired replicas for this round: a fresh read every SCALE_READ_INTERVAL_MS. */
   const desired = async (): Promise<(DesiredReplicas & { fresh: boolean }) | null> => {
     const scale = options.scale;
     if (scale === null) return null;
-    if (Date.now() - scaleReadAt >= SCALE_READ_INTERVAL_MS) {
-      scaleReadAt = Date.now();
-      const reading = await scale.read(AbortSignal.timeout(Math.max(1000, options.electionTimeoutMs)));
-      if (!reading.ok && reading.reason !== lastScaleProblem) {
-        logger.warn(`cannot read the StatefulSet's desired replicas (${reading.reason}): no member is removed as scaled away until it can`);
-      }
-      lastScaleProblem = reading.ok ? '' : reading.reason;
-    }
+    if (Date.now() - scaleReadAt >= SCALE_READ_INTERVAL_MS) await readScale(scale);
     const latest = scale.latest();
     return latest === null ? null : { statefulSet: latest.statefulSet, replicas: latest.replicas, fresh: Date.now() - latest.readAtMs <= SCALE_FRESH_MS };
   };
@@ -114,6 +116,9 @@ export function startReconciler(options: ReconcilerOptions): () => void {
     if (stopped) return;
     timer = setTimeout(loop, ms);
   };
+  // Learn the pod's StatefulSet (one pod GET) now, while nothing else is going on, rather than on
+  // the first round as leader, next to the labeler's own reads.
+  if (options.scale !== null) void readScale(options.scale);
   schedule(RECONCILE_INTERVAL_MS);
   return () => {
     stopped = true;

@@ -143,12 +143,13 @@ describe('scaling with kubectl scale (real processes, dnsmasq, API double with a
         const target = Array.from({ length: replicas }, (_, o) => o);
         const added = target.filter((o) => !current.includes(o));
         if (added.length > 0) readiness = new ReadinessWatch(c, () => added.filter((o) => c.isLive(o)));
+        let handOverTerm: number | null = null;
         if (replicas < current.length) {
           // The hard case: the leader is among the pods scaled away (the highest ordinal).
           const highest = current.length - 1;
           const moved = await c.http(`${c.spec(0).apiUrl}/v1/leader/transfer`, 'POST', { body: JSON.stringify({ to: podId(highest) }), headers: { 'content-type': 'application/json' } });
           assert.equal(moved.status, 200, moved.text);
-          await c.waitForLeader({ among: current, not: current.length > 1 ? podId(0) : undefined });
+          handOverTerm = (await c.waitForLeader({ among: current, not: current.length > 1 ? podId(0) : undefined })).term;
         }
         const ackedBefore = writer.acked.size;
         const at = Date.now();
@@ -166,6 +167,11 @@ describe('scaling with kubectl scale (real processes, dnsmasq, API double with a
         const stable = await settled;
         times.push(`${current.length}→${replicas}: stable configuration in ${(stableMs / 1000).toFixed(1)} s (pods done in ${(podsMs / 1000).toFixed(1)} s)`);
         await c.waitLabelsConverged(stable.leader, stable.term, target.map(podId));
+        if (handOverTerm !== null) {
+          // The scaled-away leader handed over to a pod that stays, never to another leaving one.
+          const later = [...monitor.reported].filter(([term]) => term > (handOverTerm ?? 0)).flatMap(([, ids]) => [...ids]);
+          assert.deepEqual(later.filter((id) => !target.map(podId).includes(id)), [], `leaders after the scale: ${later.join(', ')}`);
+        }
         await waitUntil('writes acknowledged after the scale', () => writer.acked.size >= ackedBefore + 20);
         if (readiness !== null) {
           await readiness.stop();
@@ -269,7 +275,7 @@ describe('scaling with kubectl scale (real processes, dnsmasq, API double with a
       assert.match(c.logText(2), /cannot tell a scale-down from a restart \(cannot read StatefulSet raftlet: forbidden .*\): staying a member/);
       const statuses = await Promise.all([0, 1].map((o) => c.status(o)));
       for (const s of statuses) assert.equal(membersOf(s), 'raftlet-0,raftlet-1,raftlet-2', 'nothing was removed on a guess');
-      assert.ok([0, 1].some((o) => /cannot read the StatefulSet's desired replicas \(forbidden/.test(c.logText(o))), 'the leader says why it removes nobody');
+      for (const o of [0, 1, 2]) assert.match(c.logText(o), /cannot read the StatefulSet's desired replicas \(forbidden/, `${podId(o)} says why it will remove nobody`);
     } finally {
       sts.stop();
     }
