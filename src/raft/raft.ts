@@ -252,6 +252,13 @@ export class Raft {
     if (this.role !== 'follower' || peer !== this.leader) return;
     this.deathReport = { leader: peer, term: this.term, inFlightTicks: this.heartbeatTicks };
     if (!this.promotable()) return;
+    if (this.appHealth === 'unhealthy') {
+      // A member whose application is unhealthy lets a healthy one win: it does not hurry its own
+      // campaign (that waits its extra timeouts), it only stops following the dead leader, so the
+      // leader's lease no longer holds its vote back from the member that campaigns now.
+      this.setLeader(null);
+      return;
+    }
     this.campaign(this.preVote ? 'preVote' : 'vote');
     this.hurriedPreVote = this.currentRole === 'precandidate'; // (campaign may have decided at once)
   }
