@@ -282,7 +282,11 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     const apiDrained = drainServer(servers.api, Math.min(5000, settings.requestTimeoutMs));
     // Scale-down or restart? Asked of the API at once.
     const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
-    if (node.status().role === 'leader' && node.members().some((m) => m.voter && m.id !== settings.nodeId)) {
+    const handing = node.raftStatus();
+    if (handing.role === 'leader' && handing.transferee !== null) {
+      // The reconciler is handing over already (this leader is scaled away): let that finish.
+      await node.waitLeaderChange(handing.leader, handing.term, settings.electionTimeoutMs * 2);
+    } else if (handing.role === 'leader' && node.members().some((m) => m.voter && m.id !== settings.nodeId)) {
       try {
         // To a member that stays: the replicas as the API says them now if it answers at once,
         // else as last read; the API must not hold up the hand-off (SPEC §7).

@@ -15,8 +15,12 @@ const RESERVE_MS = 3_000;
 const DEFAULT_GRACE_MS = 30_000;
 const POLL_MS = 150;
 
+/** What leaving needs of the node and the peer client (narrow, so a test can stand in for them). */
+export type LeavingNode = Pick<RaftNode, 'id' | 'status' | 'raftStatus' | 'leader' | 'members' | 'transferLeadership'>;
+export type LeaderAsker = Pick<PeerClient, 'status'>;
+
 /** The most up-to-date responding voter that is not scaled away (null: any voter will do). */
-export function stayingTarget(node: RaftNode, desired: DesiredReplicas | null): NodeId | null {
+export function stayingTarget(node: Pick<RaftNode, 'raftStatus'>, desired: DesiredReplicas | null): NodeId | null {
   const s = node.raftStatus();
   if (s.role !== 'leader' || desired === null) return null;
   const voters = new Set(s.members.filter((m) => m.voter && m.id !== s.id && !isScaledAway(m.id, desired)).map((m) => m.id));
@@ -25,8 +29,8 @@ export function stayingTarget(node: RaftNode, desired: DesiredReplicas | null): 
 }
 
 export interface LeaveOptions {
-  readonly node: RaftNode;
-  readonly peers: PeerClient;
+  readonly node: LeavingNode;
+  readonly peers: LeaderAsker;
   readonly verdict: ScaleVerdict;
   /** When SIGTERM arrived (Date.now()). */
   readonly startedAt: number;
@@ -79,7 +83,9 @@ export async function leaveIfScaledAway(options: LeaveOptions): Promise<'left' |
         return 'stayed';
       }
       waiting(`handing leadership to ${to ?? 'a member that stays'} first`);
-      await node.transferLeadership(to, Math.min(deadline, Date.now() + options.electionTimeoutMs * 2)).catch(() => undefined);
+      // A transfer already under way (the reconciler's) is refused at once: wait a little rather
+      // than ask again in a loop that never yields to the timers and sockets the transfer needs.
+      await node.transferLeadership(to, Math.min(deadline, Date.now() + options.electionTimeoutMs * 2)).catch(() => pause(POLL_MS));
       continue;
     }
     const theirs = await askLeader(options.peers, node, Math.min(deadline, Date.now() + 1000));
@@ -114,7 +120,7 @@ export async function leaveIfScaledAway(options: LeaveOptions): Promise<'left' |
  * The leader's own status. A member already removed hears from no leader any more (it never gets
  * the entry that removes it), so when it knows none it asks the members of its configuration.
  */
-async function askLeader(peers: PeerClient, node: RaftNode, deadlineMs: number): Promise<NodeStatus | string> {
+async function askLeader(peers: LeaderAsker, node: LeavingNode, deadlineMs: number): Promise<NodeStatus | string> {
   const known = node.leader();
   const urls = known !== null && known.id !== node.id ? [known.url] : node.members().filter((m) => m.id !== node.id).map((m) => m.url);
   const answers = await Promise.all(urls.map((url) => peers.status(url, deadlineMs).catch((err: unknown) => (err instanceof Error ? err.message : String(err)))));
