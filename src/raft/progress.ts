@@ -19,8 +19,9 @@ export class Progress {
   recentActive = false;
   /** ReadIndex (thesis §6.4): the highest heartbeat round this follower answered in this term. */
   readRoundAcked = 0;
-  /** The follower's application health, from its heartbeat answers (RAFTLET_APP_HEALTH_URL). */
-  appHealth: AppHealth = 'unchecked';
+  /** The follower's application health, from its heartbeat answers (RAFTLET_APP_HEALTH_URL);
+   * null until it answered one in this term. */
+  appHealth: AppHealth | null = null;
 
   constructor(id: NodeId, nextIndex: number) {
     this.id = id;
