@@ -22,8 +22,9 @@ export class Progress {
   /** The leader's heartbeat round when matchIndex last advanced: only an answer to a later round
    * can show that the follower lost acknowledged entries (a stale answer cannot move matchIndex back). */
   matchRound = 0;
-  /** The follower's application health, from its heartbeat answers (RAFTLET_APP_HEALTH_URL). */
-  appHealth: AppHealth = 'unchecked';
+  /** The follower's application health, from its heartbeat answers (RAFTLET_APP_HEALTH_URL);
+   * null until it answered one in this term. */
+  appHealth: AppHealth | null = null;
 
   constructor(id: NodeId, nextIndex: number) {
     this.id = id;

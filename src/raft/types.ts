@@ -232,8 +232,8 @@ export interface PeerProgress {
   readonly nextIndex: number;
   readonly state: ProgressState;
   readonly recentActive: boolean;
-  /** As the follower last reported it in a heartbeat answer. */
-  readonly appHealth: AppHealth;
+  /** As the follower last reported it in a heartbeat answer; null before its first in this term. */
+  readonly appHealth: AppHealth | null;
 }
 
 export interface RaftStatus {

@@ -5,19 +5,8 @@ import { test } from 'node:test';
 import { request } from 'undici';
 import { MAX_LEADER_WAIT_MS, type ApiOptions } from '../../src/api/app.ts';
 import { ClientError } from '../../src/api/ops.ts';
-import { FakeOps } from './fake-ops.ts';
-import { startApi, waitFor, type Answer, type Harness } from './harness.ts';
+import { waitFor, withFakeApi as withApi, type Answer } from './harness.ts';
 
-async function withApi(body: (api: Harness, ops: FakeOps) => Promise<void>, options: Partial<ApiOptions> = {}): Promise<void> {
-  const ops = new FakeOps();
-  const api = await startApi(ops, options);
-  try {
-    await body(api, ops);
-  } finally {
-    ops.close();
-    await api.close();
-  }
-}
 
 function assertError(answer: Answer, status: number, code: string, message?: RegExp): void {
   assert.equal(answer.status, status, answer.body.toString());

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runClientCommand, type ClientIo } from '../../src/api/client-cli.ts';
-import { FakeOps } from './fake-ops.ts';
-import { startApi, type Harness } from './harness.ts';
+import { withFakeApi as withApi } from './harness.ts';
 
 interface Captured {
   readonly io: ClientIo;
@@ -24,16 +23,6 @@ function capture(env: Record<string, string | undefined> = {}, isTTY = false): C
   };
 }
 
-async function withApi(body: (api: Harness, ops: FakeOps) => Promise<void>): Promise<void> {
-  const ops = new FakeOps();
-  const api = await startApi(ops);
-  try {
-    await body(api, ops);
-  } finally {
-    ops.close();
-    await api.close();
-  }
-}
 
 async function run(args: string[], env: Record<string, string | undefined> = {}, isTTY = false): Promise<{ code: number; stdout: string; stderr: string; raw: Buffer }> {
   const captured = capture(env, isTTY);
