@@ -13,7 +13,7 @@ import { MisdirectedError, PeerAuthError, ProtocolMismatchError } from '../../sr
 import { startPeerServer } from '../../src/transport/server.ts';
 import type { RunningPeerServer } from '../../src/transport/server.ts';
 import { WireError } from '../../src/transport/wire.ts';
-import { heartbeat, recorder, sampleStatus, TOKEN, waitFor } from './helpers.ts';
+import { deadPort, heartbeat, recorder, sampleStatus, TOKEN, waitFor } from './helpers.ts';
 import type { Recorder } from './helpers.ts';
 
 /** A server that accepts connections and requests and never answers. */
@@ -34,17 +34,6 @@ async function startSilentServer(): Promise<{ url: string; requests: () => numbe
       await closed;
     },
   };
-}
-
-/** A port nothing listens on: bound once, then released. */
-async function deadPort(): Promise<string> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return `http://127.0.0.1:${port}`;
 }
 
 interface Observed {

@@ -1,4 +1,7 @@
 // Shared test helpers: a peer server with recording handlers, and polling instead of sleeping.
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ClientError } from '../../src/api/ops.ts';
 import type { NodeStatus } from '../../src/api/ops.ts';
@@ -81,4 +84,15 @@ export function recorder(): Recorder {
 
 export function heartbeat(seq: number, to: NodeId = 'b'): Message {
   return { kind: 'heartbeat', from: 'a', to, term: 3, commit: seq, seq };
+}
+
+/** A URL whose port nothing listens on: bound once, then released, so a connection is refused. */
+export async function deadPort(): Promise<string> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, 'close');
+  return `http://127.0.0.1:${port}`;
 }

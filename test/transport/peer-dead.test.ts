@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { after, afterEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PeerClient } from '../../src/transport/client.ts';
-import { heartbeat, TOKEN, waitFor } from './helpers.ts';
+import { deadPort, heartbeat, TOKEN, waitFor } from './helpers.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/peer-server.ts', import.meta.url));
 const children = new Set<ChildProcess>();
@@ -181,15 +181,10 @@ describe('onPeerDead', () => {
   });
 
   test('does not fire for a peer that was never reached', async () => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as AddressInfo;
-    server.close();
-    await once(server, 'close');
+    const url = await deadPort();
     const { client, dead, failed } = deadWatcher();
     cleanups.push(() => client.close());
-    client.setPeers({ b: `http://127.0.0.1:${port}` });
+    client.setPeers({ b: url });
     const stop = keepSending(client);
     cleanups.push(stop);
     await waitFor(() => failed() >= 3, 'three refused attempts');
