@@ -21,7 +21,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { readEvents } from '../../src/client/index.ts';
 import { acquireSlot, cleanAbandonedSlots, createNet, destroySlot, environmentProblem, iptables, PARTITION_CHAIN, planNet, releaseSlot } from '../chaos/netns.ts';
-import { allChildren, ChaosNode, ChaosRelay, RELAY_PORT } from '../chaos/processes.ts';
+import { allChildren, chaosCluster, ChaosNode, ChaosRelay } from '../chaos/processes.ts';
 import { RAFTLET_BIN, REPO_ROOT, waitUntil } from '../support/cluster.ts';
 
 const APP = fileURLToPath(new URL('./singleton-app.ts', import.meta.url));
@@ -151,21 +151,16 @@ describe('runAsLeader: never two at once (real processes, network namespaces)', 
     const log = (line: string): void => void process.stdout.write(`# t=${((performance.now() - started) / 1000).toFixed(1)}s ${line}\n`);
     try {
       await createNet(plan);
-      const peers = plan.hosts.map((h) => `n${h.index}=http://${h.addr}:${RELAY_PORT}`).join(',');
       const token = randomBytes(24).toString('hex');
-      for (const host of plan.hosts) {
-        relays.push(new ChaosRelay(host));
-        nodes.push(new ChaosNode({
-          id: `n${host.index}`,
-          host,
-          peers,
-          runDir,
-          bin: RAFTLET_BIN,
-          clock: () => performance.now() - started,
-          onUnexpectedExit: (node, exit) => log(`${node.id} exited by itself (code ${exit.code}, signal ${exit.signal})`),
-          settings: { heartbeatMs: 100, electionTimeoutMs: ELECTION_MS, requestTimeoutMs: 3000, snapshotEntries: 1_000_000, token },
-        }));
-      }
+      const cluster = chaosCluster(plan.hosts, {
+        runDir,
+        bin: RAFTLET_BIN,
+        clock: () => performance.now() - started,
+        onUnexpectedExit: (node, exit) => log(`${node.id} exited by itself (code ${exit.code}, signal ${exit.signal})`),
+        settings: { heartbeatMs: 100, electionTimeoutMs: ELECTION_MS, requestTimeoutMs: 3000, snapshotEntries: 1_000_000, token },
+      });
+      relays.push(...cluster.relays);
+      nodes.push(...cluster.nodes);
       await Promise.all(relays.map((r) => r.start()));
       for (const node of nodes) node.start();
       let leader = await agreedLeader(nodes);

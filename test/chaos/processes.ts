@@ -87,6 +87,26 @@ function childEnv(extra: Record<string, string>): Record<string, string> {
   return { ...env, ...extra };
 }
 
+/** What every node of one cluster shares. */
+export interface ChaosNodeOptions {
+  readonly runDir: string;
+  /** bin/raftlet.js to run (a snapshotCode copy). */
+  readonly bin: string;
+  readonly settings: NodeSettings;
+  readonly clock: () => number;
+  readonly onUnexpectedExit: (node: ChaosNode, exit: ExitRecord) => void;
+}
+
+/** One relay and one node per host of the plan, each node named n<index> and reached through the
+ * relays (so the nemesis can cut links). Nothing is started. */
+export function chaosCluster(hosts: readonly HostNet[], options: ChaosNodeOptions): { relays: ChaosRelay[]; nodes: ChaosNode[] } {
+  const peers = hosts.map((h) => `n${h.index}=http://${h.addr}:${RELAY_PORT}`).join(',');
+  return {
+    relays: hosts.map((host) => new ChaosRelay(host)),
+    nodes: hosts.map((host) => new ChaosNode({ ...options, id: `n${host.index}`, host, peers })),
+  };
+}
+
 export class ChaosNode {
   readonly id: string;
   readonly host: HostNet;
@@ -105,17 +125,7 @@ export class ChaosNode {
   paused = false;
   starts = 0;
 
-  constructor(options: {
-    id: string;
-    host: HostNet;
-    peers: string;
-    runDir: string;
-    /** bin/raftlet.js to run (a snapshotCode copy). */
-    bin: string;
-    settings: NodeSettings;
-    clock: () => number;
-    onUnexpectedExit: (node: ChaosNode, exit: ExitRecord) => void;
-  }) {
+  constructor(options: ChaosNodeOptions & { id: string; host: HostNet; peers: string }) {
     this.id = options.id;
     this.bin = options.bin;
     this.host = options.host;

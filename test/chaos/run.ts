@@ -10,7 +10,7 @@ import type { KvOp } from './kv-model.ts';
 import { StatusMonitor } from './monitor.ts';
 import { Nemesis, type FaultKind } from './nemesis.ts';
 import { acquireSlot, cleanAbandonedSlots, createNet, destroySlot, destroySlotSync, planNet, releaseSlot, type NetPlan } from './netns.ts';
-import { allChildren, ChaosNode, ChaosRelay, RELAY_PORT, snapshotCode, type ExitRecord } from './processes.ts';
+import { allChildren, chaosCluster, ChaosNode, ChaosRelay, snapshotCode, type ExitRecord } from './processes.ts';
 import { printAnomaly, type Anomaly } from './report.ts';
 import { Rng } from './rng.ts';
 import { History, KvClient, perform, runClient, type Target } from './workload.ts';
@@ -127,7 +127,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const code = snapshotCode(path.join(runDir, 'code'));
     out(`chaos: testing raftlet at ${code.describe} (a copy in ${path.join(runDir, 'code')})`);
     const token = randomBytes(24).toString('hex');
-    const peers = plan.hosts.map((h) => `n${h.index}=http://${h.addr}:${RELAY_PORT}`).join(',');
     const onUnexpectedExit = (node: ChaosNode, exit: ExitRecord): void => {
       if (tearingDown) return;
       const anomaly: Anomaly = {
@@ -138,25 +137,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       anomalies.push(anomaly);
       out(`t=${(exit.at / 1000).toFixed(1)}s ${anomaly.summary}`);
     };
-    for (const host of plan.hosts) {
-      relays.push(new ChaosRelay(host));
-      nodes.push(new ChaosNode({
-        id: `n${host.index}`,
-        host,
-        peers,
-        runDir,
-        bin: code.bin,
-        clock,
-        onUnexpectedExit,
-        settings: {
-          heartbeatMs: options.heartbeatMs,
-          electionTimeoutMs: options.electionTimeoutMs,
-          requestTimeoutMs: options.requestTimeoutMs,
-          snapshotEntries: options.snapshotEntries,
-          token,
-        },
-      }));
-    }
+    const cluster = chaosCluster(plan.hosts, {
+      runDir,
+      bin: code.bin,
+      clock,
+      onUnexpectedExit,
+      settings: {
+        heartbeatMs: options.heartbeatMs,
+        electionTimeoutMs: options.electionTimeoutMs,
+        requestTimeoutMs: options.requestTimeoutMs,
+        snapshotEntries: options.snapshotEntries,
+        token,
+      },
+    });
+    relays.push(...cluster.relays);
+    nodes.push(...cluster.nodes);
     await Promise.all(relays.map((r) => r.start()));
     for (const node of nodes) node.start();
     const targets: Target[] = nodes.map((n) => ({ id: n.id, apiUrl: n.apiUrl }));
