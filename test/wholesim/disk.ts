@@ -292,16 +292,14 @@ export class SimLogStore implements LogStore {
   crashImage(): void {
     const flight = this.inFlight;
     if (flight !== null) {
-      // Installed snapshot files are written before the frame that records them.
-      const filesLanded = this.rng.chance(0.5);
+      // Installed snapshot files are written, fsynced and renamed (directory fsynced) before the
+      // frame that records them is written at all: if any byte of the frame reached the disk, so
+      // did the files. Only a crash before the frame's write may lose them (or leave them whole).
       const fate = this.rng.int(3);
-      if (fate === 0) {
-        for (const snap of flight.batch.installs) this.disk.addSnapshotFile(snap);
-        this.disk.commitFrame(flight.frame, flight.batch.maxIndex, flight.batch.records);
-      } else {
-        if (filesLanded) for (const snap of flight.batch.installs) this.disk.addSnapshotFile(snap);
-        if (fate === 1) this.disk.torn = tear(flight.frame, this.rng);
-      }
+      const filesLanded = fate !== 2 || this.rng.chance(0.5);
+      if (filesLanded) for (const snap of flight.batch.installs) this.disk.addSnapshotFile(snap);
+      if (fate === 0) this.disk.commitFrame(flight.frame, flight.batch.maxIndex, flight.batch.records);
+      if (fate === 1) this.disk.torn = tear(flight.frame, this.rng);
     }
     if (this.fileInFlight !== null && this.rng.chance(0.5)) this.disk.addSnapshotFile(this.fileInFlight);
     this.inFlight = null;
