@@ -5,9 +5,11 @@ import {
   AppsV1Api,
   CoordinationV1Api,
   CoreV1Api,
+  createConfiguration,
   KubeConfig,
   Observable,
   PatchStrategy,
+  ServerConfiguration,
   type ConfigurationOptions,
   type CoreV1Event,
   type RequestContext,
@@ -16,6 +18,7 @@ import {
   type V1Pod,
   type V1StatefulSet,
 } from '@kubernetes/client-node';
+import { KubeTransport } from './connection.ts';
 
 export type { CoreV1Event, V1Lease, V1Pod, V1StatefulSet };
 
@@ -32,6 +35,9 @@ export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
   return kc;
 }
 
+/** Who the API server's audit log and throttling see. */
+const USER_AGENT = 'raftlet';
+
 export interface KubeClientOptions {
   /** Upper bound of every call, connect to last byte (SPEC §7: the API never blocks Raft). */
   readonly timeoutMs?: number;
@@ -42,13 +48,36 @@ export class KubeClient {
   private readonly core: CoreV1Api;
   private readonly coordination: CoordinationV1Api;
   private readonly apps: AppsV1Api;
+  private readonly transport: KubeTransport | null;
   private readonly timeoutMs: number;
 
   constructor(kc: KubeConfig, opts: KubeClientOptions = {}) {
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.coordination = kc.makeApiClient(CoordinationV1Api);
-    this.apps = kc.makeApiClient(AppsV1Api);
+    const cluster = kc.getCurrentCluster();
+    if (cluster === null) throw new Error('no Kubernetes cluster configured');
     this.timeoutMs = opts.timeoutMs ?? 5000;
+    if (cluster.proxyUrl !== undefined && cluster.proxyUrl !== '') {
+      // Through a proxy: client-node's own transport, which knows HTTP, HTTPS and SOCKS proxies.
+      this.transport = null;
+      this.core = kc.makeApiClient(CoreV1Api);
+      this.coordination = kc.makeApiClient(CoordinationV1Api);
+      this.apps = kc.makeApiClient(AppsV1Api);
+      return;
+    }
+    // As kc.makeApiClient, over kept-alive connections that send at once (connection.ts).
+    this.transport = new KubeTransport(kc);
+    const config = createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: this.transport },
+      httpApi: this.transport.httpApi,
+    });
+    this.core = new CoreV1Api(config);
+    this.coordination = new CoordinationV1Api(config);
+    this.apps = new AppsV1Api(config);
+  }
+
+  /** Closes the kept-alive connections (at exit). */
+  close(): void {
+    this.transport?.close();
   }
 
   getPod(namespace: string, name: string, signal?: AbortSignal): Promise<V1Pod> {
@@ -102,6 +131,7 @@ export class KubeClient {
         {
           pre: (ctx: RequestContext): Observable<RequestContext> => {
             ctx.setSignal(combined);
+            ctx.setHeaderParam('User-Agent', USER_AGENT);
             if (contentType !== undefined) ctx.setHeaderParam('Content-Type', contentType);
             return new Observable(Promise.resolve(ctx));
           },
@@ -141,7 +171,8 @@ export function classifyKubeError(err: unknown, fallbackRetryAfterMs = 1000): Ku
     if (err.name === 'AbortError' || (cause instanceof Error && cause.name === 'AbortError')) {
       return { kind: 'aborted', message: 'Kubernetes API call aborted' };
     }
-    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    // node:http puts the errno code on the error itself, fetch on its cause.
+    const code = (err as NodeJS.ErrnoException).code ?? (cause as NodeJS.ErrnoException | undefined)?.code;
     if (code !== undefined) return { kind: 'unreachable', message: `${err.message}: ${code}` };
     return { kind: 'unknown', message: err.message };
   }

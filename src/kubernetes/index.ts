@@ -45,10 +45,16 @@ export class KubernetesAdapters {
   private readonly selfId: NodeId;
   /** The desired replicas of this pod's StatefulSet: scale-down or restart (scale.ts). */
   readonly scale: ScaleReader;
+  private readonly client: KubeClient;
   private lastLeaderTerm = -1;
+  private latest: RoleState | null = null;
+  /** The term whose own label write the Lease and the LeaderElected event are waiting for. */
+  private holdingFor: number | null = null;
+  private held: Promise<void> = Promise.resolve();
 
   constructor(opts: KubernetesAdaptersOptions) {
     const client = new KubeClient(loadKubeConfig(opts.kubeconfigPath), { timeoutMs: opts.timeoutMs ?? 5000 });
+    this.client = client;
     const common = { client, namespace: opts.namespace, logger: opts.logger };
     this.selfId = opts.selfId;
     this.labeler = new RoleLabeler({
@@ -70,14 +76,30 @@ export class KubernetesAdapters {
     this.lease?.start();
   }
 
-  /** Call on every change of role, term, leader or membership. Never blocks, never throws. */
+  /**
+   * Call on every change of role, term, leader or membership. Never blocks, never throws.
+   *
+   * On taking office the own leader label goes out first and alone (the Service that selects the
+   * leader follows it); the Lease and the LeaderElected event follow once it is answered, or after
+   * OTHERS_WAIT_MS at most, so they neither delay it on the wire nor take CPU from it.
+   */
   update(state: RoleState): void {
+    this.latest = state;
     this.labeler.update(state);
-    this.lease?.update(state);
     if (state.isLeader && state.term > this.lastLeaderTerm) {
-      this.lastLeaderTerm = state.term;
-      this.events.leaderElected(this.selfId, state.term);
+      const term = state.term;
+      this.lastLeaderTerm = term;
+      this.holdingFor = term;
+      this.held = settledWithin(this.labeler.ownLabelSettled(), OTHERS_WAIT_MS).then(() => {
+        if (this.holdingFor === term) {
+          this.holdingFor = null;
+          if (this.latest !== null) this.lease?.update(this.latest);
+        }
+        this.events.leaderElected(this.selfId, term);
+      });
+      return;
     }
+    if (this.holdingFor === null) this.lease?.update(state);
   }
 
   /** Records an Event on this node's pod, e.g. LeadershipMovedAppUnhealthy. Never blocks, never throws. */
@@ -88,11 +110,32 @@ export class KubernetesAdapters {
   /** Waits (at most timeoutMs) for pending label, lease and event writes, e.g. before exiting on SIGTERM. */
   async flush(timeoutMs: number): Promise<boolean> {
     const deadline = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
-    const work = Promise.all([this.labeler.flush(timeoutMs), this.lease?.flush(timeoutMs) ?? true, this.events.flush().then(() => true)]);
+    const work = this.held.then(() => Promise.all([this.labeler.flush(timeoutMs), this.lease?.flush(timeoutMs) ?? true, this.events.flush().then(() => true)]));
     return Promise.race([work.then((all) => all.every(Boolean)), deadline]);
   }
 
   async stop(): Promise<void> {
     await Promise.all([this.labeler.stop(), this.lease?.stop(), this.events.stop()]);
+    this.client.close();
   }
+}
+
+/** How long the Lease and the LeaderElected event wait for the new leader's own label write. */
+const OTHERS_WAIT_MS = 1000;
+
+function settledWithin(work: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    void work.then(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+    );
+  });
 }

@@ -1,6 +1,8 @@
 // Term-fenced role labels on member pods (SPEC §7). Every write reads the pod, refuses to overwrite
 // a higher `raftlet.io/term`, and PATCHes only our label and that annotation, carrying the
 // resourceVersion it read so that a concurrent writer makes it fail with 409 instead of being lost.
+// A new leader's own label is the exception in timing only: its read is made when the election
+// begins, and the PATCH leaves the moment the election is won (issue 12).
 import type { NodeId } from '../raft/types.ts';
 import { Backoff, sleep } from './backoff.ts';
 import { classifyKubeError, type KubeClient, type V1Pod } from './client.ts';
@@ -57,6 +59,10 @@ export class RoleLabeler {
   /** Set when this node stops leading: relabel its own pod follower (best effort). */
   private demotionPending = false;
   private pausedUntil = 0;
+  /** This node's pod, read when an election began in `term` (null: the read failed). */
+  private prefetch: { readonly term: number; readonly pod: Promise<V1Pod | null> } | null = null;
+  /** The leader label write started the moment this node took office in `term`. */
+  private claim: { readonly term: number; readonly outcome: Promise<WriteOutcome> } | null = null;
 
   constructor(opts: RoleLabelerOptions) {
     this.opts = opts;
@@ -83,6 +89,12 @@ export class RoleLabeler {
   /**
    * Hand over the current role; returns at once. Call on every change of role, term, leader or
    * membership (calling more often is harmless).
+   *
+   * Taking office starts the own leader label write here and now, not when the background loop
+   * next gets round to it: the Service that selects the leader follows this write. An election in
+   * a new term (term rose, no leader known) reads this node's pod at once, so that if this node
+   * wins, the write is a single PATCH with that read's resourceVersion, on a connection the read
+   * has just opened.
    */
   update(state: RoleState): void {
     const previous = this.desired;
@@ -91,11 +103,23 @@ export class RoleLabeler {
     if (state.isLeader) {
       this.demotionPending = false;
       const tookOffice = previous === null || !previous.isLeader || previous.term !== state.term;
+      if (tookOffice) this.claimOwnLabel(state.term);
       if (tookOffice || !sameIds(previous.memberIds, state.memberIds)) this.loop.kick();
     } else if (previous?.isLeader === true) {
       this.demotionPending = true;
       this.loop.kick();
+    } else if (previous !== null && state.term > previous.term && state.leaderId === null) {
+      this.prefetchOwnPod(state.term);
     }
+  }
+
+  /**
+   * Settles once the own leader label write of the office this node holds (or last took) is done
+   * or given up; at once if there is none. The Lease and the LeaderElected event wait for it, so
+   * that write goes out first and alone.
+   */
+  ownLabelSettled(): Promise<void> {
+    return this.claim === null ? Promise.resolve() : this.claim.outcome.then(() => undefined);
   }
 
   /** Resolves true once the writes the current state asks for are done (or given up), else false at the deadline. */
@@ -127,6 +151,48 @@ export class RoleLabeler {
     return { nextInMs: null, settled: true };
   }
 
+  private prefetchOwnPod(term: number): void {
+    if (this.prefetch?.term === term) return;
+    const { client, namespace, podName, logger } = this.opts;
+    const pod = client.getPod(namespace, podName, this.loop.signal).then(
+      (read) => read,
+      (err: unknown) => {
+        logger.debug({ pod: podName, term, err: classifyKubeError(err).message }, 'reading our pod at the start of an election failed; a win reads it again');
+        return null;
+      },
+    );
+    this.prefetch = { term, pod };
+  }
+
+  private claimOwnLabel(term: number): void {
+    const since = Date.now();
+    const prefetched = this.prefetch?.term === term ? this.prefetch.pod : null;
+    this.prefetch = null;
+    const write = async (): Promise<WriteOutcome> => {
+      // Retry-After of a 429 is honoured by this write too; the loop's pass writes after the pause.
+      if (this.pausedUntil > Date.now()) return 'throttled';
+      const known = prefetched === null ? null : await prefetched;
+      if (this.desired?.isLeader !== true || this.desired.term !== term) return 'aborted';
+      return this.writeRole(this.opts.podName, 'leader', term, this.loop.signal, { known, since });
+    };
+    const outcome = write().catch((err: unknown): WriteOutcome => {
+      this.opts.logger.error({ err: (err as Error).message }, 'own leader label write failed unexpectedly; the next pass retries');
+      return 'error';
+    });
+    this.claim = { term, outcome };
+  }
+
+  /** The own leader label of this pass: the write started on taking office, else a new one. */
+  private async ownLabel(state: RoleState, signal: AbortSignal): Promise<WriteOutcome> {
+    const claim = this.claim;
+    if (claim !== null && claim.term === state.term) {
+      this.claim = null;
+      const outcome = await claim.outcome;
+      if (outcome !== 'aborted' || signal.aborted) return outcome;
+    }
+    return this.writeRole(this.opts.podName, 'leader', state.term, signal);
+  }
+
   private retryDelay(): number {
     return Math.max(this.backoff.next(), this.pausedUntil - Date.now());
   }
@@ -141,7 +207,7 @@ export class RoleLabeler {
     const self = this.opts.podName;
     const staleLeaders: string[] = [];
     let complete = true;
-    const own = await this.writeRole(self, 'leader', state.term, signal);
+    const own = await this.ownLabel(state, signal);
     if (own === 'throttled' || own === 'aborted') return false;
     if (retryable(own)) complete = false;
     try {
@@ -181,16 +247,33 @@ export class RoleLabeler {
     return mine !== null && theirs !== null && mine.prefix === theirs.prefix;
   }
 
-  /** Read, fence by term, patch with the read resourceVersion; re-read on 409. */
-  private async writeRole(podName: string, role: Role, term: number, signal: AbortSignal): Promise<WriteOutcome> {
+  /**
+   * Read, fence by term, patch with the read resourceVersion; re-read on 409. `known` is a read
+   * made moments ago (at the start of the election this node has just won): the first PATCH uses
+   * it instead of reading again, which is as safe as a fresh read, since the API server applies the
+   * PATCH only if the pod is still at that resourceVersion, i.e. still carries no newer term. On
+   * 409 the pod is read again at once (it changed since that read; nobody raced this write).
+   */
+  private async writeRole(
+    podName: string,
+    role: Role,
+    term: number,
+    signal: AbortSignal,
+    first: { readonly known: V1Pod | null; readonly since: number } | null = null,
+  ): Promise<WriteOutcome> {
     const { client, namespace, labelKey } = this.opts;
     const attempts = this.opts.maxConflictRetries ?? 5;
+    let known = first?.known ?? null;
     for (let attempt = 1; ; attempt++) {
       let pod: V1Pod;
-      try {
-        pod = await client.getPod(namespace, podName, signal);
-      } catch (err) {
-        return this.failed(err, 'get', podName, true);
+      if (known !== null && usable(known, labelKey, role, term)) {
+        pod = known;
+      } else {
+        try {
+          pod = await client.getPod(namespace, podName, signal);
+        } catch (err) {
+          return this.failed(err, 'get', podName, true);
+        }
       }
       const podTerm = parseTerm(pod.metadata?.annotations?.[TERM_ANNOTATION]);
       const current = pod.metadata?.labels?.[labelKey];
@@ -212,15 +295,27 @@ export class RoleLabeler {
           annotations: { [TERM_ANNOTATION]: String(term) },
         },
       };
+      const usedKnown = known !== null && pod === known;
+      known = null;
+      const patchedAt = Date.now();
       try {
         await client.mergePatchPod(namespace, podName, patch, signal);
         this.report('ok');
-        this.opts.logger.info({ pod: podName, role, term, previous: current ?? null }, `labelled pod ${podName} ${labelKey}=${role} (term ${term})`);
+        // For the own label on taking office: from the win to sending the PATCH, and to its answer.
+        const timing =
+          first === null ? {} : { msToPatch: patchedAt - first.since, msSinceElected: Date.now() - first.since, read: usedKnown ? 'at election start' : 'fresh' };
+        this.opts.logger.info({ pod: podName, role, term, previous: current ?? null, ...timing }, `labelled pod ${podName} ${labelKey}=${role} (term ${term})`);
         return 'ok';
       } catch (err) {
         const failure = classifyKubeError(err);
         if (failure.kind !== 'conflict') return this.failed(err, 'patch', podName, true);
         this.report('conflict');
+        // The pod changed after the election-start read: read it again now, without counting this
+        // as a lost race against another writer.
+        if (usedKnown) {
+          attempt -= 1;
+          continue;
+        }
         if (attempt >= attempts) {
           this.opts.logger.warn({ pod: podName, attempts }, `pod ${podName} kept changing while labelling it (409 ${attempts} times); retrying later`);
           return 'conflict';
@@ -289,6 +384,16 @@ export class RoleLabeler {
     this.lastLogged.set(key, now);
     this.opts.logger[level](obj, msg);
   }
+}
+
+/**
+ * An earlier read is only used to write at once: if it shows the label already right or a newer
+ * term, the pod is read again rather than trusting a read that may be out of date.
+ */
+function usable(pod: V1Pod, labelKey: string, role: Role, term: number): boolean {
+  const podTerm = parseTerm(pod.metadata?.annotations?.[TERM_ANNOTATION]);
+  if (podTerm > term) return false;
+  return !(podTerm === term && pod.metadata?.labels?.[labelKey] === role) && pod.metadata?.resourceVersion !== undefined;
 }
 
 function retryable(outcome: WriteOutcome): boolean {

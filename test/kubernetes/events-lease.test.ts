@@ -194,4 +194,31 @@ describe('KubernetesAdapters', () => {
     assert.equal((api.leases.get('raftlet')?.spec as JsonObject).holderIdentity, 'raftlet-2');
     assert.deepEqual(labels, ['ok', 'ok', 'ok']);
   });
+
+  it('on taking office the own label PATCH goes out first: the Lease and the LeaderElected event follow it', async () => {
+    const adapters = new KubernetesAdapters({
+      kubeconfigPath: api.kubeconfigPath,
+      namespace: 'ns1',
+      podName: 'raftlet-1',
+      selfId: 'raftlet-1',
+      roleLabel: 'raftlet.io/role',
+      leaseName: 'raftlet',
+      logger: recordingLogger(),
+      reconcileIntervalMs: 60_000,
+    });
+    cleanup.push(() => adapters.stop());
+    adapters.update({ term: 1, isLeader: false, leaderId: 'raftlet-0', memberIds: MEMBERS });
+    adapters.update({ term: 2, isLeader: false, leaderId: null, memberIds: MEMBERS });
+    await waitFor('the election-start read', () => api.requests.some((r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200));
+    const won = api.requests.length;
+    adapters.update(leader('raftlet-1', 2));
+    await waitFor('the Lease and the event', () => api.events.list().length === 1 && api.leases.get('raftlet') !== undefined);
+    const calls = api.requests.slice(won);
+    const own = calls.findIndex((r) => r.method === 'PATCH' && r.name === 'raftlet-1');
+    const others = calls.findIndex((r) => r.resource === 'leases' || r.resource === 'events');
+    assert.equal(own, 0, `calls after the win: ${calls.map((r) => `${r.method} ${r.resource}/${r.name}`).join(', ')}`);
+    assert.equal(calls[own]?.status, 200);
+    assert.ok(others > own);
+    assert.equal((api.leases.get('raftlet')?.spec as JsonObject).holderIdentity, 'raftlet-1');
+  });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { KubeClient, loadKubeConfig } from '../../src/kubernetes/client.ts';
 import { RoleLabeler, type LabelResult, type RoleState } from '../../src/kubernetes/labeler.ts';
-import { specRole, startK8sDouble, type K8sDouble } from '../support/k8s-double/index.ts';
+import { specRole, startK8sDouble, type K8sDouble, type RequestRecord } from '../support/k8s-double/index.ts';
 import { recordingLogger, waitFor } from './helpers.ts';
 
 const ROLE = 'raftlet.io/role';
@@ -51,6 +51,12 @@ describe('RoleLabeler', () => {
   const follower = (leaderId: string | null, term: number, memberIds = MEMBERS): RoleState => ({ term, isLeader: false, leaderId, memberIds });
   const roles = (names = MEMBERS): (string | undefined)[] => names.map((n) => api.pods.labels(n)[ROLE]);
   const terms = (names = MEMBERS): (string | undefined)[] => names.map((n) => api.pods.annotations(n)[TERM]);
+  async function waitForRequest(from: number, match: (r: RequestRecord) => boolean): Promise<RequestRecord> {
+    let found: RequestRecord | undefined;
+    await waitFor('the request', () => (found = api.requests.slice(from).find(match)) !== undefined);
+    if (found === undefined) throw new Error('unreachable');
+    return found;
+  }
   const converged = (leaderId: string, term: number) => (): boolean =>
     roles().every((role, i) => role === (MEMBERS[i] === leaderId ? 'leader' : 'follower')) && terms().every((t) => t === String(term));
 
@@ -224,6 +230,67 @@ describe('RoleLabeler', () => {
     await waitFor('a request is in flight', () => api.requests.some((r) => r.status === 0));
     assert.equal(await a.labeler.flush(50), false);
     await api.faults.up();
+  });
+
+  it('a node reads its pod when an election begins, and on winning PATCHes with that read at once (no read after the win)', async () => {
+    const b = node('raftlet-1');
+    b.labeler.update(follower('raftlet-0', 1));
+    const from = api.requests.length;
+    // raftlet-0 is gone; raftlet-1 campaigns in term 2 (term rose, no leader known).
+    b.labeler.update(follower(null, 2));
+    const read = await waitForRequest(from, (r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200);
+    const readVersion = String((api.pods.get('raftlet-1')?.metadata as { resourceVersion: string }).resourceVersion);
+    const won = api.requests.length;
+    b.labeler.update(leader('raftlet-1', 2));
+    await waitFor('term 2 labelled', converged('raftlet-1', 2));
+    const after = api.requests.slice(won);
+    assert.equal(`${after[0]?.method} ${after[0]?.name}`, 'PATCH raftlet-1', `calls after the win: ${after.map((r) => `${r.method} ${r.name}`).join(', ')}`);
+    assert.equal(after[0]?.status, 200);
+    assert.equal((after[0]?.body as { metadata: { resourceVersion: string } }).metadata.resourceVersion, readVersion);
+    assert.ok(read.at <= (after[0]?.at ?? 0));
+    const own = b.logger.lines.find((l) => l.msg.startsWith('labelled pod raftlet-1 raftlet.io/role=leader'));
+    assert.equal(own?.obj.read, 'at election start');
+    assert.equal(typeof own?.obj.msSinceElected, 'number');
+  });
+
+  it('a pod changed after the election-start read: the PATCH gets 409, and the pod is read again and labelled', async () => {
+    const b = node('raftlet-1');
+    b.labeler.update(follower('raftlet-0', 1));
+    const from = api.requests.length;
+    b.labeler.update(follower(null, 2));
+    await waitForRequest(from, (r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200);
+    api.pods.update('raftlet-1', (pod) => {
+      ((pod.metadata as Record<string, unknown>).labels as Record<string, string>).concurrent = 'yes';
+    });
+    const won = api.requests.length;
+    b.labeler.update(leader('raftlet-1', 2));
+    await waitFor('term 2 labelled', converged('raftlet-1', 2));
+    const own = api.requests.slice(won).filter((r) => r.name === 'raftlet-1').map((r) => `${r.method} ${r.status}`);
+    assert.deepEqual(own.slice(0, 3), ['PATCH 409', 'GET 200', 'PATCH 200']);
+    assert.equal(api.pods.labels('raftlet-1').concurrent, 'yes');
+  });
+
+  it('a newer term written after the election-start read is not overwritten (fenced after the 409)', async () => {
+    const b = node('raftlet-1');
+    b.labeler.update(follower('raftlet-0', 1));
+    const from = api.requests.length;
+    b.labeler.update(follower(null, 2));
+    await waitForRequest(from, (r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200);
+    // A leader of term 7 labelled the pod meanwhile; raftlet-1 wins its (older) term 2 nonetheless.
+    api.pods.update('raftlet-1', (pod) => {
+      const meta = pod.metadata as { labels: Record<string, string>; annotations: Record<string, string> };
+      meta.labels[ROLE] = 'follower';
+      meta.annotations[TERM] = '7';
+    });
+    const won = api.requests.length;
+    b.labeler.update(leader('raftlet-1', 2));
+    await waitFor('fenced', () => b.results.includes('fenced'));
+    assert.deepEqual(
+      api.requests.slice(won).filter((r) => r.method === 'PATCH' && r.name === 'raftlet-1' && r.status === 200),
+      [],
+    );
+    assert.equal(api.pods.annotations('raftlet-1')[TERM], '7');
+    assert.equal(api.pods.labels('raftlet-1')[ROLE], 'follower');
   });
 
   it('a new leader writes its own label before any other call of its pass (the old leader\'s demotion, followers)', async () => {

@@ -86,8 +86,13 @@ export interface EndpointInput {
 }
 
 export interface RequestRecord {
-  /** Date.now() when the request arrived. */
+  /** Date.now() when the request's headers arrived. */
   readonly at: number;
+  /**
+   * Which TCP connection carried it: 1 for the first connection the double accepted, 2 for the
+   * next, ... Two requests with the same number share a kept-alive connection.
+   */
+  readonly connection: number;
   readonly method: string;
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
@@ -237,6 +242,8 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
   const stsListeners = new Set<(sts: JsonObject) => void>();
   const requests: RequestRecord[] = [];
   const sockets = new Set<Socket>();
+  const connectionOf = new WeakMap<Socket, number>();
+  let connections = 0;
   const held = new Set<ServerResponse>();
   let mode: 'up' | 'refuse' | 'reset' = 'up';
   let port = 0;
@@ -271,7 +278,9 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
   // ---- HTTP ---------------------------------------------------------------------------------------
 
   const server: Server = createServer((req, res) => {
-    void handle(req, res).catch((err: unknown) => {
+    // Taken when the request's headers have arrived, before its body is read.
+    const arrivedAt = Date.now();
+    void handle(req, res, arrivedAt).catch((err: unknown) => {
       if (!res.headersSent) send(res, 500, S.internalError((err as Error).message));
     });
   });
@@ -281,10 +290,11 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
       return;
     }
     sockets.add(socket);
+    connectionOf.set(socket, ++connections);
     socket.on('close', () => sockets.delete(socket));
   });
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, arrivedAt: number): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const method = (req.method ?? 'GET').toUpperCase();
     const contentType = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
@@ -292,7 +302,8 @@ export async function startK8sDouble(opts: K8sDoubleOptions = {}): Promise<K8sDo
     const route = routeOf(url.pathname);
     const verb = route?.kind === 'resource' ? verbOf(method, route.name, url.searchParams) : '';
     const record: RequestRecord = {
-      at: Date.now(),
+      at: arrivedAt,
+      connection: connectionOf.get(req.socket) ?? 0,
       method,
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
