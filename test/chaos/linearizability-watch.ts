@@ -24,6 +24,8 @@ export interface WatchEventRecord {
   readonly value: string | null;
   /** When the watcher received it. */
   readonly at: number;
+  /** The node whose stream delivered it, when known. */
+  readonly node?: string;
 }
 
 /** What one watcher saw: every change under `prefix` after index `after`, up to index `upTo`. */
@@ -126,7 +128,7 @@ export function watchReads(logs: readonly WatchLog[], ops: readonly KvOp[]): KvO
       id: nextId++,
       key: event.key,
       client: `watch:${event.watcher}`,
-      node: event.watcher,
+      node: event.node ?? event.watcher,
       input: { kind: 'get' },
       call: Math.min(writer?.call ?? 0, event.at),
       ret: event.at,

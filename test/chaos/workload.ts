@@ -1,7 +1,8 @@
-// The clients of a chaos run: each sends one request at a time (GET, PUT, compare-and-set with
-// If-Match, create-only with If-None-Match, DELETE, conditional DELETE) on a few keys to a random
-// node, with a timeout, and records it for the checker: invocation and completion times and what
-// the answer proves (ok), rules out (failed: certainly not done), or leaves open (unknown).
+// The clients of a chaos run: each sends one request at a time (GET, blocking GET, list, PUT,
+// compare-and-set with If-Match, create-only with If-None-Match, DELETE, conditional DELETE) on a
+// few keys to a random node, with a timeout, and records it for the checker: invocation and
+// completion times and what the answer proves (ok), rules out (failed: certainly not done), or
+// leaves open (unknown).
 //
 // Every value is unique (client name and a sequence number), and an If-Match is always an index
 // this client has seen on that key, or 1, which matches nothing: see writeFacts in kv-model.ts.
@@ -286,9 +287,12 @@ export interface WorkloadOptions {
 /** Index 1 is the bootstrap configuration entry, never a key's modIndex: an If-Match that fails. */
 const NEVER_MATCHES = 1;
 
-type OpKind = 'get' | 'list' | 'put' | 'cas' | 'create' | 'del' | 'casDel';
+type OpKind = 'get' | 'block' | 'list' | 'put' | 'cas' | 'create' | 'del' | 'casDel';
 const MIX: readonly (readonly [OpKind, number])[] = [
   ['get', 36],
+  // A blocking query (?index=&wait=, SPEC §4): answered after a read barrier and the wait, from
+  // the local state, so it is a plain linearizable GET over its own interval.
+  ['block', 6],
   ['list', 4],
   ['put', 22],
   ['cas', 16],
@@ -328,9 +332,14 @@ export async function runClient(name: string, rng: Rng, options: WorkloadOptions
         continue;
       }
       let input: KvInput;
+      let blocking = '';
       switch (kind) {
         case 'get':
           input = { kind: 'get' };
+          break;
+        case 'block':
+          input = { kind: 'get' };
+          blocking = `index=${known.at(-1) ?? 0}&wait=${rng.between(100, 1_500)}`;
           break;
         case 'put':
           input = { kind: 'put', value };
@@ -352,7 +361,8 @@ export async function runClient(name: string, rng: Rng, options: WorkloadOptions
           throw new Error(`unknown kind ${String(never)}`);
         }
       }
-      const query = input.kind === 'get' && options.readConsistency === 'stale' ? '?consistency=stale' : '';
+      const params = [blocking, input.kind === 'get' && options.readConsistency === 'stale' ? 'consistency=stale' : ''].filter((p) => p !== '');
+      const query = params.length > 0 ? `?${params.join('&')}` : '';
       const op = await perform(options.history, client, name, target, key, input, options.clock, query);
       if (op.output?.kind === 'found') remember(key, op.output.modIndex);
       if (op.output?.kind === 'written') remember(key, op.output.index);
