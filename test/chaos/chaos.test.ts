@@ -62,12 +62,14 @@ describe('chaos harness', { skip: isRoot ? false : 'needs root for network names
     assert.ok(Number(match[2]) >= 8, `only ${match[2]} faults:\n${tail(output)}`);
     assert.match(output, /^outcomes: ok \d+, failed \d+, unknown \d+$/m);
     assert.match(output, /^faults by kind: /m);
-    // Two watchers (the default) streamed through it all, and their events were checked.
-    const watched = [...output.matchAll(/^watch (w\d) \(prefix "[^"]*"\): (\d+) events, .* covered (\d+) of (\d+) acknowledged changes/gm)];
+    // Two watchers (the default) streamed through it all, resumed on other nodes, and their
+    // events were checked.
+    const watched = [...output.matchAll(/^watch (w\d) \(prefix "[^"]*"\): (\d+) events, \d+ streams \(\d+ resumed, (\d+) on another node;.* covered (\d+) of (\d+) acknowledged changes/gm)];
     assert.deepEqual(watched.map((m) => m[1]), ['w1', 'w2'], tail(output));
-    for (const [line, , events, covered] of watched) {
+    for (const [line, , events, , covered] of watched) {
       assert.ok(Number(events) >= 50 && Number(covered) >= 50, `a watcher that saw little proves little: ${line}`);
     }
+    assert.ok(watched.reduce((sum, m) => sum + Number(m[3]), 0) >= 3, `streams seldom resumed on another node:\n${tail(output)}`);
   });
 
   it('control: stale reads under partitions, and a watch event dropped from the record, are caught (exit 1)', async () => {

@@ -10,11 +10,12 @@ import type { PlantedWatchFault } from './watcher.ts';
 const USAGE = `usage: npm run chaos -- --seconds S --nodes 3|5 [--seed N] [--faults LIST] [--clients C] [--keys K]
          [--election-timeout-ms MS] [--heartbeat-ms MS] [--request-timeout-ms MS] [--snapshot-entries N]
          [--recovery-seconds S] [--read-consistency linearizable|stale] [--watchers W]
-         [--plant-watch-fault none|drop|swap] [--keep]
+         [--watch-history N] [--plant-watch-fault none|drop|swap] [--keep]
   --faults: comma list of ${FAULT_KINDS.join(', ')};
             kill, pause and partition stand for their families; default all
   --read-consistency stale: a control run whose reads are not linearizable; it must report anomalies
   --watchers: SSE watchers (GET /v1/watch) whose events are checked too; default 2, 0 for none
+  --watch-history: the nodes' RAFTLET_WATCH_HISTORY (default raftlet's); small, watchers resync
   --plant-watch-fault drop|swap: a control that drops or reorders one recorded watch event; it must
             report a watch anomaly`;
 
@@ -33,7 +34,7 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     if (value === undefined) throw new UsageError(`--${match[1]} needs a value`);
     values.set(match[1], value);
   }
-  const known = new Set(['seconds', 'nodes', 'seed', 'faults', 'clients', 'keys', 'election-timeout-ms', 'heartbeat-ms', 'request-timeout-ms', 'snapshot-entries', 'recovery-seconds', 'read-consistency', 'watchers', 'plant-watch-fault', 'keep']);
+  const known = new Set(['seconds', 'nodes', 'seed', 'faults', 'clients', 'keys', 'election-timeout-ms', 'heartbeat-ms', 'request-timeout-ms', 'snapshot-entries', 'recovery-seconds', 'read-consistency', 'watchers', 'watch-history', 'plant-watch-fault', 'keep']);
   for (const name of values.keys()) if (!known.has(name)) throw new UsageError(`unknown flag --${name}`);
   const int = (name: string, fallback: number, min: number, max: number): number => {
     const text = values.get(name);
@@ -64,6 +65,7 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     readConsistency: readConsistency(values.get('read-consistency') ?? 'linearizable'),
     recoverySeconds: int('recovery-seconds', 30, 1, 3600),
     watchers: int('watchers', 2, 0, 16),
+    watchHistory: values.has('watch-history') ? int('watch-history', 0, 1, 10_000_000) : null,
     plantWatchFault: plantedWatchFault(values.get('plant-watch-fault') ?? 'none'),
     keep: values.has('keep'),
     out: (line) => process.stdout.write(`${line}\n`),

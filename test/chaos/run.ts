@@ -35,6 +35,8 @@ export interface ChaosOptions {
   readonly recoverySeconds: number;
   /** SSE watchers (GET /v1/watch) recording every change for the watch checks; 0 for none. */
   readonly watchers: number;
+  /** RAFTLET_WATCH_HISTORY of the nodes; null for raftlet's default. */
+  readonly watchHistory: number | null;
   /** A control: tamper with what the watchers recorded; the checks must report it. */
   readonly plantWatchFault: PlantedWatchFault;
   /** Keep the run directory (logs, data, history) even when the run passes. */
@@ -157,6 +159,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         electionTimeoutMs: options.electionTimeoutMs,
         requestTimeoutMs: options.requestTimeoutMs,
         snapshotEntries: options.snapshotEntries,
+        ...(options.watchHistory === null ? {} : { watchHistory: options.watchHistory }),
         token,
       },
     });
@@ -219,6 +222,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         after: 0,
         idleMs: 15_000,
         lagMs: 5_000,
+        hopMs: [1_000, 8_000],
         acknowledgedBy: acknowledgedBy(history.ops, prefix),
         resyncAfterMs: 10_000,
         maxEvents: 200_000,
@@ -229,8 +233,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const progress = setInterval(() => {
       const ops = history.ops;
       const unknown = ops.filter((o) => o.outcome === 'unknown').length;
-      const watched = watchers.map((w) => `${w.name} ${w.stats.events}/${w.stats.reconnects}/${w.stats.resyncs}`).join(' ');
-      out(`t=${(clock() / 1000).toFixed(0)}s ${ops.length} ops (${unknown} unknown), ${nemesis.total} faults, leader ${monitor.currentLeader() ?? 'none'}${watched === '' ? '' : `, watch events/reconnects/resyncs ${watched}`}`);
+      const watched = watchers.map((w) => `${w.name} ${w.stats.events}/${w.stats.resumed}/${w.stats.resyncs}`).join(' ');
+      out(`t=${(clock() / 1000).toFixed(0)}s ${ops.length} ops (${unknown} unknown), ${nemesis.total} faults, leader ${monitor.currentLeader() ?? 'none'}${watched === '' ? '' : `, watch events/resumed/resyncs ${watched}`}`);
     }, 15_000);
     try {
       await nemesis.run(clock() + options.seconds * 1000);

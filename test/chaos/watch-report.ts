@@ -86,8 +86,9 @@ export function summarizeWatcher(watcher: Watcher, logs: readonly WatchLog[], op
 
 export function describeWatcher(s: WatcherSummary): string {
   const latency = s.latencyP50 === null ? 'no latency' : `write invoked to delivery p50 ${s.latencyP50.toFixed(0)} ms, p99 ${(s.latencyP99 ?? 0).toFixed(0)} ms`;
-  return `watch ${s.name} (prefix ${JSON.stringify(s.prefix)}): ${s.events} events, ${s.reconnects} reconnects ` +
-    `(${s.lagSwitches} for lag, ${s.idleTimeouts} idle), ${s.refusals} refusals, ${s.resyncs} resyncs, ${s.segments} segments, ` +
+  return `watch ${s.name} (prefix ${JSON.stringify(s.prefix)}): ${s.events} events, ${s.streams} streams ` +
+    `(${s.resumed} resumed, ${s.resumedElsewhere} on another node; ${s.hops} hops, ${s.lagSwitches} left for lag, ${s.idleTimeouts} idle), ` +
+    `${s.reconnects} reconnect attempts, ${s.refusals} refusals, ${s.resyncs} resyncs, ${s.segments} segments, ` +
     `covered ${s.covered} of ${s.acknowledged} acknowledged changes; ${latency}${s.truncated ? '; TRUNCATED at its event bound' : ''}`;
 }
 

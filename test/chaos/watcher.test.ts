@@ -216,8 +216,29 @@ describe('chaos watcher: a correct stream under interruptions gives no anomaly',
     const resumed = [...nodes[0].requests, ...nodes[1].requests].filter((r) => r.lastEventId !== undefined && r.lastEventId !== '0');
     assert.ok(resumed.length >= 5, 'reconnects resume with Last-Event-ID');
     assert.ok(nodes.every((n) => n.requests.length > 0), 'both nodes served');
+    assert.ok(w.stats.resumedElsewhere >= 1 && w.stats.resumed >= w.stats.resumedElsewhere, JSON.stringify(w.stats));
     assert.equal(w.stats.resyncs, 0);
     assert.deepEqual(w.problems, []);
+  });
+
+  it('hops between healthy nodes on purpose, resuming each time without a gap', async () => {
+    const feed = new Feed();
+    const nodes = [await fakeNode('n1', feed), await fakeNode('n2', feed), await fakeNode('n3', feed)];
+    const w = watcher(nodes, { hopMs: [30, 80] });
+    w.start();
+    try {
+      for (let round = 0; round < 15; round++) {
+        fill(feed, 3);
+        await until('the round delivered', () => (w.upTo ?? 0) >= lastUnderPrefix(feed), w);
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+    } finally {
+      await w.stop();
+    }
+    assert.deepEqual(checkWatchIndexes(w.logs(), historyOf(feed)), []);
+    assert.ok(w.stats.hops >= 3, `only ${w.stats.hops} hops`);
+    assert.equal(w.stats.hops, w.stats.reconnects, 'every reconnect was a hop');
+    assert.equal(w.stats.events, feed.changes.filter((c) => c.key.startsWith('k/')).length);
   });
 
   it('a node that went silent (paused) or serves only progress (cut off) is left for one that has the changes', async () => {

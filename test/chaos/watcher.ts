@@ -34,6 +34,9 @@ export interface WatcherOptions {
   readonly lagMs: number;
   /** The highest index under the prefix acknowledged at or before a time (from the history). */
   readonly acknowledgedBy?: (time: number) => number;
+  /** Leave a healthy stream after a random time in this range and resume on another node, so
+   * that resuming is exercised often, not only when a fault cuts a stream. */
+  readonly hopMs?: readonly [number, number];
   /** Refused (410) for this long, or by every node: give up resuming and resync. */
   readonly resyncAfterMs: number;
   /** Most events kept; past it the watcher stops (truncated). */
@@ -42,8 +45,16 @@ export interface WatcherOptions {
 
 export interface WatcherStats {
   events: number;
+  /** Connection attempts, and attempts after the first. */
   connects: number;
   reconnects: number;
+  /** Streams opened (200), of them resumed with Last-Event-ID, and of those on another node than
+   * the previous stream's. */
+  streams: number;
+  resumed: number;
+  resumedElsewhere: number;
+  /** Healthy connections left on purpose (hopMs). */
+  hops: number;
   /** Connections left because the stream lagged behind acknowledged writes. */
   lagSwitches: number;
   /** Connections left because no byte came for idleMs. */
@@ -67,6 +78,7 @@ type End =
   | { readonly kind: 'closed' }
   | { readonly kind: 'error'; readonly detail: string }
   | { readonly kind: 'idle' }
+  | { readonly kind: 'hop' }
   | { readonly kind: 'lag'; readonly expected: number }
   | { readonly kind: 'refused'; readonly detail: string }
   | { readonly kind: 'status'; readonly status: number; readonly detail: string }
@@ -88,7 +100,7 @@ const MAX_PROBLEMS = 20;
 export class Watcher {
   readonly name: string;
   readonly prefix: string;
-  readonly stats: WatcherStats = { events: 0, connects: 0, reconnects: 0, lagSwitches: 0, idleTimeouts: 0, refusals: 0, resyncs: 0, truncated: false };
+  readonly stats: WatcherStats = { events: 0, connects: 0, reconnects: 0, streams: 0, resumed: 0, resumedElsewhere: 0, hops: 0, lagSwitches: 0, idleTimeouts: 0, refusals: 0, resyncs: 0, truncated: false };
   readonly problems: WatcherProblem[] = [];
   /** One line per connection: when, where, from which index, how it ended. */
   readonly journal: { at: number; line: string }[] = [];
@@ -148,9 +160,13 @@ export class Watcher {
   private async run(): Promise<void> {
     const { targets, rng, clock } = this.options;
     let previous: string | null = null;
+    let previousStream: string | null = null;
     let avoid: string | null = null;
     const refusedBy = new Set<string>();
     let firstRefusalAt: number | null = null;
+    // Attempts in a row that opened no stream: the pause after a failure doubles up to 1 s (every
+    // node down for a while, as after kill -9 of all).
+    let failures = 0;
     while (!this.stopped) {
       // Another node than the one just left, when there is one; none that refused to resume.
       const fresh = targets.filter((t) => !refusedBy.has(t.id));
@@ -160,12 +176,22 @@ export class Watcher {
       this.stats.connects++;
       const resumeFrom = this.segment?.lastId ?? null;
       const startedAt = clock();
-      const end = await this.connect(target, resumeFrom, () => refusedBy.clear());
+      const end = await this.connect(target, resumeFrom, () => {
+        failures = 0;
+        refusedBy.clear();
+        this.stats.streams++;
+        if (resumeFrom !== null && this.stats.streams > 1) {
+          this.stats.resumed++;
+          if (previousStream !== target.id) this.stats.resumedElsewhere++;
+        }
+        previousStream = target.id;
+      });
       const moved = previous !== null && previous !== target.id ? ` (was ${previous})` : '';
       this.note(`${target.id}${moved} from ${resumeFrom ?? 'now (fresh)'} t=${(startedAt / 1000).toFixed(3)}s: ${describeEnd(end)}, upTo ${this.segment?.upTo ?? '-'}`);
       previous = target.id;
       avoid = target.id;
       let pauseMs = 0;
+      const backoff = (): number => Math.min(1_000, 50 * 2 ** failures++) + rng.between(0, 100);
       switch (end.kind) {
         case 'stopped':
           return;
@@ -174,21 +200,24 @@ export class Watcher {
           return;
         case 'closed':
         case 'error':
-          pauseMs = rng.between(50, 300);
+          pauseMs = backoff();
           break;
         case 'idle':
           this.stats.idleTimeouts++;
+          break;
+        case 'hop':
+          this.stats.hops++;
           break;
         case 'lag':
           this.stats.lagSwitches++;
           break;
         case 'status':
-          pauseMs = rng.between(100, 400);
+          pauseMs = backoff();
           // 503/504 (no leader, a read barrier that timed out) and 429 are answers under faults.
           if (end.status !== 503 && end.status !== 504 && end.status !== 429) this.problem(target.id, `GET /v1/watch answered ${end.status}: ${end.detail}`);
           break;
         case 'bad':
-          pauseMs = rng.between(100, 400);
+          pauseMs = backoff();
           this.problem(target.id, end.detail);
           break;
         case 'refused': {
@@ -233,7 +262,8 @@ export class Watcher {
 
   /** One connection, until it ends for one of the reasons of End. */
   private connect(target: Target, resumeFrom: number | null, opened: () => void): Promise<End> {
-    const { clock, idleMs, lagMs, acknowledgedBy } = this.options;
+    const { clock, idleMs, lagMs, acknowledgedBy, hopMs, rng } = this.options;
+    const hopAt = hopMs === undefined ? Infinity : clock() + rng.between(hopMs[0], hopMs[1]);
     const url = new URL(`${target.apiUrl}/v1/watch`);
     url.searchParams.set('prefix', this.prefix);
     const headers: Record<string, string> = { accept: 'text/event-stream' };
@@ -284,6 +314,10 @@ export class Watcher {
         const now = clock();
         if (now - lastByteAt > idleMs) {
           finish({ kind: 'idle' });
+          return;
+        }
+        if (streaming && now >= hopAt) {
+          finish({ kind: 'hop' });
           return;
         }
         // A stream behind what the cluster acknowledged lagMs ago sits on a node that is cut off,
@@ -378,6 +412,7 @@ function describeEnd(end: End): string {
     case 'stopped':
     case 'closed':
     case 'idle':
+    case 'hop':
     case 'full':
       return end.kind;
     case 'lag':

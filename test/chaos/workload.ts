@@ -200,7 +200,8 @@ export async function perform(
 }
 
 /** GET /v1/kv?prefix=: one linearizable read of every key at once, recorded as one read per
- * workload key with the same interval (its projection on each key is a read of that key). */
+ * workload key with the same interval (its projection on each key is a read of that key). With
+ * `blocking` (index=N&wait=MS) it is a blocking query, answered the same way after its wait. */
 export async function performList(
   history: History,
   client: KvClient,
@@ -208,8 +209,9 @@ export async function performList(
   target: Target,
   keys: readonly string[],
   clock: () => number,
+  blocking = '',
 ): Promise<KvOp[]> {
-  const url = `${target.apiUrl}/v1/kv?prefix=&limit=1000`;
+  const url = `${target.apiUrl}/v1/kv?prefix=&limit=1000${blocking === '' ? '' : `&${blocking}`}`;
   const call = clock();
   let found: Map<string, { value: string; modIndex: number }> | null = null;
   let outcome: Outcome = 'unknown';
@@ -324,7 +326,9 @@ export async function runClient(name: string, rng: Rng, options: WorkloadOptions
       const value = `${name}.${seq++}`;
       if (kind === 'list') {
         if (options.readConsistency === 'linearizable') {
-          for (const op of await performList(options.history, client, name, target, options.keys, options.clock)) {
+          const newest = Math.max(0, ...[...seen.values()].map((list) => list.at(-1) ?? 0));
+          const blocking = rng.chance(0.5) ? `index=${newest}&wait=${rng.between(100, 1_500)}` : '';
+          for (const op of await performList(options.history, client, name, target, options.keys, options.clock, blocking)) {
             if (op.output?.kind === 'found') remember(op.key, op.output.modIndex);
           }
         }
