@@ -48,7 +48,7 @@ function describeEvent(e: WatchEventRecord): string {
 }
 
 /** The acknowledged changes of a history by index: puts answered 'written', deletes that deleted. */
-function acknowledgedChanges(ops: readonly KvOp[]): Map<number, { key: string; value: string | null; op: KvOp }> {
+export function acknowledgedChanges(ops: readonly KvOp[]): Map<number, { key: string; value: string | null; op: KvOp }> {
   const byIndex = new Map<number, { key: string; value: string | null; op: KvOp }>();
   for (const op of ops) {
     if (op.output?.kind === 'written' && op.input.kind === 'put') byIndex.set(op.output.index, { key: op.key, value: op.input.value, op });

@@ -4,7 +4,7 @@
 // answers SPEC §4 does not allow. And one line per watcher: events, reconnects, resyncs, how many
 // acknowledged changes its segments covered, delivery latency.
 import type { KvOp } from './kv-model.ts';
-import { checkWatchIndexes, type WatchLog } from './linearizability-watch.ts';
+import { acknowledgedChanges, checkWatchIndexes, type WatchLog } from './linearizability-watch.ts';
 import { describeOp, type Anomaly } from './report.ts';
 import type { Watcher, WatcherStats } from './watcher.ts';
 
@@ -23,13 +23,9 @@ export interface WatcherSummary extends WatcherStats {
   readonly latencyP99: number | null;
 }
 
-/** The acknowledged changes of a history by index: puts answered with an index, deletes that deleted. */
-export function acknowledgedChanges(ops: readonly KvOp[]): { index: number; key: string; op: KvOp }[] {
-  const out: { index: number; key: string; op: KvOp }[] = [];
-  for (const op of ops) {
-    if (op.output?.kind === 'written' || (op.output?.kind === 'deleted' && op.output.deleted)) out.push({ index: op.output.index, key: op.key, op });
-  }
-  return out.sort((a, b) => a.index - b.index);
+/** The acknowledged changes of a history, by rising index. */
+function acknowledgedInOrder(ops: readonly KvOp[]): { index: number; key: string; op: KvOp }[] {
+  return [...acknowledgedChanges(ops)].map(([index, { key, op }]) => ({ index, key, op })).sort((a, b) => a.index - b.index);
 }
 
 /**
@@ -59,7 +55,7 @@ function percentile(sorted: readonly number[], p: number): number | null {
 }
 
 export function summarizeWatcher(watcher: Watcher, logs: readonly WatchLog[], ops: readonly KvOp[]): WatcherSummary {
-  const acked = acknowledgedChanges(ops).filter((c) => c.key.startsWith(watcher.prefix));
+  const acked = acknowledgedInOrder(ops).filter((c) => c.key.startsWith(watcher.prefix));
   const covered = acked.filter((c) => logs.some((l) => c.index > l.after && c.index <= l.upTo)).length;
   const writers = new Map<string, KvOp>();
   for (const op of ops) if (op.input.kind === 'put') writers.set(`${op.key}\u0000${op.input.value}`, op);
@@ -100,7 +96,7 @@ function journalAround(watcher: Watcher, from: number, to: number): string[] {
 /** The watch anomalies of a run (see the top of the file). `logs` may carry a planted fault. */
 export function watchAnomalies(watchers: readonly Watcher[], logs: readonly WatchLog[], ops: readonly KvOp[]): Anomaly[] {
   const anomalies: Anomaly[] = [];
-  const acked = acknowledgedChanges(ops);
+  const acked = acknowledgedInOrder(ops);
   const byIndex = new Map(acked.map((c) => [c.index, c]));
   const counts = new Map<string, number>();
   for (const found of checkWatchIndexes(logs, ops)) {
@@ -140,7 +136,7 @@ export function watchAnomalies(watchers: readonly Watcher[], logs: readonly Watc
  * covered range. Resolves with the anomalies of those that did not within boundMs.
  */
 export async function awaitWatchersCaughtUp(watchers: readonly Watcher[], ops: readonly KvOp[], boundMs: number): Promise<Anomaly[]> {
-  const acked = acknowledgedChanges(ops);
+  const acked = acknowledgedInOrder(ops);
   const targets = watchers.map((w) => acked.filter((c) => c.key.startsWith(w.prefix)).at(-1)?.index ?? 0);
   const deadline = Date.now() + boundMs;
   const behind = (): Watcher[] => watchers.filter((w, i) => !w.stats.truncated && (w.upTo ?? -1) < targets[i]);

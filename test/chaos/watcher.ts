@@ -13,7 +13,7 @@
 // Memory is bounded: at most maxEvents events (then the watcher stops and says so), a bounded
 // parse buffer and a bounded journal of connections.
 import { request, type IncomingMessage } from 'node:http';
-import type { WatchEventRecord, WatchLog } from './linearizability-watch.ts';
+import { acknowledgedChanges, type WatchEventRecord, type WatchLog } from './linearizability-watch.ts';
 import type { KvOp } from './kv-model.ts';
 import type { Rng } from './rng.ts';
 import type { Target } from './workload.ts';
@@ -504,10 +504,7 @@ export type PlantedWatchFault = 'none' | 'drop' | 'swap';
  * null when nothing could be planted (no acknowledged change was seen).
  */
 export function plantWatchFault(logs: readonly WatchLog[], ops: readonly KvOp[], fault: Exclude<PlantedWatchFault, 'none'>): { logs: WatchLog[]; planted: string } | null {
-  const acked = new Set<number>();
-  for (const op of ops) {
-    if (op.output?.kind === 'written' || (op.output?.kind === 'deleted' && op.output.deleted)) acked.add(op.output.index);
-  }
+  const acked = acknowledgedChanges(ops);
   for (let l = 0; l < logs.length; l++) {
     const events = logs[l].events;
     const candidates = events.map((e, i) => i).filter((i) => acked.has(events[i].index) && (fault === 'drop' || i + 1 < events.length));
