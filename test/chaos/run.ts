@@ -223,6 +223,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         idleMs: 15_000,
         lagMs: 5_000,
         hopMs: [1_000, 8_000],
+        awayMs: [500, 5_000],
         acknowledgedBy: acknowledgedBy(history.ops, prefix),
         resyncAfterMs: 10_000,
         maxEvents: 200_000,

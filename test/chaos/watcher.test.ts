@@ -221,10 +221,10 @@ describe('chaos watcher: a correct stream under interruptions gives no anomaly',
     assert.deepEqual(w.problems, []);
   });
 
-  it('hops between healthy nodes on purpose, resuming each time without a gap', async () => {
+  it('hops between healthy nodes on purpose, sometimes staying away a while, resuming each time without a gap', async () => {
     const feed = new Feed();
     const nodes = [await fakeNode('n1', feed), await fakeNode('n2', feed), await fakeNode('n3', feed)];
-    const w = watcher(nodes, { hopMs: [30, 80] });
+    const w = watcher(nodes, { hopMs: [30, 80], awayMs: [20, 60] });
     w.start();
     try {
       for (let round = 0; round < 15; round++) {

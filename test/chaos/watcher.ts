@@ -37,6 +37,9 @@ export interface WatcherOptions {
   /** Leave a healthy stream after a random time in this range and resume on another node, so
    * that resuming is exercised often, not only when a fault cuts a stream. */
   readonly hopMs?: readonly [number, number];
+  /** After a third of the hops, stay away this long before resuming: the stream must catch up
+   * from the node's kept history (or refuse with 410 when that no longer reaches back). */
+  readonly awayMs?: readonly [number, number];
   /** Refused (410) for this long, or by every node: give up resuming and resync. */
   readonly resyncAfterMs: number;
   /** Most events kept; past it the watcher stops (truncated). */
@@ -205,9 +208,12 @@ export class Watcher {
         case 'idle':
           this.stats.idleTimeouts++;
           break;
-        case 'hop':
+        case 'hop': {
           this.stats.hops++;
+          const away = this.options.awayMs;
+          if (away !== undefined && rng.chance(1 / 3)) pauseMs = rng.between(away[0], away[1]);
           break;
+        }
         case 'lag':
           this.stats.lagSwitches++;
           break;
