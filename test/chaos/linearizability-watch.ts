@@ -8,8 +8,10 @@
 // an open start: weaker, still sound.
 //
 // Index checks need no search: each watcher's events rise strictly, every acknowledged change under
-// its prefix within what it covered is there (no gaps, across leader changes and reconnects), and
-// watchers and write answers agree on what each index holds. A blocking query (?index=&wait=) is a
+// its prefix within what it covered is there (no gaps, across leader changes and reconnects), as is
+// every change another watcher saw (a write whose answer was lost has no acknowledgement, but if one
+// watcher saw it, every watcher that covered it must have), and watchers and write answers agree on
+// what each index holds. A blocking query (?index=&wait=) is a
 // plain GET over its own interval and needs nothing special.
 import { checkKey, type KeyVerdict, type KvOp, type KvOutput } from './kv-model.ts';
 import type { CheckOptions } from './linearizability.ts';
@@ -64,9 +66,11 @@ export function checkWatchIndexes(logs: readonly WatchLog[], ops: readonly KvOp[
   const writers = new Map<string, KvOp>();
   for (const op of ops) if (op.input.kind === 'put') writers.set(`${op.key}\u0000${op.input.value}`, op);
   const seenAt = new Map<number, { watcher: string; event: WatchEventRecord }>();
+  const indexesOf = new Map<WatchLog, Set<number>>();
   for (const log of logs) {
     let last = log.after;
     const indexes = new Set<number>();
+    indexesOf.set(log, indexes);
     for (const event of log.events) {
       if (event.index <= last) {
         anomalies.push({ kind: 'watch-order', summary: `${log.watcher}: ${describeEvent(event)} came after index ${last} (events must rise strictly, each once)` });
@@ -94,6 +98,14 @@ export function checkWatchIndexes(logs: readonly WatchLog[], ops: readonly KvOp[
       if (index > log.after && index <= log.upTo && ack.key.startsWith(log.prefix) && !indexes.has(index)) {
         anomalies.push({ kind: 'watch-gap', summary: `${log.watcher} (prefix ${JSON.stringify(log.prefix)}, after ${log.after}, up to ${log.upTo}) missed the acknowledged ${ack.value === null ? 'delete' : `put ${JSON.stringify(ack.value)}`} of ${JSON.stringify(ack.key)} at index ${index}` });
       }
+    }
+  }
+  // Changes without an acknowledgement that some watcher saw (acknowledged ones are done above).
+  for (const log of logs) {
+    const indexes = indexesOf.get(log) as Set<number>;
+    for (const [index, other] of seenAt) {
+      if (acked.has(index) || index <= log.after || index > log.upTo || !other.event.key.startsWith(log.prefix) || indexes.has(index)) continue;
+      anomalies.push({ kind: 'watch-gap', summary: `${log.watcher} (prefix ${JSON.stringify(log.prefix)}, after ${log.after}, up to ${log.upTo}) missed ${describeEvent(other.event)}, which ${other.watcher} saw` });
     }
   }
   return anomalies;
