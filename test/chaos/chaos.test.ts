@@ -67,7 +67,7 @@ describe('chaos harness', { skip: isRoot ? false : 'needs root for network names
     const watched = [...output.matchAll(/^watch (w\d) \(prefix "[^"]*"\): (\d+) events, \d+ streams \(\d+ resumed, (\d+) on another node;.* covered (\d+) of (\d+) acknowledged changes/gm)];
     assert.deepEqual(watched.map((m) => m[1]), ['w1', 'w2'], tail(output));
     for (const [line, , events, , covered] of watched) {
-      assert.ok(Number(events) >= 50 && Number(covered) >= 50, `a watcher that saw little proves little: ${line}`);
+      assert.ok(Number(events) >= 20 && Number(covered) >= 20, `a watcher that saw little proves little: ${line}`);
     }
     assert.ok(watched.reduce((sum, m) => sum + Number(m[3]), 0) >= 3, `streams seldom resumed on another node:\n${tail(output)}`);
   });
