@@ -84,4 +84,12 @@ if (args[0] === 'run' && !sized && typeof process.execve === 'function') {
 }
 
 const { main } = await import(entryOf(code).href);
-process.exitCode = await main(args);
+const exitCode = await main(args);
+process.exitCode = exitCode;
+// The process ends by itself once nothing is left open. Should a socket or timer outlive the stop
+// (a leak, or a peer that never closes), it must not keep a stopped member alive until the
+// kubelet's SIGKILL at the end of the grace period: say what was left, and end anyway.
+setTimeout(() => {
+  process.stderr.write(`raftlet: still running 2 s after stopping (left open: ${process.getActiveResourcesInfo().join(', ')}); exiting with code ${exitCode}\n`);
+  process.exit(exitCode);
+}, 2000).unref();
