@@ -3,7 +3,6 @@
 // the TLS handshake), and an idle timeout. At the overall cap, the oldest connection that has not
 // yet carried an authenticated request makes room for the new one: peers' long-lived streams are
 // authenticated, so junk can only push out junk.
-import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 
 export interface GuardLimits {
@@ -42,22 +41,19 @@ export class ConnectionGuard {
     return this.entries.size;
   }
 
-  /** Listens for raw TCP connections (before any TLS handshake). */
-  attach(server: Server): void {
-    server.on('connection', (socket: Socket) => this.admit(socket));
-  }
-
-  private admit(socket: Socket): void {
+  /** Takes a new TCP connection into account (before any TLS handshake or HTTP parsing), or
+   * refuses it: then the socket is destroyed and false returned. */
+  admit(socket: Socket): boolean {
     const address = socket.remoteAddress ?? '?';
     if ((this.perAddress.get(address) ?? 0) >= this.limits.maxConnectionsPerAddress) {
       this.onRefusal('too_many_connections_from_address', address);
       socket.destroy();
-      return;
+      return false;
     }
     if (this.entries.size >= this.limits.maxConnections && !this.evictOne()) {
       this.onRefusal('too_many_connections', address);
       socket.destroy();
-      return;
+      return false;
     }
     const entry: Entry = { socket, address, trusted: false, streaming: false, headersTimer: null };
     const key = keyOf(socket);
@@ -71,6 +67,7 @@ export class ConnectionGuard {
       if (left <= 0) this.perAddress.delete(address);
       else this.perAddress.set(address, left);
     });
+    return true;
   }
 
   private evictOne(): boolean {

@@ -4,10 +4,16 @@
 // byte budget, and refusals are logged at a bounded rate.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { afterEach, describe, test } from 'node:test';
 import { PeerClient } from '../../src/transport/client.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from '../../src/transport/protocol.ts';
+import { createThrowawayCa } from '../../src/transport/throwaway-ca.ts';
+import { staticTls } from '../../src/transport/tls.ts';
 import { startPeerServer, type PeerRefusal, type PeerServerOptions, type RunningPeerServer } from '../../src/transport/server.ts';
 import { heartbeat, recorder, TOKEN, waitFor } from './helpers.ts';
 
@@ -52,6 +58,54 @@ describe('peer port limits', () => {
     assert.match(text, /^HTTP\/1\.1 413 /);
     assert.equal(refusals[0].code, 'payload_too_large');
   });
+
+  // A refused body is not read, but the client may already be sending it: closing with its bytes
+  // unread would reset the connection, and the client's next write could fail before it reads the
+  // answer. The server half-closes and discards the rest (up to the declared length, at most twice
+  // the limit), so a client that writes its whole body before reading still gets the 413.
+  for (const scheme of ['http', 'https'] as const) {
+    test(`a client that writes all of a refused body before reading gets the 413, not a reset (${scheme})`, async () => {
+      const limit = 4 * 1024 * 1024;
+      let tls: { ca: Buffer; cert: Buffer; key: Buffer } | null = null;
+      const options: Partial<PeerServerOptions> = { messagesLimitBytes: limit };
+      if (scheme === 'https') {
+        const dir = mkdtempSync(path.join(tmpdir(), 'raftlet-limits-'));
+        cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+        const ca = createThrowawayCa(dir, 'raftlet-limits-ca');
+        const member = ca.issue('b');
+        const client = ca.issue('a');
+        const caPem = readFileSync(ca.caFile);
+        tls = { ca: caPem, cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) };
+        Object.assign(options, { tls: staticTls({ ca: caPem, cert: readFileSync(member.certFile), key: readFileSync(member.keyFile) }) });
+      }
+      const { server: s, refusals } = await server(options);
+      // allowHalfOpen: the server's FIN (after its answer) must not end our side while we write.
+      // (tls.connect passes allowHalfOpen on to its socket; its option type does not list it.)
+      const tlsOptions: ConnectionOptions & { allowHalfOpen: boolean } = { host: '127.0.0.1', port: s.port, ...tls, allowHalfOpen: true, checkServerIdentity: () => undefined };
+      const socket: Socket = tls === null ? connect({ host: '127.0.0.1', port: s.port, allowHalfOpen: true }) : tlsConnect(tlsOptions);
+      cleanups.push(() => {
+        socket.destroy();
+      });
+      const errors: string[] = [];
+      socket.on('error', (error: NodeJS.ErrnoException) => errors.push(error.code ?? error.message));
+      await once(socket, tls === null ? 'connect' : 'secureConnect');
+      const body = Buffer.alloc(2 * limit, 0x41);
+      socket.write(head(ROUTES.messages, body.byteLength));
+      const piece = 64 * 1024;
+      for (let at = 0; at < body.byteLength && errors.length === 0; at += piece) {
+        await new Promise<void>((resolve) => socket.write(body.subarray(at, at + piece), () => resolve()));
+      }
+      assert.deepEqual(errors, [], 'the client\'s writes of its body failed');
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.end();
+      await once(socket, 'close');
+      assert.deepEqual(errors, [], 'the connection was reset');
+      assert.match(text, /^HTTP\/1\.1 413 /);
+      assert.match(text, /connection: close/i);
+      assert.equal(refusals[0].code, 'payload_too_large');
+    });
+  }
 
   test('headers that do not arrive in time close the connection; so does an idle one', async () => {
     const { server: s, refusals } = await server({ headersTimeoutMs: 200, idleTimeoutMs: 400 });
