@@ -77,6 +77,10 @@ export interface PeerServerOptions {
   /** Connections at once, overall and from one remote address. Defaults 1024 and 256. */
   readonly maxConnections?: number;
   readonly maxConnectionsPerAddress?: number;
+  /** New connections an address without an authenticated connection may start at once, and then
+   * per second; more wait (paused) for their turn or their header deadline. Defaults 32 and 16. */
+  readonly admissionBurst?: number;
+  readonly admissionPerSecond?: number;
   /** Bytes of one-shot request bodies being read at once. Default 2 x messagesLimitBytes. */
   readonly maxBodyBytesInFlight?: number;
 }
@@ -150,6 +154,8 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
       maxConnections: options.maxConnections ?? 1024,
       maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 256,
       headersTimeoutMs: options.headersTimeoutMs ?? 5000,
+      admissionBurst: options.admissionBurst ?? 32,
+      admissionPerSecond: options.admissionPerSecond ?? 16,
     },
     (reason, remote) => report(0, reason, connectionRefusalText(reason), '', '', remote),
   );
@@ -445,6 +451,8 @@ export interface RunningPeerServer {
   readonly url: string;
   /** Connections open now (for tests and metrics). */
   connections(): number;
+  /** Of those, connections waiting for their turn (admission pacing). */
+  waitingConnections(): number;
   /** Stops accepting, drops every open connection (peers' streams included), waits. */
   close(): Promise<void>;
 }
@@ -485,12 +493,16 @@ export async function startPeerServer(host: string, port: number, options: PeerS
   server.keepAliveTimeout = 10_000;
   server.timeout = options.idleTimeoutMs ?? 30_000;
   server.maxHeadersCount = 64;
-  // The guard sees each TCP connection first and hands only those it admits to HTTP (or TLS): a
-  // refused connection costs an accept and a close, no parser and no handshake. (Both servers
-  // take injected connections: their 'connection' event is documented for that.) allowHalfOpen
-  // and noDelay are what node:http's own listening socket would use.
-  const front: NetServer = createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    if (listener.guard.admit(socket)) server.emit('connection', socket);
+  // The guard sees each TCP connection first and hands only those it admits to HTTP (or TLS), at
+  // once or when their turn comes (pacing): a refused or waiting connection costs no parser and no
+  // handshake, and nothing is read from it (pauseOnConnect). Both servers take injected
+  // connections: their 'connection' event is documented for that. allowHalfOpen and noDelay are
+  // what node:http's own listening socket would use.
+  const front: NetServer = createNetServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
+    listener.guard.admit(socket, (admitted) => {
+      server.emit('connection', admitted);
+      admitted.resume();
+    });
   });
   front.listen(port, host);
   await once(front, 'listening');
@@ -501,6 +513,7 @@ export async function startPeerServer(host: string, port: number, options: PeerS
     port: address.port,
     url: `${tls === null ? 'http' : 'https'}://${shownHost}:${address.port}`,
     connections: () => listener.guard.connections,
+    waitingConnections: () => listener.guard.waiting,
     close: async () => {
       const closed = new Promise<void>((resolve, reject) => front.close((error) => (error === undefined ? resolve() : reject(error))));
       server.closeAllConnections();

@@ -145,6 +145,31 @@ describe('peer port limits', () => {
     await waitFor(() => received() === 2, 'the peer stream still delivers');
   });
 
+  test('new connections from one address beyond the burst wait their turn, unread; another address goes at once', async () => {
+    const { server: s } = await server({ admissionBurst: 2, admissionPerSecond: 0.2, headersTimeoutMs: 60_000 });
+    // Unauthenticated: an address holding an authenticated connection is not paced.
+    const request = `GET ${ROUTES.status} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-the-token-at-all\r\n${PROTOCOL_HEADER}: ${PROTOCOL_VERSION}\r\n\r\n`;
+    const flood = Array.from({ length: 3 }, () => raw(s.port, '127.0.0.2'));
+    await Promise.all(flood.map((f) => once(f.socket, 'connect')));
+    await waitFor(() => s.connections() === 3, 'three connections accepted');
+    assert.equal(s.waitingConnections(), 1, 'the third connection of the address waits');
+    const answers = flood.map(() => '');
+    flood.forEach((f, i) => {
+      f.socket.on('data', (chunk: Buffer) => (answers[i] += chunk.toString('latin1')));
+      f.socket.write(request);
+    });
+    const other = raw(s.port, '127.0.0.3');
+    let otherAnswer = '';
+    other.socket.on('data', (chunk: Buffer) => (otherAnswer += chunk.toString('latin1')));
+    await once(other.socket, 'connect');
+    other.socket.write(request);
+    await waitFor(() => /^HTTP\/1\.1 401 /.test(otherAnswer) && /^HTTP\/1\.1 401 /.test(answers[0]) && /^HTTP\/1\.1 401 /.test(answers[1]), 'the burst and the other address answered');
+    // The waiting one is served when the address earns a token (one per 5 s here).
+    if (s.waitingConnections() === 1) assert.equal(answers[2], '', 'the waiting connection was read before its turn');
+    await waitFor(() => /^HTTP\/1\.1 401 /.test(answers[2]), 'the waiting connection answered in its turn', 30_000);
+    assert.equal(s.waitingConnections(), 0);
+  });
+
   test('request bodies in flight share a byte budget: beyond it, 503 before reading', async () => {
     const { server: s, refusals } = await server({ maxBodyBytesInFlight: 1500, messagesLimitBytes: 1000 });
     const first = raw(s.port);
