@@ -12,7 +12,7 @@
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Message, NodeId } from '../raft/types.ts';
 import { makeTokenCheck, tokenSource, type TokenOption } from './auth.ts';
@@ -77,6 +77,10 @@ export interface PeerServerOptions {
   /** Connections at once, overall and from one remote address. Defaults 1024 and 256. */
   readonly maxConnections?: number;
   readonly maxConnectionsPerAddress?: number;
+  /** New connections an address without an authenticated connection may start at once, and then
+   * per second; more wait (paused) for their turn or their header deadline. Defaults 32 and 16. */
+  readonly admissionBurst?: number;
+  readonly admissionPerSecond?: number;
   /** Bytes of one-shot request bodies being read at once. Default 2 x messagesLimitBytes. */
   readonly maxBodyBytesInFlight?: number;
 }
@@ -99,10 +103,14 @@ export const DEFAULT_MESSAGES_LIMIT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_REQUEST_LIMIT_BYTES = 2 * 1024 * 1024;
 export const DEFAULT_MAX_TIMEOUT_MS = MAX_TIMEOUT_MS;
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
-// How long a refused request's remaining body may still be drained before the connection closes,
-// so the client reads the answer instead of a reset.
-const REFUSED_LINGER_MS = 1000;
-const REFUSED_LINGER_BYTES = 64 * 1024;
+// A refused request's unread body (SPEC: 413 before reading it): the answer goes out, our side is
+// shut and what the client still sends is discarded within these bounds, then the socket closes.
+// A peer that passed the token check may send up to its declared length (at most twice the route's
+// limit) within a few seconds; anyone else gets 64 KiB and 1 s, so junk costs little.
+const REFUSED_DISCARD_LIMIT_MULTIPLE = 2;
+const REFUSED_LINGER_MS = 5000;
+const UNTRUSTED_DISCARD_BYTES = 64 * 1024;
+const UNTRUSTED_LINGER_MS = 1000;
 
 interface Route {
   readonly method: 'GET' | 'POST';
@@ -146,6 +154,8 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
       maxConnections: options.maxConnections ?? 1024,
       maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 256,
       headersTimeoutMs: options.headersTimeoutMs ?? 5000,
+      admissionBurst: options.admissionBurst ?? 32,
+      admissionPerSecond: options.admissionPerSecond ?? 16,
     },
     (reason, remote) => report(0, reason, connectionRefusalText(reason), '', '', remote),
   );
@@ -169,17 +179,19 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
     const path = query === -1 ? rawUrl : rawUrl.slice(0, query);
     const method = req.method ?? 'GET';
 
+    // Bytes of the body a refusal may still discard: set once the token check passed and the route is known.
+    let discardBytes = UNTRUSTED_DISCARD_BYTES;
+    let lingerMs = UNTRUSTED_LINGER_MS;
+
     /** Answers without reading the body, and closes the connection once the answer is out. */
     const refuse = (code: ErrorCode, message: string, extra: Record<string, string> = {}): void => {
       const status = statusForCode(code);
       report(status, code, message, method, path, socket.remoteAddress);
-      if (req.complete) {
-        sendJson(res, status, encodeError(code, message), extra);
-        return;
+      if (!req.complete) {
+        res.setHeader('connection', 'close');
+        closeAfterAnswer(req, discardBytes, lingerMs);
       }
-      res.setHeader('connection', 'close');
       sendJson(res, status, encodeError(code, message), extra);
-      lingerThenClose(req);
     };
 
     const outcome = checkToken(req.headers.authorization);
@@ -251,6 +263,8 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
       return;
     }
     const declared = req.headers['content-length'] === undefined ? null : Number(req.headers['content-length']);
+    discardBytes = Math.min(declared ?? Number.POSITIVE_INFINITY, REFUSED_DISCARD_LIMIT_MULTIPLE * route.limit);
+    lingerMs = REFUSED_LINGER_MS;
     if (declared !== null && declared > route.limit) {
       refuse('payload_too_large', `request body too large for ${path}: ${declared} bytes declared, the limit is ${route.limit}`);
       return;
@@ -389,17 +403,29 @@ function readBody(req: IncomingMessage, limit: number, declared: number | null, 
   });
 }
 
-/** After a refusal with the body unread: let the client go on sending for a moment (discarded,
- * at most REFUSED_LINGER_BYTES) so it reads the answer instead of a reset, then close. */
-function lingerThenClose(req: IncomingMessage): void {
+/**
+ * After a refusal with the body unread: close without a reset. Destroying a socket with unread
+ * bytes in its receive buffer makes the kernel send RST, and a client still writing its body may
+ * then see its write fail (EPIPE / ECONNRESET) before it reads the answer already on its way. So
+ * the answer (Connection: close) is followed by a half-close only: FIN, over TLS a close_notify
+ * first; what the client still sends is read and discarded until it closes its side, up to
+ * `discardBytes` or `lingerMs`, and only then is the socket destroyed.
+ *
+ * Node's HTTP server ends a connection after its last response with socket.destroySoon() (end,
+ * then destroy once the FIN is out); this socket's destroySoon is replaced by the end alone.
+ */
+function closeAfterAnswer(req: IncomingMessage, discardBytes: number, lingerMs: number): void {
   const socket = req.socket;
-  const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+  socket.destroySoon = () => {
+    if (socket.writable) socket.end();
+  };
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
   timer.unref();
   socket.once('close', () => clearTimeout(timer));
   let discarded = 0;
   req.on('data', (chunk: Buffer) => {
     discarded += chunk.byteLength;
-    if (discarded > REFUSED_LINGER_BYTES) socket.destroy();
+    if (discarded > discardBytes) socket.destroy();
   });
 }
 
@@ -417,6 +443,7 @@ function sendAnswer(res: ServerResponse, answer: CallAnswer): void {
 // ---- a listening server, for the runtime and tests ------------------------------------------------------
 
 export interface RunningPeerServer {
+  /** The HTTP(S) server; connections reach it through the guard, it does not listen itself. */
   readonly server: Server;
   /** The bound port (useful with port 0). */
   readonly port: number;
@@ -424,6 +451,8 @@ export interface RunningPeerServer {
   readonly url: string;
   /** Connections open now (for tests and metrics). */
   connections(): number;
+  /** Of those, connections waiting for their turn (admission pacing). */
+  waitingConnections(): number;
   /** Stops accepting, drops every open connection (peers' streams included), waits. */
   close(): Promise<void>;
 }
@@ -464,18 +493,29 @@ export async function startPeerServer(host: string, port: number, options: PeerS
   server.keepAliveTimeout = 10_000;
   server.timeout = options.idleTimeoutMs ?? 30_000;
   server.maxHeadersCount = 64;
-  listener.guard.attach(server);
-  server.listen(port, host);
-  await once(server, 'listening');
-  const address = server.address() as AddressInfo;
+  // The guard sees each TCP connection first and hands only those it admits to HTTP (or TLS), at
+  // once or when their turn comes (pacing): a refused or waiting connection costs no parser and no
+  // handshake, and nothing is read from it (pauseOnConnect). Both servers take injected
+  // connections: their 'connection' event is documented for that. allowHalfOpen and noDelay are
+  // what node:http's own listening socket would use.
+  const front: NetServer = createNetServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => {
+    listener.guard.admit(socket, (admitted) => {
+      server.emit('connection', admitted);
+      admitted.resume();
+    });
+  });
+  front.listen(port, host);
+  await once(front, 'listening');
+  const address = front.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     server,
     port: address.port,
     url: `${tls === null ? 'http' : 'https'}://${shownHost}:${address.port}`,
     connections: () => listener.guard.connections,
+    waitingConnections: () => listener.guard.waiting,
     close: async () => {
-      const closed = new Promise<void>((resolve, reject) => server.close((error) => (error === undefined ? resolve() : reject(error))));
+      const closed = new Promise<void>((resolve, reject) => front.close((error) => (error === undefined ? resolve() : reject(error))));
       server.closeAllConnections();
       // closeAllConnections knows HTTP connections only: streams and half-open junk go too.
       listener.guard.destroyAll();

@@ -3,7 +3,8 @@
 // actual), slow-header and idle connections hit the leader's peer port from other loopback
 // addresses (127.0.0.2-9, as an attacker's would differ from the peers'). Asserted: the leader
 // keeps its office (term unchanged: no election), the writer keeps succeeding, and the leader's
-// RSS stays bounded. The writer's p99 with and without the abuse is printed, not asserted.
+// RSS stays bounded. The writer's p50/p99 and the leader's CPU use with and without the abuse are
+// printed, not asserted.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -18,6 +19,13 @@ const ABUSER = fileURLToPath(new URL('./fixtures/abuser.ts', import.meta.url));
 function rssMb(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match === null ? 0 : Number(match[1]) / 1024;
+}
+
+/** CPU time (user + system) the process has used so far, in ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 function quantile(sorted: readonly number[], q: number): number {
@@ -62,7 +70,13 @@ describe('peer port abuse', () => {
     const leader = await cluster.waitForLeader();
     const writerNode = cluster.ordinals.find((n) => n !== leader.node) as number;
     await cluster.putOk(writerNode, 'warm', 'up');
+    const leaderPid = cluster.pid(leader.node);
+    const quietCpuBefore = cpuMs(leaderPid);
+    const quietStarted = performance.now();
     const quiet = await write(cluster, writerNode, 5_000);
+    const quietCpu = (cpuMs(leaderPid) - quietCpuBefore) / (performance.now() - quietStarted);
+    const abusedCpuBefore = cpuMs(leaderPid);
+    const abusedStarted = performance.now();
     const rssBefore = rssMb(cluster.pid(leader.node));
 
     let rssMax = rssBefore;
@@ -76,12 +90,14 @@ describe('peer port abuse', () => {
     } finally {
       clearInterval(sampler);
     }
+    const abusedCpu = (cpuMs(leaderPid) - abusedCpuBefore) / (performance.now() - abusedStarted);
     const after = await cluster.waitForLeader();
     const refusedLines = cluster.logText(leader.node).split('refused a peer request').length - 1;
     process.stderr.write(
       `peer port abuse for ${ABUSE_MS} ms: ${JSON.stringify(counts)}\n` +
       `  writer without abuse: ${quiet.latencies.length} writes, p50 ${quantile(quiet.latencies, 0.5).toFixed(1)} ms, p99 ${quantile(quiet.latencies, 0.99).toFixed(1)} ms\n` +
       `  writer with abuse:    ${abused.latencies.length} writes, p50 ${quantile(abused.latencies, 0.5).toFixed(1)} ms, p99 ${quantile(abused.latencies, 0.99).toFixed(1)} ms, ${abused.failures.length} failed\n` +
+      `  leader CPU ${(quietCpu * 1000).toFixed(0)} ms/s without abuse, ${(abusedCpu * 1000).toFixed(0)} ms/s with it; machine load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}\n` +
       `  leader RSS ${rssBefore.toFixed(0)} MB before, at most ${rssMax.toFixed(0)} MB during; ${refusedLines} refusal log lines\n`,
     );
     assert.equal(after.id, leader.id, 'the leader changed');

@@ -4,10 +4,16 @@
 // byte budget, and refusals are logged at a bounded rate.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { afterEach, describe, test } from 'node:test';
 import { PeerClient } from '../../src/transport/client.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from '../../src/transport/protocol.ts';
+import { createThrowawayCa } from '../../src/transport/throwaway-ca.ts';
+import { staticTls } from '../../src/transport/tls.ts';
 import { startPeerServer, type PeerRefusal, type PeerServerOptions, type RunningPeerServer } from '../../src/transport/server.ts';
 import { heartbeat, recorder, TOKEN, waitFor } from './helpers.ts';
 
@@ -53,6 +59,54 @@ describe('peer port limits', () => {
     assert.equal(refusals[0].code, 'payload_too_large');
   });
 
+  // A refused body is not read, but the client may already be sending it: closing with its bytes
+  // unread would reset the connection, and the client's next write could fail before it reads the
+  // answer. The server half-closes and discards the rest (up to the declared length, at most twice
+  // the limit), so a client that writes its whole body before reading still gets the 413.
+  for (const scheme of ['http', 'https'] as const) {
+    test(`a client that writes all of a refused body before reading gets the 413, not a reset (${scheme})`, async () => {
+      const limit = 4 * 1024 * 1024;
+      let tls: { ca: Buffer; cert: Buffer; key: Buffer } | null = null;
+      const options: Partial<PeerServerOptions> = { messagesLimitBytes: limit };
+      if (scheme === 'https') {
+        const dir = mkdtempSync(path.join(tmpdir(), 'raftlet-limits-'));
+        cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+        const ca = createThrowawayCa(dir, 'raftlet-limits-ca');
+        const member = ca.issue('b');
+        const client = ca.issue('a');
+        const caPem = readFileSync(ca.caFile);
+        tls = { ca: caPem, cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) };
+        Object.assign(options, { tls: staticTls({ ca: caPem, cert: readFileSync(member.certFile), key: readFileSync(member.keyFile) }) });
+      }
+      const { server: s, refusals } = await server(options);
+      // allowHalfOpen: the server's FIN (after its answer) must not end our side while we write.
+      // (tls.connect passes allowHalfOpen on to its socket; its option type does not list it.)
+      const tlsOptions: ConnectionOptions & { allowHalfOpen: boolean } = { host: '127.0.0.1', port: s.port, ...tls, allowHalfOpen: true, checkServerIdentity: () => undefined };
+      const socket: Socket = tls === null ? connect({ host: '127.0.0.1', port: s.port, allowHalfOpen: true }) : tlsConnect(tlsOptions);
+      cleanups.push(() => {
+        socket.destroy();
+      });
+      const errors: string[] = [];
+      socket.on('error', (error: NodeJS.ErrnoException) => errors.push(error.code ?? error.message));
+      await once(socket, tls === null ? 'connect' : 'secureConnect');
+      const body = Buffer.alloc(2 * limit, 0x41);
+      socket.write(head(ROUTES.messages, body.byteLength));
+      const piece = 64 * 1024;
+      for (let at = 0; at < body.byteLength && errors.length === 0; at += piece) {
+        await new Promise<void>((resolve) => socket.write(body.subarray(at, at + piece), () => resolve()));
+      }
+      assert.deepEqual(errors, [], 'the client\'s writes of its body failed');
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.end();
+      await once(socket, 'close');
+      assert.deepEqual(errors, [], 'the connection was reset');
+      assert.match(text, /^HTTP\/1\.1 413 /);
+      assert.match(text, /connection: close/i);
+      assert.equal(refusals[0].code, 'payload_too_large');
+    });
+  }
+
   test('headers that do not arrive in time close the connection; so does an idle one', async () => {
     const { server: s, refusals } = await server({ headersTimeoutMs: 200, idleTimeoutMs: 400 });
     const slow = raw(s.port);
@@ -89,6 +143,31 @@ describe('peer port limits', () => {
     assert.ok(s.connections() <= 6, `${s.connections()} connections`);
     client.send('b', [heartbeat(2)]);
     await waitFor(() => received() === 2, 'the peer stream still delivers');
+  });
+
+  test('new connections from one address beyond the burst wait their turn, unread; another address goes at once', async () => {
+    const { server: s } = await server({ admissionBurst: 2, admissionPerSecond: 0.2, headersTimeoutMs: 60_000 });
+    // Unauthenticated: an address holding an authenticated connection is not paced.
+    const request = `GET ${ROUTES.status} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-the-token-at-all\r\n${PROTOCOL_HEADER}: ${PROTOCOL_VERSION}\r\n\r\n`;
+    const flood = Array.from({ length: 3 }, () => raw(s.port, '127.0.0.2'));
+    await Promise.all(flood.map((f) => once(f.socket, 'connect')));
+    await waitFor(() => s.connections() === 3, 'three connections accepted');
+    assert.equal(s.waitingConnections(), 1, 'the third connection of the address waits');
+    const answers = flood.map(() => '');
+    flood.forEach((f, i) => {
+      f.socket.on('data', (chunk: Buffer) => (answers[i] += chunk.toString('latin1')));
+      f.socket.write(request);
+    });
+    const other = raw(s.port, '127.0.0.3');
+    let otherAnswer = '';
+    other.socket.on('data', (chunk: Buffer) => (otherAnswer += chunk.toString('latin1')));
+    await once(other.socket, 'connect');
+    other.socket.write(request);
+    await waitFor(() => /^HTTP\/1\.1 401 /.test(otherAnswer) && /^HTTP\/1\.1 401 /.test(answers[0]) && /^HTTP\/1\.1 401 /.test(answers[1]), 'the burst and the other address answered');
+    // The waiting one is served when the address earns a token (one per 5 s here).
+    if (s.waitingConnections() === 1) assert.equal(answers[2], '', 'the waiting connection was read before its turn');
+    await waitFor(() => /^HTTP\/1\.1 401 /.test(answers[2]), 'the waiting connection answered in its turn', 30_000);
+    assert.equal(s.waitingConnections(), 0);
   });
 
   test('request bodies in flight share a byte budget: beyond it, 503 before reading', async () => {
