@@ -14,6 +14,8 @@
 // - An established stream that closed, followed by a refused connection (nothing listens: the
 //   peer's process is gone), is reported once as onPeerDead. Timeouts, resets of a live process,
 //   TLS and token refusals never are.
+// - A link told to keep its stream open (keepOpen: the other voters) opens it before anything is
+//   sent and reopens it after a backoff, so an election or a hand-off never waits for a connection.
 import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 import { ClientError } from '../api/ops.ts';
 import type { Message, NodeId } from '../raft/types.ts';
@@ -162,6 +164,8 @@ export class PeerLink {
   private lastReadMs = 0;
   private blockedSinceMs: number | null = null;
   private flushScheduled = false;
+  /** Keep the stream open while idle (see keepOpen). */
+  private keepingOpen = false;
   /** An established stream closed; a refused reconnect then means the peer's process is gone. */
   private lostEstablished = false;
   /** The token that last worked (or is being tried), and how many were refused in a row. */
@@ -253,6 +257,17 @@ export class PeerLink {
       if (this.state === 'idle') this.connect();
       else this.scheduleFlush();
     });
+  }
+
+  /**
+   * Keeps the stream open even while nothing is sent (or stops doing so): a follower never sends to
+   * the other followers, and the first vote request or first append to one must not wait for a
+   * connection to be made (under load, a connection and the stream's handshake cost tens of ms).
+   * A link that backs off is reopened when the backoff ends.
+   */
+  keepOpen(on: boolean): void {
+    this.keepingOpen = on;
+    if (on && this.state === 'idle' && !this.backoff.isBackingOff(this.options.now())) this.connect();
   }
 
   stats(): PeerStats {
@@ -564,8 +579,9 @@ export class PeerLink {
 
   /** Pings an idle stream; closes one that hears nothing or cannot write. */
   private tick(): void {
-    if (this.state !== 'open' || this.req === null) return;
     const now = this.options.now();
+    if (this.state === 'idle' && this.keepingOpen && !this.backoff.isBackingOff(now)) this.connect();
+    if (this.state !== 'open' || this.req === null) return;
     if (now - this.lastReadMs > this.options.idleTimeoutMs) {
       const error = new Error(`peer ${this.id} sent nothing for ${this.options.idleTimeoutMs} ms`);
       error.name = 'TimeoutError';
