@@ -160,7 +160,7 @@ export class PeerLink {
   private openedAtMs = 0;
   /** Streams in a row that ended before HEALTHY_STREAM_MS. */
   private shortStreams = 0;
-  private lastWriteMs = 0;
+  private lastPingMs = 0;
   private lastReadMs = 0;
   private blockedSinceMs: number | null = null;
   private flushScheduled = false;
@@ -406,7 +406,7 @@ export class PeerLink {
     const now = this.options.now();
     this.openedAtMs = now;
     this.lastReadMs = now;
-    this.lastWriteMs = now;
+    this.lastPingMs = now;
     this.backoff.succeed();
     this.options.hooks.onRpc?.('messages', (performance.now() - started) / 1000, true);
     this.setReachable(true, null);
@@ -564,7 +564,6 @@ export class PeerLink {
     }
     if (parts.length === 0) return;
     const now = this.options.now();
-    this.lastWriteMs = now;
     const ok = req.write(parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes));
     if (!ok) {
       this.blockedSinceMs = now;
@@ -594,8 +593,12 @@ export class PeerLink {
       this.streamEnded(this.generation, error);
       return;
     }
-    if (this.blockedSinceMs === null && now - this.lastWriteMs >= this.options.pingIntervalMs) {
-      this.lastWriteMs = now;
+    // Pinged whenever the peer was silent for an interval, however much we send: a follower's stream
+    // to its leader carries only its answers, and the leader writes nothing back on it but pongs.
+    // (Pinging only when we sent nothing let that stream hit the idle timeout every few seconds.)
+    const interval = this.options.pingIntervalMs;
+    if (this.blockedSinceMs === null && now - this.lastReadMs >= interval && now - this.lastPingMs >= interval) {
+      this.lastPingMs = now;
       this.req.write(encodeFrame(FRAME.ping, null));
     }
   }

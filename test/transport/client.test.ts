@@ -383,6 +383,30 @@ describe('peer client: streams kept open', () => {
     }
   });
 
+  test('a stream that only carries our messages stays open: the silent peer is pinged however much we send', async () => {
+    // A follower's stream to its leader carries its answers; the leader writes nothing back on it.
+    const r = recorder();
+    const b = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
+    try {
+      const observed = observedClient({ pingIntervalMs: 20, idleTimeoutMs: 150 });
+      client = observed.client;
+      const sender = observed.client;
+      sender.setPeers({ b: b.url });
+      let seq = 0;
+      const started = Date.now();
+      // Four idle timeouts of steady sending, a message every few ms.
+      while (Date.now() - started < 600) {
+        sender.send('b', [heartbeat(++seq, 'b')]);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await waitFor(() => received(r).length === seq, 'every message delivered');
+      assert.equal(stats(sender, 'b').requests, 1, 'one stream all along, never closed as idle');
+      assert.deepEqual(observed.seen.drops, []);
+    } finally {
+      await b.close();
+    }
+  });
+
   test('a kept-open stream whose peer went away is reopened by itself once the peer is back', async () => {
     const r = recorder();
     const first = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
