@@ -470,6 +470,10 @@ export class RaftNode implements ClientOps {
   onMessages(messages: Message[]): void {
     if (this.stopped) return;
     const before = this.electionState();
+    if (this.options.peers.heardFrom !== undefined && messages.length > 0) {
+      let last: NodeId | null = null;
+      for (const m of messages) if (m.from !== last) this.options.peers.heardFrom((last = m.from));
+    }
     this.guard(() => {
       for (const m of messages) this.raft.step(m);
     });

@@ -205,6 +205,12 @@ export class PeerClient {
     for (const [id, link] of this.links) link.keepOpen(wanted.has(id));
   }
 
+  /** A message from peer arrived, so its process is up: a kept-open link that is down (backing
+   * off after the peer went away) reconnects now instead of at its next retry. */
+  heardFrom(peer: NodeId): void {
+    this.links.get(peer)?.peerAlive();
+  }
+
   /** Queues messages for one peer and returns at once; they leave at the end of this turn of the
    * event loop. Delivery is best effort, in order. */
   send(to: NodeId, messages: readonly Message[]): void {

@@ -166,6 +166,8 @@ export class PeerLink {
   private flushScheduled = false;
   /** Keep the stream open while idle (see keepOpen). */
   private keepingOpen = false;
+  /** The last connection attempt was refused (nothing listened on the peer's port). */
+  private lastRefused = false;
   /** An established stream closed; a refused reconnect then means the peer's process is gone. */
   private lostEstablished = false;
   /** The token that last worked (or is being tried), and how many were refused in a row. */
@@ -268,6 +270,13 @@ export class PeerLink {
   keepOpen(on: boolean): void {
     this.keepingOpen = on;
     if (on && this.state === 'idle' && !this.backoff.isBackingOff(this.options.now())) this.connect();
+  }
+
+  /** The peer is up (a message from it arrived): a kept-open link whose last attempt was refused
+   * (nothing listened: the peer was restarting) reconnects now, not at its next retry. */
+  peerAlive(): void {
+    if (this.state !== 'idle' || !this.keepingOpen || !this.lastRefused) return;
+    this.connect();
   }
 
   stats(): PeerStats {
@@ -403,6 +412,7 @@ export class PeerLink {
   private opened(generation: number, started: number, res: IncomingMessage): void {
     this.state = 'open';
     this.authRefusals = 0;
+    this.lastRefused = false;
     const now = this.options.now();
     this.openedAtMs = now;
     this.lastReadMs = now;
@@ -511,6 +521,7 @@ export class PeerLink {
     this.req = null;
     this.failedRequests++;
     this.options.hooks.onRpc?.('messages', (performance.now() - started) / 1000, false);
+    this.lastRefused = isRefused(error);
     if (this.lostEstablished && isRefused(error)) {
       this.lostEstablished = false;
       this.options.hooks.onPeerDead?.(this.id);

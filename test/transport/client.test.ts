@@ -431,6 +431,29 @@ describe('peer client: streams kept open', () => {
       await second?.close();
     }
   });
+  test('a kept-open link reconnects as soon as the restarted peer is heard from, not after its backoff', async () => {
+    const r = recorder();
+    const first = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
+    const port = Number(new URL(first.url).port);
+    let second: RunningPeerServer | null = null;
+    try {
+      // A backoff far longer than the test may take: only heardFrom can reopen the stream in time.
+      const observed = observedClient({ backoffInitialMs: 60_000, backoffMaxMs: 60_000 });
+      client = observed.client;
+      const kept = observed.client;
+      kept.setPeers({ b: first.url });
+      kept.keepOpen(['b']);
+      await waitFor(() => stats(kept, 'b').connected, 'the stream open');
+      await first.close();
+      await waitFor(() => stats(kept, 'b').backingOff, 'the reconnect refused, the link backing off');
+      second = await startPeerServer('127.0.0.1', port, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
+      kept.heardFrom('b');
+      await waitFor(() => stats(kept, 'b').connected, 'the stream open again right after a message from b', 20_000);
+    } finally {
+      await first.close().catch(() => undefined);
+      await second?.close();
+    }
+  });
 });
 
 describe('peer client: forwarding calls', () => {
