@@ -7,7 +7,7 @@ import { ClientError, type ClientOps, type LeaderInfo, type Leadership, type Nod
 import { encodeKvCommand, KvCodecError } from '../kv/index.ts';
 import type { ChangeFeed, KvCommand, KvResult, KvView } from '../kv/types.ts';
 import { Raft } from '../raft/raft.ts';
-import type { AppHealth, ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, RestoredState } from '../raft/types.ts';
+import type { AppHealth, ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, RestoredState, Role } from '../raft/types.ts';
 import { healthyTransferTarget } from './app-health.ts';
 import { systemClock, type Cancel, type Clock, type LogStore, type PeerSender, type StateMachine } from './ports.ts';
 import { Waiters } from './waiters.ts';
@@ -86,6 +86,13 @@ interface Proposal {
   readonly term: number;
   readonly resolve: (r: KvResult) => void;
   readonly reject: (err: Error) => void;
+}
+
+/** What drainIfElection compares: a change in any of them is an election or a hand-off. */
+interface ElectionState {
+  readonly term: number;
+  readonly role: Role;
+  readonly leader: NodeId | null;
 }
 
 /** How long a client call waits between looks for a leader while none is known. */
@@ -244,11 +251,32 @@ export class RaftNode implements ClientOps {
 
   private onTick(): void {
     if (this.stopped) return;
+    const before = this.electionState();
     this.recordTick(this.raft.tickCount + 1);
     this.guard(() => this.raft.tick());
     this.maybeMoveLeadershipForApp();
     this.waiters.check();
-    this.kick();
+    this.drainIfElection(before);
+  }
+
+  private electionState(): ElectionState {
+    return { term: this.raft.currentTerm, role: this.raft.currentRole, leader: this.raft.currentLeader };
+  }
+
+  /**
+   * Elections and hand-offs are rare and the whole cluster waits on them: when the term, the role or
+   * the leader moved, the Ready is drained now instead of on the next turn of the event loop, so
+   * vote requests leave and the fsync of a new term or vote, or of a new leader's first append on a
+   * follower, starts at once (on a busy loop the next turn can be milliseconds away). Everything
+   * else waits for the next turn, where what arrived together shares one fsync. So does a new
+   * leader's first Ready: the writes that waited for a leader are proposed in this turn (waiters),
+   * and go out with its no-op in one append, one fsync on each follower.
+   */
+  private drainIfElection(before: ElectionState): void {
+    const now = this.electionState();
+    const moved = now.term !== before.term || now.role !== before.role || now.leader !== before.leader;
+    if (moved && now.role !== 'leader') this.drain();
+    else this.kick();
   }
 
   /** Runs fn against the core; an exception there means a broken invariant: stop, never limp on. */
@@ -430,21 +458,27 @@ export class RaftNode implements ClientOps {
   peerDead(peer: NodeId): void {
     if (this.stopped) return;
     const following = this.raft.currentRole === 'follower' && this.raft.currentLeader === peer;
+    const before = this.electionState();
     this.guard(() => this.raft.reportPeerDead(peer));
     if (following) this.options.logger.info({ peer, term: this.raft.currentTerm }, `leader ${peer} is gone (connection refused): campaigning now`);
     this.waiters.check();
-    this.kick();
+    this.drainIfElection(before);
   }
 
   // ---- peer handlers (SPEC §5) --------------------------------------------------------------------
 
   onMessages(messages: Message[]): void {
     if (this.stopped) return;
+    const before = this.electionState();
+    if (this.options.peers.heardFrom !== undefined && messages.length > 0) {
+      let last: NodeId | null = null;
+      for (const m of messages) if (m.from !== last) this.options.peers.heardFrom((last = m.from));
+    }
     this.guard(() => {
       for (const m of messages) this.raft.step(m);
     });
     this.waiters.check();
-    this.kick();
+    this.drainIfElection(before);
   }
 
   async onPropose(cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
@@ -699,7 +733,9 @@ export class RaftNode implements ClientOps {
     const res = this.raft.transferLeadership(to);
     if (!res.ok) throw new ClientError('bad_request', `cannot transfer leadership: ${res.message}`);
     if (res.to === this.id) return { leader: this.id, term: this.raft.currentTerm };
-    this.kick();
+    // Thesis §3.10: TimeoutNow leaves at once (an early message: it needs no fsync), not on the
+    // next turn of a loop that may be busy with the client requests of a shutdown.
+    this.drain();
     const target = res.to;
     try {
       const moved = await this.awaitTransfer(target, deadlineMs);

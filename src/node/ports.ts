@@ -30,6 +30,8 @@ export interface PeerSender {
   /** Asks the leader at peerUrl for a read index (thesis §6.4.1). */
   readIndex(peerUrl: string, deadlineMs: number): Promise<{ index: number; term: number }>;
   transfer(peerUrl: string, to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;
+  /** A message from peer arrived: it is up (a link that gave up on it may reconnect now). */
+  heardFrom?(peer: NodeId): void;
 }
 
 /** The replicated state machine: applies committed entries in order and snapshots itself. */

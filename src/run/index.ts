@@ -6,7 +6,7 @@
 import pino from 'pino';
 import { formatHostPort, type Settings } from '../config/settings.ts';
 import type { Peer } from '../kubernetes/discovery.ts';
-import type { KubernetesAdapters } from '../kubernetes/index.ts';
+import type { KubernetesAdapters, ScaleVerdict } from '../kubernetes/index.ts';
 import { DEFAULT_HISTORY, KvStore } from '../kv/index.ts';
 import { AppMetrics } from '../metrics/app-metrics.ts';
 import { RaftletMetrics } from '../metrics/metrics.ts';
@@ -139,6 +139,8 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     for (const m of node.members()) urls.set(m.id, m.url);
     urls.delete(settings.nodeId);
     peers.setPeers(urls);
+    // Any voter may be the next leader, or its first follower: their streams are open beforehand.
+    peers.keepOpen(node.members().filter((m) => m.voter && m.id !== settings.nodeId).map((m) => m.id));
   };
   updatePeers();
 
@@ -273,15 +275,9 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   }, 1000);
   stops.push(() => clearInterval(lagTimer));
 
-  const shutdown = async (signal: string): Promise<void> => {
-    const startedAt = Date.now();
-    logger.info({ signal }, 'stopping');
-    // No new client requests; those in flight finish below (their entries may commit under the
-    // next leader, which this node then applies). Watches end now: they would never finish.
-    apiShutdown.abort();
-    const apiDrained = drainServer(servers.api, Math.min(5000, settings.requestTimeoutMs));
-    // Scale-down or restart? Asked of the API at once.
-    const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
+  /** A leader gives leadership to a member that stays, and resolves once another member leads (or
+   * the attempt failed); any other member resolves at once. */
+  const handOver = async (verdict: Promise<ScaleVerdict> | null): Promise<void> => {
     const handing = node.raftStatus();
     if (handing.role === 'leader' && handing.transferee !== null) {
       // The reconciler is handing over already (this leader is scaled away): let that finish.
@@ -298,6 +294,20 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
         logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');
       }
     }
+  };
+  const shutdown = async (signal: string): Promise<void> => {
+    const startedAt = Date.now();
+    // Scale-down or restart? Asked of the API at once.
+    const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
+    // The hand-off starts before anything else: without Kubernetes, TimeoutNow is on its way before
+    // this function first waits (thesis §3.10); the rest of the shutdown runs alongside.
+    const handedOver = handOver(verdict);
+    logger.info({ signal }, 'stopping');
+    // No new client requests; those in flight finish below (their entries may commit under the
+    // next leader, which this node then applies). Watches end now: they would never finish.
+    apiShutdown.abort();
+    const apiDrained = drainServer(servers.api, Math.min(5000, settings.requestTimeoutMs));
+    await handedOver;
     publishRole();
     if (verdict !== null) {
       await leaveIfScaledAway({ node, peers, verdict: await verdict, startedAt, electionTimeoutMs: settings.electionTimeoutMs, logger });

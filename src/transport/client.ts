@@ -197,6 +197,20 @@ export class PeerClient {
     }
   }
 
+  /** Keeps the streams to these peers open while idle (the other voters: whoever wins an election
+   * sends to them at once); the streams to all other peers open on first use, as before. */
+  keepOpen(ids: Iterable<NodeId>): void {
+    if (this.closed) return;
+    const wanted = new Set(ids);
+    for (const [id, link] of this.links) link.keepOpen(wanted.has(id));
+  }
+
+  /** A message from peer arrived, so its process is up: a kept-open link that is down (backing
+   * off after the peer went away) reconnects now instead of at its next retry. */
+  heardFrom(peer: NodeId): void {
+    this.links.get(peer)?.peerAlive();
+  }
+
   /** Queues messages for one peer and returns at once; they leave at the end of this turn of the
    * event loop. Delivery is best effort, in order. */
   send(to: NodeId, messages: readonly Message[]): void {

@@ -14,6 +14,8 @@
 // - An established stream that closed, followed by a refused connection (nothing listens: the
 //   peer's process is gone), is reported once as onPeerDead. Timeouts, resets of a live process,
 //   TLS and token refusals never are.
+// - A link told to keep its stream open (keepOpen: the other voters) opens it before anything is
+//   sent and reopens it after a backoff, so an election or a hand-off never waits for a connection.
 import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 import { ClientError } from '../api/ops.ts';
 import type { Message, NodeId } from '../raft/types.ts';
@@ -158,10 +160,14 @@ export class PeerLink {
   private openedAtMs = 0;
   /** Streams in a row that ended before HEALTHY_STREAM_MS. */
   private shortStreams = 0;
-  private lastWriteMs = 0;
+  private lastPingMs = 0;
   private lastReadMs = 0;
   private blockedSinceMs: number | null = null;
   private flushScheduled = false;
+  /** Keep the stream open while idle (see keepOpen). */
+  private keepingOpen = false;
+  /** The last connection attempt was refused (nothing listened on the peer's port). */
+  private lastRefused = false;
   /** An established stream closed; a refused reconnect then means the peer's process is gone. */
   private lostEstablished = false;
   /** The token that last worked (or is being tried), and how many were refused in a row. */
@@ -253,6 +259,24 @@ export class PeerLink {
       if (this.state === 'idle') this.connect();
       else this.scheduleFlush();
     });
+  }
+
+  /**
+   * Keeps the stream open even while nothing is sent (or stops doing so): a follower never sends to
+   * the other followers, and the first vote request or first append to one must not wait for a
+   * connection to be made (under load, a connection and the stream's handshake cost tens of ms).
+   * A link that backs off is reopened when the backoff ends.
+   */
+  keepOpen(on: boolean): void {
+    this.keepingOpen = on;
+    if (on && this.state === 'idle' && !this.backoff.isBackingOff(this.options.now())) this.connect();
+  }
+
+  /** The peer is up (a message from it arrived): a kept-open link whose last attempt was refused
+   * (nothing listened: the peer was restarting) reconnects now, not at its next retry. */
+  peerAlive(): void {
+    if (this.state !== 'idle' || !this.keepingOpen || !this.lastRefused) return;
+    this.connect();
   }
 
   stats(): PeerStats {
@@ -388,10 +412,11 @@ export class PeerLink {
   private opened(generation: number, started: number, res: IncomingMessage): void {
     this.state = 'open';
     this.authRefusals = 0;
+    this.lastRefused = false;
     const now = this.options.now();
     this.openedAtMs = now;
     this.lastReadMs = now;
-    this.lastWriteMs = now;
+    this.lastPingMs = now;
     this.backoff.succeed();
     this.options.hooks.onRpc?.('messages', (performance.now() - started) / 1000, true);
     this.setReachable(true, null);
@@ -496,6 +521,7 @@ export class PeerLink {
     this.req = null;
     this.failedRequests++;
     this.options.hooks.onRpc?.('messages', (performance.now() - started) / 1000, false);
+    this.lastRefused = isRefused(error);
     if (this.lostEstablished && isRefused(error)) {
       this.lostEstablished = false;
       this.options.hooks.onPeerDead?.(this.id);
@@ -549,7 +575,6 @@ export class PeerLink {
     }
     if (parts.length === 0) return;
     const now = this.options.now();
-    this.lastWriteMs = now;
     const ok = req.write(parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes));
     if (!ok) {
       this.blockedSinceMs = now;
@@ -564,8 +589,9 @@ export class PeerLink {
 
   /** Pings an idle stream; closes one that hears nothing or cannot write. */
   private tick(): void {
-    if (this.state !== 'open' || this.req === null) return;
     const now = this.options.now();
+    if (this.state === 'idle' && this.keepingOpen && !this.backoff.isBackingOff(now)) this.connect();
+    if (this.state !== 'open' || this.req === null) return;
     if (now - this.lastReadMs > this.options.idleTimeoutMs) {
       const error = new Error(`peer ${this.id} sent nothing for ${this.options.idleTimeoutMs} ms`);
       error.name = 'TimeoutError';
@@ -578,8 +604,12 @@ export class PeerLink {
       this.streamEnded(this.generation, error);
       return;
     }
-    if (this.blockedSinceMs === null && now - this.lastWriteMs >= this.options.pingIntervalMs) {
-      this.lastWriteMs = now;
+    // Pinged whenever the peer was silent for an interval, however much we send: a follower's stream
+    // to its leader carries only its answers, and the leader writes nothing back on it but pongs.
+    // (Pinging only when we sent nothing let that stream hit the idle timeout every few seconds.)
+    const interval = this.options.pingIntervalMs;
+    if (this.blockedSinceMs === null && now - this.lastReadMs >= interval && now - this.lastPingMs >= interval) {
+      this.lastPingMs = now;
       this.req.write(encodeFrame(FRAME.ping, null));
     }
   }

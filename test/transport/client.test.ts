@@ -341,6 +341,110 @@ describe('peer client: unreachable and slow peers', () => {
   });
 });
 
+describe('peer client: streams kept open', () => {
+  let client: PeerClient | null = null;
+  afterEach(async () => {
+    await client?.close();
+    client = null;
+  });
+
+  test('keepOpen opens the streams to the named peers before anything is sent, and only to them', async () => {
+    const rb = recorder();
+    const rc = recorder();
+    const b = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: rb.handlers });
+    const c = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'c', handlers: rc.handlers });
+    try {
+      const observed = observedClient();
+      client = observed.client;
+      const kept = observed.client;
+      kept.setPeers({ b: b.url, c: c.url });
+      kept.keepOpen(['b']);
+      await waitFor(() => stats(kept, 'b').connected, 'the stream to b open with nothing sent');
+      assert.equal(stats(kept, 'c').requests, 0, 'no stream to c, which was not named');
+      // The first message to b leaves on the stream already open: no new connection.
+      kept.send('b', [heartbeat(1, 'b')]);
+      await waitFor(() => rb.batches.length === 1, 'the message to b');
+      assert.equal(stats(kept, 'b').requests, 1);
+      assert.deepEqual(observed.seen.drops, []);
+    } finally {
+      await b.close();
+      await c.close();
+    }
+  });
+
+  test('a stream that only carries our messages stays open: the silent peer is pinged however much we send', async () => {
+    // A follower's stream to its leader carries its answers; the leader writes nothing back on it.
+    const r = recorder();
+    const b = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
+    try {
+      const observed = observedClient({ pingIntervalMs: 20, idleTimeoutMs: 150 });
+      client = observed.client;
+      const sender = observed.client;
+      sender.setPeers({ b: b.url });
+      let seq = 0;
+      const started = Date.now();
+      // Four idle timeouts of steady sending, a message every few ms.
+      while (Date.now() - started < 600) {
+        sender.send('b', [heartbeat(++seq, 'b')]);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await waitFor(() => received(r).length === seq, 'every message delivered');
+      assert.equal(stats(sender, 'b').requests, 1, 'one stream all along, never closed as idle');
+      assert.deepEqual(observed.seen.drops, []);
+    } finally {
+      await b.close();
+    }
+  });
+
+  test('a kept-open stream whose peer went away is reopened by itself once the peer is back', async () => {
+    const r = recorder();
+    const first = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
+    const port = Number(new URL(first.url).port);
+    let second: RunningPeerServer | null = null;
+    try {
+      const observed = observedClient({ backoffInitialMs: 10, backoffMaxMs: 40, pingIntervalMs: 20 });
+      client = observed.client;
+      const kept = observed.client;
+      kept.setPeers({ b: first.url });
+      kept.keepOpen(['b']);
+      await waitFor(() => stats(kept, 'b').connected, 'the stream open');
+      await first.close();
+      await waitFor(() => !stats(kept, 'b').connected && stats(kept, 'b').failedRequests > 0, 'the reconnect refused while the peer is gone');
+      second = await startPeerServer('127.0.0.1', port, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
+      // Nothing is sent: the link reopens the stream after its backoff on its own.
+      await waitFor(() => stats(kept, 'b').connected, 'the stream open again without a message');
+      assert.equal(r.batches.length, 0);
+      assert.equal(stats(kept, 'b').consecutiveFailures, 0);
+    } finally {
+      await first.close().catch(() => undefined);
+      await second?.close();
+    }
+  });
+  test('a kept-open link reconnects as soon as the restarted peer is heard from, not after its backoff', async () => {
+    const r = recorder();
+    const first = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
+    const port = Number(new URL(first.url).port);
+    let second: RunningPeerServer | null = null;
+    try {
+      // A backoff far longer than the test may take: only heardFrom can reopen the stream in time.
+      const observed = observedClient({ backoffInitialMs: 60_000, backoffMaxMs: 60_000 });
+      client = observed.client;
+      const kept = observed.client;
+      kept.setPeers({ b: first.url });
+      kept.keepOpen(['b']);
+      await waitFor(() => stats(kept, 'b').connected, 'the stream open');
+      await first.close();
+      await waitFor(() => stats(kept, 'b').backingOff, 'the reconnect refused, the link backing off');
+      second = await startPeerServer('127.0.0.1', port, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
+      kept.heardFrom('b');
+      await waitFor(() => stats(kept, 'b').connected, 'the stream open again right after a message from b', 20_000);
+    } finally {
+      await first.close().catch(() => undefined);
+      await second?.close();
+    }
+  });
+});
+
 describe('peer client: forwarding calls', () => {
   let server: RunningPeerServer;
   let r: Recorder = recorder();
