@@ -86,6 +86,19 @@ interface Proposal {
   readonly term: number;
   readonly resolve: (r: KvResult) => void;
   readonly reject: (err: Error) => void;
+  /** Clears the deadline timer once the proposal is settled otherwise: a timer left to run out would
+   * keep the proposal (and its caller's promise) alive for the whole request timeout, thousands of
+   * them under load. */
+  cancelDeadline: Cancel;
+}
+
+const noCancel: Cancel = () => undefined;
+
+/** A leader-side ReadIndex waiting for its heartbeat round; cancelDeadline as for Proposal. */
+interface PendingRead {
+  readonly resolve: (index: number) => void;
+  readonly reject: (err: Error) => void;
+  cancelDeadline: Cancel;
 }
 
 /** How long a client call waits between looks for a leader while none is known. */
@@ -106,7 +119,7 @@ export class RaftNode implements ClientOps {
   private stopped = false;
   private failed = false;
   private nextReadId = 1;
-  private readonly reads = new Map<number, { resolve: (index: number) => void; reject: (err: Error) => void }>();
+  private readonly reads = new Map<number, PendingRead>();
   /** Proposals this node made as leader, by index: settled when that index is applied. Several may
    * wait on one index (this node lost office and proposed there again in a later term); the entry
    * that commits there decides all of them. */
@@ -232,10 +245,16 @@ export class RaftNode implements ClientOps {
     await this.waiters.until(() => !this.persisting, this.clock.now() + 10_000).catch(() => undefined);
     const closing = new ClientError('unavailable', 'the node is shutting down');
     for (const waiting of this.proposals.values()) {
-      for (const p of waiting) p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+      for (const p of waiting) {
+        p.cancelDeadline();
+        p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+      }
     }
     this.proposals.clear();
-    for (const r of this.reads.values()) r.reject(closing);
+    for (const r of this.reads.values()) {
+      r.cancelDeadline();
+      r.reject(closing);
+    }
     this.reads.clear();
     this.waiters.rejectAll(closing);
   }
@@ -333,11 +352,15 @@ export class RaftNode implements ClientOps {
       return;
     }
     for (const rs of rd.readStates) {
-      this.reads.get(rs.requestId)?.resolve(rs.index);
+      const read = this.reads.get(rs.requestId);
+      read?.cancelDeadline();
+      read?.resolve(rs.index);
       this.reads.delete(rs.requestId);
     }
     for (const requestId of rd.readsFailed) {
-      this.reads.get(requestId)?.reject(new ClientError('no_leader', 'leadership was lost before the read could be confirmed'));
+      const read = this.reads.get(requestId);
+      read?.cancelDeadline();
+      read?.reject(new ClientError('no_leader', 'leadership was lost before the read could be confirmed'));
       this.reads.delete(requestId);
     }
     this.guard(() => raft.advance(rd));
@@ -358,7 +381,10 @@ export class RaftNode implements ClientOps {
     // Proposals covered by the snapshot: whether they won their index cannot be told any more.
     for (const [index, waiting] of this.proposals) {
       if (index > snap.meta.index) continue;
-      for (const p of waiting) p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
+      for (const p of waiting) {
+        p.cancelDeadline();
+        p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
+      }
       this.proposals.delete(index);
     }
     for (const h of this.hooks) h.onSnapshot?.((this.clock.now() - started) / 1000, 'install');
@@ -371,6 +397,7 @@ export class RaftNode implements ClientOps {
     if (!waiting) return;
     this.proposals.delete(entry.index);
     for (const p of waiting) {
+      p.cancelDeadline();
       if (entry.term === p.term && result !== null) p.resolve(result);
       // Another entry committed at this index: ours never can (an entry's index is fixed and a
       // committed entry is final), so a retry is safe.
@@ -627,11 +654,11 @@ export class RaftNode implements ClientOps {
     }
     this.kick();
     return new Promise<KvResult>((resolve, reject) => {
-      const proposal: Proposal = { term: res.term, resolve, reject };
+      const proposal: Proposal = { term: res.term, resolve, reject, cancelDeadline: noCancel };
       const waiting = this.proposals.get(res.index);
       if (waiting) waiting.push(proposal);
       else this.proposals.set(res.index, [proposal]);
-      this.waiters.deadline(deadlineMs, () => {
+      proposal.cancelDeadline = this.waiters.deadline(deadlineMs, () => {
         const still = this.proposals.get(res.index);
         const at = still?.indexOf(proposal) ?? -1;
         if (!still || at < 0) return; // already settled
@@ -676,8 +703,9 @@ export class RaftNode implements ClientOps {
     if (!res.ok) return Promise.reject(new ClientError('no_leader', `${this.id} is not the leader`));
     this.kick();
     return new Promise<number>((resolve, reject) => {
-      this.reads.set(requestId, { resolve, reject });
-      this.waiters.deadline(deadlineMs, () => {
+      const read: PendingRead = { resolve, reject, cancelDeadline: noCancel };
+      this.reads.set(requestId, read);
+      read.cancelDeadline = this.waiters.deadline(deadlineMs, () => {
         if (!this.reads.delete(requestId)) return;
         reject(new ClientError('timeout', 'the leader could not confirm its leadership in time'));
       });

@@ -84,6 +84,22 @@ test('a proposal on a leader resolves once its entry is fsynced, committed and a
   assert.equal(h.kv.get('k')?.modIndex, result.index);
 });
 
+test('a write or read that is answered leaves no deadline timer behind (none piles up under load)', async () => {
+  const h = startNode('n1', ['n1']);
+  h.node.campaignIfAlone();
+  await h.clock.settle();
+  assert.equal(h.node.status().role, 'leader');
+  const before = h.clock.pendingTimers();
+  // Deadlines an hour away: a timer not cancelled when its call is answered would still be pending.
+  const deadline = h.clock.now() + 3_600_000;
+  const writes = Array.from({ length: 50 }, (_, i) => watch(h.node.propose(put(`k${i}`, 'v'), deadline)));
+  const reads = Array.from({ length: 5 }, () => watch(h.node.readBarrier(deadline)));
+  await h.clock.advance(50);
+  assert.ok(writes.every((w) => w.settled() && w.value().ok), 'every write was answered');
+  assert.ok(reads.every((r) => r.settled()), 'every read barrier was answered');
+  assert.equal(h.clock.pendingTimers(), before, 'the deadline timers of answered calls were cancelled');
+});
+
 test('a follower forwards a write to the leader and answers once the entry is applied locally', async () => {
   const h = startNode('n1', THREE);
   await follow(h, 2);
