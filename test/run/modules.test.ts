@@ -1,8 +1,10 @@
 // Libraries a mode does not use are not loaded (issue 12): a member outside Kubernetes
 // (RAFTLET_KUBERNETES=0, as in the bench, `raftlet local` and every black-box test) must never load
-// @kubernetes/client-node, which alone is ~870 modules and ~35 MB of RSS. The member is a real
-// `raftlet run` process; a resolve hook (test/support/module-log.ts) logs every module it loads
-// while it starts, wins its election and serves a write, a read and a metrics scrape.
+// @kubernetes/client-node, which alone is ~870 modules and ~35 MB of RSS; and no member loads the
+// copy of undici bundled in Node (with http2), which an ESM import of node:http drags in through
+// http.WebSocket (src/util/http.ts). The member is a real `raftlet run` process; a resolve hook
+// (test/support/module-log.ts) logs every module it loads while it starts, wins its election and
+// serves a write, a read and a metrics scrape, and Node's list of internal modules at exit.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,7 +24,7 @@ function packageOf(url: string): string | null {
 describe('modules a member outside Kubernetes loads', () => {
   const clusters = clusterHooks();
 
-  test('a member with RAFTLET_KUBERNETES=0 never loads @kubernetes/client-node', async () => {
+  test('a member with RAFTLET_KUBERNETES=0 loads neither @kubernetes/client-node nor the undici bundled in Node', async () => {
     const c = await clusters.start({
       nodes: 1,
       name: 'modules',
@@ -41,5 +43,12 @@ describe('modules a member outside Kubernetes loads', () => {
     // The hook saw the libraries this mode does use: the log is the member's.
     for (const used of ['express', 'pino', 'prom-client']) assert.ok(packages.has(used), `${used} was loaded: ${[...packages].join(', ')}`);
     assert.ok(!packages.has('@kubernetes/client-node'), `@kubernetes/client-node was loaded outside Kubernetes: ${[...packages].join(', ')}`);
+
+    assert.equal(await c.sigterm(1), 0, 'the member stopped cleanly');
+    const internal = readFileSync(`${logFile}.internal`, 'utf8').split('\n');
+    assert.ok(internal.includes('NativeModule http'), 'the internal list is the member\'s (it loaded node:http)');
+    for (const unused of ['NativeModule internal/deps/undici/undici', 'NativeModule http2']) {
+      assert.ok(!internal.includes(unused), `${unused} was loaded`);
+    }
   });
 });
