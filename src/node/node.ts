@@ -33,6 +33,10 @@ export interface NodeOptions {
   readonly logger: NodeLogger;
   /** Take a snapshot and compact the log once this many entries were applied since the last one. */
   readonly snapshotEntries: number;
+  /** ... or once the commands applied since the last one carry this many bytes (default
+   * DEFAULT_SNAPSHOT_BYTES): the log between snapshots is held in memory, and snapshotEntries
+   * alone would let 10,000 entries of up to RAFTLET_MAX_VALUE_BYTES each pile up. */
+  readonly snapshotBytes?: number;
   /** Called once when the node cannot go on: its storage failed, or a core invariant broke. */
   readonly onFatal: (error: unknown, kind: FatalKind) => void;
   readonly random?: () => number;
@@ -59,6 +63,8 @@ export interface TransferOutcome {
 }
 
 export const DEFAULT_MAX_UNCOMMITTED_BYTES = 8 * 1024 * 1024;
+/** Command bytes applied between snapshots, at most (NodeOptions.snapshotBytes). */
+export const DEFAULT_SNAPSHOT_BYTES = 16 * 1024 * 1024;
 
 /** The consensus core as checkers may look at it (the simulators, tests): reads only. */
 export type RaftView = Pick<
@@ -117,6 +123,8 @@ export class RaftNode implements ClientOps {
   private scheduled = false;
   private persisting = false;
   private stopped = false;
+  /** Bytes of the commands applied since the last snapshot (taken or installed). */
+  private appliedBytesSinceSnapshot = 0;
   private failed = false;
   private nextReadId = 1;
   private readonly reads = new Map<number, PendingRead>();
@@ -378,6 +386,7 @@ export class RaftNode implements ClientOps {
     if (!snap) return;
     const started = this.clock.now();
     this.sm.restore(snap.data, snap.meta.index);
+    this.appliedBytesSinceSnapshot = 0;
     // Proposals covered by the snapshot: whether they won their index cannot be told any more.
     for (const [index, waiting] of this.proposals) {
       if (index > snap.meta.index) continue;
@@ -393,6 +402,7 @@ export class RaftNode implements ClientOps {
 
   private apply(entry: Entry): void {
     const result = this.sm.applyEntry(entry);
+    if (entry.kind === 'command') this.appliedBytesSinceSnapshot += entry.data.byteLength;
     const waiting = this.proposals.get(entry.index);
     if (!waiting) return;
     this.proposals.delete(entry.index);
@@ -407,9 +417,12 @@ export class RaftNode implements ClientOps {
 
   private maybeSnapshot(): void {
     const applied = this.sm.appliedIndex;
-    if (applied - this.raft.snapshotIndex < this.options.snapshotEntries) return;
+    const bytesDue = this.appliedBytesSinceSnapshot >= (this.options.snapshotBytes ?? DEFAULT_SNAPSHOT_BYTES);
+    if (applied - this.raft.snapshotIndex < this.options.snapshotEntries && !bytesDue) return;
+    if (applied <= this.raft.snapshotIndex) return;
     const started = this.clock.now();
     const snapshot = this.raft.compact(applied, this.sm.snapshot());
+    this.appliedBytesSinceSnapshot = 0;
     this.options.store.saveSnapshot(snapshot).then(
       () => {
         for (const h of this.hooks) h.onSnapshot?.((this.clock.now() - started) / 1000, 'create');

@@ -100,6 +100,30 @@ test('a write or read that is answered leaves no deadline timer behind (none pil
   assert.equal(h.clock.pendingTimers(), before, 'the deadline timers of answered calls were cancelled');
 });
 
+test('a snapshot is taken once the commands applied since the last one reach snapshotBytes, however few they are', async () => {
+  // The log between snapshots is held in memory: 10,000 entries of 1 MiB values must not pile up
+  // just because the entry count is not reached.
+  const h = startNode('n1', ['n1'], { snapshotEntries: 1_000_000, snapshotBytes: 2000 });
+  h.node.campaignIfAlone();
+  await h.clock.settle();
+  const value = 'x'.repeat(900);
+  const write = async (key: string): Promise<number> => {
+    const w = watch(h.node.propose(put(key, value), h.clock.now() + 1000));
+    await h.clock.advance(10);
+    const result = w.value();
+    assert.ok(result.ok);
+    return result.index;
+  };
+  await write('a');
+  await write('b');
+  assert.equal(h.store.snapshots.length, 0, 'about 1,800 bytes applied: no snapshot yet');
+  const third = await write('c');
+  assert.equal(h.store.snapshots.length, 1, 'past 2,000 bytes: one snapshot');
+  assert.equal(h.store.snapshots[0]!.meta.index, third, 'taken at the applied index');
+  await write('d');
+  assert.equal(h.store.snapshots.length, 1, 'the count starts again after a snapshot');
+});
+
 test('a follower forwards a write to the leader and answers once the entry is applied locally', async () => {
   const h = startNode('n1', THREE);
   await follow(h, 2);
