@@ -1,11 +1,11 @@
-// The `raftlet` command: dispatches to run / local / the client / demo-app. Heavy modules (the node
-// runtime, express, the Kubernetes client) are imported only by the command that needs them, so
-// `raftlet --help` and a bad setting answer at once.
+// The `raftlet` command: dispatches to run / local / the client / demo-app. Each command's modules
+// (the node runtime, express, the Kubernetes client; local's process launcher) are imported only by
+// the command that needs them, so `raftlet --help` and a bad setting answer at once and `run` does
+// not carry the others in memory.
 import { readFileSync } from 'node:fs';
 import { SettingsError, parseSettings, settingsHelp } from '../config/settings.ts';
 import type { Env, Settings } from '../config/settings.ts';
 import { ExitCode } from '../run/exit-codes.ts';
-import { localUsage, runLocal } from './local.ts';
 import type { Output } from './local.ts';
 
 export interface CliIo {
@@ -85,12 +85,14 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
       const { runNode } = await import('../run/index.ts');
       return runNode(settings);
     }
-    case 'local':
+    case 'local': {
+      const { localUsage, runLocal } = await import('./local.ts');
       if (wantsHelp(rest)) {
         io.stdout.write(localUsage());
         return ExitCode.ok;
       }
       return runLocal(rest, { stdout: io.stdout, stderr: io.stderr, env: io.env });
+    }
     case 'status':
     case 'get':
     case 'put':

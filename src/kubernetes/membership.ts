@@ -7,7 +7,7 @@
 import type { ConfigChange, Membership, NodeId, PeerProgress } from '../raft/types.ts';
 import type { Peer } from './discovery.ts';
 import { compareMemberIds } from './ordinal.ts';
-import { isScaledAway, isStatefulSetPod, type DesiredReplicas } from './scale.ts';
+import { isScaledAway, isStatefulSetPod, type DesiredReplicas } from './scale-rules.ts';
 
 export interface MembershipPolicy {
   /** A learner within this many entries of the leader's last index counts as caught up. */

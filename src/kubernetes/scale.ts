@@ -3,35 +3,11 @@
 // from the API) is being scaled away and must leave the Raft configuration; any other pod that
 // gets SIGTERM only restarts (rolling update, eviction, drain) and must stay. When the API cannot
 // be read, nothing is guessed: the pod stays a member and the reason is logged.
-import type { NodeId } from '../raft/types.ts';
 import { classifyKubeError, type KubeClient, type V1Pod } from './client.ts';
 import { ordinalOf } from './ordinal.ts';
+import type { DesiredReplicas, ScaleVerdict } from './scale-rules.ts';
 
-export interface DesiredReplicas {
-  /** The StatefulSet's name: its pods are `<name>-<ordinal>`. */
-  readonly statefulSet: string;
-  /** spec.replicas (1 when absent, as the API server defaults it). */
-  readonly replicas: number;
-}
-
-/** True when `id` is a pod of that StatefulSet (`<statefulSet>-<ordinal>`). */
-export function isStatefulSetPod(id: NodeId, desired: Pick<DesiredReplicas, 'statefulSet'>): boolean {
-  return ordinalOf(id)?.prefix === desired.statefulSet;
-}
-
-/** True when `id` is a pod of the StatefulSet at or above the desired replicas. */
-export function isScaledAway(id: NodeId, desired: DesiredReplicas): boolean {
-  const o = ordinalOf(id);
-  return o !== null && o.prefix === desired.statefulSet && o.ordinal >= desired.replicas;
-}
-
-export type ScaleVerdict =
-  /** Scaled away: leave the configuration before exiting (unless replicas is 0: see leave.ts). */
-  | { readonly kind: 'scaledAway'; readonly desired: DesiredReplicas; readonly ordinal: number; readonly graceMs: number | null }
-  /** Only restarting: stay a member. */
-  | { readonly kind: 'staying'; readonly desired: DesiredReplicas; readonly ordinal: number; readonly graceMs: number | null }
-  /** Cannot tell: stay a member (never guess a scale-down). */
-  | { readonly kind: 'unknown'; readonly reason: string; readonly graceMs: number | null };
+export { isScaledAway, isStatefulSetPod, type DesiredReplicas, type ScaleVerdict } from './scale-rules.ts';
 
 /** The pod's StatefulSet: its controller owner reference of kind StatefulSet. */
 export function ownerStatefulSet(pod: V1Pod): string | null {

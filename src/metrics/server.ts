@@ -1,7 +1,7 @@
 // The RAFTLET_METRICS_LISTEN endpoint (SPEC §6): /metrics for Prometheus, /healthz for the
 // liveness probe, /readyz for the readiness probe. Plain node:http: three routes need no framework,
 // and a scrape must not be slowed by middleware.
-import { createServer } from 'node:http';
+import { http } from '../util/http.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Membership, NodeId } from '../raft/types.ts';
@@ -48,7 +48,7 @@ export function readinessOf(status: { readonly id: NodeId; readonly term: number
 
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const healthTimeoutMs = options.healthTimeoutMs ?? 2000;
-  const server = createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     route(req, res).catch((err: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { error: { code: 'internal', message: errorMessage(err) } });
       else res.destroy();

@@ -33,6 +33,10 @@ export interface NodeOptions {
   readonly logger: NodeLogger;
   /** Take a snapshot and compact the log once this many entries were applied since the last one. */
   readonly snapshotEntries: number;
+  /** ... or once the commands applied since the last one carry this many bytes (default
+   * DEFAULT_SNAPSHOT_BYTES): the log between snapshots is held in memory, and snapshotEntries
+   * alone would let 10,000 entries of up to RAFTLET_MAX_VALUE_BYTES each pile up. */
+  readonly snapshotBytes?: number;
   /** Called once when the node cannot go on: its storage failed, or a core invariant broke. */
   readonly onFatal: (error: unknown, kind: FatalKind) => void;
   readonly random?: () => number;
@@ -59,6 +63,8 @@ export interface TransferOutcome {
 }
 
 export const DEFAULT_MAX_UNCOMMITTED_BYTES = 8 * 1024 * 1024;
+/** Command bytes applied between snapshots, at most (NodeOptions.snapshotBytes). */
+export const DEFAULT_SNAPSHOT_BYTES = 16 * 1024 * 1024;
 
 /** The consensus core as checkers may look at it (the simulators, tests): reads only. */
 export type RaftView = Pick<
@@ -86,6 +92,19 @@ interface Proposal {
   readonly term: number;
   readonly resolve: (r: KvResult) => void;
   readonly reject: (err: Error) => void;
+  /** Clears the deadline timer once the proposal is settled otherwise: a timer left to run out would
+   * keep the proposal (and its caller's promise) alive for the whole request timeout, thousands of
+   * them under load. */
+  cancelDeadline: Cancel;
+}
+
+const noCancel: Cancel = () => undefined;
+
+/** A leader-side ReadIndex waiting for its heartbeat round; cancelDeadline as for Proposal. */
+interface PendingRead {
+  readonly resolve: (index: number) => void;
+  readonly reject: (err: Error) => void;
+  cancelDeadline: Cancel;
 }
 
 /** What drainIfElection compares: a change in any of them is an election or a hand-off. */
@@ -111,9 +130,11 @@ export class RaftNode implements ClientOps {
   private scheduled = false;
   private persisting = false;
   private stopped = false;
+  /** Bytes of the commands applied since the last snapshot (taken or installed). */
+  private appliedBytesSinceSnapshot = 0;
   private failed = false;
   private nextReadId = 1;
-  private readonly reads = new Map<number, { resolve: (index: number) => void; reject: (err: Error) => void }>();
+  private readonly reads = new Map<number, PendingRead>();
   /** Proposals this node made as leader, by index: settled when that index is applied. Several may
    * wait on one index (this node lost office and proposed there again in a later term); the entry
    * that commits there decides all of them. */
@@ -239,10 +260,16 @@ export class RaftNode implements ClientOps {
     await this.waiters.until(() => !this.persisting, this.clock.now() + 10_000).catch(() => undefined);
     const closing = new ClientError('unavailable', 'the node is shutting down');
     for (const waiting of this.proposals.values()) {
-      for (const p of waiting) p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+      for (const p of waiting) {
+        p.cancelDeadline();
+        p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+      }
     }
     this.proposals.clear();
-    for (const r of this.reads.values()) r.reject(closing);
+    for (const r of this.reads.values()) {
+      r.cancelDeadline();
+      r.reject(closing);
+    }
     this.reads.clear();
     this.waiters.rejectAll(closing);
   }
@@ -361,11 +388,15 @@ export class RaftNode implements ClientOps {
       return;
     }
     for (const rs of rd.readStates) {
-      this.reads.get(rs.requestId)?.resolve(rs.index);
+      const read = this.reads.get(rs.requestId);
+      read?.cancelDeadline();
+      read?.resolve(rs.index);
       this.reads.delete(rs.requestId);
     }
     for (const requestId of rd.readsFailed) {
-      this.reads.get(requestId)?.reject(new ClientError('no_leader', 'leadership was lost before the read could be confirmed'));
+      const read = this.reads.get(requestId);
+      read?.cancelDeadline();
+      read?.reject(new ClientError('no_leader', 'leadership was lost before the read could be confirmed'));
       this.reads.delete(requestId);
     }
     this.guard(() => raft.advance(rd));
@@ -383,10 +414,14 @@ export class RaftNode implements ClientOps {
     if (!snap) return;
     const started = this.clock.now();
     this.sm.restore(snap.data, snap.meta.index);
+    this.appliedBytesSinceSnapshot = 0;
     // Proposals covered by the snapshot: whether they won their index cannot be told any more.
     for (const [index, waiting] of this.proposals) {
       if (index > snap.meta.index) continue;
-      for (const p of waiting) p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
+      for (const p of waiting) {
+        p.cancelDeadline();
+        p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
+      }
       this.proposals.delete(index);
     }
     for (const h of this.hooks) h.onSnapshot?.((this.clock.now() - started) / 1000, 'install');
@@ -395,10 +430,12 @@ export class RaftNode implements ClientOps {
 
   private apply(entry: Entry): void {
     const result = this.sm.applyEntry(entry);
+    if (entry.kind === 'command') this.appliedBytesSinceSnapshot += entry.data.byteLength;
     const waiting = this.proposals.get(entry.index);
     if (!waiting) return;
     this.proposals.delete(entry.index);
     for (const p of waiting) {
+      p.cancelDeadline();
       if (entry.term === p.term && result !== null) p.resolve(result);
       // Another entry committed at this index: ours never can (an entry's index is fixed and a
       // committed entry is final), so a retry is safe.
@@ -408,9 +445,12 @@ export class RaftNode implements ClientOps {
 
   private maybeSnapshot(): void {
     const applied = this.sm.appliedIndex;
-    if (applied - this.raft.snapshotIndex < this.options.snapshotEntries) return;
+    const bytesDue = this.appliedBytesSinceSnapshot >= (this.options.snapshotBytes ?? DEFAULT_SNAPSHOT_BYTES);
+    if (applied - this.raft.snapshotIndex < this.options.snapshotEntries && !bytesDue) return;
+    if (applied <= this.raft.snapshotIndex) return;
     const started = this.clock.now();
     const snapshot = this.raft.compact(applied, this.sm.snapshot());
+    this.appliedBytesSinceSnapshot = 0;
     this.options.store.saveSnapshot(snapshot).then(
       () => {
         for (const h of this.hooks) h.onSnapshot?.((this.clock.now() - started) / 1000, 'create');
@@ -661,11 +701,11 @@ export class RaftNode implements ClientOps {
     }
     this.kick();
     return new Promise<KvResult>((resolve, reject) => {
-      const proposal: Proposal = { term: res.term, resolve, reject };
+      const proposal: Proposal = { term: res.term, resolve, reject, cancelDeadline: noCancel };
       const waiting = this.proposals.get(res.index);
       if (waiting) waiting.push(proposal);
       else this.proposals.set(res.index, [proposal]);
-      this.waiters.deadline(deadlineMs, () => {
+      proposal.cancelDeadline = this.waiters.deadline(deadlineMs, () => {
         const still = this.proposals.get(res.index);
         const at = still?.indexOf(proposal) ?? -1;
         if (!still || at < 0) return; // already settled
@@ -710,8 +750,9 @@ export class RaftNode implements ClientOps {
     if (!res.ok) return Promise.reject(new ClientError('no_leader', `${this.id} is not the leader`));
     this.kick();
     return new Promise<number>((resolve, reject) => {
-      this.reads.set(requestId, { resolve, reject });
-      this.waiters.deadline(deadlineMs, () => {
+      const read: PendingRead = { resolve, reject, cancelDeadline: noCancel };
+      this.reads.set(requestId, read);
+      read.cancelDeadline = this.waiters.deadline(deadlineMs, () => {
         if (!this.reads.delete(requestId)) return;
         reject(new ClientError('timeout', 'the leader could not confirm its leadership in time'));
       });

@@ -5,7 +5,7 @@
 // It never guesses: a restart, an unreadable API, or a scale to zero leaves the configuration as it is.
 import type { Logger } from 'pino';
 import type { NodeStatus } from '../api/ops.ts';
-import { isScaledAway, type DesiredReplicas, type ScaleVerdict } from '../kubernetes/index.ts';
+import { isScaledAway, type DesiredReplicas, type ScaleVerdict } from '../kubernetes/scale-rules.ts';
 import type { RaftNode } from '../node/node.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { PeerClient } from '../transport/index.ts';

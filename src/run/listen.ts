@@ -1,6 +1,7 @@
 // Binding, draining and closing the node's HTTP servers, with a bind failure named by its setting
 // (SPEC §2: a busy port is a configuration error, exit 2).
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { http } from '../util/http.ts';
 
 export class ListenError extends Error {}
 
@@ -21,7 +22,7 @@ export async function firstUnbindable(addresses: readonly (readonly [string, Lis
   for (const [setting, address] of addresses) {
     if (address.port === 0) continue;
     try {
-      await closeServer(await listen(createServer(), address, setting));
+      await closeServer(await listen(http.createServer(), address, setting));
     } catch (err) {
       if (err instanceof ListenError) return err;
       throw err;

@@ -1,6 +1,7 @@
 // The three listeners of a node: peer RPC, the client API and /metrics with the probes. Started
 // together; if one cannot start, the ones already up are closed again.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { http } from '../util/http.ts';
 import express from 'express';
 import type { Logger } from 'pino';
 import { createApiApp, type ApiOptions } from '../api/app.ts';
@@ -63,7 +64,7 @@ export async function startServers({ settings, node, metrics, logger, security, 
       logger: { error: (d, m) => logger.error(d, m), warn: (d, m) => logger.warn(d, m) },
       ...apiOptions,
     }));
-    api = await listen(createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
+    api = await listen(http.createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
     metricsServer = await startMetricsServer({
       host: settings.metricsListen.host,
       port: settings.metricsListen.port,

@@ -1,8 +1,8 @@
 // Opening HTTP requests to a peer: plain http, or https with this member's client certificate when
 // peer TLS is on. The material is read per connection, so a rotated certificate is used by the next
 // connection without a restart.
-import { Agent as PlainAgent, request as httpRequest, type Agent as HttpAgent, type ClientRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent, ClientRequest, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { http, https } from '../util/http.ts';
 import { isIP, type LookupFunction, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { NotSentError } from './replies.ts';
@@ -34,11 +34,11 @@ export function dial(base: PeerBase, options: DialOptions, request: DialRequest)
     agent: request.agent,
     ...(options.lookup ? { lookup: options.lookup } : {}),
   };
-  if (base.protocol === 'http:') return httpRequest(common);
+  if (base.protocol === 'http:') return http.request(common);
   const tls = options.tls;
-  if (tls === null) return httpsRequest(common);
+  if (tls === null) return https.request(common);
   const material = tls.current();
-  return httpsRequest({
+  return https.request({
     ...common,
     ca: material.ca,
     cert: material.cert,
@@ -53,7 +53,7 @@ export function dial(base: PeerBase, options: DialOptions, request: DialRequest)
 /** A keep-alive agent for occasional requests (snapshots, one-off calls), of the URL's scheme. */
 export function keepAliveAgent(base: PeerBase, maxSockets: number): HttpAgent {
   const options = { keepAlive: true, keepAliveMsecs: 1000, maxSockets, maxFreeSockets: maxSockets, timeout: 30_000 };
-  return base.protocol === 'https:' ? new HttpsAgent(options) : new PlainAgent(options);
+  return base.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
 }
 
 

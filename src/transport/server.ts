@@ -10,9 +10,9 @@
 // client sends snapshots this way, so a large one never holds heartbeats up behind it); `propose`,
 // `read-index`, `transfer` and `status` take one call each (a caller without a stream, and curl).
 import { once } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { http, https } from '../util/http.ts';
 import type { TLSSocket } from 'node:tls';
 import type { Message, NodeId } from '../raft/types.ts';
 import { makeTokenCheck, tokenSource, type TokenOption } from './auth.ts';
@@ -464,10 +464,10 @@ export async function startPeerServer(host: string, port: number, options: PeerS
   const serverOptions = { maxHeaderSize: 16 * 1024, requestTimeout: 0, headersTimeout: 0, keepAliveTimeout: 10_000 };
   let server: Server;
   if (tls === null) {
-    server = createHttpServer(serverOptions, listener);
+    server = http.createServer(serverOptions, listener);
   } else {
     const material = tls.current();
-    const secure = createHttpsServer(
+    const secure = https.createServer(
       {
         ...serverOptions,
         cert: material.cert,

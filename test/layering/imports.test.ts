@@ -19,7 +19,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   api: ['kv', 'raft'],
   node: ['api', 'kv', 'raft'],
   transport: ['api', 'config', 'kv', 'raft', 'util'],
-  metrics: ['raft'],
+  metrics: ['raft', 'util'],
   kubernetes: ['raft'],
   client: [],
   run: ['api', 'config', 'kubernetes', 'kv', 'metrics', 'node', 'raft', 'storage', 'transport', 'util'],

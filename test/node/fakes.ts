@@ -47,6 +47,11 @@ export class FakeClock implements Clock {
     this.soonQueue.push(fn);
   }
 
+  /** Timers set and neither fired nor cancelled. */
+  pendingTimers(): number {
+    return this.timers.filter((t) => !t.cancelled).length;
+  }
+
   /** Runs soon() work and promise callbacks until nothing more is queued. */
   async settle(): Promise<void> {
     for (let rounds = 0; rounds < 1000; rounds++) {

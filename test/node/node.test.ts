@@ -84,6 +84,46 @@ test('a proposal on a leader resolves once its entry is fsynced, committed and a
   assert.equal(h.kv.get('k')?.modIndex, result.index);
 });
 
+test('a write or read that is answered leaves no deadline timer behind (none piles up under load)', async () => {
+  const h = startNode('n1', ['n1']);
+  h.node.campaignIfAlone();
+  await h.clock.settle();
+  assert.equal(h.node.status().role, 'leader');
+  const before = h.clock.pendingTimers();
+  // Deadlines an hour away: a timer not cancelled when its call is answered would still be pending.
+  const deadline = h.clock.now() + 3_600_000;
+  const writes = Array.from({ length: 50 }, (_, i) => watch(h.node.propose(put(`k${i}`, 'v'), deadline)));
+  const reads = Array.from({ length: 5 }, () => watch(h.node.readBarrier(deadline)));
+  await h.clock.advance(50);
+  assert.ok(writes.every((w) => w.settled() && w.value().ok), 'every write was answered');
+  assert.ok(reads.every((r) => r.settled()), 'every read barrier was answered');
+  assert.equal(h.clock.pendingTimers(), before, 'the deadline timers of answered calls were cancelled');
+});
+
+test('a snapshot is taken once the commands applied since the last one reach snapshotBytes, however few they are', async () => {
+  // The log between snapshots is held in memory: 10,000 entries of 1 MiB values must not pile up
+  // just because the entry count is not reached.
+  const h = startNode('n1', ['n1'], { snapshotEntries: 1_000_000, snapshotBytes: 2000 });
+  h.node.campaignIfAlone();
+  await h.clock.settle();
+  const value = 'x'.repeat(900);
+  const write = async (key: string): Promise<number> => {
+    const w = watch(h.node.propose(put(key, value), h.clock.now() + 1000));
+    await h.clock.advance(10);
+    const result = w.value();
+    assert.ok(result.ok);
+    return result.index;
+  };
+  await write('a');
+  await write('b');
+  assert.equal(h.store.snapshots.length, 0, 'about 1,800 bytes applied: no snapshot yet');
+  const third = await write('c');
+  assert.equal(h.store.snapshots.length, 1, 'past 2,000 bytes: one snapshot');
+  assert.equal(h.store.snapshots[0]!.meta.index, third, 'taken at the applied index');
+  await write('d');
+  assert.equal(h.store.snapshots.length, 1, 'the count starts again after a snapshot');
+});
+
 test('a follower forwards a write to the leader and answers once the entry is applied locally', async () => {
   const h = startNode('n1', THREE);
   await follow(h, 2);
