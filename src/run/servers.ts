@@ -1,7 +1,6 @@
 // The three listeners of a node: peer RPC, the client API and /metrics with the probes. Started
 // together; if one cannot start, the ones already up are closed again.
 import { createServer, type Server } from 'node:http';
-import express from 'express';
 import type { Logger } from 'pino';
 import { createApiApp, type ApiOptions } from '../api/app.ts';
 import type { Settings } from '../config/settings.ts';
@@ -54,15 +53,13 @@ export async function startServers({ settings, node, metrics, logger, security, 
     }).catch((err: unknown) => {
       throw listenError(err, 'RAFTLET_PEER_LISTEN', settings.peerListen);
     });
-    const app = express();
-    app.disable('x-powered-by');
-    app.get('/v1/snapshot', (_req, res) => serveSnapshot(res, snapshot));
-    app.use(createApiApp(node, {
+    const app = createApiApp(node, {
       maxValueBytes: settings.maxValueBytes,
       requestTimeoutMs: settings.requestTimeoutMs,
       logger: { error: (d, m) => logger.error(d, m), warn: (d, m) => logger.warn(d, m) },
+      extraRoutes: (routes) => routes.get('/v1/snapshot', (_req, res) => serveSnapshot(res, snapshot)),
       ...apiOptions,
-    }));
+    });
     api = await listen(createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
     metricsServer = await startMetricsServer({
       host: settings.metricsListen.host,
