@@ -86,6 +86,8 @@ interface Proposal {
   readonly term: number;
   readonly resolve: (r: KvResult) => void;
   readonly reject: (err: Error) => void;
+  /** Stops its deadline timer once it is settled otherwise (a timer per write must not outlive it). */
+  cancelDeadline: Cancel | null;
 }
 
 /** How long a client call waits between looks for a leader while none is known. */
@@ -232,7 +234,10 @@ export class RaftNode implements ClientOps {
     await this.waiters.until(() => !this.persisting, this.clock.now() + 10_000).catch(() => undefined);
     const closing = new ClientError('unavailable', 'the node is shutting down');
     for (const waiting of this.proposals.values()) {
-      for (const p of waiting) p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+      for (const p of waiting) {
+        p.cancelDeadline?.();
+        p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
+      }
     }
     this.proposals.clear();
     for (const r of this.reads.values()) r.reject(closing);
@@ -358,7 +363,10 @@ export class RaftNode implements ClientOps {
     // Proposals covered by the snapshot: whether they won their index cannot be told any more.
     for (const [index, waiting] of this.proposals) {
       if (index > snap.meta.index) continue;
-      for (const p of waiting) p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
+      for (const p of waiting) {
+        p.cancelDeadline?.();
+        p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
+      }
       this.proposals.delete(index);
     }
     for (const h of this.hooks) h.onSnapshot?.((this.clock.now() - started) / 1000, 'install');
@@ -371,6 +379,7 @@ export class RaftNode implements ClientOps {
     if (!waiting) return;
     this.proposals.delete(entry.index);
     for (const p of waiting) {
+      p.cancelDeadline?.();
       if (entry.term === p.term && result !== null) p.resolve(result);
       // Another entry committed at this index: ours never can (an entry's index is fixed and a
       // committed entry is final), so a retry is safe.
@@ -627,11 +636,11 @@ export class RaftNode implements ClientOps {
     }
     this.kick();
     return new Promise<KvResult>((resolve, reject) => {
-      const proposal: Proposal = { term: res.term, resolve, reject };
+      const proposal: Proposal = { term: res.term, resolve, reject, cancelDeadline: null };
       const waiting = this.proposals.get(res.index);
       if (waiting) waiting.push(proposal);
       else this.proposals.set(res.index, [proposal]);
-      this.waiters.deadline(deadlineMs, () => {
+      proposal.cancelDeadline = this.waiters.deadline(deadlineMs, () => {
         const still = this.proposals.get(res.index);
         const at = still?.indexOf(proposal) ?? -1;
         if (!still || at < 0) return; // already settled
@@ -676,8 +685,13 @@ export class RaftNode implements ClientOps {
     if (!res.ok) return Promise.reject(new ClientError('no_leader', `${this.id} is not the leader`));
     this.kick();
     return new Promise<number>((resolve, reject) => {
-      this.reads.set(requestId, { resolve, reject });
-      this.waiters.deadline(deadlineMs, () => {
+      let cancelDeadline: Cancel | null = null;
+      const settled = <T>(settle: (value: T) => void) => (value: T): void => {
+        cancelDeadline?.();
+        settle(value);
+      };
+      this.reads.set(requestId, { resolve: settled(resolve), reject: settled(reject) });
+      cancelDeadline = this.waiters.deadline(deadlineMs, () => {
         if (!this.reads.delete(requestId)) return;
         reject(new ClientError('timeout', 'the leader could not confirm its leadership in time'));
       });

@@ -36,9 +36,9 @@ export class Waiters {
     });
   }
 
-  /** Runs fn at deadlineMs (a timeout for work tracked elsewhere). */
-  deadline(deadlineMs: number, fn: () => void): void {
-    this.clock.after(deadlineMs - this.clock.now(), fn);
+  /** Runs fn at deadlineMs (a timeout for work tracked elsewhere), unless cancelled first. */
+  deadline(deadlineMs: number, fn: () => void): Cancel {
+    return this.clock.after(deadlineMs - this.clock.now(), fn);
   }
 
   check(): void {
