@@ -31,6 +31,11 @@ export class FakeClock implements Clock {
     return this.time;
   }
 
+  /** Timers set with after() (repeating ones included) that have neither fired nor been cancelled. */
+  get pendingTimers(): number {
+    return this.timers.filter((t) => !t.cancelled).length;
+  }
+
   after(ms: number, fn: () => void): Cancel {
     const timer: Timer = { at: this.time + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
     this.timers.push(timer);

@@ -84,6 +84,23 @@ test('a proposal on a leader resolves once its entry is fsynced, committed and a
   assert.equal(h.kv.get('k')?.modIndex, result.index);
 });
 
+test('a settled write or read leaves no deadline timer behind (none fires seconds later for nothing)', async () => {
+  const h = startNode('n1', ['n1']);
+  h.node.campaignIfAlone();
+  await h.clock.settle();
+  assert.equal(h.node.status().role, 'leader');
+  const before = h.clock.pendingTimers;
+  for (let i = 0; i < 5; i++) {
+    const write = watch(h.node.propose(put('k', `v${i}`), h.clock.now() + 60_000));
+    await h.clock.settle();
+    assert.equal(write.value().ok, true);
+  }
+  const read = watch(h.node.readBarrier(h.clock.now() + 60_000));
+  await h.clock.settle();
+  read.value();
+  assert.equal(h.clock.pendingTimers, before, 'deadline timers of settled calls were cancelled');
+});
+
 test('a follower forwards a write to the leader and answers once the entry is applied locally', async () => {
   const h = startNode('n1', THREE);
   await follow(h, 2);
