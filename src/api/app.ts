@@ -1,10 +1,13 @@
-// The client HTTP API of SPEC §4 as an Express app. It only translates: HTTP in, ClientOps calls,
-// HTTP out. Replication, forwarding and read barriers live behind ClientOps in the node runtime.
+// The client HTTP API of SPEC §4. It only translates: HTTP in, ClientOps calls, HTTP out.
+// Replication, forwarding and read barriers live behind ClientOps in the node runtime. Writes
+// (PUT and DELETE of one key) are answered by plain node:http code, since Express's routing and
+// response helpers cost a measurable share of a write's CPU; every other route is an Express app.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { ClientOps } from './ops.ts';
 import type { KvCommand, KvItem, KvResult } from '../kv/types.ts';
 import { readBody, ClientGoneError } from './body.ts';
-import { ApiError, badRequest, sendError, toApiError } from './errors.ts';
+import { ApiError, badRequest, sendError, sendJson, toApiError } from './errors.ts';
 import {
   booleanParam,
   consistencyParam,
@@ -51,12 +54,21 @@ export interface ApiOptions {
   readonly watchHooks?: WatchHooks;
   /** Aborted when the node stops: open watch streams and blocking queries end at once. */
   readonly shutdown?: AbortSignal;
+  /** Routes the host adds in front of the API's own (e.g. GET /v1/snapshot). */
+  readonly extraRoutes?: (app: express.Express) => void;
 }
+
+/** The API as a node:http request listener. */
+export type ApiListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+// A path that Express (parseurl) would read as it stands, up to the query: anything else goes the
+// Express way, so both paths see the same key.
+const PLAIN_PATH = /^[^\t\n\f\r #\u00a0\ufeff]*$/;
 
 const KV_METHODS = 'GET, HEAD, PUT, DELETE';
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express {
+export function createApiApp(ops: ClientOps, opts: ApiOptions): ApiListener {
   if (!Number.isSafeInteger(opts.maxValueBytes) || opts.maxValueBytes < 0) {
     throw new RangeError(`maxValueBytes must be a non-negative integer, got ${opts.maxValueBytes}`);
   }
@@ -74,6 +86,7 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
   // 304 answers would apply them.
   app.set('etag', false);
   app.set('query parser', 'simple');
+  opts.extraRoutes?.(app);
 
   app.get('/v1/status', (_req, res) => {
     const status = ops.status();
@@ -194,10 +207,9 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
         await getKey(req, res, key);
         return;
       case 'PUT':
-        await putKey(req, res, key);
-        return;
       case 'DELETE':
-        await deleteKey(req, res, key);
+        // Reached only by a path the write path below leaves to Express.
+        await write(req, res, req.path);
         return;
       default:
         throw methodNotAllowed(req, KV_METHODS);
@@ -218,7 +230,7 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
       .end(Buffer.from(item.value.buffer, item.value.byteOffset, item.value.byteLength));
   }
 
-  async function putKey(req: Request, res: Response, key: string): Promise<void> {
+  async function putKey(req: IncomingMessage, res: ServerResponse, key: string): Promise<void> {
     const conditions = parseConditions(req.headers, true);
     const ifTerm = parseIfTerm(req.headers);
     const requestDeadline = deadline();
@@ -231,10 +243,10 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
       ...(ifTerm === undefined ? {} : { ifTerm }),
     };
     const result = await proposeWrite(cmd, requestDeadline);
-    res.set('ETag', etag(result.index)).json({ index: result.index, term: result.term });
+    sendJson(res, 200, { index: result.index, term: result.term }, { ETag: etag(result.index) });
   }
 
-  async function deleteKey(req: Request, res: Response, key: string): Promise<void> {
+  async function deleteKey(req: IncomingMessage, res: ServerResponse, key: string): Promise<void> {
     const conditions = parseConditions(req.headers, false);
     const ifTerm = parseIfTerm(req.headers);
     const cmd: KvCommand = {
@@ -244,7 +256,13 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
       ...(ifTerm === undefined ? {} : { ifTerm }),
     };
     const result = await proposeWrite(cmd, deadline());
-    res.json({ index: result.index, term: result.term, deleted: result.deleted === true });
+    sendJson(res, 200, { index: result.index, term: result.term, deleted: result.deleted === true });
+  }
+
+  /** PUT or DELETE of the key in rawPath (from /v1/kv/ on, still percent-encoded). */
+  async function write(req: IncomingMessage, res: ServerResponse, rawPath: string): Promise<void> {
+    const key = parseKeyPath(rawPath.slice(KV_PATH_PREFIX.length));
+    await (req.method === 'PUT' ? putKey(req, res, key) : deleteKey(req, res, key));
   }
 
   async function proposeWrite(cmd: KvCommand, requestDeadline: number): Promise<Extract<KvResult, { ok: true }>> {
@@ -280,7 +298,8 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
     throw new ApiError(404, 'not_found', `no route ${req.method} ${req.path}; the API is under /v1/ (status, leader, leadership, kv, watch)`);
   });
 
-  app.use((error: unknown, req: Request, res: Response, next: NextFunction) => {
+  /** The answer to a request that failed: the error shape of SPEC §4, or a dropped connection. */
+  function answerFailure(req: IncomingMessage, res: ServerResponse, path: string, error: unknown): void {
     if (res.headersSent || error instanceof ClientGoneError) {
       // Nothing sensible can be sent any more; drop the connection rather than leave it hanging.
       if (!res.writableEnded) res.destroy();
@@ -291,12 +310,27 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): express.Express 
       sendError(res, known);
       return;
     }
-    opts.logger?.error({ err: error, method: req.method, path: req.path }, 'client API request failed unexpectedly');
+    opts.logger?.error({ err: error, method: req.method, path }, 'client API request failed unexpectedly');
     sendError(res, new ApiError(500, 'internal_error', 'internal error; the node logged the details'));
+  }
+
+  app.use((error: unknown, req: Request, res: Response, next: NextFunction) => {
+    answerFailure(req, res, req.path, error);
     void next;
   });
 
-  return app;
+  return (req, res) => {
+    const url = req.url ?? '';
+    if ((req.method === 'PUT' || req.method === 'DELETE') && url.startsWith(KV_PATH_PREFIX)) {
+      const query = url.indexOf('?');
+      const path = query < 0 ? url : url.slice(0, query);
+      if (PLAIN_PATH.test(path)) {
+        write(req, res, path).catch((error: unknown) => answerFailure(req, res, path, error));
+        return;
+      }
+    }
+    app(req, res);
+  };
 }
 
 function methodNotAllowed(req: Request, allowed: string): ApiError {

@@ -1,5 +1,5 @@
 // One error shape for every answer that is not a success: {"error":{"code","message"}} (SPEC §4).
-import type { Response } from 'express';
+import type { ServerResponse } from 'node:http';
 import { ClientError, clientErrorStatus } from './ops.ts';
 
 export type ApiErrorCode =
@@ -42,6 +42,21 @@ export function toApiError(error: unknown): ApiError | null {
   return null;
 }
 
-export function sendError(res: Response, error: ApiError): void {
-  res.status(error.status).set(error.headers).json({ error: { code: error.code, message: error.message } });
+export function sendError(res: ServerResponse, error: ApiError): void {
+  sendJson(res, error.status, { error: { code: error.code, message: error.message } }, error.headers);
 }
+
+/**
+ * A JSON answer with the same status line, headers and body Express's res.json gives (the write
+ * path answers without Express, so both must agree byte for byte). A HEAD answer's body is left
+ * out by node:http itself.
+ */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Readonly<Record<string, string>>): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  if (headers !== undefined) for (const name of Object.keys(headers)) res.setHeader(name, headers[name]);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+

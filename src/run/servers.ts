@@ -2,7 +2,6 @@
 // together; if one cannot start, the ones already up are closed again.
 import type { Server } from 'node:http';
 import { http } from '../util/http.ts';
-import express from 'express';
 import type { Logger } from 'pino';
 import { createApiApp, type ApiOptions } from '../api/app.ts';
 import type { Settings } from '../config/settings.ts';
@@ -55,15 +54,13 @@ export async function startServers({ settings, node, metrics, logger, security, 
     }).catch((err: unknown) => {
       throw listenError(err, 'RAFTLET_PEER_LISTEN', settings.peerListen);
     });
-    const app = express();
-    app.disable('x-powered-by');
-    app.get('/v1/snapshot', (_req, res) => serveSnapshot(res, snapshot));
-    app.use(createApiApp(node, {
+    const app = createApiApp(node, {
       maxValueBytes: settings.maxValueBytes,
       requestTimeoutMs: settings.requestTimeoutMs,
       logger: { error: (d, m) => logger.error(d, m), warn: (d, m) => logger.warn(d, m) },
+      extraRoutes: (routes) => routes.get('/v1/snapshot', (_req, res) => serveSnapshot(res, snapshot)),
       ...apiOptions,
-    }));
+    });
     api = await listen(http.createServer(app), settings.apiListen, 'RAFTLET_API_LISTEN');
     metricsServer = await startMetricsServer({
       host: settings.metricsListen.host,

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { Entry, HardState, Snapshot } from '../raft/types.ts';
 import { StorageError } from './errors.ts';
 import { FrameBuilder } from './frame.ts';
-import { syncDir, timedSync, writeFully, type FsyncKind, type FsyncObserver } from './fsutil.ts';
+import { syncDir, timedSync, writeFullySync, type FsyncKind, type FsyncObserver } from './fsutil.ts';
 import { LogShape } from './log-shape.ts';
 import { discardPreparedSegment, installPreparedSegment, prepareSegment } from './prealloc.ts';
 import type { WalRecord } from './records.ts';
@@ -356,7 +356,7 @@ export class WalStore {
         await this.roll();
         bytes = this.buildFrame(batch, true);
       }
-      await writeFully(this.handle, bytes, this.activeSize);
+      writeFullySync(this.handle, bytes, this.activeSize);
       await timedSync(this.handle, 'wal', this.observe, true);
       if (roll) await syncDir(this.dir, this.observe);
       this.activeSize += bytes.length;

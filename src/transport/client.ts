@@ -129,6 +129,10 @@ export class PeerClient {
   private readonly tokens: TokenSource | null;
   private readonly statusTimeoutMs: number;
   private links = new Map<NodeId, PeerLink>();
+  /** The current links by their URL as given and by endpoint (PeerBase.key): a forwarded call
+   * finds its stream without parsing the leader's URL each time. */
+  private linksByUrl = new Map<string, PeerLink>();
+  private linksByKey = new Map<string, PeerLink>();
   /** Peers whose URL could not be used: their messages are dropped as 'bad_url'. */
   private badUrls = new Map<NodeId, string>();
   private readonly unknownDrops = emptyDropCounts();
@@ -194,6 +198,12 @@ export class PeerClient {
         continue;
       }
       this.links.set(id, new PeerLink(id, url, base, this.linkOptions));
+    }
+    this.linksByUrl = new Map();
+    this.linksByKey = new Map();
+    for (const link of this.links.values()) {
+      if (!this.linksByUrl.has(link.url)) this.linksByUrl.set(link.url, link);
+      if (!this.linksByKey.has(link.base.key)) this.linksByKey.set(link.base.key, link);
     }
   }
 
@@ -280,6 +290,8 @@ export class PeerClient {
     this.closing.abort();
     const links = [...this.links.values()];
     this.links.clear();
+    this.linksByUrl.clear();
+    this.linksByKey.clear();
     await Promise.all(links.map((link) => link.close()));
   }
 
@@ -304,11 +316,16 @@ export class PeerClient {
   ): Promise<T> {
     const semantics = SEMANTICS[kind];
     if (this.closed) throw new ClientError('unavailable', 'the peer transport is closed (the node is shutting down)');
+    let link = this.linksByUrl.get(peerUrl);
     let base: PeerBase;
-    try {
-      base = parsePeerUrl(peerUrl);
-    } catch (error) {
-      throw new ClientError(semantics.notSent, describeFailure(error));
+    if (link !== undefined) base = link.base;
+    else {
+      try {
+        base = parsePeerUrl(peerUrl);
+      } catch (error) {
+        throw new ClientError(semantics.notSent, describeFailure(error));
+      }
+      link = this.linksByKey.get(base.key);
     }
     const remainingMs = Math.floor(deadlineMs - Date.now());
     if (!(remainingMs >= 1)) {
@@ -320,7 +337,6 @@ export class PeerClient {
     // The peer gets a slightly earlier deadline, so its own 'timeout' answer arrives before ours fires.
     const waitMs = Math.min(remainingMs, MAX_TIMEOUT_MS);
     const peerTimeoutMs = Math.max(1, waitMs - Math.min(250, Math.ceil(waitMs / 10)));
-    const link = [...this.links.values()].find((candidate) => candidate.base.key === base.key);
     this.callsInFlight++;
     const started = performance.now();
     let ok = false;

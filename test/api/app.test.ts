@@ -478,3 +478,78 @@ test('each request gets the deadline now + requestTimeoutMs on the given clock',
     },
     { now: () => 1_000_000, requestTimeoutMs: 250 },
   ));
+
+// ---- writes answered without Express -----------------------------------------------------------
+
+/** Header names and values as sent, in order, without Date (which changes). */
+function sentHeaders(raw: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() !== 'date') out.push(`${raw[i]}: ${raw[i + 1]}`);
+  return out;
+}
+
+async function rawAnswer(url: string, method: string, agent: import('node:http').Agent, body?: string): Promise<{ status: number; headers: string[]; body: string }> {
+  const { request: httpRequest } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, agent }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: sentHeaders(res.rawHeaders), body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('PUT and DELETE answers (successes and errors) carry the very headers and bodies Express res.json sends', async () => {
+  const express = (await import('express')).default;
+  const { Agent, createServer } = await import('node:http');
+  const agent = new Agent({ keepAlive: true });
+  // What Express itself answers for the same status, headers and body.
+  const reference = express();
+  reference.disable('x-powered-by');
+  reference.set('etag', false);
+  let next: { status: number; headers: Record<string, string>; body: unknown } = { status: 200, headers: {}, body: null };
+  reference.use((_req, res) => {
+    res.status(next.status).set(next.headers).json(next.body);
+  });
+  const server = createServer(reference);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as { port: number }).port;
+  try {
+    await withApi(async (api, ops) => {
+      const cases: Array<{ method: string; path: string; body?: string; setup?: () => void }> = [
+        { method: 'PUT', path: '/v1/kv/a', body: 'v' },
+        { method: 'PUT', path: '/v1/kv/a?ignored=1', body: 'v' },
+        { method: 'DELETE', path: '/v1/kv/a' },
+        { method: 'DELETE', path: '/v1/kv/missing' },
+        { method: 'PUT', path: '/v1/kv/', body: 'v' },
+        { method: 'PUT', path: '/v1/kv/%ff', body: 'v' },
+        { method: 'PUT', path: '/v1/kv/a', body: 'x'.repeat(2000) },
+        { method: 'PUT', path: '/v1/kv/b', body: 'v', setup: () => (ops.proposeError = new ClientError('no_leader', 'no leader right now')) },
+        { method: 'DELETE', path: '/v1/kv/b', setup: () => (ops.proposeError = new ClientError('timeout', 'proposed; its outcome is unknown')) },
+      ];
+      for (const c of cases) {
+        ops.proposeError = null;
+        c.setup?.();
+        const got = await rawAnswer(api.base + c.path, c.method, agent, c.body);
+        const headers: Record<string, string> = {};
+        for (const line of got.headers) {
+          const [name, ...rest] = line.split(': ');
+          const value = rest.join(': ');
+          // What res.json adds itself, and what node:http adds to every keep-alive answer.
+          if (/^(content-type|content-length|keep-alive)$/i.test(name) || (/^connection$/i.test(name) && value === 'keep-alive')) continue;
+          headers[name] = value;
+        }
+        next = { status: got.status, headers, body: JSON.parse(got.body) };
+        const want = await rawAnswer(`http://127.0.0.1:${port}/`, 'GET', agent);
+        assert.deepEqual(got, want, `${c.method} ${c.path}`);
+      }
+    }, { maxValueBytes: 1024 });
+  } finally {
+    agent.destroy();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+});
