@@ -232,13 +232,20 @@ describe('RoleLabeler', () => {
     await api.faults.up();
   });
 
-  it('a node reads its pod when an election begins, and on winning PATCHes with that read at once (no read after the win)', async () => {
+  /** raftlet-1, a follower of raftlet-0 in term 1, begins an election in term 2 (no leader known) and
+   * reads its own pod: the node and that read. */
+  async function campaigningInTerm2(): Promise<{ b: ReturnType<typeof node>; read: RequestRecord }> {
     const b = node('raftlet-1');
     b.labeler.update(follower('raftlet-0', 1));
     const from = api.requests.length;
-    // raftlet-0 is gone; raftlet-1 campaigns in term 2 (term rose, no leader known).
     b.labeler.update(follower(null, 2));
     const read = await waitForRequest(from, (r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200);
+    return { b, read };
+  }
+
+  it('a node reads its pod when an election begins, and on winning PATCHes with that read at once (no read after the win)', async () => {
+    // raftlet-0 is gone; raftlet-1 campaigns in term 2 (term rose, no leader known).
+    const { b, read } = await campaigningInTerm2();
     const readVersion = String((api.pods.get('raftlet-1')?.metadata as { resourceVersion: string }).resourceVersion);
     const won = api.requests.length;
     b.labeler.update(leader('raftlet-1', 2));
@@ -254,11 +261,7 @@ describe('RoleLabeler', () => {
   });
 
   it('a pod changed after the election-start read: the PATCH gets 409, and the pod is read again and labelled', async () => {
-    const b = node('raftlet-1');
-    b.labeler.update(follower('raftlet-0', 1));
-    const from = api.requests.length;
-    b.labeler.update(follower(null, 2));
-    await waitForRequest(from, (r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200);
+    const { b } = await campaigningInTerm2();
     api.pods.update('raftlet-1', (pod) => {
       ((pod.metadata as Record<string, unknown>).labels as Record<string, string>).concurrent = 'yes';
     });
@@ -271,11 +274,7 @@ describe('RoleLabeler', () => {
   });
 
   it('a newer term written after the election-start read is not overwritten (fenced after the 409)', async () => {
-    const b = node('raftlet-1');
-    b.labeler.update(follower('raftlet-0', 1));
-    const from = api.requests.length;
-    b.labeler.update(follower(null, 2));
-    await waitForRequest(from, (r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200);
+    const { b } = await campaigningInTerm2();
     // A leader of term 7 labelled the pod meanwhile; raftlet-1 wins its (older) term 2 nonetheless.
     api.pods.update('raftlet-1', (pod) => {
       const meta = pod.metadata as { labels: Record<string, string>; annotations: Record<string, string> };
