@@ -158,6 +158,8 @@ export class PeerLink {
   private generation = 0;
   private req: ClientRequest | null = null;
   private openedAtMs = 0;
+  /** The cluster id the open stream announced when it opened (null: none yet). */
+  private openedWithCluster: string | null = null;
   /** Streams in a row that ended before HEALTHY_STREAM_MS. */
   private shortStreams = 0;
   private lastPingMs = 0;
@@ -338,6 +340,7 @@ export class PeerLink {
     const generation = ++this.generation;
     this.requests++;
     const started = performance.now();
+    this.openedWithCluster = this.options.identity?.current() ?? null;
     let req: ClientRequest;
     try {
       req = dial(this.base, this.options.dial, {
@@ -556,6 +559,14 @@ export class PeerLink {
   private flush(): void {
     const req = this.req;
     if (this.state !== 'open' || req === null || this.blockedSinceMs !== null) return;
+    // The cluster id travels in the stream's opening headers. A stream opened before this node had
+    // one (opened while bootstrapping, or kept open before the leader's id arrived) would never
+    // tell the peer, which then never adopts it: reopen it once, between calls, so it does.
+    const cluster = this.options.identity?.current() ?? null;
+    if (cluster !== this.openedWithCluster && this.inflight.size === 0) {
+      this.streamEnded(this.generation, new Error(`reopening the stream to ${this.id} to announce cluster id ${cluster}`), 'reconnect');
+      return;
+    }
     const parts: Uint8Array[] = [];
     let bytes = 0;
     while (this.queue.length > 0) {

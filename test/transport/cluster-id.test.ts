@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { CLUSTER_ID_FILE, ClusterIdFileError, FileClusterIdentity, newClusterId, readClusterId } from '../../src/run/cluster-id.ts';
+import { PeerClient } from '../../src/transport/client.ts';
 import { checkCluster, CLUSTER_HEADER, clusterHeader, type ClusterIdentity } from '../../src/transport/cluster-id.ts';
+import { startPeerServer } from '../../src/transport/server.ts';
+import { heartbeat, recorder, TOKEN, waitFor } from './helpers.ts';
 
 class MemoryIdentity implements ClusterIdentity {
   adopted: string[] = [];
@@ -109,5 +112,30 @@ describe('the cluster id file', () => {
     identity.adopt(A);
     assert.deepEqual(told, [A]);
     assert.equal(readClusterId(sub), A);
+  });
+});
+
+describe('the cluster id over a stream', () => {
+  it('a stream opened before this node had an id is reopened once it has one, so the peer adopts it', async () => {
+    const theirs = new MemoryIdentity(null);
+    const r = recorder();
+    const server = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: r.handlers, identity: theirs });
+    const mine = new MemoryIdentity(null);
+    const client = new PeerClient({ token: TOKEN, random: () => 0.5, identity: mine });
+    try {
+      client.setPeers({ b: server.url });
+      // Opened while bootstrapping: no id to announce yet.
+      client.send('b', [heartbeat(1)]);
+      await waitFor(() => r.batches.length >= 1, 'the first message over the stream');
+      assert.equal(theirs.current(), null);
+      mine.id = A; // the bootstrap made the cluster's id
+      client.send('b', [heartbeat(2)]);
+      await waitFor(() => theirs.current() === A, 'the peer to adopt the id from the reopened stream');
+      await waitFor(() => r.batches.flat().length >= 2, 'the second message delivered too');
+      assert.deepEqual(theirs.adopted, [A]);
+    } finally {
+      await client.close();
+      await server.close();
+    }
   });
 });
