@@ -396,19 +396,24 @@ describe('peer client: streams kept open', () => {
     }
   });
 
+  /** A client keeping its stream to `server` (as b) open; once it is open, the server goes away. */
+  async function keptOpenTo(server: RunningPeerServer, options: Partial<PeerClientOptions>): Promise<PeerClient> {
+    const kept = observedClient(options).client;
+    client = kept;
+    kept.setPeers({ b: server.url });
+    kept.keepOpen(['b']);
+    await waitFor(() => stats(kept, 'b').connected, 'the stream open');
+    await server.close();
+    return kept;
+  }
+
   test('a kept-open stream whose peer went away is reopened by itself once the peer is back', async () => {
     const r = recorder();
     const first = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
     const port = Number(new URL(first.url).port);
     let second: RunningPeerServer | null = null;
     try {
-      const observed = observedClient({ backoffInitialMs: 10, backoffMaxMs: 40, pingIntervalMs: 20 });
-      client = observed.client;
-      const kept = observed.client;
-      kept.setPeers({ b: first.url });
-      kept.keepOpen(['b']);
-      await waitFor(() => stats(kept, 'b').connected, 'the stream open');
-      await first.close();
+      const kept = await keptOpenTo(first, { backoffInitialMs: 10, backoffMaxMs: 40, pingIntervalMs: 20 });
       await waitFor(() => !stats(kept, 'b').connected && stats(kept, 'b').failedRequests > 0, 'the reconnect refused while the peer is gone');
       second = await startPeerServer('127.0.0.1', port, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
       // Nothing is sent: the link reopens the stream after its backoff on its own.
@@ -427,13 +432,7 @@ describe('peer client: streams kept open', () => {
     let second: RunningPeerServer | null = null;
     try {
       // A backoff far longer than the test may take: only heardFrom can reopen the stream in time.
-      const observed = observedClient({ backoffInitialMs: 60_000, backoffMaxMs: 60_000 });
-      client = observed.client;
-      const kept = observed.client;
-      kept.setPeers({ b: first.url });
-      kept.keepOpen(['b']);
-      await waitFor(() => stats(kept, 'b').connected, 'the stream open');
-      await first.close();
+      const kept = await keptOpenTo(first, { backoffInitialMs: 60_000, backoffMaxMs: 60_000 });
       await waitFor(() => stats(kept, 'b').backingOff, 'the reconnect refused, the link backing off');
       second = await startPeerServer('127.0.0.1', port, { token: TOKEN, nodeId: 'b', handlers: r.handlers });
       kept.heardFrom('b');
