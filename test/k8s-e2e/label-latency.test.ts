@@ -89,8 +89,8 @@ async function measure(c: PodCluster, signal: 'SIGKILL' | 'SIGTERM'): Promise<Sa
   else assert.equal(await c.sigterm(old.ordinal), 0, `${old.id} exits 0 on SIGTERM`);
   const now = await c.waitForLeader({ among: ORDINALS.filter((o) => o !== old.ordinal), not: old.id });
   const patch = await waitUntil(`${now.id} labelled leader in term ${now.term}`, () => ownLabelPatch(c, now.id, now.term) ?? false);
-  const won = wonAt(c, now.ordinal, now.term);
-  assert.ok(won !== null, `${now.id} logged its win of term ${now.term}`);
+  // The node's log is written asynchronously: its win may reach the file after the PATCH arrived.
+  const won = await waitUntil(`${now.id} to log its win of term ${now.term}`, () => wonAt(c, now.ordinal, now.term) ?? false);
   for (const other of ORDINALS.filter((o) => o !== now.ordinal)) {
     assert.equal(wonAt(c, other, now.term), null, `${podId(other)} did not also win term ${now.term}`);
   }
