@@ -15,6 +15,7 @@ import {
   encodeStatus,
   encodeTransferResult,
 } from './forwarding.ts';
+import { decodeMessages } from './codec.ts';
 import { statusForCode } from './protocol.ts';
 import type { ErrorCode } from './protocol.ts';
 import type { CallKind } from './stream-frames.ts';
@@ -45,6 +46,22 @@ const HANDLER_GRACE_MS = 1000;
 
 export function errorAnswer(code: ErrorCode, message: string): CallAnswer {
   return { status: statusForCode(code), body: encodeError(code, message) };
+}
+
+/**
+ * Raft messages from a request or stream frame, all addressed to this node (when it knows its id), or
+ * why they are refused: malformed (400), or meant for another node (421: a stale address).
+ */
+export function receivedMessages(body: Buffer, nodeId: NodeId | undefined): { ok: true; messages: Message[] } | { ok: false; code: ErrorCode; message: string } {
+  let messages: Message[];
+  try {
+    messages = decodeMessages(body);
+  } catch (error) {
+    return { ok: false, code: 'bad_request', message: `malformed Raft messages: ${errorText(error)}` };
+  }
+  const stray = nodeId === undefined ? undefined : messages.find((m) => m.to !== nodeId);
+  if (stray !== undefined) return { ok: false, code: 'misdirected', message: `message for ${JSON.stringify(stray.to)} reached node ${JSON.stringify(nodeId)}` };
+  return { ok: true, messages };
 }
 
 export function errorText(error: unknown): string {

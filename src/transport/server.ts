@@ -14,10 +14,9 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { http, https } from '../util/http.ts';
 import type { TLSSocket } from 'node:tls';
-import type { Message, NodeId } from '../raft/types.ts';
+import type { NodeId } from '../raft/types.ts';
 import { makeTokenCheck, tokenSource, type TokenOption } from './auth.ts';
 import { checkCluster, CLUSTER_HEADER, type ClusterIdentity } from './cluster-id.ts';
-import { decodeMessages } from './codec.ts';
 import type { PeerRoute } from './snapshot-route.ts';
 import { encodeError } from './forwarding.ts';
 import { BodyBudget, ConnectionGuard, RateLimiter, type GuardRefusal } from './guard.ts';
@@ -33,7 +32,7 @@ import {
   TARGET_HEADER,
 } from './protocol.ts';
 import type { ErrorCode } from './protocol.ts';
-import { errorText, failureAnswer, prepareCall, type CallAnswer, type PeerHandlers } from './server-calls.ts';
+import { errorText, failureAnswer, prepareCall, receivedMessages, type CallAnswer, type PeerHandlers } from './server-calls.ts';
 import type { CallKind } from './stream-frames.ts';
 import { serveStream } from './stream-server.ts';
 import type { TlsSource } from './tls.ts';
@@ -290,20 +289,12 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
 
   const dispatch = (route: Route, body: Buffer, res: ServerResponse, refuse: (code: ErrorCode, message: string) => void): void => {
     if (route.kind === 'messages') {
-      let messages: Message[];
-      try {
-        messages = decodeMessages(body);
-      } catch (error) {
-        refuse('bad_request', `malformed Raft messages: ${errorText(error)}`);
+      const received = receivedMessages(body, options.nodeId);
+      if (!received.ok) {
+        refuse(received.code, received.message);
         return;
       }
-      if (options.nodeId !== undefined) {
-        const stray = messages.find((m) => m.to !== options.nodeId);
-        if (stray !== undefined) {
-          refuse('misdirected', `message for ${JSON.stringify(stray.to)} reached node ${JSON.stringify(options.nodeId)}`);
-          return;
-        }
-      }
+      const messages = received.messages;
       Promise.resolve()
         .then(() => handlers.onMessages(messages))
         .then(

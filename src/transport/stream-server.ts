@@ -2,12 +2,11 @@
 // Raft messages to the runtime in order, forwarded calls run concurrently and answered with reply
 // frames. Replies that settle in the same turn of the event loop leave in one write.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Message, NodeId } from '../raft/types.ts';
-import { decodeMessages } from './codec.ts';
+import type { NodeId } from '../raft/types.ts';
 import { encodeError } from './forwarding.ts';
 import type { ErrorCode } from './protocol.ts';
 import { STREAM_CONTENT_TYPE } from './protocol.ts';
-import { errorText, prepareCall, type CallAnswer, type PeerHandlers } from './server-calls.ts';
+import { errorText, prepareCall, receivedMessages, type CallAnswer, type PeerHandlers } from './server-calls.ts';
 import { decodeCall, encodeFrame, encodeReply, FRAME, FrameReader, FrameTooLarge, type Frame } from './stream-frames.ts';
 
 export interface StreamContext {
@@ -92,20 +91,12 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   };
 
   const onMessages = (payload: Buffer): void => {
-    let messages: Message[];
-    try {
-      messages = decodeMessages(payload);
-    } catch (error) {
-      fatal('bad_request', `malformed Raft messages: ${errorText(error)}`);
+    const received = receivedMessages(payload, ctx.nodeId);
+    if (!received.ok) {
+      fatal(received.code, received.message);
       return;
     }
-    if (ctx.nodeId !== undefined) {
-      const stray = messages.find((m) => m.to !== ctx.nodeId);
-      if (stray !== undefined) {
-        fatal('misdirected', `message for ${JSON.stringify(stray.to)} reached node ${JSON.stringify(ctx.nodeId)}`);
-        return;
-      }
-    }
+    const messages = received.messages;
     let result: void | Promise<void>;
     try {
       result = ctx.handlers.onMessages(messages);
