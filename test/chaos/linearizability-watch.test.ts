@@ -93,6 +93,18 @@ describe('watch results: histories that must be refused', () => {
     assert.match(result.anomalies[0], /missed the acknowledged put "b" of "k" at index 3/);
   });
 
+  it('a gap at a change whose answer was lost: another watcher saw it', () => {
+    // c (index 4) was never acknowledged; w2 saw it, w1 covered index 4 without it.
+    const w1 = log([put('k', 'a', 2, 5), put('k', 'b', 3, 31), del('k', 5, 95)], 5, 'w1');
+    const w2 = log([put('k', 'c', 4, 60)], 4, 'w2', 3);
+    const anomalies = checkWatchIndexes([w1, w2], history().ops);
+    assert.deepEqual(anomalies.map((a) => a.kind), ['watch-gap']);
+    assert.match(anomalies[0].summary, /^w1 .* missed put "k"="c" at index 4 .*, which w2 saw$/);
+    // Not held against a watcher that did not cover it, or watches another prefix.
+    assert.deepEqual(checkWatchIndexes([log([put('k', 'a', 2, 5), put('k', 'b', 3, 31)], 3, 'w1'), w2], history().ops), []);
+    assert.deepEqual(checkWatchIndexes([log([], 5, 'w1', 0, 'other/'), w2], history().ops), []);
+  });
+
   it('events out of order, or one twice', () => {
     const swapped = checkWatchIndexes([log([put('k', 'b', 3, 31), put('k', 'a', 2, 32)], 3)], history().ops);
     assert.ok(swapped.some((a) => a.kind === 'watch-order'), JSON.stringify(swapped));

@@ -8,8 +8,10 @@
 // an open start: weaker, still sound.
 //
 // Index checks need no search: each watcher's events rise strictly, every acknowledged change under
-// its prefix within what it covered is there (no gaps, across leader changes and reconnects), and
-// watchers and write answers agree on what each index holds. A blocking query (?index=&wait=) is a
+// its prefix within what it covered is there (no gaps, across leader changes and reconnects), as is
+// every change another watcher saw (a write whose answer was lost has no acknowledgement, but if one
+// watcher saw it, every watcher that covered it must have), and watchers and write answers agree on
+// what each index holds. A blocking query (?index=&wait=) is a
 // plain GET over its own interval and needs nothing special.
 import { checkKey, type KeyVerdict, type KvOp, type KvOutput } from './kv-model.ts';
 import type { CheckOptions } from './linearizability.ts';
@@ -24,6 +26,8 @@ export interface WatchEventRecord {
   readonly value: string | null;
   /** When the watcher received it. */
   readonly at: number;
+  /** The node whose stream delivered it, when known. */
+  readonly node?: string;
 }
 
 /** What one watcher saw: every change under `prefix` after index `after`, up to index `upTo`. */
@@ -46,7 +50,7 @@ function describeEvent(e: WatchEventRecord): string {
 }
 
 /** The acknowledged changes of a history by index: puts answered 'written', deletes that deleted. */
-function acknowledgedChanges(ops: readonly KvOp[]): Map<number, { key: string; value: string | null; op: KvOp }> {
+export function acknowledgedChanges(ops: readonly KvOp[]): Map<number, { key: string; value: string | null; op: KvOp }> {
   const byIndex = new Map<number, { key: string; value: string | null; op: KvOp }>();
   for (const op of ops) {
     if (op.output?.kind === 'written' && op.input.kind === 'put') byIndex.set(op.output.index, { key: op.key, value: op.input.value, op });
@@ -62,9 +66,11 @@ export function checkWatchIndexes(logs: readonly WatchLog[], ops: readonly KvOp[
   const writers = new Map<string, KvOp>();
   for (const op of ops) if (op.input.kind === 'put') writers.set(`${op.key}\u0000${op.input.value}`, op);
   const seenAt = new Map<number, { watcher: string; event: WatchEventRecord }>();
+  const indexesOf = new Map<WatchLog, Set<number>>();
   for (const log of logs) {
     let last = log.after;
     const indexes = new Set<number>();
+    indexesOf.set(log, indexes);
     for (const event of log.events) {
       if (event.index <= last) {
         anomalies.push({ kind: 'watch-order', summary: `${log.watcher}: ${describeEvent(event)} came after index ${last} (events must rise strictly, each once)` });
@@ -92,6 +98,14 @@ export function checkWatchIndexes(logs: readonly WatchLog[], ops: readonly KvOp[
       if (index > log.after && index <= log.upTo && ack.key.startsWith(log.prefix) && !indexes.has(index)) {
         anomalies.push({ kind: 'watch-gap', summary: `${log.watcher} (prefix ${JSON.stringify(log.prefix)}, after ${log.after}, up to ${log.upTo}) missed the acknowledged ${ack.value === null ? 'delete' : `put ${JSON.stringify(ack.value)}`} of ${JSON.stringify(ack.key)} at index ${index}` });
       }
+    }
+  }
+  // Changes without an acknowledgement that some watcher saw (acknowledged ones are done above).
+  for (const log of logs) {
+    const indexes = indexesOf.get(log) as Set<number>;
+    for (const [index, other] of seenAt) {
+      if (acked.has(index) || index <= log.after || index > log.upTo || !other.event.key.startsWith(log.prefix) || indexes.has(index)) continue;
+      anomalies.push({ kind: 'watch-gap', summary: `${log.watcher} (prefix ${JSON.stringify(log.prefix)}, after ${log.after}, up to ${log.upTo}) missed ${describeEvent(other.event)}, which ${other.watcher} saw` });
     }
   }
   return anomalies;
@@ -126,7 +140,7 @@ export function watchReads(logs: readonly WatchLog[], ops: readonly KvOp[]): KvO
       id: nextId++,
       key: event.key,
       client: `watch:${event.watcher}`,
-      node: event.watcher,
+      node: event.node ?? event.watcher,
       input: { kind: 'get' },
       call: Math.min(writer?.call ?? 0, event.at),
       ret: event.at,
