@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HistoryBuilder } from './history-builder.ts';
-import { checkWatchIndexes, checkWithWatches, type WatchEventRecord, type WatchLog } from './linearizability-watch.ts';
+import { checkWatchIndexes, checkWithWatches, watchReads, type WatchEventRecord, type WatchLog } from './linearizability-watch.ts';
 
 const put = (key: string, value: string, index: number, at: number, term = 2): WatchEventRecord => ({ key, index, term, op: 'put', value, at });
 const del = (key: string, index: number, at: number, term = 2): WatchEventRecord => ({ key, index, term, op: 'del', value: null, at });
@@ -130,5 +130,33 @@ describe('watch results: histories that must be refused', () => {
     // The watch claims the key was absent before a was ever read back, delivered before the delete began.
     const result = verdict(h, [log([put('k', 'a', 2, 5), del('k', 3, 20)], 3)]);
     assert.equal(result.linearizable, false);
+  });
+
+  it('a delete event that no delete of the key can explain', () => {
+    const h = new HistoryBuilder('k');
+    h.put('a', 0, 10, 2);
+    h.del(50, 60, 412, 2);
+    const result = verdict(h, [log([put('k', 'a', 2, 5), del('k', 3, 70)], 3)]);
+    assert.ok(result.anomalies.some((a) => a.startsWith('watch-phantom')), result.anomalies.join('\n'));
+  });
+});
+
+describe('watch results: which events the search needs', () => {
+  it('skips events an answered write explains; keeps lost-answer writes, early deliveries and the unexplained', () => {
+    const h = history(); // a at 2 [0,10], b at 3 [20,30], lost c, delete at 5 [90,100]
+    const events = [put('k', 'a', 2, 15), put('k', 'b', 3, 25), put('k', 'c', 4, 60), del('k', 5, 100), put('k', 'zzz', 6, 130)];
+    const kept = watchReads([log(events, 6)], h.ops).map((r) => (r.output?.kind === 'found' ? `${r.output.value}@${r.call}-${r.ret}` : `absent@${r.call}-${r.ret}`));
+    // a and the delete were delivered at or after their answers; b before its answer (25 < 30).
+    assert.deepEqual(kept, ['b@20-25', 'c@40-60', 'zzz@130-130']);
+  });
+
+  it('a lost-answer delete starts at the earliest delete of its key that could have made it', () => {
+    const h = new HistoryBuilder('k');
+    h.put('a', 0, 10, 2);
+    h.del(40, 50, 'unknown');
+    h.del(45, 55, 'unknown');
+    const [read] = watchReads([log([del('k', 3, 70)], 3, 'w', 2)], h.ops);
+    assert.equal(read.call, 40);
+    assert.equal(read.ret, 70);
   });
 });
