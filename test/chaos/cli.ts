@@ -1,17 +1,23 @@
-// npm run chaos -- --seconds S --nodes 3|5 [--seed N] [--faults LIST] [--clients C] [--keys K] [--keep]
+// npm run chaos -- --seconds S --nodes 3|5 [--seed N] [--faults LIST] [--clients C] [--keys K] [--watchers W] [--keep]
 // Exit 0: no anomaly (the last line is `chaos: N ops, M faults, 0 anomalies`); 1: anomalies (each
 // printed with the history around it) or the harness failed; 2: bad arguments or this machine
 // cannot run it (not root, no network namespaces).
 import { environmentProblem } from './netns.ts';
 import { FAULT_KINDS, parseFaultKinds } from './nemesis.ts';
 import { abortCurrentRun, EnvironmentError, printResult, runChaos, type ChaosOptions } from './run.ts';
+import type { PlantedWatchFault } from './watcher.ts';
 
 const USAGE = `usage: npm run chaos -- --seconds S --nodes 3|5 [--seed N] [--faults LIST] [--clients C] [--keys K]
          [--election-timeout-ms MS] [--heartbeat-ms MS] [--request-timeout-ms MS] [--snapshot-entries N]
-         [--recovery-seconds S] [--read-consistency linearizable|stale] [--keep]
+         [--recovery-seconds S] [--read-consistency linearizable|stale] [--watchers W]
+         [--watch-history N] [--plant-watch-fault none|drop|swap] [--keep]
   --faults: comma list of ${FAULT_KINDS.join(', ')};
             kill, pause and partition stand for their families; default all
-  --read-consistency stale: a control run whose reads are not linearizable; it must report anomalies`;
+  --read-consistency stale: a control run whose reads are not linearizable; it must report anomalies
+  --watchers: SSE watchers (GET /v1/watch) whose events are checked too; default 2, 0 for none
+  --watch-history: the nodes' RAFTLET_WATCH_HISTORY (default raftlet's); small, watchers resync
+  --plant-watch-fault drop|swap: a control that drops or reorders one recorded watch event; it must
+            report a watch anomaly`;
 
 function parseArgs(argv: readonly string[]): ChaosOptions {
   const values = new Map<string, string>();
@@ -28,7 +34,7 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     if (value === undefined) throw new UsageError(`--${match[1]} needs a value`);
     values.set(match[1], value);
   }
-  const known = new Set(['seconds', 'nodes', 'seed', 'faults', 'clients', 'keys', 'election-timeout-ms', 'heartbeat-ms', 'request-timeout-ms', 'snapshot-entries', 'recovery-seconds', 'read-consistency', 'keep']);
+  const known = new Set(['seconds', 'nodes', 'seed', 'faults', 'clients', 'keys', 'election-timeout-ms', 'heartbeat-ms', 'request-timeout-ms', 'snapshot-entries', 'recovery-seconds', 'read-consistency', 'watchers', 'watch-history', 'plant-watch-fault', 'keep']);
   for (const name of values.keys()) if (!known.has(name)) throw new UsageError(`unknown flag --${name}`);
   const int = (name: string, fallback: number, min: number, max: number): number => {
     const text = values.get(name);
@@ -58,6 +64,9 @@ function parseArgs(argv: readonly string[]): ChaosOptions {
     snapshotEntries: int('snapshot-entries', 200, 1, 10_000_000),
     readConsistency: readConsistency(values.get('read-consistency') ?? 'linearizable'),
     recoverySeconds: int('recovery-seconds', 30, 1, 3600),
+    watchers: int('watchers', 2, 0, 16),
+    watchHistory: values.has('watch-history') ? int('watch-history', 0, 1, 10_000_000) : null,
+    plantWatchFault: plantedWatchFault(values.get('plant-watch-fault') ?? 'none'),
     keep: values.has('keep'),
     out: (line) => process.stdout.write(`${line}\n`),
   };
@@ -68,6 +77,11 @@ class UsageError extends Error {}
 function readConsistency(text: string): 'linearizable' | 'stale' {
   if (text === 'linearizable' || text === 'stale') return text;
   throw new UsageError(`--read-consistency must be linearizable or stale, got ${JSON.stringify(text)}`);
+}
+
+function plantedWatchFault(text: string): PlantedWatchFault {
+  if (text === 'none' || text === 'drop' || text === 'swap') return text;
+  throw new UsageError(`--plant-watch-fault must be none, drop or swap, got ${JSON.stringify(text)}`);
 }
 
 async function main(): Promise<number> {

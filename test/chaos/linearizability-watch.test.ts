@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HistoryBuilder } from './history-builder.ts';
-import { checkWatchIndexes, checkWithWatches, type WatchEventRecord, type WatchLog } from './linearizability-watch.ts';
+import { checkWatchIndexes, checkWithWatches, watchReads, type WatchEventRecord, type WatchLog } from './linearizability-watch.ts';
 
 const put = (key: string, value: string, index: number, at: number, term = 2): WatchEventRecord => ({ key, index, term, op: 'put', value, at });
 const del = (key: string, index: number, at: number, term = 2): WatchEventRecord => ({ key, index, term, op: 'del', value: null, at });
@@ -93,6 +93,18 @@ describe('watch results: histories that must be refused', () => {
     assert.match(result.anomalies[0], /missed the acknowledged put "b" of "k" at index 3/);
   });
 
+  it('a gap at a change whose answer was lost: another watcher saw it', () => {
+    // c (index 4) was never acknowledged; w2 saw it, w1 covered index 4 without it.
+    const w1 = log([put('k', 'a', 2, 5), put('k', 'b', 3, 31), del('k', 5, 95)], 5, 'w1');
+    const w2 = log([put('k', 'c', 4, 60)], 4, 'w2', 3);
+    const anomalies = checkWatchIndexes([w1, w2], history().ops);
+    assert.deepEqual(anomalies.map((a) => a.kind), ['watch-gap']);
+    assert.match(anomalies[0].summary, /^w1 .* missed put "k"="c" at index 4 .*, which w2 saw$/);
+    // Not held against a watcher that did not cover it, or watches another prefix.
+    assert.deepEqual(checkWatchIndexes([log([put('k', 'a', 2, 5), put('k', 'b', 3, 31)], 3, 'w1'), w2], history().ops), []);
+    assert.deepEqual(checkWatchIndexes([log([], 5, 'w1', 0, 'other/'), w2], history().ops), []);
+  });
+
   it('events out of order, or one twice', () => {
     const swapped = checkWatchIndexes([log([put('k', 'b', 3, 31), put('k', 'a', 2, 32)], 3)], history().ops);
     assert.ok(swapped.some((a) => a.kind === 'watch-order'), JSON.stringify(swapped));
@@ -118,5 +130,33 @@ describe('watch results: histories that must be refused', () => {
     // The watch claims the key was absent before a was ever read back, delivered before the delete began.
     const result = verdict(h, [log([put('k', 'a', 2, 5), del('k', 3, 20)], 3)]);
     assert.equal(result.linearizable, false);
+  });
+
+  it('a delete event that no delete of the key can explain', () => {
+    const h = new HistoryBuilder('k');
+    h.put('a', 0, 10, 2);
+    h.del(50, 60, 412, 2);
+    const result = verdict(h, [log([put('k', 'a', 2, 5), del('k', 3, 70)], 3)]);
+    assert.ok(result.anomalies.some((a) => a.startsWith('watch-phantom')), result.anomalies.join('\n'));
+  });
+});
+
+describe('watch results: which events the search needs', () => {
+  it('skips events an answered write explains; keeps lost-answer writes, early deliveries and the unexplained', () => {
+    const h = history(); // a at 2 [0,10], b at 3 [20,30], lost c, delete at 5 [90,100]
+    const events = [put('k', 'a', 2, 15), put('k', 'b', 3, 25), put('k', 'c', 4, 60), del('k', 5, 100), put('k', 'zzz', 6, 130)];
+    const kept = watchReads([log(events, 6)], h.ops).map((r) => (r.output?.kind === 'found' ? `${r.output.value}@${r.call}-${r.ret}` : `absent@${r.call}-${r.ret}`));
+    // a and the delete were delivered at or after their answers; b before its answer (25 < 30).
+    assert.deepEqual(kept, ['b@20-25', 'c@40-60', 'zzz@130-130']);
+  });
+
+  it('a lost-answer delete starts at the earliest delete of its key that could have made it', () => {
+    const h = new HistoryBuilder('k');
+    h.put('a', 0, 10, 2);
+    h.del(40, 50, 'unknown');
+    h.del(45, 55, 'unknown');
+    const [read] = watchReads([log([del('k', 3, 70)], 3, 'w', 2)], h.ops);
+    assert.equal(read.call, 40);
+    assert.equal(read.ret, 70);
   });
 });

@@ -4,13 +4,25 @@
 // effect somewhere in its own interval, the state right after it is exactly what the event shows,
 // and the watcher's node applied it before delivering. So each event joins the key's history as a
 // GET answered with (v, i) over [write invoked, event delivered], and the ordinary checker
-// (kv-model.ts) decides. An event whose writer is not known (a delete whose answer was lost) gets
-// an open start: weaker, still sound.
+// (kv-model.ts) decides.
+//
+// Most events need no search. An event that matches an acknowledged write (same key, value and
+// index) and was delivered after that write's answer adds nothing: in any linearization of the
+// other operations the write sits inside its own interval, so before the delivery, and the read
+// can go right after it. Only the rest join the search: events of writes whose answer was lost
+// (they prove the write happened), events delivered before their write was answered (they bound
+// where it happened), and events no write explains (which the checker then refuses). Feeding every
+// event in would be exact too, but a lagging watcher's events span seconds each, and the search is
+// exponential in how many operations overlap (linearizability.ts): a chaos run's check ran out of
+// memory that way. A delete whose answer was lost gets the earliest invocation of the deletes of
+// its key that could have made it.
 //
 // Index checks need no search: each watcher's events rise strictly, every acknowledged change under
-// its prefix within what it covered is there (no gaps, across leader changes and reconnects), and
-// watchers and write answers agree on what each index holds. A blocking query (?index=&wait=) is a
-// plain GET over its own interval and needs nothing special.
+// its prefix within what it covered is there (no gaps, across leader changes and reconnects), as is
+// every change another watcher saw (a write whose answer was lost has no acknowledgement, but if one
+// watcher saw it, every watcher that covered it must have), and watchers and write answers agree on
+// what each index holds. A blocking query (?index=&wait=) is a plain GET over its own interval and
+// needs nothing special.
 import { checkKey, type KeyVerdict, type KvOp, type KvOutput } from './kv-model.ts';
 import type { CheckOptions } from './linearizability.ts';
 
@@ -24,6 +36,8 @@ export interface WatchEventRecord {
   readonly value: string | null;
   /** When the watcher received it. */
   readonly at: number;
+  /** The node whose stream delivered it, when known. */
+  readonly node?: string;
 }
 
 /** What one watcher saw: every change under `prefix` after index `after`, up to index `upTo`. */
@@ -46,7 +60,7 @@ function describeEvent(e: WatchEventRecord): string {
 }
 
 /** The acknowledged changes of a history by index: puts answered 'written', deletes that deleted. */
-function acknowledgedChanges(ops: readonly KvOp[]): Map<number, { key: string; value: string | null; op: KvOp }> {
+export function acknowledgedChanges(ops: readonly KvOp[]): Map<number, { key: string; value: string | null; op: KvOp }> {
   const byIndex = new Map<number, { key: string; value: string | null; op: KvOp }>();
   for (const op of ops) {
     if (op.output?.kind === 'written' && op.input.kind === 'put') byIndex.set(op.output.index, { key: op.key, value: op.input.value, op });
@@ -62,9 +76,11 @@ export function checkWatchIndexes(logs: readonly WatchLog[], ops: readonly KvOp[
   const writers = new Map<string, KvOp>();
   for (const op of ops) if (op.input.kind === 'put') writers.set(`${op.key}\u0000${op.input.value}`, op);
   const seenAt = new Map<number, { watcher: string; event: WatchEventRecord }>();
+  const indexesOf = new Map<WatchLog, Set<number>>();
   for (const log of logs) {
     let last = log.after;
     const indexes = new Set<number>();
+    indexesOf.set(log, indexes);
     for (const event of log.events) {
       if (event.index <= last) {
         anomalies.push({ kind: 'watch-order', summary: `${log.watcher}: ${describeEvent(event)} came after index ${last} (events must rise strictly, each once)` });
@@ -87,6 +103,9 @@ export function checkWatchIndexes(logs: readonly WatchLog[], ops: readonly KvOp[
         else if (writer.outcome === 'failed') anomalies.push({ kind: 'watch-phantom', summary: `${log.watcher}: ${describeEvent(event)}: its write was answered as certainly not done (${writer.note ?? ''})` });
         else if (event.at < writer.call) anomalies.push({ kind: 'watch-early', summary: `${log.watcher}: ${describeEvent(event)} was delivered before its write was invoked (t=${writer.call})` });
       }
+      if (event.op === 'del' && ack === undefined && !ops.some((op) => op.key === event.key && op.input.kind === 'del' && op.outcome === 'unknown' && op.call <= event.at)) {
+        anomalies.push({ kind: 'watch-phantom', summary: `${log.watcher}: ${describeEvent(event)}: no delete of that key answered with that index, and none whose answer was lost began before it` });
+      }
     }
     for (const [index, ack] of acked) {
       if (index > log.after && index <= log.upTo && ack.key.startsWith(log.prefix) && !indexes.has(index)) {
@@ -94,13 +113,21 @@ export function checkWatchIndexes(logs: readonly WatchLog[], ops: readonly KvOp[
       }
     }
   }
+  // Changes without an acknowledgement that some watcher saw (acknowledged ones are done above).
+  for (const log of logs) {
+    const indexes = indexesOf.get(log) as Set<number>;
+    for (const [index, other] of seenAt) {
+      if (acked.has(index) || index <= log.after || index > log.upTo || !other.event.key.startsWith(log.prefix) || indexes.has(index)) continue;
+      anomalies.push({ kind: 'watch-gap', summary: `${log.watcher} (prefix ${JSON.stringify(log.prefix)}, after ${log.after}, up to ${log.upTo}) missed ${describeEvent(other.event)}, which ${other.watcher} saw` });
+    }
+  }
   return anomalies;
 }
 
 /**
- * Watch events as reads (see the top of the file), one per (key, index): the earliest delivery
- * gives the tightest interval, and every watcher agrees on what an index holds (checkWatchIndexes).
- * Ids continue after the history's own.
+ * The watch events the search needs, as reads (see the top of the file), one per (key, index): the
+ * earliest delivery gives the tightest interval, and every watcher agrees on what an index holds
+ * (checkWatchIndexes). Ids continue after the history's own.
  */
 export function watchReads(logs: readonly WatchLog[], ops: readonly KvOp[]): KvOp[] {
   const earliest = new Map<string, WatchEventRecord & { watcher: string }>();
@@ -113,28 +140,46 @@ export function watchReads(logs: readonly WatchLog[], ops: readonly KvOp[]): KvO
   }
   const writers = new Map<string, KvOp>();
   const deletesByIndex = new Map<number, KvOp>();
+  const deletesOf = new Map<string, KvOp[]>();
   for (const op of ops) {
     if (op.input.kind === 'put') writers.set(`${op.key}\u0000${op.input.value}`, op);
     if (op.output?.kind === 'deleted') deletesByIndex.set(op.output.index, op);
+    if (op.input.kind === 'del' && op.outcome !== 'failed') deletesOf.set(op.key, [...(deletesOf.get(op.key) ?? []), op]);
   }
   let nextId = ops.reduce((max, op) => Math.max(max, op.id), -1) + 1;
   const reads: KvOp[] = [];
   for (const event of [...earliest.values()].sort((a, b) => a.at - b.at)) {
-    const writer = event.op === 'put' ? writers.get(`${event.key}\u0000${event.value ?? ''}`) : deletesByIndex.get(event.index);
+    let writer = event.op === 'put' ? writers.get(`${event.key}\u0000${event.value ?? ''}`) : deletesByIndex.get(event.index);
+    if (writer !== undefined && explainedByAnswer(event, writer)) continue;
+    if (writer === undefined && event.op === 'del') {
+      // A delete whose answer was lost: any delete of the key invoked before the delivery may be it.
+      const candidates = (deletesOf.get(event.key) ?? []).filter((op) => op.outcome === 'unknown' && op.call <= event.at);
+      writer = candidates.reduce<KvOp | undefined>((first, op) => (first === undefined || op.call < first.call ? op : first), undefined);
+    }
     const output: KvOutput = event.op === 'put' ? { kind: 'found', value: event.value ?? '', modIndex: event.index } : { kind: 'absent' };
     reads.push({
       id: nextId++,
       key: event.key,
       client: `watch:${event.watcher}`,
-      node: event.watcher,
+      node: event.node ?? event.watcher,
       input: { kind: 'get' },
-      call: Math.min(writer?.call ?? 0, event.at),
+      // No write explains it: checkWatchIndexes reports it; a point interval keeps the search small.
+      call: Math.min(writer?.call ?? event.at, event.at),
       ret: event.at,
       outcome: 'ok',
       output,
     });
   }
   return reads;
+}
+
+/** Whether an acknowledged write at the event's own index, answered before the delivery, explains
+ * the event completely (see the top of the file). */
+function explainedByAnswer(event: WatchEventRecord, writer: KvOp): boolean {
+  if (writer.key !== event.key || writer.outcome !== 'ok' || event.at < writer.ret) return false;
+  const output = writer.output;
+  if (event.op === 'put') return output?.kind === 'written' && output.index === event.index;
+  return output?.kind === 'deleted' && output.deleted && output.index === event.index;
 }
 
 /** Every key's operations with the watch events as reads, checked by the ordinary checker. */

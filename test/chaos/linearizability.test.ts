@@ -254,6 +254,12 @@ describe('the search budget', () => {
     if (result.verdict === 'undecided') assert.match(result.reason, /memo budget of 500/);
   });
 
+  it('reports undecided when the memo\'s characters run out (before the memory does)', () => {
+    const result = checkLinearizable(counter, explosive(16), { maxMemoChars: 5_000 });
+    assert.equal(result.verdict, 'undecided');
+    if (result.verdict === 'undecided') assert.match(result.reason, /memo budget of 5000 characters exhausted/);
+  });
+
   it('decides the same history with enough budget', () => {
     assert.equal(checkLinearizable(counter, explosive(8)).verdict, 'illegal');
   });

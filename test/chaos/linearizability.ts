@@ -56,6 +56,10 @@ export interface CheckOptions {
   readonly maxSteps?: number;
   /** Most configurations remembered before giving up with 'undecided'. Default 3 million. */
   readonly maxMemo?: number;
+  /** Most characters of remembered configurations (their keys grow with a history's concurrency)
+   * before giving up with 'undecided', so a hard history ends with a verdict, not out of memory.
+   * Default 200 million. */
+  readonly maxMemoChars?: number;
 }
 
 export type CheckResult<S> =
@@ -81,6 +85,7 @@ export type CheckResult<S> =
 
 export const DEFAULT_MAX_STEPS = 20_000_000;
 export const DEFAULT_MAX_MEMO = 3_000_000;
+export const DEFAULT_MAX_MEMO_CHARS = 200_000_000;
 const TAIL_LENGTH = 12;
 
 interface Event {
@@ -119,6 +124,7 @@ interface Frame<S> {
 export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: readonly Operation<I, O>[], options: CheckOptions = {}): CheckResult<S> {
   const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
   const maxMemo = options.maxMemo ?? DEFAULT_MAX_MEMO;
+  const maxMemoChars = options.maxMemoChars ?? DEFAULT_MAX_MEMO_CHARS;
   const ids = new Set<number>();
   for (const op of history) {
     if (ids.has(op.id)) throw new Error(`operation id ${op.id} appears twice; give every operation its own id`);
@@ -236,6 +242,7 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
   };
 
   const memo = new Set<string>();
+  let memoChars = 0;
   const stack: Frame<S>[] = [];
   let state = model.init;
   let steps = 0;
@@ -257,6 +264,7 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
       return false;
     }
     memo.add(key);
+    memoChars += key.length;
     stack.push({ cursor, state, id: op.id });
     state = next;
     return true;
@@ -269,6 +277,9 @@ export function checkLinearizable<S, I, O>(model: Model<S, I, O>, history: reado
     }
     if (memo.size > maxMemo) {
       return { verdict: 'undecided', steps, reason: `memo budget of ${maxMemo} configurations exhausted (${completed.length} completed and ${unknownCount} unknown-outcome operations)` };
+    }
+    if (memoChars > maxMemoChars) {
+      return { verdict: 'undecided', steps, reason: `memo budget of ${maxMemoChars} characters exhausted (${memo.size} configurations; ${completed.length} completed and ${unknownCount} unknown-outcome operations)` };
     }
     if (cursor === null) {
       // Every completed operation is placed; the unknown ones not yet placed go after them all.

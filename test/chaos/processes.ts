@@ -53,6 +53,8 @@ export interface NodeSettings {
   readonly requestTimeoutMs: number;
   /** RAFTLET_SNAPSHOT_ENTRIES: small, so snapshots and their installation happen during a run. */
   readonly snapshotEntries: number;
+  /** RAFTLET_WATCH_HISTORY when set: small, so watchers fall behind the kept history and resync. */
+  readonly watchHistory?: number;
   readonly token: string;
 }
 
@@ -150,6 +152,7 @@ export class ChaosNode {
       RAFTLET_REQUEST_TIMEOUT_MS: String(s.requestTimeoutMs),
       RAFTLET_SNAPSHOT_ENTRIES: String(s.snapshotEntries),
       RAFTLET_LOG_LEVEL: 'info',
+      ...(s.watchHistory === undefined ? {} : { RAFTLET_WATCH_HISTORY: String(s.watchHistory) }),
     });
   }
 

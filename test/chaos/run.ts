@@ -7,12 +7,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checkIndexes, checkLeaderSamples, checkLinearizability, checkLogs, checkLostWrites, type KeyCheckSummary } from './checks.ts';
 import type { KvOp } from './kv-model.ts';
+import { watchReads } from './linearizability-watch.ts';
 import { StatusMonitor } from './monitor.ts';
 import { Nemesis, type FaultKind } from './nemesis.ts';
 import { acquireSlot, cleanAbandonedSlots, createNet, destroySlot, destroySlotSync, planNet, releaseSlot, type NetPlan } from './netns.ts';
 import { allChildren, chaosCluster, ChaosNode, ChaosRelay, snapshotCode, type ExitRecord } from './processes.ts';
 import { printAnomaly, type Anomaly } from './report.ts';
 import { Rng } from './rng.ts';
+import { acknowledgedBy, awaitWatchersCaughtUp, describeWatcher, summarizeWatcher, watchAnomalies, type WatcherSummary } from './watch-report.ts';
+import { plantWatchFault, Watcher, type PlantedWatchFault } from './watcher.ts';
 import { History, KvClient, perform, runClient, type Target } from './workload.ts';
 
 export interface ChaosOptions {
@@ -30,6 +33,12 @@ export interface ChaosOptions {
   readonly readConsistency: 'linearizable' | 'stale';
   /** Bound on the cluster's recovery once every fault is healed. */
   readonly recoverySeconds: number;
+  /** SSE watchers (GET /v1/watch) recording every change for the watch checks; 0 for none. */
+  readonly watchers: number;
+  /** RAFTLET_WATCH_HISTORY of the nodes; null for raftlet's default. */
+  readonly watchHistory: number | null;
+  /** A control: tamper with what the watchers recorded; the checks must report it. */
+  readonly plantWatchFault: PlantedWatchFault;
   /** Keep the run directory (logs, data, history) even when the run passes. */
   readonly keep: boolean;
   readonly out: (line: string) => void;
@@ -46,6 +55,7 @@ export interface ChaosResult {
   readonly recoveryMs: number | null;
   readonly runDir: string;
   readonly keySummaries: readonly KeyCheckSummary[];
+  readonly watchers: readonly WatcherSummary[];
 }
 
 /** Undoes what a run made; called from finally, from signal handlers and from the exit hook. */
@@ -91,6 +101,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const runDir = mkdtempSync(path.join(tmpdir(), `raftlet-chaos-${options.seed}-`));
   const nodes: ChaosNode[] = [];
   const relays: ChaosRelay[] = [];
+  const watchers: Watcher[] = [];
   let tearingDown = false;
   const killAll = (): void => {
     tearingDown = true;
@@ -115,6 +126,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     },
   };
   let passed = false;
+  const stopWatchers = (): Promise<unknown> => Promise.all(watchers.map((w) => w.stop()));
   try {
     out(`chaos: seed ${options.seed}, ${options.nodes} nodes on ${plan.hosts.map((h) => h.addr).join(' ')} (slot ${slot}), ${options.seconds} s, faults ${options.faults.join(',')}`);
     out(`chaos: run directory ${runDir}`);
@@ -147,6 +159,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         electionTimeoutMs: options.electionTimeoutMs,
         requestTimeoutMs: options.requestTimeoutMs,
         snapshotEntries: options.snapshotEntries,
+        ...(options.watchHistory === null ? {} : { watchHistory: options.watchHistory }),
         token,
       },
     });
@@ -195,11 +208,34 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     let clientsStopped = false;
     const clientRngs = Array.from({ length: options.clients }, () => rng.fork());
     const workload = { keys, targets, history, clock, thinkMs: 30, timeoutMs: clientTimeoutMs, readConsistency: options.readConsistency };
+    // Watchers stream from index 0, so they see every change from the first write on. Even ones
+    // watch every workload key, odd ones a single key's prefix.
+    const watchRng = rng.fork();
+    for (let i = 0; i < options.watchers; i++) {
+      const prefix = i % 2 === 0 ? 'k' : watchRng.pick(keys);
+      watchers.push(new Watcher({
+        name: `w${i + 1}`,
+        prefix,
+        targets,
+        rng: watchRng.fork(),
+        clock,
+        after: 0,
+        idleMs: 15_000,
+        lagMs: 5_000,
+        hopMs: [1_000, 8_000],
+        awayMs: [500, 5_000],
+        acknowledgedBy: acknowledgedBy(history.ops, prefix),
+        resyncAfterMs: 10_000,
+        maxEvents: 200_000,
+      }));
+    }
+    for (const watcher of watchers) watcher.start();
     const clients = clientRngs.map((clientRng, i) => runClient(`c${i + 1}`, clientRng, workload, () => clientsStopped));
     const progress = setInterval(() => {
       const ops = history.ops;
       const unknown = ops.filter((o) => o.outcome === 'unknown').length;
-      out(`t=${(clock() / 1000).toFixed(0)}s ${ops.length} ops (${unknown} unknown), ${nemesis.total} faults, leader ${monitor.currentLeader() ?? 'none'}`);
+      const watched = watchers.map((w) => `${w.name} ${w.stats.events}/${w.stats.resumed}/${w.stats.resyncs}`).join(' ');
+      out(`t=${(clock() / 1000).toFixed(0)}s ${ops.length} ops (${unknown} unknown), ${nemesis.total} faults, leader ${monitor.currentLeader() ?? 'none'}${watched === '' ? '' : `, watch events/resumed/resyncs ${watched}`}`);
     }, 15_000);
     try {
       await nemesis.run(clock() + options.seconds * 1000);
@@ -249,6 +285,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }
       anomalies.push(...checkLostWrites(history.ops, finalReads));
 
+      // ---- watchers catch up: every acknowledged change under their prefix delivered or passed ----
+      anomalies.push(...await awaitWatchersCaughtUp(watchers, history.ops, 30_000));
+
       // ---- replicas converge ----
       const converged = await waitFor('every node to apply the recovery write', 30_000, async () => {
         const statuses = await Promise.all(targets.map((t) => monitor.status(t, 2_000)));
@@ -274,22 +313,40 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       });
     } finally {
       await recoveryClient.close();
+      await stopWatchers();
     }
     await monitor.stop();
 
     // ---- stop ----
     for (const node of nodes) {
       const code = await node.terminate(15_000);
-      if (code !== 0) anomalies.push({ kind: 'shutdown', summary: `${node.id} did not exit 0 on SIGTERM (${code === null ? 'killed after 15 s' : `code ${code}`})`, details: node.logTail(10).split('\n') });
+      // terminate() answers null both when it had to kill and when a signal ended the process.
+      const exit = node.exits.at(-1);
+      const how = exit?.signal === 'SIGKILL' ? 'killed after 15 s' : exit?.signal !== null && exit?.signal !== undefined ? `ended by ${exit.signal}` : `code ${code}`;
+      if (code !== 0) anomalies.push({ kind: 'shutdown', summary: `${node.id} did not exit 0 on SIGTERM (${how})`, details: node.logTail(10).split('\n') });
     }
     await Promise.all(relays.map((r) => r.stop()));
 
     // ---- checks ----
     out(`t=${(clock() / 1000).toFixed(1)}s checking ${history.ops.length} operations`);
     writeFileSync(path.join(runDir, 'history.jsonl'), history.ops.map((o) => JSON.stringify(o, (_k, v: unknown) => (v === Infinity ? null : v))).join('\n'));
-    const linearizability = checkLinearizability(history.ops);
+    let watchLogs = watchers.flatMap((w) => w.logs());
+    writeFileSync(path.join(runDir, 'watch.jsonl'), watchLogs.map((l) => JSON.stringify(l)).join('\n'));
+    writeFileSync(path.join(runDir, 'watch-journal.txt'), watchers.flatMap((w) => w.journal.map((j) => `${w.name} t=${(j.at / 1000).toFixed(3)}s ${j.line}`)).join('\n'));
+    if (options.plantWatchFault !== 'none') {
+      const planted = plantWatchFault(watchLogs, history.ops, options.plantWatchFault);
+      if (planted === null) {
+        anomalies.push({ kind: 'harness', summary: `could not plant a ${options.plantWatchFault} fault: no watcher saw an acknowledged change`, details: [] });
+      } else {
+        watchLogs = planted.logs;
+        out(`control: planted a watch fault: ${planted.planted}`);
+      }
+    }
+    // Watch events join each key's history as reads (linearizability-watch.ts).
+    const linearizability = checkLinearizability([...history.ops, ...watchReads(watchLogs, history.ops)]);
     for (const s of linearizability.summaries) out(`  key ${s.key}: ${s.ops} ops, ${s.verdict}, ${s.steps} search steps, ${(s.ms / 1000).toFixed(1)} s`);
     anomalies.push(...linearizability.anomalies);
+    anomalies.push(...watchAnomalies(watchers, watchLogs, history.ops));
     anomalies.push(...checkIndexes(history.ops));
     anomalies.push(...checkLeaderSamples(monitor.samples));
     const logs = checkLogs(nodes.map((n) => ({ node: n.id, text: n.logText() })));
@@ -312,8 +369,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       recoveryMs,
       runDir,
       keySummaries: linearizability.summaries,
+      watchers: watchers.map((w) => summarizeWatcher(w, watchLogs.filter((l) => l.watcher === w.name || l.watcher.startsWith(`${w.name}.`)), history.ops)),
     };
   } finally {
+    await stopWatchers();
     const teardown = current;
     current = null;
     await teardown?.async();
@@ -328,6 +387,7 @@ export function printResult(result: ChaosResult, out: (line: string) => void): v
   for (const anomaly of result.anomalies) printAnomaly(anomaly, out);
   const kinds = [...result.faultsByKind].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
   out(`faults by kind: ${kinds || 'none'}`);
+  for (const watcher of result.watchers) out(describeWatcher(watcher));
   out(`outcomes: ok ${result.outcomes.ok}, failed ${result.outcomes.failed}, unknown ${result.outcomes.unknown}`);
   out(`elections won: ${result.elections}; snapshots installed from a leader: ${result.snapshotsInstalled}; recovered within ${result.recoveryMs === null ? '(no recovery)' : `${(result.recoveryMs / 1000).toFixed(1)} s of the last heal`}`);
   if (result.anomalies.length > 0) out(`run directory kept: ${result.runDir}`);

@@ -1,7 +1,8 @@
-// The clients of a chaos run: each sends one request at a time (GET, PUT, compare-and-set with
-// If-Match, create-only with If-None-Match, DELETE, conditional DELETE) on a few keys to a random
-// node, with a timeout, and records it for the checker: invocation and completion times and what
-// the answer proves (ok), rules out (failed: certainly not done), or leaves open (unknown).
+// The clients of a chaos run: each sends one request at a time (GET, blocking GET, list, PUT,
+// compare-and-set with If-Match, create-only with If-None-Match, DELETE, conditional DELETE) on a
+// few keys to a random node, with a timeout, and records it for the checker: invocation and
+// completion times and what the answer proves (ok), rules out (failed: certainly not done), or
+// leaves open (unknown).
 //
 // Every value is unique (client name and a sequence number), and an If-Match is always an index
 // this client has seen on that key, or 1, which matches nothing: see writeFacts in kv-model.ts.
@@ -199,7 +200,8 @@ export async function perform(
 }
 
 /** GET /v1/kv?prefix=: one linearizable read of every key at once, recorded as one read per
- * workload key with the same interval (its projection on each key is a read of that key). */
+ * workload key with the same interval (its projection on each key is a read of that key). With
+ * `blocking` (index=N&wait=MS) it is a blocking query, answered the same way after its wait. */
 export async function performList(
   history: History,
   client: KvClient,
@@ -207,8 +209,9 @@ export async function performList(
   target: Target,
   keys: readonly string[],
   clock: () => number,
+  blocking = '',
 ): Promise<KvOp[]> {
-  const url = `${target.apiUrl}/v1/kv?prefix=&limit=1000`;
+  const url = `${target.apiUrl}/v1/kv?prefix=&limit=1000${blocking === '' ? '' : `&${blocking}`}`;
   const call = clock();
   let found: Map<string, { value: string; modIndex: number }> | null = null;
   let outcome: Outcome = 'unknown';
@@ -286,9 +289,12 @@ export interface WorkloadOptions {
 /** Index 1 is the bootstrap configuration entry, never a key's modIndex: an If-Match that fails. */
 const NEVER_MATCHES = 1;
 
-type OpKind = 'get' | 'list' | 'put' | 'cas' | 'create' | 'del' | 'casDel';
+type OpKind = 'get' | 'block' | 'list' | 'put' | 'cas' | 'create' | 'del' | 'casDel';
 const MIX: readonly (readonly [OpKind, number])[] = [
   ['get', 36],
+  // A blocking query (?index=&wait=, SPEC §4): answered after a read barrier and the wait, from
+  // the local state, so it is a plain linearizable GET over its own interval.
+  ['block', 6],
   ['list', 4],
   ['put', 22],
   ['cas', 16],
@@ -320,7 +326,9 @@ export async function runClient(name: string, rng: Rng, options: WorkloadOptions
       const value = `${name}.${seq++}`;
       if (kind === 'list') {
         if (options.readConsistency === 'linearizable') {
-          for (const op of await performList(options.history, client, name, target, options.keys, options.clock)) {
+          const newest = Math.max(0, ...[...seen.values()].map((list) => list.at(-1) ?? 0));
+          const blocking = rng.chance(0.5) ? `index=${newest}&wait=${rng.between(100, 1_500)}` : '';
+          for (const op of await performList(options.history, client, name, target, options.keys, options.clock, blocking)) {
             if (op.output?.kind === 'found') remember(op.key, op.output.modIndex);
           }
         }
@@ -328,9 +336,14 @@ export async function runClient(name: string, rng: Rng, options: WorkloadOptions
         continue;
       }
       let input: KvInput;
+      let blocking = '';
       switch (kind) {
         case 'get':
           input = { kind: 'get' };
+          break;
+        case 'block':
+          input = { kind: 'get' };
+          blocking = `index=${known.at(-1) ?? 0}&wait=${rng.between(100, 1_500)}`;
           break;
         case 'put':
           input = { kind: 'put', value };
@@ -352,7 +365,8 @@ export async function runClient(name: string, rng: Rng, options: WorkloadOptions
           throw new Error(`unknown kind ${String(never)}`);
         }
       }
-      const query = input.kind === 'get' && options.readConsistency === 'stale' ? '?consistency=stale' : '';
+      const params = [blocking, input.kind === 'get' && options.readConsistency === 'stale' ? 'consistency=stale' : ''].filter((p) => p !== '');
+      const query = params.length > 0 ? `?${params.join('&')}` : '';
       const op = await perform(options.history, client, name, target, key, input, options.clock, query);
       if (op.output?.kind === 'found') remember(key, op.output.modIndex);
       if (op.output?.kind === 'written') remember(key, op.output.index);
