@@ -355,20 +355,28 @@ export class RaftNode implements ClientOps {
       this.fail(err, 'invariant');
       return;
     }
-    // Events first: they report what already happened in memory (a won election, a new leader), so
-    // the pod label and metrics need not wait for this Ready's fsync; membership news also gives
-    // the transport a new member's address before the appends to it below.
-    for (const ev of rd.events) this.onEvent(ev);
+    // Membership news goes first: it gives the transport a new member's address before the appends
+    // to it. Other events wait until what may leave has left and the fsync has started: a
+    // TimeoutNow, vote requests, a new leader's appends, a vote's fsync are not held up by logging
+    // and hooks. They still come before the fsync ends: they say what already happened in memory (a
+    // won election, a new leader), so the pod label and metrics need not wait for it.
+    const membershipNews = rd.events.some((ev) => ev.kind === 'membershipChanged');
+    if (membershipNews) for (const ev of rd.events) this.onEvent(ev);
     if (rd.sendNow.length > 0) this.options.peers.sendAll(rd.sendNow);
     if (rd.entries.length === 0 && rd.hardState === null && rd.snapshot === null) {
+      if (!membershipNews) for (const ev of rd.events) this.onEvent(ev);
       this.finish(raft, rd);
       return;
     }
     this.persisting = true;
-    this.options.store.save(rd).then(
+    const saved = this.options.store.save(rd);
+    if (!membershipNews) for (const ev of rd.events) this.onEvent(ev);
+    // After the save is handed over, so that these entries are applied while it is persisted.
+    const appliedEarly = this.applyDurable(rd);
+    saved.then(
       () => {
         this.persisting = false;
-        if (!this.stopped) this.finish(raft, rd);
+        if (!this.stopped) this.finish(raft, rd, appliedEarly);
         this.waiters.check();
       },
       (err: unknown) => {
@@ -378,12 +386,34 @@ export class RaftNode implements ClientOps {
     );
   }
 
-  /** Steps 3 to 5 of the Ready contract (src/raft/types.ts), once step 2 is durable. */
-  private finish(raft: Raft, rd: Ready): void {
+  /**
+   * Applies, while this Ready's fsync runs, the committed entries that were already durable here
+   * before it (Ready.committed in src/raft/types.ts): those below its first new entry, as every
+   * earlier Ready is on disk and a committed entry is never overwritten. A leader commits only
+   * entries it has persisted itself, so without this the answer to a write committed while one
+   * fsync ran waited for the next one too: the entries appended meanwhile. Returns how many of
+   * rd.committed it applied; finish() applies the rest once the Ready is durable.
+   */
+  private applyDurable(rd: Ready): number {
+    if (rd.snapshot !== null || rd.committed.length === 0 || this.stopped) return 0;
+    const firstNew = rd.entries.length > 0 ? rd.entries[0].index : Number.POSITIVE_INFINITY;
+    let applied = 0;
+    try {
+      while (applied < rd.committed.length && rd.committed[applied].index < firstNew) this.apply(rd.committed[applied++]);
+    } catch (err) {
+      this.fail(err, 'invariant');
+    }
+    if (applied > 0) this.waiters.check();
+    return applied;
+  }
+
+  /** Steps 3 to 5 of the Ready contract (src/raft/types.ts), once step 2 is durable; the first
+   * appliedEarly entries of rd.committed were applied before (applyDurable). */
+  private finish(raft: Raft, rd: Ready, appliedEarly = 0): void {
     if (rd.messages.length > 0) this.options.peers.sendAll(rd.messages);
     try {
       if (rd.snapshot) this.installSnapshot(rd);
-      for (const entry of rd.committed) this.apply(entry);
+      for (let i = appliedEarly; i < rd.committed.length; i++) this.apply(rd.committed[i]);
     } catch (err) {
       this.fail(err, 'invariant');
       return;

@@ -165,6 +165,8 @@ export interface ReadState {
  *    persisted: discard the persisted suffix from there first), then `hardState`, with one fsync;
  * 3. send `messages` (votes, acknowledgements: they promise what step 2 made durable);
  * 4. install `snapshot` into the state machine if set, apply `committed` in order, answer `readStates`;
+ *    the committed entries below entries[0].index (all of them when `entries` is empty and there is no
+ *    snapshot) were durable before this Ready, and may be applied while step 2 runs;
  * 5. call advance(ready).
  */
 export interface Ready {

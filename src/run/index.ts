@@ -302,6 +302,9 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     // The hand-off starts before anything else: without Kubernetes, TimeoutNow is on its way before
     // this function first waits (thesis §3.10); the rest of the shutdown runs alongside.
     const handedOver = handOver(verdict);
+    // The transport writes what the core emitted at the end of this turn: one turn of the loop
+    // before the logging and the API drain below, so the TimeoutNow is on the wire before them.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     logger.info({ signal }, 'stopping');
     // No new client requests; those in flight finish below (their entries may commit under the
     // next leader, which this node then applies). Watches end now: they would never finish.

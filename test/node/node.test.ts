@@ -84,6 +84,57 @@ test('a proposal on a leader resolves once its entry is fsynced, committed and a
   assert.equal(h.kv.get('k')?.modIndex, result.index);
 });
 
+/** n2's acknowledgement to leader n1 that its log matches up to matchIndex. */
+function ackFromN2(term: number, matchIndex: number): Message {
+  return { kind: 'appendResponse', from: 'n2', to: 'n1', term, success: true, matchIndex, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, lastLogIndex: matchIndex };
+}
+
+test('a leader answers a write committed during one fsync without waiting for the next (entries appended meanwhile)', async () => {
+  const h = startNode('n1', THREE);
+  const term = await elect(h);
+  h.node.onMessages([ackFromN2(term, h.node.status().lastLogIndex)]);
+  await h.clock.settle();
+  h.store.autoSync = false;
+  const first = watch(h.node.propose(put('a', '1'), h.clock.now() + 1000));
+  await h.clock.settle();
+  assert.equal(h.store.pending, 1, "the first write's fsync runs");
+  const firstIndex = h.node.status().lastLogIndex;
+  h.node.onMessages([ackFromN2(term, firstIndex)]); // n2 was faster than our disk
+  const second = watch(h.node.propose(put('b', '2'), h.clock.now() + 1000));
+  await h.clock.settle();
+  assert.equal(first.settled(), false, 'not committed before this leader has it on disk (it counts itself once durable)');
+  h.store.syncAll();
+  await h.clock.settle();
+  assert.equal(h.store.pending, 1, "the second write's fsync runs");
+  assert.deepEqual(first.value(), { ok: true, index: firstIndex, term }, 'answered while the fsync of the entry appended after it runs');
+  assert.equal(second.settled(), false, 'the second write is not durable here yet');
+  h.node.onMessages([ackFromN2(term, firstIndex + 1)]);
+  await h.clock.settle();
+  assert.equal(second.settled(), false, 'a follower acknowledgement alone does not commit it');
+  h.store.syncAll();
+  await h.clock.settle();
+  h.store.syncAll();
+  await h.clock.settle();
+  assert.equal(second.value().ok, true);
+});
+
+test('a follower applies no entry before the Ready that carries it is durable, even when the append says it is committed', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  h.store.autoSync = false;
+  const entries: Entry[] = [
+    { kind: 'noop', term: 2, index: 2 },
+    { kind: 'command', term: 2, index: 3, data: encodeKvCommand(put('k', 'v')) },
+  ];
+  h.node.onMessages([appendFromN2(2, 1, 1, entries, 3)]);
+  await h.clock.settle();
+  assert.equal(h.store.pending, 1);
+  assert.ok(h.kv.appliedIndex < 2, `entries 2 and 3 are committed, but not yet on this disk (applied ${h.kv.appliedIndex})`);
+  h.store.syncAll();
+  await h.clock.settle();
+  assert.equal(h.kv.appliedIndex, 3);
+});
+
 test('a write or read that is answered leaves no deadline timer behind (none piles up under load)', async () => {
   const h = startNode('n1', ['n1']);
   h.node.campaignIfAlone();
