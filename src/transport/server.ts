@@ -79,7 +79,10 @@ export interface PeerServerOptions {
   readonly maxConnections?: number;
   readonly maxConnectionsPerAddress?: number;
   /** New connections an address without an authenticated connection may start at once, and then
-   * per second; more wait (paused) for their turn or their header deadline. Defaults 32 and 16. */
+   * per second; more wait (paused) for their turn or their header deadline. Defaults 8 and 4: a
+   * member needs a stream and the odd request before its address is trusted, and each admitted
+   * junk connection costs the event loop a TLS handshake or an HTTP parse (bench/abuse.ts: 32 and
+   * 16 cost an abused TLS leader about 1.6x the CPU of 8 and 4). */
   readonly admissionBurst?: number;
   readonly admissionPerSecond?: number;
   /** Bytes of one-shot request bodies being read at once. Default 2 x messagesLimitBytes. */
@@ -106,6 +109,8 @@ export interface PeerRefusal {
 export const DEFAULT_MESSAGES_LIMIT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_REQUEST_LIMIT_BYTES = 2 * 1024 * 1024;
 export const DEFAULT_MAX_TIMEOUT_MS = MAX_TIMEOUT_MS;
+const DEFAULT_ADMISSION_BURST = 8;
+const DEFAULT_ADMISSION_PER_SECOND = 4;
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
 // A refused request's unread body (SPEC: 413 before reading it): the answer goes out, our side is
 // shut and what the client still sends is discarded within these bounds, then the socket closes.
@@ -159,8 +164,8 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
       maxConnections: options.maxConnections ?? 1024,
       maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 256,
       headersTimeoutMs: options.headersTimeoutMs ?? 5000,
-      admissionBurst: options.admissionBurst ?? 32,
-      admissionPerSecond: options.admissionPerSecond ?? 16,
+      admissionBurst: options.admissionBurst ?? DEFAULT_ADMISSION_BURST,
+      admissionPerSecond: options.admissionPerSecond ?? DEFAULT_ADMISSION_PER_SECOND,
     },
     (reason, remote) => report(0, reason, connectionRefusalText(reason), '', '', remote),
   );
