@@ -9,6 +9,11 @@
 // priority (nice 19): an attacker's CPU is not the cluster's in real life, and on a 2-core machine
 // an abuser at normal priority measures the scheduler, not the peer port.
 //
+// Each pair of windows gets a third, the control: the same abuse aimed at a decoy peer port (the
+// same server code in a process of its own, no Raft behind it). The machine carries the same junk,
+// but none of it lands in the leader; abused/decoy then says what the leader's own handling of the
+// junk costs the writer, and decoy/unabused what the shared machine costs it.
+//
 // Per window: the writer's writes, p50, p99 and failures; the leader's CPU (ms per second, from
 // /proc) and its highest VmRSS; the abuser's counts and CPU. Then per transport: the median over
 // window pairs of abused p99 / unabused p99 (and of p50), the pooled p99s, the leader's CPU with and
@@ -33,11 +38,12 @@ import { RaftletCluster } from './lib/raftlet-cluster.ts';
 import { median, percentile } from './lib/stats.ts';
 
 const ABUSER = fileURLToPath(new URL('../test/transport/fixtures/abuser.ts', import.meta.url));
+const DECOY = fileURLToPath(new URL('./lib/decoy-peer.ts', import.meta.url));
 const VALUE = Buffer.alloc(100, 'v');
 const KEYS = 500;
 
 const USAGE = `Usage: node bench/abuse.ts [options]   (npm run bench:abuse -- [options])
-  --pairs N          unabused/abused window pairs per transport (default 4)
+  --pairs N          rounds of unabused, abused and decoy windows per transport (default 4)
   --seconds N        seconds per window (default 8)
   --transport LIST   http, tls or both, comma-separated (default http,tls)
   --profile DIR      run the nodes under --cpu-prof and print the leader's top functions
@@ -54,8 +60,10 @@ interface Options {
   readonly source: boolean;
 }
 
+type Target = 'none' | 'leader' | 'decoy';
+
 interface Window {
-  readonly abused: boolean;
+  readonly target: Target;
   readonly writes: number;
   readonly failures: number;
   readonly firstFailure: string | null;
@@ -180,7 +188,7 @@ async function loopDelay(metricsUrl: string): Promise<{ p99Ms: number; maxMs: nu
   return { p99Ms: sample('nodejs_eventloop_lag_p99_seconds'), maxMs: sample('nodejs_eventloop_lag_max_seconds') };
 }
 
-async function measureWindow(writer: Writer, leaderPid: number, metricsUrl: string, seconds: number, abuser: Abuser | null): Promise<Window> {
+async function measureWindow(target: Target, writer: Writer, leaderPid: number, metricsUrl: string, seconds: number, abuser: Abuser | null): Promise<Window> {
   await loopDelay(metricsUrl);
   const sink = writer.collect();
   const cpuBefore = cpuSecondsOf(leaderPid) ?? Number.NaN;
@@ -198,7 +206,7 @@ async function measureWindow(writer: Writer, leaderPid: number, metricsUrl: stri
   const counts = abuser === null ? null : await abuser.finished;
   const sorted = [...sink.latencies].sort((a, b) => a - b);
   return {
-    abused: abuser !== null,
+    target,
     writes: sorted.length,
     failures: sink.failures.length,
     firstFailure: sink.failures[0] ?? null,
@@ -246,6 +254,7 @@ async function runTransport(transport: Transport, options: Options, bin: string 
     peerScheme: transport === 'tls' ? 'https' : 'http',
     nodeFlags: profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
   });
+  const decoy = await startDecoy(abuserTls);
   await cluster.start();
   try {
     const leader = await leaderIndex(cluster);
@@ -257,11 +266,14 @@ async function runTransport(transport: Transport, options: Options, bin: string 
     try {
       await sleep(2000); // warm-up: connections, JIT
       for (let pair = 0; pair < options.pairs; pair++) {
-        windows.push(await measureWindow(writer, leaderPid, cluster.metricsUrl(leader), options.seconds, null));
-        const abuser = await startAbuser(cluster.peerPort(leader), options.seconds * 1000 + 300, abuserTls);
-        windows.push(await measureWindow(writer, leaderPid, cluster.metricsUrl(leader), options.seconds, abuser));
-        // The leader drops what the abuser left behind before the next unabused window.
-        await sleep(1000);
+        windows.push(await measureWindow('none', writer, leaderPid, cluster.metricsUrl(leader), options.seconds, null));
+        for (const target of pair % 2 === 0 ? (['leader', 'decoy'] as const) : (['decoy', 'leader'] as const)) {
+          const port = target === 'leader' ? cluster.peerPort(leader) : decoy.port;
+          const abuser = await startAbuser(port, options.seconds * 1000 + 300, abuserTls);
+          windows.push(await measureWindow(target, writer, leaderPid, cluster.metricsUrl(leader), options.seconds, abuser));
+          // What the abuser left behind is dropped before the next window.
+          await sleep(1000);
+        }
       }
     } finally {
       await writer.stop();
@@ -270,9 +282,18 @@ async function runTransport(transport: Transport, options: Options, bin: string 
     const refusalLines = readFileSync(cluster.logFile(leader), 'utf8').split('refused a peer request').length - 1;
     return report(transport, windows, before, after, refusalLines, options);
   } finally {
+    decoy.stop();
     await cluster.stop();
     if (profileDir !== null) printProfile(profileDir, options);
   }
+}
+
+/** The decoy peer port (bench/lib/decoy-peer.ts), with the same TLS material as the members. */
+async function startDecoy(tlsArgs: readonly string[]): Promise<{ port: number; stop: () => void }> {
+  const child = spawn(process.execPath, [DECOY, ...tlsArgs], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const [message] = (await once(child, 'message')) as [{ port: number }];
+  child.disconnect();
+  return { port: message.port, stop: () => child.kill('SIGTERM') };
 }
 
 async function leaderIndex(cluster: RaftletCluster): Promise<number> {
@@ -291,19 +312,25 @@ function report(transport: Transport, windows: readonly Window[], before: { term
   out.write('window      writes  fail   p50 ms   p99 ms   max ms  leader CPU ms/s  loop p99/max ms  leader RSS MB  abuser (connections opened, CPU ms)\n');
   windows.forEach((w, i) => {
     const abuser = w.abuser === null ? '' : `${Object.entries(w.abuser).filter(([k]) => k !== 'abuserCpuMs').reduce((a, [, v]) => a + v, 0)} conns, ${w.abuser.abuserCpuMs} ms`;
-    out.write(`${`${Math.floor(i / 2) + 1} ${w.abused ? 'abused' : 'quiet'}`.padEnd(10)}  ${String(w.writes).padStart(6)}  ${String(w.failures).padStart(4)}  ${f1(w.p50Ms).padStart(7)}  ${f1(w.p99Ms).padStart(7)}  ${f1(w.maxMs).padStart(7)}  ${f1(w.leaderCpuMsPerS).padStart(15)}  ${`${f1(w.leaderLoopP99Ms)}/${f1(w.leaderLoopMaxMs)}`.padStart(15)}  ${f1(w.leaderRssMaxMb).padStart(13)}  ${abuser}\n`);
+    out.write(`${`${Math.floor(i / 3) + 1} ${w.target === 'none' ? 'quiet' : w.target === 'leader' ? 'abused' : 'decoy'}`.padEnd(10)}  ${String(w.writes).padStart(6)}  ${String(w.failures).padStart(4)}  ${f1(w.p50Ms).padStart(7)}  ${f1(w.p99Ms).padStart(7)}  ${f1(w.maxMs).padStart(7)}  ${f1(w.leaderCpuMsPerS).padStart(15)}  ${`${f1(w.leaderLoopP99Ms)}/${f1(w.leaderLoopMaxMs)}`.padStart(15)}  ${f1(w.leaderRssMaxMb).padStart(13)}  ${abuser}\n`);
     if (w.firstFailure !== null) out.write(`            first failure: ${w.firstFailure}\n`);
   });
-  const quiet = windows.filter((w) => !w.abused);
-  const abused = windows.filter((w) => w.abused);
+  const quiet = windows.filter((w) => w.target === 'none');
+  const abused = windows.filter((w) => w.target === 'leader');
+  const decoys = windows.filter((w) => w.target === 'decoy');
   const p99Ratios = abused.map((w, i) => w.p99Ms / quiet[i].p99Ms);
   const p50Ratios = abused.map((w, i) => w.p50Ms / quiet[i].p50Ms);
+  const decoyRatios = decoys.map((w, i) => w.p99Ms / quiet[i].p99Ms);
+  const leaderShare = abused.map((w, i) => w.p99Ms / decoys[i].p99Ms);
   const pooled = (ws: readonly Window[], q: number): number => percentile(ws.flatMap((w) => w.latencies).sort((a, b) => a - b), q);
   const summary = {
     transport,
     p99RatioMedian: median(p99Ratios),
     p99Ratios,
     p50RatioMedian: median(p50Ratios),
+    decoyP99RatioMedian: median(decoyRatios),
+    abusedOverDecoyP99Median: median(leaderShare),
+    pooledP99DecoyMs: pooled(decoys, 0.99),
     pooledP99QuietMs: pooled(quiet, 0.99),
     pooledP99AbusedMs: pooled(abused, 0.99),
     leaderCpuQuietMsPerS: median(quiet.map((w) => w.leaderCpuMsPerS)),
@@ -322,7 +349,9 @@ function report(transport: Transport, windows: readonly Window[], before: { term
   out.write(
     `writer p99 abused/unabused, per pair: ${p99Ratios.map((r) => r.toFixed(2)).join(' ')}; median ${summary.p99RatioMedian.toFixed(2)}x (goal <= 2x)` +
       `; p50 median ${summary.p50RatioMedian.toFixed(2)}x\n` +
-      `pooled p99: ${f1(summary.pooledP99QuietMs)} ms unabused, ${f1(summary.pooledP99AbusedMs)} ms abused\n` +
+      `control, the same abuse on a decoy port: p99 decoy/unabused ${decoyRatios.map((r) => r.toFixed(2)).join(' ')}; median ${summary.decoyP99RatioMedian.toFixed(2)}x ` +
+      `(the machine's share); abused/decoy median ${summary.abusedOverDecoyP99Median.toFixed(2)}x (the leader's own share)\n` +
+      `pooled p99: ${f1(summary.pooledP99QuietMs)} ms unabused, ${f1(summary.pooledP99AbusedMs)} ms abused, ${f1(summary.pooledP99DecoyMs)} ms decoy\n` +
       `leader CPU (median of windows): ${f1(summary.leaderCpuQuietMsPerS)} ms/s unabused, ${f1(summary.leaderCpuAbusedMsPerS)} ms/s abused; ` +
       `leader RSS at most ${f1(summary.leaderRssMaxMb)} MB\n` +
       `leader event-loop delay p99 (median of windows): ${f1(summary.leaderLoopP99QuietMs)} ms unabused, ${f1(summary.leaderLoopP99AbusedMs)} ms abused\n` +
@@ -333,7 +362,7 @@ function report(transport: Transport, windows: readonly Window[], before: { term
 }
 
 function printProfile(dir: string, options: Options): void {
-  const windowMs = options.pairs * (2 * options.seconds + 1) * 1000;
+  const windowMs = options.pairs * (3 * options.seconds + 2) * 1000;
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'))) {
     const summary = summarizeProfile(join(dir, file), 15, windowMs);
     process.stdout.write(`\nprofile ${file}: busy ${f1(summary.busyMs)} of ${f1(summary.totalMs)} ms\n`);
