@@ -81,8 +81,8 @@ export interface PeerServerOptions {
   /** New connections an address without an authenticated connection may start at once, and then
    * per second; more wait (paused) for their turn or their header deadline. Defaults 8 and 4: a
    * member needs a stream and the odd request before its address is trusted, and each admitted
-   * junk connection costs the event loop a TLS handshake or an HTTP parse (bench/abuse.ts: 32 and
-   * 16 cost an abused TLS leader about 1.6x the CPU of 8 and 4). */
+   * junk connection costs the event loop a TLS handshake or an HTTP parse (one abused TLS peer
+   * server, A/B runs: 32 and 16 cost it 154-213 ms/s of CPU, 8 and 4 cost 97-124). */
   readonly admissionBurst?: number;
   readonly admissionPerSecond?: number;
   /** Bytes of one-shot request bodies being read at once. Default 2 x messagesLimitBytes. */
