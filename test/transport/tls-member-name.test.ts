@@ -18,6 +18,7 @@ import { encodeMessages } from '../../src/transport/codec.ts';
 import { PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES, SENDER_HEADER, STREAM_CONTENT_TYPE } from '../../src/transport/protocol.ts';
 import { startPeerServer, type PeerRefusal } from '../../src/transport/server.ts';
 import { encodeFrame, FRAME, FrameReader } from '../../src/transport/stream-frames.ts';
+import { staticTls } from '../../src/transport/tls.ts';
 import { createThrowawayCa, type ThrowawayCa } from '../../src/transport/throwaway-ca.ts';
 import { clusterHooks, waitUntil, type Cluster } from '../support/cluster.ts';
 import { recorder } from './helpers.ts';
@@ -227,5 +228,10 @@ describe('peer sender id without the name check (rolling upgrades)', () => {
     assert.equal(await streamMessages(plain, 'a', [heartbeat('a', 'b', 2)]), 'accepted');
     assert.deepEqual(received().slice(served).map((m) => [m.from, m.term]), [['a', 2]], 'a refused message reached the node');
     assert.ok(refusals.some((x) => x.code === 'forbidden' && /arrived on a stream opened by "c"/.test(x.message)), JSON.stringify(refusals));
+  });
+
+  it('a server told to check senders\' certificates needs to know the members\' URLs', async () => {
+    const tls = staticTls({ ca: Buffer.from('unused'), cert: Buffer.from('unused'), key: Buffer.from('unused') }, true);
+    await assert.rejects(startPeerServer('127.0.0.1', 0, { token: 'test-token', handlers: recorder().handlers, tls }), /needs memberUrl/);
   });
 });
