@@ -24,6 +24,8 @@ export interface RaftletClusterOptions {
   /** Extra environment for every node (e.g. RAFTLET_USE_DIST). */
   readonly env?: Readonly<Record<string, string>>;
   readonly logLevel?: string;
+  /** https when `env` turns peer TLS on (RAFTLET_PEER_TLS_*); default http. */
+  readonly peerScheme?: 'http' | 'https';
 }
 
 interface Member {
@@ -76,7 +78,7 @@ export class RaftletCluster implements BenchCluster {
       RAFTLET_PEER_LISTEN: `127.0.0.1:${m.peerPort}`,
       RAFTLET_API_LISTEN: `127.0.0.1:${m.apiPort}`,
       RAFTLET_METRICS_LISTEN: `127.0.0.1:${m.metricsPort}`,
-      RAFTLET_PEERS: this.members.map((p) => `${p.id}=http://127.0.0.1:${p.peerPort}`).join(','),
+      RAFTLET_PEERS: this.members.map((p) => `${p.id}=${this.options.peerScheme ?? 'http'}://127.0.0.1:${p.peerPort}`).join(','),
       RAFTLET_DATA_DIR: m.dataDir,
       RAFTLET_CLUSTER_TOKEN: this.token,
       RAFTLET_KUBERNETES: '0',
@@ -91,6 +93,10 @@ export class RaftletCluster implements BenchCluster {
   async stop(): Promise<void> {
     await Promise.all(this.members.map((m) => (m.process ? stopProcess(m.process, 10_000) : Promise.resolve())));
     removeTempDir(this.dir);
+  }
+
+  peerPort(i: number): number {
+    return this.members[i].peerPort;
   }
 
   apiUrl(i: number): string {

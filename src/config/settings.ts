@@ -389,7 +389,7 @@ export const SETTINGS = {
   }),
   peerTlsVerifyName: setting({
     env: 'RAFTLET_PEER_TLS_VERIFY_NAME', metavar: 'BOOL', defaultText: '0', bare: '1',
-    help: "1 = a peer's certificate must carry the DNS name (or IP) of the host in the peer's URL", parse: parseSwitch,
+    help: "1 = a peer's certificate must carry the DNS name (or IP) of the host in that member's peer URL, both ways: a server's for its URL, a client's for the member it says it is", parse: parseSwitch,
   }),
   peerAuth: setting({
     env: 'RAFTLET_PEER_AUTH', metavar: 'both|tls|token', defaultText: 'both',
@@ -702,6 +702,10 @@ function readPeerTls(given: GivenOf, nameOf: (key: SettingKey) => string, host: 
   if (mode !== null && (mode & 0o077) !== 0) {
     warnings.push(`${nameOf('peerTlsKeyFile')} (${keyFile}) can be read by its group or others (mode ${mode.toString(8).padStart(3, '0')}); ` +
       'make it readable by its owner only (chmod 600)');
+  }
+  if (peerTlsVerifyName && peerAuth === 'token') {
+    warnings.push(`${nameOf('peerTlsVerifyName')}=1 with ${nameOf('peerAuth')}=token checks server certificates only: ` +
+      'peers present no client certificate, so a sender\'s member id cannot be checked against one');
   }
   return { peerTls: { certFile, keyFile, caFile }, peerTlsVerifyName, peerAuth };
 }

@@ -89,6 +89,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     tls: security.tls,
     lookup: dnsServer ? lookupVia(dnsServer) : undefined,
     identity,
+    selfId: settings.nodeId,
     requestTimeoutMs: Math.max(500, Math.min(2000, settings.electionTimeoutMs)),
     backoffMaxMs: Math.max(200, Math.min(2000, settings.electionTimeoutMs)),
     hooks: {
@@ -180,6 +181,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
       logger,
       security,
       identity,
+      memberUrl: (id) => peers.urlOf(id),
       snapshot: snapshotSource(node, stateMachine, identity, settings.requestTimeoutMs),
       healthy: () => !failed && store.error === null,
       api: {

@@ -8,6 +8,7 @@ import type { Settings } from '../config/settings.ts';
 import type { RaftletMetrics } from '../metrics/metrics.ts';
 import { readinessOf, startMetricsServer, type MetricsServer } from '../metrics/server.ts';
 import type { RaftNode } from '../node/node.ts';
+import type { NodeId } from '../raft/types.ts';
 import type { ClusterIdentity } from '../transport/cluster-id.ts';
 import { startPeerServer, type RunningPeerServer } from '../transport/index.ts';
 import { serveSnapshot, snapshotPeerRoute, type SnapshotSource } from '../transport/snapshot-route.ts';
@@ -28,13 +29,16 @@ export interface ServersOptions {
   readonly security: PeerSecurity;
   readonly healthy: () => boolean;
   readonly identity: ClusterIdentity;
+  /** The peer URL of each member this node knows: a sender's certificate must name its host
+   * (RAFTLET_PEER_TLS_VERIFY_NAME). */
+  readonly memberUrl: (id: NodeId) => string | undefined;
   /** GET /v1/snapshot on the client API and GET /raft/v1/snapshot on the peer port. */
   readonly snapshot: SnapshotSource;
   /** Watch limits and hooks, and the signal that ends watches at shutdown. */
   readonly api?: Pick<ApiOptions, 'watchLimits' | 'watchHooks' | 'shutdown'>;
 }
 
-export async function startServers({ settings, node, metrics, logger, security, healthy, identity, snapshot, api: apiOptions }: ServersOptions): Promise<Servers> {
+export async function startServers({ settings, node, metrics, logger, security, healthy, identity, memberUrl, snapshot, api: apiOptions }: ServersOptions): Promise<Servers> {
   let peer: RunningPeerServer | null = null;
   let api: Server | null = null;
   let metricsServer: MetricsServer | null = null;
@@ -46,6 +50,7 @@ export async function startServers({ settings, node, metrics, logger, security, 
       handlers: node,
       nodeId: settings.nodeId,
       identity,
+      memberUrl,
       extraRoutes: [snapshotPeerRoute(snapshot)],
       // A forwarded write carries one value as base64; an append carries at least one entry.
       requestLimitBytes: Math.max(2 << 20, Math.ceil((settings.maxValueBytes * 4) / 3) + (64 << 10)),

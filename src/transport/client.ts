@@ -26,6 +26,7 @@ import type { TransferResult } from './forwarding.ts';
 import { emptyDropCounts, PeerLink } from './peer-link.ts';
 import type { CallOutcome, DropReason, LinkOptions, PeerStats, RpcKind, TransportHooks } from './peer-link.ts';
 import { parsePeerUrl } from './peer-url.ts';
+import { senderHeader } from './sender.ts';
 import type { PeerBase } from './peer-url.ts';
 import { JSON_CONTENT_TYPE, MAX_TIMEOUT_MS, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from './protocol.ts';
 import { describeFailure, failedBeforeSending, handlerError, isTimeout, readErrorReply, refusalError } from './replies.ts';
@@ -72,6 +73,9 @@ export interface PeerClientOptions {
   readonly lookup?: LookupFunction;
   /** This node's cluster id, sent with every request (cluster-id.ts). */
   readonly identity?: ClusterIdentity;
+  /** This node's member id, sent with every stream and request (Raftlet-From, sender.ts); unset
+   * for a client that is no member (a backup job). */
+  readonly selfId?: NodeId;
 }
 
 const DEFAULTS = {
@@ -165,6 +169,7 @@ export class PeerClient {
       hooks: this.hooks,
       dial: { lookup: options.lookup, tls: options.tls ?? null },
       identity: options.identity,
+      selfId: options.selfId,
     };
     if (this.linkOptions.backoffMaxMs < backoffInitialMs) {
       throw new RangeError(`PeerClient option backoffMaxMs (${this.linkOptions.backoffMaxMs}) must not be below backoffInitialMs (${backoffInitialMs})`);
@@ -205,6 +210,11 @@ export class PeerClient {
       if (!this.linksByUrl.has(link.url)) this.linksByUrl.set(link.url, link);
       if (!this.linksByKey.has(link.base.key)) this.linksByKey.set(link.base.key, link);
     }
+  }
+
+  /** The URL this client knows for a member (given to setPeers), usable or not. */
+  urlOf(id: NodeId): string | undefined {
+    return this.links.get(id)?.url ?? this.badUrls.get(id);
   }
 
   /** Keeps the streams to these peers open while idle (the other voters: whoever wins an election
@@ -380,7 +390,7 @@ export class PeerClient {
         response = await requestOnce(base, this.linkOptions.dial, {
           method,
           path: base.prefix + route,
-          headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...(json === null ? {} : { 'content-type': JSON_CONTENT_TYPE }), ...bearer(token), ...clusterHeader(this.linkOptions.identity) },
+          headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...(json === null ? {} : { 'content-type': JSON_CONTENT_TYPE }), ...bearer(token), ...clusterHeader(this.linkOptions.identity), ...senderHeader(this.linkOptions.selfId) },
           agent: false,
           body: json,
           timeoutMs: leftMs,

@@ -3,6 +3,7 @@ export { decodeMessage, decodeMessages, encodeMessage, encodeMessages, frameEnco
 export { WireError } from './wire.ts';
 export {
   MAX_TIMEOUT_MS,
+  MemberIdentityError,
   MisdirectedError,
   PeerAuthError,
   PROTOCOL_HEADER,

@@ -27,6 +27,7 @@ import { dial, keepAliveAgent, requestOnce, trackReady, type DialOptions } from 
 import type { PeerBase } from './peer-url.ts';
 import { MESSAGES_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES, STREAM_CONTENT_TYPE, TARGET_HEADER } from './protocol.ts';
 import { describeFailure, isRefused, NotSentError, readErrorReply, refusalError } from './replies.ts';
+import { senderHeader } from './sender.ts';
 import { SendQueue } from './send-queue.ts';
 import { decodeReply, encodeCall, encodeFrame, FRAME, FrameReader, MAX_CALL_ID, type CallKind, type Frame } from './stream-frames.ts';
 import type { TokenSource } from './tokens.ts';
@@ -69,6 +70,8 @@ export interface LinkOptions {
   readonly tokens: TokenSource | null;
   /** This node's cluster id, sent when a stream or request opens (cluster-id.ts). */
   readonly identity?: ClusterIdentity;
+  /** This node's member id, sent when a stream or request opens (sender.ts). */
+  readonly selfId?: NodeId;
   readonly maxQueuedMessages: number;
   readonly maxQueuedBytes: number;
   readonly maxBatchMessages: number;
@@ -346,7 +349,7 @@ export class PeerLink {
       req = dial(this.base, this.options.dial, {
         method: 'POST',
         path: this.base.prefix + ROUTES.stream,
-        headers: { 'content-type': STREAM_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), [TARGET_HEADER]: this.id, ...bearer(this.currentToken()), ...clusterHeader(this.options.identity) },
+        headers: { 'content-type': STREAM_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), [TARGET_HEADER]: this.id, ...bearer(this.currentToken()), ...clusterHeader(this.options.identity), ...senderHeader(this.options.selfId) },
         agent: false,
       });
     } catch (error) {
@@ -646,7 +649,7 @@ export class PeerLink {
       const response = await requestOnce(this.base, this.options.dial, {
         method: 'POST',
         path: this.base.prefix + ROUTES.messages,
-        headers: { 'content-type': MESSAGES_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.currentToken()), ...clusterHeader(this.options.identity) },
+        headers: { 'content-type': MESSAGES_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.currentToken()), ...clusterHeader(this.options.identity), ...senderHeader(this.options.selfId) },
         agent: this.agent,
         body: frameEncoded(batch),
         timeoutMs: this.options.snapshotTimeoutMs,

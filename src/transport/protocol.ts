@@ -8,6 +8,9 @@ export const PROTOCOL_VERSION = 1;
 export const PROTOCOL_HEADER = 'raftlet-protocol';
 /** The member id a stream is meant for: a node at a stale address refuses it at once (421). */
 export const TARGET_HEADER = 'raftlet-to';
+/** The member id of the sender of a stream or request; with RAFTLET_PEER_TLS_VERIFY_NAME the
+ * receiver checks that the client certificate names that member's host (sender.ts). */
+export const SENDER_HEADER = 'raftlet-from';
 
 export const ROUTE_PREFIX = `/raft/v${PROTOCOL_VERSION}`;
 export const ROUTES = {
@@ -29,7 +32,7 @@ export const JSON_CONTENT_TYPE = 'application/json';
 export const STREAM_CONTENT_TYPE = 'application/vnd.raftlet.stream';
 
 /** Error codes of the transport itself, beside the ClientError codes a handler may throw. */
-export type TransportErrorCode = 'unauthorized' | 'protocol_mismatch' | 'misdirected' | 'no_route' | 'internal' | 'request_timeout';
+export type TransportErrorCode = 'unauthorized' | 'forbidden' | 'protocol_mismatch' | 'misdirected' | 'no_route' | 'internal' | 'request_timeout';
 export type ClientErrorCode = ClientError['code'];
 export type ErrorCode = ClientErrorCode | TransportErrorCode;
 
@@ -54,6 +57,8 @@ export function statusForCode(code: ErrorCode): number {
   switch (code) {
     case 'unauthorized':
       return 401;
+    case 'forbidden':
+      return 403;
     case 'no_route':
       return 404;
     case 'misdirected':
@@ -101,6 +106,17 @@ export class PeerAuthError extends ClientError {
   constructor(peer: string, detail: string) {
     super('unavailable', `peer ${peer} refused our cluster token (${detail}); give every member the same RAFTLET_CLUSTER_TOKEN`);
     this.name = 'PeerAuthError';
+    this.peer = peer;
+  }
+}
+
+/** The peer refused the member id we sent: our certificate does not name our own peer URL's host,
+ * or the peer does not know us as a member (RAFTLET_PEER_TLS_VERIFY_NAME). */
+export class MemberIdentityError extends ClientError {
+  readonly peer: string;
+  constructor(peer: string, detail: string) {
+    super('unavailable', `peer ${peer} refused this member's identity: ${detail}`);
+    this.name = 'MemberIdentityError';
     this.peer = peer;
   }
 }

@@ -4,7 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { ClientError } from '../api/ops.ts';
 import { decodeError, parseJson } from './forwarding.ts';
-import { isClientErrorCode, MisdirectedError, PeerAuthError, PROTOCOL_HEADER, ProtocolMismatchError } from './protocol.ts';
+import { isClientErrorCode, MemberIdentityError, MisdirectedError, PeerAuthError, PROTOCOL_HEADER, ProtocolMismatchError } from './protocol.ts';
 
 // Failures that happen before a single byte of the request reached the peer.
 const NOT_SENT_CODES: ReadonlySet<unknown> = new Set([
@@ -85,12 +85,13 @@ export function readErrorReply(status: number, text: string): ErrorReply {
 }
 
 /** The transport's own refusals, which mean the peer will refuse every request until an operator
- * acts: wrong token, other version, wrong node. null for anything else. */
+ * acts: wrong token, other version, wrong node, a certificate that does not name this member. null for anything else. */
 export function refusalError(peer: string, status: number, headers: IncomingHttpHeaders, reply: ErrorReply): ClientError | null {
   if (status === 401 || reply.code === 'unauthorized') return new PeerAuthError(peer, reply.message);
   if (status === 426 || reply.code === 'protocol_mismatch') return new ProtocolMismatchError(peer, headerNumber(headers, PROTOCOL_HEADER), reply.message);
   if (reply.code === 'no_route') return new ProtocolMismatchError(peer, headerNumber(headers, PROTOCOL_HEADER), reply.message);
   if (status === 421 || reply.code === 'misdirected') return new MisdirectedError(peer, reply.message);
+  if (status === 403 || reply.code === 'forbidden') return new MemberIdentityError(peer, reply.message);
   return null;
 }
 

@@ -27,6 +27,7 @@ import {
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   ROUTES,
+  SENDER_HEADER,
   STREAM_CONTENT_TYPE,
   statusForCode,
   TARGET_HEADER,
@@ -34,6 +35,7 @@ import {
 import type { ErrorCode } from './protocol.ts';
 import { errorText, failureAnswer, prepareCall, receivedMessages, type CallAnswer, type PeerHandlers } from './server-calls.ts';
 import type { CallKind } from './stream-frames.ts';
+import { checkSender, foreignMessage, type SenderPolicy } from './sender.ts';
 import { serveStream } from './stream-server.ts';
 import type { TlsSource } from './tls.ts';
 
@@ -77,11 +79,17 @@ export interface PeerServerOptions {
   readonly maxConnections?: number;
   readonly maxConnectionsPerAddress?: number;
   /** New connections an address without an authenticated connection may start at once, and then
-   * per second; more wait (paused) for their turn or their header deadline. Defaults 32 and 16. */
+   * per second; more wait (paused) for their turn or their header deadline. Defaults 8 and 4: a
+   * member needs a stream and the odd request before its address is trusted, and each admitted
+   * junk connection costs the event loop a TLS handshake or an HTTP parse (one abused TLS peer
+   * server, A/B runs: 32 and 16 cost it 154-213 ms/s of CPU, 8 and 4 cost 97-124). */
   readonly admissionBurst?: number;
   readonly admissionPerSecond?: number;
   /** Bytes of one-shot request bodies being read at once. Default 2 x messagesLimitBytes. */
   readonly maxBodyBytesInFlight?: number;
+  /** The peer URL of each member this node knows. Needed when tls.verifyName is on (with client
+   * certificates): a sender's certificate must then name its member's URL host (sender.ts). */
+  readonly memberUrl?: (id: NodeId) => string | undefined;
 }
 
 export type RefusalCode = ErrorCode | GuardRefusal | 'tls_handshake' | 'busy';
@@ -101,6 +109,8 @@ export interface PeerRefusal {
 export const DEFAULT_MESSAGES_LIMIT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_REQUEST_LIMIT_BYTES = 2 * 1024 * 1024;
 export const DEFAULT_MAX_TIMEOUT_MS = MAX_TIMEOUT_MS;
+const DEFAULT_ADMISSION_BURST = 8;
+const DEFAULT_ADMISSION_PER_SECOND = 4;
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
 // A refused request's unread body (SPEC: 413 before reading it): the answer goes out, our side is
 // shut and what the client still sends is discarded within these bounds, then the socket closes.
@@ -141,6 +151,7 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
   const checkToken = makeTokenCheck(tokens);
   const limiter = new RateLimiter(options.refusalLogBurst ?? 10, REFUSAL_LOG_INTERVAL_MS);
   const budget = new BodyBudget(options.maxBodyBytesInFlight ?? 2 * messagesLimitBytes);
+  const senderPolicy = namePolicy(options);
 
   const report = (status: number, code: RefusalCode, message: string, method: string, path: string, remoteAddress: string | undefined): void => {
     if (options.onRefused === undefined) return;
@@ -153,8 +164,8 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
       maxConnections: options.maxConnections ?? 1024,
       maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 256,
       headersTimeoutMs: options.headersTimeoutMs ?? 5000,
-      admissionBurst: options.admissionBurst ?? 32,
-      admissionPerSecond: options.admissionPerSecond ?? 16,
+      admissionBurst: options.admissionBurst ?? DEFAULT_ADMISSION_BURST,
+      admissionPerSecond: options.admissionPerSecond ?? DEFAULT_ADMISSION_PER_SECOND,
     },
     (reason, remote) => report(0, reason, connectionRefusalText(reason), '', '', remote),
   );
@@ -223,11 +234,19 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
       refuse(cluster.code, cluster.message);
       return;
     }
+    const route = routes.get(path);
+    // Raft messages and forwarded calls act for a member; status and snapshot reads (curl, a backup
+    // job) need no member identity, but a sender they name is checked all the same.
+    const actsForMember = route !== undefined && route.kind !== 'status' && extra === undefined;
+    const named = checkSender(req.headers[SENDER_HEADER], socket, actsForMember, senderPolicy);
+    if (!named.ok) {
+      refuse(named.code, named.message);
+      return;
+    }
     if (extra !== undefined) {
       extra.handle(req, res);
       return;
     }
-    const route = routes.get(path);
     if (route === undefined || route.method !== method) {
       refuse('no_route', `no peer route ${method} ${path}; routes live under /raft/v${PROTOCOL_VERSION}/`);
       return;
@@ -254,6 +273,7 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
         },
         handlers,
         nodeId: options.nodeId,
+        sender: named.sender,
         messagesLimitBytes,
         requestLimitBytes,
         maxTimeoutMs,
@@ -279,7 +299,7 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
           refuse(code, message, code === 'unavailable' ? { 'retry-after': '1' } : {});
           return;
         }
-        dispatch(route, body, res, (code, message) => refuse(code, message));
+        dispatch(route, body, res, named.sender, (code, message) => refuse(code, message));
       },
       () => {
         // The connection failed while the body was read: nobody to answer.
@@ -287,7 +307,7 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
     );
   };
 
-  const dispatch = (route: Route, body: Buffer, res: ServerResponse, refuse: (code: ErrorCode, message: string) => void): void => {
+  const dispatch = (route: Route, body: Buffer, res: ServerResponse, sender: NodeId | null, refuse: (code: ErrorCode, message: string) => void): void => {
     if (route.kind === 'messages') {
       const received = receivedMessages(body, options.nodeId);
       if (!received.ok) {
@@ -295,6 +315,11 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
         return;
       }
       const messages = received.messages;
+      const foreign = foreignMessage(messages, sender);
+      if (foreign !== undefined) {
+        refuse('forbidden', `a message from ${JSON.stringify(foreign.from)} arrived in a request sent by ${JSON.stringify(sender)}`);
+        return;
+      }
       Promise.resolve()
         .then(() => handlers.onMessages(messages))
         .then(
@@ -329,6 +354,14 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
     budget,
     refuseConnection: (code: RefusalCode, message: string, remoteAddress: string | undefined) => report(0, code, message, '', '', remoteAddress),
   });
+}
+
+/** The sender name check, when it applies: peer TLS with client certificates and verifyName. */
+function namePolicy(options: PeerServerOptions): SenderPolicy | null {
+  const tls = options.tls ?? null;
+  if (tls === null || !tls.verifyName || options.clientCertificates === false) return null;
+  if (options.memberUrl === undefined) throw new Error('the peer server checks senders\' certificates (verifyName) and needs memberUrl');
+  return { memberUrl: options.memberUrl };
 }
 
 function connectionRefusalText(reason: GuardRefusal): string {

@@ -6,12 +6,15 @@ import type { NodeId } from '../raft/types.ts';
 import { encodeError } from './forwarding.ts';
 import type { ErrorCode } from './protocol.ts';
 import { STREAM_CONTENT_TYPE } from './protocol.ts';
+import { foreignMessage } from './sender.ts';
 import { errorText, prepareCall, receivedMessages, type CallAnswer, type PeerHandlers } from './server-calls.ts';
 import { decodeCall, encodeFrame, encodeReply, FRAME, FrameReader, FrameTooLarge, type Frame } from './stream-frames.ts';
 
 export interface StreamContext {
   readonly handlers: PeerHandlers;
   readonly nodeId: NodeId | undefined;
+  /** The member the stream's opener named (checked by sender.ts); every message must be from it. */
+  readonly sender: NodeId | null;
   readonly messagesLimitBytes: number;
   readonly requestLimitBytes: number;
   readonly maxTimeoutMs: number;
@@ -23,6 +26,7 @@ export interface StreamContext {
 
 // Replies the peer does not read are not buffered without bound.
 const MAX_UNSENT_REPLY_BYTES = 16 * 1024 * 1024;
+const FATAL_LINGER_MS = 1000;
 
 export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: StreamContext): void {
   res.writeHead(200, { 'content-type': STREAM_CONTENT_TYPE, 'cache-control': 'no-store' });
@@ -81,8 +85,14 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
     flush();
     closed = true;
     backlog.length = 0;
-    res.end();
-    req.destroy();
+    // The error frame must reach the peer before the connection goes: destroying at once can drop
+    // it (over TLS it is still being encrypted and written). Destroyed once written, or soon.
+    const timer = setTimeout(() => req.destroy(), FATAL_LINGER_MS);
+    timer.unref();
+    res.end(() => {
+      clearTimeout(timer);
+      req.destroy();
+    });
   };
   const reply = (id: number, answer: CallAnswer): void => {
     callsRunning--;
@@ -97,6 +107,11 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
       return;
     }
     const messages = received.messages;
+    const foreign = foreignMessage(messages, ctx.sender);
+    if (foreign !== undefined) {
+      fatal('forbidden', `a message from ${JSON.stringify(foreign.from)} arrived on a stream opened by ${JSON.stringify(ctx.sender)}`);
+      return;
+    }
     let result: void | Promise<void>;
     try {
       result = ctx.handlers.onMessages(messages);

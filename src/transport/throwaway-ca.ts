@@ -2,9 +2,10 @@
 // the `openssl` binary (on Debian machines by default; Node has no X.509 generator built in, and
 // shelling out for a few certificates beats adding a crypto library to the runtime's
 // dependencies). Keys are EC P-256, certificates valid for two days, for serverAuth and
-// clientAuth, naming the member id, localhost and 127.0.0.1.
+// clientAuth, naming the member id, localhost and 127.0.0.1 (or only the names asked for).
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 
 export interface MemberFiles {
@@ -26,8 +27,14 @@ function openssl(args: readonly string[], cwd: string): void {
 export interface ThrowawayCa {
   readonly dir: string;
   readonly caFile: string;
-  /** Makes (or remakes: rotation) the certificate and key of one member, signed by this CA. */
-  issue(id: string, names?: readonly string[]): MemberFiles;
+  /** Makes (or remakes: rotation) the certificate and key of one member, signed by this CA. Names
+   * that are IP addresses become IP SANs, the others DNS SANs. */
+  issue(id: string, names?: readonly string[], options?: IssueOptions): MemberFiles;
+}
+
+export interface IssueOptions {
+  /** Name exactly `names` (not also the id, localhost and 127.0.0.1): for tests of the name check. */
+  readonly only?: boolean;
 }
 
 /** Creates a CA in dir (made if missing). `name` tells CAs apart in their subject. */
@@ -42,14 +49,16 @@ export function createThrowawayCa(dir: string, name = 'raftlet-local-ca'): Throw
   return {
     dir,
     caFile,
-    issue(id, names = []) {
+    issue(id, names = [], options = {}) {
       serial++;
       const keyFile = path.join(dir, `${id}.key`);
       const certFile = path.join(dir, `${id}.pem`);
       const csr = path.join(dir, `${id}.csr`);
       const ext = path.join(dir, `${id}.ext`);
-      const dns = [id, 'localhost', ...names].map((n) => `DNS:${n}`);
-      writeFileSync(ext, `subjectAltName=${[...dns, 'IP:127.0.0.1'].join(',')}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`);
+      const all = options.only === true ? names : [id, 'localhost', '127.0.0.1', ...names];
+      if (all.length === 0) throw new Error(`a certificate for ${id} needs at least one name`);
+      const sans = [...new Set(all)].map((n) => (isIP(n) === 0 ? `DNS:${n}` : `IP:${n}`));
+      writeFileSync(ext, `subjectAltName=${sans.join(',')}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`);
       openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${keyFile}.new`, '-out', csr, '-subj', `/CN=${id}`], dir);
       openssl(['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-set_serial', String(Date.now() * 100 + serial), '-out', `${certFile}.new`,
         '-days', '2', '-extfile', ext], dir);

@@ -43,6 +43,9 @@ export interface ClusterOptions {
   readonly peerClientTls?: { readonly ca: Buffer; readonly cert: Buffer; readonly key: Buffer };
   /** Scheme of the peer URLs: https for clusters with peer TLS (the nodes' TLS files come in `nodeEnv`). */
   readonly peerScheme?: 'http' | 'https';
+  /** The loopback address node N's peer port listens on and its peer URL names (e.g. 127.0.0.2, so
+   * certificates can name members apart); default 127.0.0.1. */
+  readonly peerHost?: (node: number) => string;
   /** Extra variables for one node (e.g. its own token file), applied after `env`. */
   readonly nodeEnv?: (node: number, dir: string) => Readonly<Record<string, string>>;
   /** Parent of the cluster's temp dir; default the OS temp dir. */
@@ -354,7 +357,8 @@ export class Cluster {
     const count = options.nodes;
     const ids = Array.from({ length: count }, (_, i) => `node-${i + 1}`);
     const scheme = options.peerScheme ?? 'http';
-    const peers = ids.map((id, i) => `${id}=${scheme}://127.0.0.1:${ports[3 * i]}`).join(',');
+    const peerHost = (i: number): string => options.peerHost?.(i + 1) ?? '127.0.0.1';
+    const peers = ids.map((id, i) => `${id}=${scheme}://${peerHost(i)}:${ports[3 * i]}`).join(',');
     const base = baseEnv();
     this.nodes = ids.map((id, i): NodeSpec => {
       const [peerPort, apiPort, metricsPort] = [ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]];
@@ -366,14 +370,14 @@ export class Cluster {
         apiPort,
         metricsPort,
         apiUrl: `http://127.0.0.1:${apiPort}`,
-        peerUrl: `${scheme}://127.0.0.1:${peerPort}`,
+        peerUrl: `${scheme}://${peerHost(i)}:${peerPort}`,
         dataDir,
         logFile: path.join(dir, `${id}.log`),
         env: {
           ...base,
           RAFTLET_NODE_ID: id,
           RAFTLET_PEERS: peers,
-          RAFTLET_PEER_LISTEN: `127.0.0.1:${peerPort}`,
+          RAFTLET_PEER_LISTEN: `${peerHost(i)}:${peerPort}`,
           RAFTLET_API_LISTEN: `127.0.0.1:${apiPort}`,
           RAFTLET_METRICS_LISTEN: `127.0.0.1:${metricsPort}`,
           RAFTLET_DATA_DIR: dataDir,
