@@ -344,6 +344,7 @@ export class RaftNode implements ClientOps {
       // round's heartbeats, TimeoutNow, vote requests); the rest waits for the next Ready.
       const early = this.raft.takeEarlyMessages();
       if (early.length > 0) this.options.peers.sendAll(early);
+      this.applyDurableCommitted();
       return;
     }
     if (!this.raft.hasReady()) return;
@@ -361,14 +362,22 @@ export class RaftNode implements ClientOps {
     for (const ev of rd.events) this.onEvent(ev);
     if (rd.sendNow.length > 0) this.options.peers.sendAll(rd.sendNow);
     if (rd.entries.length === 0 && rd.hardState === null && rd.snapshot === null) {
-      this.finish(raft, rd);
+      this.finish(raft, rd, 0);
       return;
+    }
+    // Committed entries this node already holds durably do not wait for this Ready's fsync: the
+    // writes they answer (here, or forwarded from here) are done.
+    let appliedEarly = 0;
+    if (rd.snapshot === null) {
+      const durable = raft.durableIndex;
+      while (appliedEarly < rd.committed.length && rd.committed[appliedEarly].index <= durable) appliedEarly++;
+      if (appliedEarly > 0 && !this.applyNow(rd.committed, appliedEarly)) return;
     }
     this.persisting = true;
     this.options.store.save(rd).then(
       () => {
         this.persisting = false;
-        if (!this.stopped) this.finish(raft, rd);
+        if (!this.stopped) this.finish(raft, rd, appliedEarly);
         this.waiters.check();
       },
       (err: unknown) => {
@@ -378,12 +387,38 @@ export class RaftNode implements ClientOps {
     );
   }
 
-  /** Steps 3 to 5 of the Ready contract (src/raft/types.ts), once step 2 is durable. */
-  private finish(raft: Raft, rd: Ready): void {
+  /** Applies entries[0..count) ahead of the Ready's fsync and wakes whoever waits on them; false
+   * if applying failed (the node has stopped). */
+  private applyNow(entries: readonly Entry[], count: number): boolean {
+    try {
+      for (let i = 0; i < count; i++) this.apply(entries[i]);
+    } catch (err) {
+      this.fail(err, 'invariant');
+      return false;
+    }
+    const status = this.status();
+    for (const h of this.hooks) h.onApplied?.(status);
+    this.waiters.check();
+    return true;
+  }
+
+  /** While a Ready is persisted: applies what became committed meanwhile and is durable here (a
+   * forwarded write's answer, a quorum's acknowledgements), instead of after that fsync and the next. */
+  private applyDurableCommitted(): void {
+    let entries: Entry[] = [];
+    this.guard(() => {
+      entries = this.raft.takeDurableCommitted();
+    });
+    if (entries.length > 0) this.applyNow(entries, entries.length);
+  }
+
+  /** Steps 3 to 5 of the Ready contract (src/raft/types.ts), once step 2 is durable; the first
+   * `appliedEarly` committed entries were applied before it. */
+  private finish(raft: Raft, rd: Ready, appliedEarly: number): void {
     if (rd.messages.length > 0) this.options.peers.sendAll(rd.messages);
     try {
       if (rd.snapshot) this.installSnapshot(rd);
-      for (const entry of rd.committed) this.apply(entry);
+      for (let i = appliedEarly; i < rd.committed.length; i++) this.apply(rd.committed[i]);
     } catch (err) {
       this.fail(err, 'invariant');
       return;

@@ -166,6 +166,9 @@ export interface ReadState {
  * 3. send `messages` (votes, acknowledgements: they promise what step 2 made durable);
  * 4. install `snapshot` into the state machine if set, apply `committed` in order, answer `readStates`;
  * 5. call advance(ready).
+ * Without a snapshot, the entries of `committed` up to Raft.durableIndex (read right after ready())
+ * are already durable here and may be applied before step 2; while a Ready is being persisted,
+ * Raft.takeDurableCommitted() hands out further committed, durable entries to apply at once.
  */
 export interface Ready {
   readonly hardState: HardState | null;
