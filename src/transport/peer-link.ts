@@ -166,6 +166,7 @@ export class PeerLink {
   private lastReadMs = 0;
   private blockedSinceMs: number | null = null;
   private flushScheduled = false;
+  private callFlushScheduled = false;
   /** Keep the stream open while idle (see keepOpen). */
   private keepingOpen = false;
   /** The last connection attempt was refused (nothing listened on the peer's port). */
@@ -259,7 +260,7 @@ export class PeerLink {
       this.waiting.push(call);
       // Calls are client requests: they try to connect even while messages back off.
       if (this.state === 'idle') this.connect();
-      else this.scheduleFlush();
+      else this.scheduleCallFlush();
     });
   }
 
@@ -552,6 +553,20 @@ export class PeerLink {
     // The end of this turn: everything handed over meanwhile leaves in one write.
     process.nextTick(() => {
       this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /**
+   * Calls leave once the event loop has run every callback of its current poll: the client requests
+   * read from many sockets in one poll then share one write (one syscall, one read on the peer),
+   * instead of one each. A call waits at most that one poll, never for a timer.
+   */
+  private scheduleCallFlush(): void {
+    if (this.callFlushScheduled || this.state !== 'open') return;
+    this.callFlushScheduled = true;
+    setImmediate(() => {
+      this.callFlushScheduled = false;
       this.flush();
     });
   }

@@ -64,7 +64,9 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
     out.push(frame);
     if (!flushScheduled) {
       flushScheduled = true;
-      process.nextTick(flush);
+      // After every callback of this poll of the event loop: the replies to calls that settle on
+      // different acknowledgements, read in one poll, leave in one write.
+      setImmediate(flush);
     }
   };
   const finishIfDone = (): void => {
