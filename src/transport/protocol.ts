@@ -8,6 +8,15 @@ export const PROTOCOL_VERSION = 1;
 export const PROTOCOL_HEADER = 'raftlet-protocol';
 /** The member id a stream is meant for: a node at a stale address refuses it at once (421). */
 export const TARGET_HEADER = 'raftlet-to';
+/**
+ * Optional parts of the protocol a stream's server accepts, announced in its 200 response to the
+ * stream request, comma-separated. A client uses such a part only on a stream whose server named
+ * it, so members of different releases keep talking during a rolling upgrade without a version bump
+ * (an unknown name is ignored; a missing header means none).
+ * - `propose-bytes`: propose calls whose body is the encoded command (stream-frames.ts, kind 5).
+ */
+export const FEATURES_HEADER = 'raftlet-features';
+export const FEATURE_PROPOSE_BYTES = 'propose-bytes';
 
 export const ROUTE_PREFIX = `/raft/v${PROTOCOL_VERSION}`;
 export const ROUTES = {
