@@ -344,6 +344,7 @@ export class RaftNode implements ClientOps {
       // round's heartbeats, TimeoutNow, vote requests); the rest waits for the next Ready.
       const early = this.raft.takeEarlyMessages();
       if (early.length > 0) this.options.peers.sendAll(early);
+      this.applyDurableCommitted();
       return;
     }
     if (!this.raft.hasReady()) return;
@@ -365,14 +366,21 @@ export class RaftNode implements ClientOps {
     if (rd.sendNow.length > 0) this.options.peers.sendAll(rd.sendNow);
     if (rd.entries.length === 0 && rd.hardState === null && rd.snapshot === null) {
       if (!membershipNews) for (const ev of rd.events) this.onEvent(ev);
-      this.finish(raft, rd);
+      this.finish(raft, rd, 0);
       return;
+    }
+    // Committed entries this node already holds durably (Raft.durableIndex, read before advance)
+    // do not wait for this Ready's fsync: the writes they answer, here or forwarded from here, are
+    // done. They are applied after the save is handed over, so while it is persisted.
+    let durableCommitted = 0;
+    if (rd.snapshot === null) {
+      const durable = raft.durableIndex;
+      while (durableCommitted < rd.committed.length && rd.committed[durableCommitted].index <= durable) durableCommitted++;
     }
     this.persisting = true;
     const saved = this.options.store.save(rd);
     if (!membershipNews) for (const ev of rd.events) this.onEvent(ev);
-    // After the save is handed over, so that these entries are applied while it is persisted.
-    const appliedEarly = this.applyDurable(rd);
+    const appliedEarly = durableCommitted > 0 && this.applyNow(rd.committed, durableCommitted) ? durableCommitted : 0;
     saved.then(
       () => {
         this.persisting = false;
@@ -386,30 +394,35 @@ export class RaftNode implements ClientOps {
     );
   }
 
-  /**
-   * Applies, while this Ready's fsync runs, the committed entries that were already durable here
-   * before it (Ready.committed in src/raft/types.ts): those below its first new entry, as every
-   * earlier Ready is on disk and a committed entry is never overwritten. A leader commits only
-   * entries it has persisted itself, so without this the answer to a write committed while one
-   * fsync ran waited for the next one too: the entries appended meanwhile. Returns how many of
-   * rd.committed it applied; finish() applies the rest once the Ready is durable.
-   */
-  private applyDurable(rd: Ready): number {
-    if (rd.snapshot !== null || rd.committed.length === 0 || this.stopped) return 0;
-    const firstNew = rd.entries.length > 0 ? rd.entries[0].index : Number.POSITIVE_INFINITY;
-    let applied = 0;
+  /** Applies entries[0..count) ahead of the Ready's fsync and wakes whoever waits on them; false
+   * if applying failed (the node has stopped). */
+  private applyNow(entries: readonly Entry[], count: number): boolean {
     try {
-      while (applied < rd.committed.length && rd.committed[applied].index < firstNew) this.apply(rd.committed[applied++]);
+      for (let i = 0; i < count; i++) this.apply(entries[i]);
     } catch (err) {
       this.fail(err, 'invariant');
+      return false;
     }
-    if (applied > 0) this.waiters.check();
-    return applied;
+    const status = this.status();
+    for (const h of this.hooks) h.onApplied?.(status);
+    this.waiters.check();
+    return true;
+  }
+
+  /** Applies what became committed and is durable here (a forwarded write's answer, a quorum's
+   * acknowledgements) at once, also while a Ready is persisted: not after that fsync and the next. */
+  private applyDurableCommitted(): void {
+    if (this.stopped) return;
+    let entries: Entry[] = [];
+    this.guard(() => {
+      entries = this.raft.takeDurableCommitted();
+    });
+    if (entries.length > 0) this.applyNow(entries, entries.length);
   }
 
   /** Steps 3 to 5 of the Ready contract (src/raft/types.ts), once step 2 is durable; the first
-   * appliedEarly entries of rd.committed were applied before (applyDurable). */
-  private finish(raft: Raft, rd: Ready, appliedEarly = 0): void {
+   * `appliedEarly` committed entries were applied before it. */
+  private finish(raft: Raft, rd: Ready, appliedEarly: number): void {
     if (rd.messages.length > 0) this.options.peers.sendAll(rd.messages);
     try {
       if (rd.snapshot) this.installSnapshot(rd);
@@ -836,6 +849,9 @@ export class RaftNode implements ClientOps {
 
   private learnCommit(index: number, term: number): void {
     this.guard(() => this.raft.learnCommit(index, term));
+    // What this node holds durably is applied now, so the caller's wait for it below usually ends
+    // at once, without another turn of the loop or a timer.
+    this.applyDurableCommitted();
     this.kick();
   }
 

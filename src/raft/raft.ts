@@ -370,6 +370,28 @@ export class Raft {
     }
   }
 
+  /** The last log index this node holds durably: step 2 of an earlier Ready covered it. */
+  get durableIndex(): number {
+    return this.stableIndex;
+  }
+
+  /**
+   * Committed entries that this node already holds durably and has not handed out yet, handed out
+   * now instead of in the next Ready; a host may call it while a Ready is being persisted and apply
+   * what it returns at once. A committed entry is final whatever this node's next fsync does, so it
+   * need not wait for that fsync: a forwarded write's answer (learnCommit) or a quorum's
+   * acknowledgement (§5.3) is applied as soon as it arrives. Apply order is kept: while entries
+   * handed out earlier wait for an fsync (they lie beyond durableIndex) this returns nothing.
+   */
+  takeDurableCommitted(): Entry[] {
+    if (this.snapshotToPersist !== null) return [];
+    const to = Math.min(this.commitIndex, this.stableIndex, this.log.lastIndex);
+    if (to <= this.appliedHandedOut) return [];
+    const entries = this.log.slice(this.appliedHandedOut + 1, to);
+    this.appliedHandedOut = to;
+    return entries;
+  }
+
   hasReady(): boolean {
     return (
       this.needsBroadcast ||

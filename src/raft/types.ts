@@ -165,9 +165,10 @@ export interface ReadState {
  *    persisted: discard the persisted suffix from there first), then `hardState`, with one fsync;
  * 3. send `messages` (votes, acknowledgements: they promise what step 2 made durable);
  * 4. install `snapshot` into the state machine if set, apply `committed` in order, answer `readStates`;
- *    the committed entries below entries[0].index (all of them when `entries` is empty and there is no
- *    snapshot) were durable before this Ready, and may be applied while step 2 runs;
  * 5. call advance(ready).
+ * Without a snapshot, the entries of `committed` up to Raft.durableIndex (read right after ready())
+ * were durable before this Ready and may be applied while step 2 runs; while a Ready is being
+ * persisted, Raft.takeDurableCommitted() hands out further committed, durable entries to apply at once.
  */
 export interface Ready {
   readonly hardState: HardState | null;

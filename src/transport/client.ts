@@ -5,6 +5,7 @@
 // of calls in flight are bounded.
 import type { LookupFunction } from 'node:net';
 import { ClientError, type NodeStatus } from '../api/ops.ts';
+import { encodeKvCommand } from '../kv/codec.ts';
 import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import { bearer, tokenSource, type TokenOption } from './auth.ts';
@@ -24,13 +25,13 @@ import {
 } from './forwarding.ts';
 import type { TransferResult } from './forwarding.ts';
 import { emptyDropCounts, PeerLink } from './peer-link.ts';
-import type { CallOutcome, DropReason, LinkOptions, PeerStats, RpcKind, TransportHooks } from './peer-link.ts';
+import type { CallEncoder, CallOutcome, DropReason, LinkOptions, PeerStats, RpcKind, TransportHooks } from './peer-link.ts';
 import { parsePeerUrl } from './peer-url.ts';
 import { senderHeader } from './sender.ts';
 import type { PeerBase } from './peer-url.ts';
-import { JSON_CONTENT_TYPE, MAX_TIMEOUT_MS, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from './protocol.ts';
+import { FEATURE_PROPOSE_BYTES, JSON_CONTENT_TYPE, MAX_TIMEOUT_MS, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from './protocol.ts';
 import { describeFailure, failedBeforeSending, handlerError, isTimeout, readErrorReply, refusalError } from './replies.ts';
-import type { CallKind } from './stream-frames.ts';
+import { encodeCall, encodeProposeBytesCall, type CallKind } from './stream-frames.ts';
 import type { TlsSource } from './tls.ts';
 import type { TokenSource } from './tokens.ts';
 
@@ -251,13 +252,26 @@ export class PeerClient {
    * Rejects with ClientError: 'no_leader' = certainly not proposed (unreachable, refused before
    * sending, or the peer is not the leader), 'timeout' = outcome unknown, or the leader's own error. */
   async propose(peerUrl: string, cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
-    let command: string;
+    // The command as its log entry will hold it: sent as it is where the leader's stream accepts
+    // that (propose-bytes), else as JSON, built only then.
+    let bytes: Uint8Array;
     try {
-      command = encodeCommand(cmd);
+      bytes = encodeKvCommand(cmd);
     } catch (error) {
       throw new ClientError('bad_request', `the write cannot be forwarded: ${describeFailure(error)}`);
     }
-    return this.call('propose', peerUrl, (timeoutMs) => proposeBody(command, timeoutMs), deadlineMs, decodeKvResult);
+    let command: string | null = null;
+    const body = (timeoutMs: number): string => {
+      if (command === null) {
+        try {
+          command = encodeCommand(cmd);
+        } catch (error) {
+          throw new ClientError('bad_request', `the write cannot be forwarded: ${describeFailure(error)}`);
+        }
+      }
+      return proposeBody(command, timeoutMs);
+    };
+    return this.call('propose', peerUrl, body, deadlineMs, decodeKvResult, bytes);
   }
 
   /** Asks the leader at peerUrl for a read index (thesis §6.4.1): once this node has applied up to
@@ -323,6 +337,8 @@ export class PeerClient {
     body: ((timeoutMs: number) => string) | null,
     deadlineMs: number,
     decode: (json: unknown) => T,
+    /** For propose: the encoded command, sent as a propose-bytes call where the stream accepts it. */
+    proposeBytes: Uint8Array | null = null,
   ): Promise<T> {
     const semantics = SEMANTICS[kind];
     if (this.closed) throw new ClientError('unavailable', 'the peer transport is closed (the node is shutting down)');
@@ -351,8 +367,16 @@ export class PeerClient {
     const started = performance.now();
     let ok = false;
     try {
-      const json = body === null ? '' : body(peerTimeoutMs);
-      const outcome = link !== undefined ? await link.call(kind, json, waitMs) : await this.oneShot(kind, base, body === null ? null : json, waitMs);
+      let outcome: CallOutcome;
+      if (link !== undefined) {
+        const encode: CallEncoder = (id, features) =>
+          proposeBytes !== null && features.has(FEATURE_PROPOSE_BYTES)
+            ? encodeProposeBytesCall(id, peerTimeoutMs, proposeBytes)
+            : encodeCall(id, kind, body === null ? '' : body(peerTimeoutMs));
+        outcome = await link.call(encode, waitMs);
+      } else {
+        outcome = await this.oneShot(kind, base, body === null ? null : body(peerTimeoutMs), waitMs);
+      }
       switch (outcome.kind) {
         case 'notSent':
           // The peer's own refusal (token, version, address) says more than "unreachable".

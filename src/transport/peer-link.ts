@@ -25,11 +25,12 @@ import { clusterHeader, type ClusterIdentity } from './cluster-id.ts';
 import { encodeMessage, frameEncoded } from './codec.ts';
 import { dial, keepAliveAgent, requestOnce, trackReady, type DialOptions } from './dial.ts';
 import type { PeerBase } from './peer-url.ts';
-import { MESSAGES_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES, STREAM_CONTENT_TYPE, TARGET_HEADER } from './protocol.ts';
+import { Deadlines } from './deadlines.ts';
+import { FEATURES_HEADER, MESSAGES_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES, STREAM_CONTENT_TYPE, TARGET_HEADER } from './protocol.ts';
 import { describeFailure, isRefused, NotSentError, readErrorReply, refusalError } from './replies.ts';
 import { senderHeader } from './sender.ts';
 import { SendQueue } from './send-queue.ts';
-import { decodeReply, encodeCall, encodeFrame, FRAME, FrameReader, MAX_CALL_ID, type CallKind, type Frame } from './stream-frames.ts';
+import { decodeReply, encodeFrame, FRAME, FrameReader, MAX_CALL_ID, type Frame } from './stream-frames.ts';
 import type { TokenSource } from './tokens.ts';
 import { WireError } from './wire.ts';
 
@@ -124,12 +125,24 @@ export type CallOutcome =
   /** It was sent and then the stream failed or the time ran out: outcome unknown. */
   | { readonly kind: 'lost'; readonly error: Error; readonly timedOut: boolean };
 
+/** Builds a call's frame when it leaves, for the stream it leaves on (features: what that stream's
+ * server announced, FEATURES_HEADER). Throws if the call cannot be encoded. */
+export type CallEncoder = (id: number, features: ReadonlySet<string>) => Buffer;
+
 interface PendingCall {
   readonly id: number;
-  readonly frame: Buffer;
+  readonly encode: CallEncoder;
+  readonly waitMs: number;
   readonly settle: (outcome: CallOutcome) => void;
   written: boolean;
-  timer: NodeJS.Timeout | null;
+}
+
+const NO_FEATURES: ReadonlySet<string> = new Set();
+
+function parseFeatures(header: string | string[] | undefined): ReadonlySet<string> {
+  if (header === undefined) return NO_FEATURES;
+  const text = Array.isArray(header) ? header.join(',') : header;
+  return new Set(text.split(',').map((name) => name.trim()).filter((name) => name !== ''));
 }
 
 const STREAM_ERROR_LIMIT = 64 * 1024;
@@ -169,6 +182,7 @@ export class PeerLink {
   private lastReadMs = 0;
   private blockedSinceMs: number | null = null;
   private flushScheduled = false;
+  private callFlushScheduled = false;
   /** Keep the stream open while idle (see keepOpen). */
   private keepingOpen = false;
   /** The last connection attempt was refused (nothing listened on the peer's port). */
@@ -180,6 +194,9 @@ export class PeerLink {
   private authRefusals = 0;
   private readonly waiting: PendingCall[] = [];
   private readonly inflight = new Map<number, PendingCall>();
+  /** What the open stream's server accepts beyond the base protocol (FEATURES_HEADER). */
+  private features: ReadonlySet<string> = NO_FEATURES;
+  private readonly callDeadlines = new Deadlines<PendingCall>((call) => this.callTimedOut(call));
   private nextCallId = 1;
   private readonly ticker: NodeJS.Timeout;
 
@@ -230,8 +247,8 @@ export class PeerLink {
     else this.scheduleFlush();
   }
 
-  /** Sends a forwarded call on the stream; the JSON body is built once the call leaves. */
-  call(kind: CallKind, json: string, waitMs: number): Promise<CallOutcome> {
+  /** Sends a forwarded call on the stream; its frame is built once the call leaves (encode). */
+  call(encode: CallEncoder, waitMs: number): Promise<CallOutcome> {
     return new Promise<CallOutcome>((resolve) => {
       if (this.closed) {
         resolve({ kind: 'notSent', error: new Error('the peer link is closed') });
@@ -241,29 +258,33 @@ export class PeerLink {
       this.nextCallId = this.nextCallId >= MAX_CALL_ID ? 1 : this.nextCallId + 1;
       const call: PendingCall = {
         id,
-        frame: encodeCall(id, kind, json),
+        encode,
+        waitMs,
         written: false,
-        timer: null,
         settle: (outcome) => {
-          if (call.timer !== null) clearTimeout(call.timer);
-          call.timer = null;
+          this.callDeadlines.delete(call);
           resolve(outcome);
         },
       };
-      call.timer = setTimeout(() => {
-        call.timer = null;
-        const at = this.waiting.indexOf(call);
-        if (at >= 0) this.waiting.splice(at, 1);
-        this.inflight.delete(call.id);
-        const error = new Error(`no answer within ${waitMs} ms`);
-        error.name = 'TimeoutError';
-        resolve(call.written ? { kind: 'lost', error, timedOut: true } : { kind: 'notSent', error: new NotSentError(`could not reach ${this.url} within ${waitMs} ms`, 'RAFTLET_CONNECT_TIMEOUT') });
-      }, waitMs);
+      this.callDeadlines.add(call, performance.now() + waitMs);
       this.waiting.push(call);
       // Calls are client requests: they try to connect even while messages back off.
       if (this.state === 'idle') this.connect();
-      else this.scheduleFlush();
+      else this.scheduleCallFlush();
     });
+  }
+
+  private callTimedOut(call: PendingCall): void {
+    const at = this.waiting.indexOf(call);
+    if (at >= 0) this.waiting.splice(at, 1);
+    this.inflight.delete(call.id);
+    const error = new Error(`no answer within ${call.waitMs} ms`);
+    error.name = 'TimeoutError';
+    call.settle(
+      call.written
+        ? { kind: 'lost', error, timedOut: true }
+        : { kind: 'notSent', error: new NotSentError(`could not reach ${this.url} within ${call.waitMs} ms`, 'RAFTLET_CONNECT_TIMEOUT') },
+    );
   }
 
   /**
@@ -417,6 +438,7 @@ export class PeerLink {
 
   private opened(generation: number, started: number, res: IncomingMessage): void {
     this.state = 'open';
+    this.features = parseFeatures(res.headers[FEATURES_HEADER]);
     this.authRefusals = 0;
     this.lastRefused = false;
     const now = this.options.now();
@@ -559,6 +581,20 @@ export class PeerLink {
     });
   }
 
+  /**
+   * Calls leave once the event loop has run every callback of its current poll: the client requests
+   * read from many sockets in one poll then share one write (one syscall, one read on the peer),
+   * instead of one each. A call waits at most that one poll, never for a timer.
+   */
+  private scheduleCallFlush(): void {
+    if (this.callFlushScheduled || this.state !== 'open') return;
+    this.callFlushScheduled = true;
+    setImmediate(() => {
+      this.callFlushScheduled = false;
+      this.flush();
+    });
+  }
+
   private flush(): void {
     const req = this.req;
     if (this.state !== 'open' || req === null || this.blockedSinceMs !== null) return;
@@ -582,10 +618,17 @@ export class PeerLink {
       this.delivered += batch.length;
     }
     for (const call of this.waiting.splice(0)) {
+      let frame: Buffer;
+      try {
+        frame = call.encode(call.id, this.features);
+      } catch (error) {
+        call.settle({ kind: 'notSent', error: error instanceof Error ? error : new Error(String(error)) });
+        continue;
+      }
       call.written = true;
       this.inflight.set(call.id, call);
-      parts.push(call.frame);
-      bytes += call.frame.byteLength;
+      parts.push(frame);
+      bytes += frame.byteLength;
     }
     if (parts.length === 0) return;
     const now = this.options.now();

@@ -11,6 +11,15 @@ export const TARGET_HEADER = 'raftlet-to';
 /** The member id of the sender of a stream or request; with RAFTLET_PEER_TLS_VERIFY_NAME the
  * receiver checks that the client certificate names that member's host (sender.ts). */
 export const SENDER_HEADER = 'raftlet-from';
+/**
+ * Optional parts of the protocol a stream's server accepts, announced in its 200 response to the
+ * stream request, comma-separated. A client uses such a part only on a stream whose server named
+ * it, so members of different releases keep talking during a rolling upgrade without a version bump
+ * (an unknown name is ignored; a missing header means none).
+ * - `propose-bytes`: propose calls whose body is the encoded command (stream-frames.ts, kind 5).
+ */
+export const FEATURES_HEADER = 'raftlet-features';
+export const FEATURE_PROPOSE_BYTES = 'propose-bytes';
 
 export const ROUTE_PREFIX = `/raft/v${PROTOCOL_VERSION}`;
 export const ROUTES = {

@@ -3,6 +3,7 @@
 // or error into a status and a JSON body. A handler that overruns its deadline is answered with a
 // timeout anyway, so a caller never waits on a stuck handler.
 import { ClientError, type NodeStatus } from '../api/ops.ts';
+import { decodeKvCommand } from '../kv/codec.ts';
 import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
 import {
@@ -68,8 +69,17 @@ export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** A validated call ready to run (run never rejects), or why the request is malformed (a 400). */
-export type PreparedCall = { readonly run: () => Promise<CallAnswer> } | { readonly malformed: string };
+/** Arranges for fire() to run afterMs from now unless the returned function is called first. */
+export type OverrunTimer = (afterMs: number, fire: () => void) => () => void;
+
+const ownTimer: OverrunTimer = (afterMs, fire) => {
+  const timer = setTimeout(fire, afterMs);
+  return () => clearTimeout(timer);
+};
+
+/** A validated call ready to run (run never rejects; overrun: how to time a handler that overruns
+ * its deadline, a timer of its own by default), or why the request is malformed (a 400). */
+export type PreparedCall = { readonly run: (overrun?: OverrunTimer) => Promise<CallAnswer> } | { readonly malformed: string };
 
 /** Validates a call's JSON (already parsed; undefined for status, which has no body). */
 export function prepareCall(kind: CallKind, json: unknown, handlers: PeerHandlers, maxTimeoutMs: number): PreparedCall {
@@ -78,20 +88,20 @@ export function prepareCall(kind: CallKind, json: unknown, handlers: PeerHandler
       case 'propose': {
         const request = decodeProposeRequest(json, maxTimeoutMs);
         const deadlineMs = Date.now() + request.timeoutMs;
-        return { run: () => answer(deadlineMs, () => handlers.onPropose(request.command, deadlineMs), encodeKvResult) };
+        return { run: (overrun) => answer(deadlineMs, () => handlers.onPropose(request.command, deadlineMs), encodeKvResult, overrun) };
       }
       case 'readIndex': {
         const request = decodeReadIndexRequest(json, maxTimeoutMs);
         const deadlineMs = Date.now() + request.timeoutMs;
-        return { run: () => answer(deadlineMs, () => handlers.onReadIndex(deadlineMs), encodeReadIndexResult) };
+        return { run: (overrun) => answer(deadlineMs, () => handlers.onReadIndex(deadlineMs), encodeReadIndexResult, overrun) };
       }
       case 'transfer': {
         const request = decodeTransferRequest(json, maxTimeoutMs);
         const deadlineMs = Date.now() + request.timeoutMs;
-        return { run: () => answer(deadlineMs, () => handlers.onTransfer(request.to, deadlineMs), encodeTransferResult) };
+        return { run: (overrun) => answer(deadlineMs, () => handlers.onTransfer(request.to, deadlineMs), encodeTransferResult, overrun) };
       }
       case 'status':
-        return { run: () => answer(Date.now() + maxTimeoutMs, async () => handlers.onStatus(), encodeStatus) };
+        return { run: (overrun) => answer(Date.now() + maxTimeoutMs, async () => handlers.onStatus(), encodeStatus, overrun) };
       default: {
         const unreachable: never = kind;
         return { malformed: `unknown call ${String(unreachable)}` };
@@ -102,30 +112,57 @@ export function prepareCall(kind: CallKind, json: unknown, handlers: PeerHandler
   }
 }
 
-async function answer<T>(deadlineMs: number, run: () => Promise<T>, encode: (value: T) => string): Promise<CallAnswer> {
-  let timer: NodeJS.Timeout | undefined;
-  const overrun = new Promise<'overrun'>((resolve) => {
-    timer = setTimeout(() => resolve('overrun'), Math.max(0, deadlineMs - Date.now()) + HANDLER_GRACE_MS);
-  });
-  const work = Promise.resolve().then(run);
+/**
+ * A propose call whose body is the encoded command (stream-frames.ts, propose-bytes): the command is
+ * decoded as strictly as a log entry is, so bad bytes are a 400 that proposes nothing.
+ */
+export function prepareProposeBytes(timeoutMs: number, command: Uint8Array, handlers: PeerHandlers, maxTimeoutMs: number): PreparedCall {
+  if (!(timeoutMs >= 1 && timeoutMs <= maxTimeoutMs)) return { malformed: `malformed request: propose.timeoutMs: expected 1 to ${maxTimeoutMs} ms, got ${timeoutMs}` };
+  let cmd: KvCommand;
   try {
-    const outcome = await Promise.race([work.then((value) => ({ value })), overrun]);
-    if (outcome === 'overrun') {
-      // The reply goes out without the handler's result; its eventual outcome has nobody to go
-      // to, so it is deliberately dropped here rather than left as an unhandled rejection.
-      work.catch(() => undefined);
-      return errorAnswer('timeout', 'the node did not finish the request by its deadline; its outcome is unknown');
-    }
-    try {
-      return { status: 200, body: encode(outcome.value) };
-    } catch (error) {
-      return errorAnswer('internal', `the node produced an invalid reply: ${errorText(error)}`);
-    }
+    cmd = decodeKvCommand(command);
   } catch (error) {
-    return failureAnswer(error);
-  } finally {
-    clearTimeout(timer);
+    return { malformed: `malformed request: propose.command: ${errorText(error)}` };
   }
+  const deadlineMs = Date.now() + timeoutMs;
+  return { run: (overrun) => answer(deadlineMs, () => handlers.onPropose(cmd, deadlineMs), encodeKvResult, overrun) };
+}
+
+function answer<T>(deadlineMs: number, run: () => Promise<T>, encode: (value: T) => string, overrun: OverrunTimer = ownTimer): Promise<CallAnswer> {
+  return new Promise<CallAnswer>((resolve) => {
+    let settled = false;
+    const cancel = overrun(Math.max(0, deadlineMs - Date.now()) + HANDLER_GRACE_MS, () => {
+      if (settled) return;
+      settled = true;
+      // The reply goes out without the handler's result; its eventual outcome has nobody to go to
+      // and is dropped below (never left as an unhandled rejection).
+      resolve(errorAnswer('timeout', 'the node did not finish the request by its deadline; its outcome is unknown'));
+    });
+    let work: Promise<T>;
+    try {
+      work = run();
+    } catch (error) {
+      work = Promise.reject(error);
+    }
+    work.then(
+      (value) => {
+        if (settled) return;
+        settled = true;
+        cancel();
+        try {
+          resolve({ status: 200, body: encode(value) });
+        } catch (error) {
+          resolve(errorAnswer('internal', `the node produced an invalid reply: ${errorText(error)}`));
+        }
+      },
+      (error: unknown) => {
+        if (settled) return;
+        settled = true;
+        cancel();
+        resolve(failureAnswer(error));
+      },
+    );
+  });
 }
 
 export function failureAnswer(error: unknown): CallAnswer {

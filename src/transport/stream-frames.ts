@@ -6,7 +6,14 @@
 //   server -> client: reply, pong, error (fatal: the server closes the stream after it)
 // Calls are forwarded client requests (propose, read index, transfer, status) with the JSON bodies
 // of forwarding.ts, tagged with an id the reply carries back, so many travel in one write and
-// their answers come back in any order.
+// their answers come back in any order. A call payload is
+//   <id u32> <kind u8> <body>
+// with kind 1 propose, 2 read index, 3 transfer, 4 status (body: JSON text), or 5 propose-bytes:
+//   <timeoutMs u32> <the command as the key-value codec encodes it in a log entry (src/kv/codec.ts)>
+// a write without JSON or base64 on either side. A member sends kind 5 only on a stream whose
+// server announced `propose-bytes` in the Raftlet-Features response header (protocol.ts), so a
+// member of an older release, which would refuse the kind and close the stream, never sees it
+// (rolling upgrades). Replies are <id u32> <HTTP status u16> <JSON text> for every kind.
 import { Buffer } from 'node:buffer';
 import { WireError } from './wire.ts';
 
@@ -16,6 +23,8 @@ export type FrameType = (typeof FRAME)[keyof typeof FRAME];
 export const CALL_KIND = { propose: 1, readIndex: 2, transfer: 3, status: 4 } as const;
 export type CallKind = keyof typeof CALL_KIND;
 const CALL_KIND_BY_TAG = new Map<number, CallKind>(Object.entries(CALL_KIND).map(([k, v]) => [v, k as CallKind]));
+/** The wire tag of a propose call whose body is the encoded command (see above). */
+export const PROPOSE_BYTES_TAG = 5;
 
 const HEADER_BYTES = 5;
 /** Call ids wrap below 2^32 (4 bytes on the wire). */
@@ -59,11 +68,37 @@ export function encodeCall(id: number, kind: CallKind, json: string): Buffer {
   return out;
 }
 
-export function decodeCall(payload: Buffer): { id: number; kind: CallKind; json: string } {
+/** A propose call carrying the encoded command; timeoutMs is the caller's wait, as in JSON. */
+export function encodeProposeBytesCall(id: number, timeoutMs: number, command: Uint8Array): Buffer {
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 0xffff_ffff) throw new WireError('call.timeoutMs', `expected 1 to ${0xffff_ffff}, got ${timeoutMs}`);
+  if (command.byteLength < 1) throw new WireError('call.command', 'empty');
+  const out = Buffer.allocUnsafe(HEADER_BYTES + 9 + command.byteLength);
+  out.writeUInt32BE(1 + 9 + command.byteLength, 0);
+  out[4] = FRAME.call;
+  out.writeUInt32BE(id, 5);
+  out[9] = PROPOSE_BYTES_TAG;
+  out.writeUInt32BE(timeoutMs, 10);
+  out.set(command, 14);
+  return out;
+}
+
+export type DecodedCall =
+  | { readonly id: number; readonly kind: CallKind; readonly json: string }
+  | { readonly id: number; readonly kind: 'proposeBytes'; readonly timeoutMs: number; readonly command: Uint8Array };
+
+/** Throws WireError for a payload that is no call; the body itself is checked by whoever runs it. */
+export function decodeCall(payload: Buffer): DecodedCall {
   if (payload.byteLength < 5) throw new WireError('call', 'truncated');
+  const id = payload.readUInt32BE(0);
+  if (payload[4] === PROPOSE_BYTES_TAG) {
+    if (payload.byteLength < 10) throw new WireError('call', `a propose-bytes call of ${payload.byteLength} bytes is truncated`);
+    // A plain view, not a Buffer: what is decoded from it (the value) is a Uint8Array, as from JSON.
+    const command = new Uint8Array(payload.buffer, payload.byteOffset + 9, payload.byteLength - 9);
+    return { id, kind: 'proposeBytes', timeoutMs: payload.readUInt32BE(5), command };
+  }
   const kind = CALL_KIND_BY_TAG.get(payload[4]);
   if (kind === undefined) throw new WireError('call.kind', `unknown call kind ${payload[4]}`);
-  return { id: payload.readUInt32BE(0), kind, json: payload.toString('utf8', 5) };
+  return { id, kind, json: payload.toString('utf8', 5) };
 }
 
 export function encodeReply(id: number, status: number, json: string): Buffer {

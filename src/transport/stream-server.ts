@@ -5,9 +5,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NodeId } from '../raft/types.ts';
 import { encodeError } from './forwarding.ts';
 import type { ErrorCode } from './protocol.ts';
-import { STREAM_CONTENT_TYPE } from './protocol.ts';
+import { Deadlines } from './deadlines.ts';
+import { FEATURE_PROPOSE_BYTES, FEATURES_HEADER, STREAM_CONTENT_TYPE } from './protocol.ts';
 import { foreignMessage } from './sender.ts';
-import { errorText, prepareCall, receivedMessages, type CallAnswer, type PeerHandlers } from './server-calls.ts';
+import { errorText, prepareCall, prepareProposeBytes, receivedMessages, type CallAnswer, type OverrunTimer, type PeerHandlers, type PreparedCall } from './server-calls.ts';
 import { decodeCall, encodeFrame, encodeReply, FRAME, FrameReader, FrameTooLarge, type Frame } from './stream-frames.ts';
 
 export interface StreamContext {
@@ -29,7 +30,8 @@ const MAX_UNSENT_REPLY_BYTES = 16 * 1024 * 1024;
 const FATAL_LINGER_MS = 1000;
 
 export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: StreamContext): void {
-  res.writeHead(200, { 'content-type': STREAM_CONTENT_TYPE, 'cache-control': 'no-store' });
+  // FEATURES_HEADER: what this server accepts beyond the base protocol; the client uses nothing else.
+  res.writeHead(200, { 'content-type': STREAM_CONTENT_TYPE, 'cache-control': 'no-store', [FEATURES_HEADER]: FEATURE_PROPOSE_BYTES });
   res.flushHeaders();
   req.socket.setNoDelay(true);
   const reader = new FrameReader((type) => {
@@ -52,6 +54,12 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   /** Frames waiting behind an asynchronous onMessages, so messages reach the runtime in order. */
   const backlog: Frame[] = [];
   let busy = false;
+  // One timer for the overrun deadlines of all calls running on this stream, not one per call.
+  const overruns = new Deadlines<() => void>((fire) => fire());
+  const overrun: OverrunTimer = (afterMs, fire) => {
+    overruns.add(fire, performance.now() + afterMs);
+    return () => overruns.delete(fire);
+  };
 
   const flush = (): void => {
     flushScheduled = false;
@@ -68,7 +76,9 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
     out.push(frame);
     if (!flushScheduled) {
       flushScheduled = true;
-      process.nextTick(flush);
+      // After every callback of this poll of the event loop: the replies to calls that settle on
+      // different acknowledgements, read in one poll, leave in one write.
+      setImmediate(flush);
     }
   };
   const finishIfDone = (): void => {
@@ -146,21 +156,26 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
       return;
     }
     callsRunning++;
-    let json: unknown;
-    if (call.kind !== 'status') {
-      try {
-        json = JSON.parse(call.json) as unknown;
-      } catch (error) {
-        reply(call.id, { status: 400, body: encodeError('bad_request', `unreadable request body: ${errorText(error)}`) });
-        return;
+    let prepared: PreparedCall;
+    if (call.kind === 'proposeBytes') {
+      prepared = prepareProposeBytes(call.timeoutMs, call.command, ctx.handlers, ctx.maxTimeoutMs);
+    } else {
+      let json: unknown;
+      if (call.kind !== 'status') {
+        try {
+          json = JSON.parse(call.json) as unknown;
+        } catch (error) {
+          reply(call.id, { status: 400, body: encodeError('bad_request', `unreadable request body: ${errorText(error)}`) });
+          return;
+        }
       }
+      prepared = prepareCall(call.kind, json, ctx.handlers, ctx.maxTimeoutMs);
     }
-    const prepared = prepareCall(call.kind, json, ctx.handlers, ctx.maxTimeoutMs);
     if ('malformed' in prepared) {
       reply(call.id, { status: 400, body: encodeError('bad_request', prepared.malformed) });
       return;
     }
-    prepared.run().then((answer) => reply(call.id, answer));
+    prepared.run(overrun).then((answer) => reply(call.id, answer));
   };
 
   const handle = (frame: Frame): void => {
