@@ -9,7 +9,15 @@
 //   objects, so a small nursery costs a little scavenging time and saves its size in RSS.
 // - The old generation gets a share of the container's memory limit (cgroup v2 memory.max, or v1
 //   memory.limit_in_bytes), so V8 collects before the kernel's OOM killer has to act. Without a
-//   limit it is left to V8.
+//   limit its maximum is left to V8.
+// - The old generation grows by a fixed 30% over what the last full collection kept (V8 adds at
+//   least 8 MB), with a limit or without. V8 otherwise picks the factor from how fast the program
+//   allocates against how fast it collects, up to 4x on a host with gigabytes to spare: under a
+//   burst of writes the request objects that outlived a scavenge pile up in old space: on the
+//   3-member bench (--trace-gc-verbose) V8 chose factors up to 4 and the leader's old space held
+//   32-49 MB after the write runs, ~15 MB of it live. 1.3 is V8's own factor for a heap it must
+//   keep small (and the most it chooses under a limit below ~256 MB); it costs more frequent full
+//   collections, each of a live heap of ~15-20 MB.
 // - glibc's malloc gets at most MALLOC_ARENA_MAX arenas: by default every thread that allocates
 //   (V8's compiler and GC helpers, libuv's pool) may get its own, and each keeps the memory freed in
 //   it; measured here, 2 arenas take 2 to 10 MB off raftlet's RSS.
@@ -26,6 +34,8 @@ export const SEMI_SPACE_MB = 2;
 export const OLD_SPACE_SHARE = 0.55;
 /** Never size the old generation below this (a tiny limit still needs a working heap). */
 export const MIN_OLD_SPACE_MB = 32;
+/** How much the old generation may grow past what the last full collection kept, in percent. */
+export const HEAP_GROWING_PERCENT = 30;
 /** glibc malloc arenas (glibc's default is 8 per core). */
 export const MALLOC_ARENAS = 2;
 
@@ -57,6 +67,7 @@ const hasFlag = (flags: readonly string[], names: readonly string[]): boolean =>
 
 const YOUNG_FLAGS = ['--max-semi-space-size', '--min-semi-space-size', '--max-young-generation-size', '--semi-space-growth-factor'];
 const OLD_FLAGS = ['--max-old-space-size', '--max-heap-size', '--initial-heap-size', '--initial-old-space-size'];
+const GROWTH_FLAGS = ['--heap-growing-percent'];
 
 export function planSizing(input: SizingInput): SizingPlan {
   const flags: string[] = [];
@@ -77,6 +88,12 @@ export function planSizing(input: SizingInput): SizingPlan {
     const oldSpaceMb = Math.max(MIN_OLD_SPACE_MB, Math.floor((input.limitBytes * OLD_SPACE_SHARE) / MB));
     flags.push(`--max-old-space-size=${oldSpaceMb}`);
     reasons.push(`old space ${oldSpaceMb} MB (${Math.round(OLD_SPACE_SHARE * 100)}% of the ${Math.round(input.limitBytes / MB)} MB memory limit)`);
+  }
+  if (hasFlag(input.userFlags, GROWTH_FLAGS)) {
+    reasons.push('old space growth as set by the user');
+  } else {
+    flags.push(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+    reasons.push(`old space grows ${HEAP_GROWING_PERCENT}% past the live heap`);
   }
   const env: Record<string, string> = {};
   if (input.env.MALLOC_ARENA_MAX === undefined && !(input.env.GLIBC_TUNABLES ?? '').includes('arena_max')) {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { MALLOC_ARENAS, SEMI_SPACE_MB } from '../../src/cli/v8-sizing.ts';
+import { HEAP_GROWING_PERCENT, MALLOC_ARENAS, SEMI_SPACE_MB } from '../../src/cli/v8-sizing.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -71,8 +71,8 @@ function setMtime(file: string, secondsAgo: number): void {
   utimesSync(file, when, when);
 }
 
-function runBin(root: string, args: readonly string[], env: Record<string, string> = {}): { status: number | null; stderr: string; report: Report | null } {
-  const result = spawnSync(process.execPath, [path.join(root, 'bin', 'raftlet.js'), ...args], {
+function runBin(root: string, args: readonly string[], env: Record<string, string> = {}, nodeFlags: readonly string[] = []): { status: number | null; stderr: string; report: Report | null } {
+  const result = spawnSync(process.execPath, [...nodeFlags, path.join(root, 'bin', 'raftlet.js'), ...args], {
     env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 60_000,
   });
   const line = result.stdout.split('\n').find((l) => l.startsWith('{'));
@@ -121,6 +121,7 @@ describe('bin/raftlet.js: V8 sizing of raftlet run', () => {
     assert.equal(status, 0);
     assert.ok(report !== null);
     assert.ok(report.execArgv.includes(`--max-semi-space-size=${SEMI_SPACE_MB}`), JSON.stringify(report.execArgv));
+    assert.ok(report.execArgv.includes(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`), JSON.stringify(report.execArgv));
     assert.deepEqual(report.args, ['run', '--heartbeat-ms', '50']);
     assert.equal(report.arenas, String(MALLOC_ARENAS));
     assert.equal(report.marker, null, 'the marker does not leak into processes it starts');
@@ -135,8 +136,9 @@ describe('bin/raftlet.js: V8 sizing of raftlet run', () => {
     assert.ok(own !== null);
     assert.ok(!own.execArgv.some((flag) => flag.startsWith('--max-semi-space-size')), 'NODE_OPTIONS already sizes the young generation');
     assert.equal(own.arenas, String(MALLOC_ARENAS), 'what the user did not set is still tuned');
-    const all = runBin(root, ['run'], { NODE_OPTIONS: '--max-semi-space-size=4', MALLOC_ARENA_MAX: '8' }).report;
-    assert.deepEqual(all?.execArgv, [], 'nothing left to tune: no re-exec');
+    // Node refuses --heap-growing-percent in NODE_OPTIONS: it can only come from the command line.
+    const all = runBin(root, ['run'], { NODE_OPTIONS: '--max-semi-space-size=4', MALLOC_ARENA_MAX: '8' }, ['--heap-growing-percent=50']).report;
+    assert.deepEqual(all?.execArgv, ['--heap-growing-percent=50'], 'nothing left to tune: no re-exec');
     assert.equal(all?.arenas, '8');
   });
 

@@ -16,12 +16,31 @@ test('every command survives encode and decode unchanged', () => {
   );
 });
 
-test('the decoded value is a copy, independent of the entry buffer', () => {
+test('a value decoded from inside a larger buffer is a copy: it keeps neither the buffer alive nor changes with it', () => {
   const bytes = encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([1, 2, 3]) });
-  const cmd = decodeKvCommand(bytes);
-  bytes.fill(0);
+  const frame = new Uint8Array(bytes.byteLength + 64);
+  frame.set(bytes, 32);
+  const cmd = decodeKvCommand(frame.subarray(32, 32 + bytes.byteLength));
+  frame.fill(0);
   assert.ok(cmd.op === 'put');
   assert.deepEqual([...cmd.value], [1, 2, 3]);
+  assert.notEqual(cmd.value.buffer, frame.buffer);
+  assert.equal(cmd.value.buffer.byteLength, 3);
+  // At the start of a larger buffer too.
+  const head = new Uint8Array(bytes.byteLength + 1);
+  head.set(bytes, 0);
+  const fromHead = decodeKvCommand(head.subarray(0, bytes.byteLength));
+  assert.ok(fromHead.op === 'put');
+  assert.notEqual(fromHead.value.buffer, head.buffer);
+});
+
+test('a value decoded from a command in a buffer of its own is a view into it, not a second copy', () => {
+  const bytes = encodeKvCommand({ op: 'put', key: 'k', value: new Uint8Array([1, 2, 3]) });
+  assert.equal(bytes.byteLength, bytes.buffer.byteLength, 'encodeKvCommand gives each command its own buffer');
+  const cmd = decodeKvCommand(bytes);
+  assert.ok(cmd.op === 'put');
+  assert.deepEqual([...cmd.value], [1, 2, 3]);
+  assert.equal(cmd.value.buffer, bytes.buffer);
 });
 
 test('decode accepts a command inside a larger buffer (a subarray view)', () => {
