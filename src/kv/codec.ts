@@ -32,15 +32,14 @@ export class KvCodecError extends Error {
 }
 
 const keyDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-const keyEncoder = new TextEncoder();
 
 export function encodeKvCommand(cmd: KvCommand): Uint8Array {
   const keyProblem = validateKey(cmd.key);
   if (keyProblem !== null) throw new KvCodecError(`cannot encode command: ${keyProblem}`);
   if (cmd.ifMatch !== undefined) checkModIndex(cmd.ifMatch, 'cannot encode command: ifMatch');
   if (cmd.ifTerm !== undefined) checkTerm(cmd.ifTerm, 'cannot encode command: ifTerm');
-  const keyBytes = keyEncoder.encode(cmd.key);
-  const writer = new ByteWriter(encodedKvCommandLength(cmd));
+  const keyLength = utf8Length(cmd.key);
+  const writer = new ByteWriter(commandLength(cmd, keyLength));
   writer.u8(cmd.ifTerm === undefined ? VERSION_WITHOUT_IF_TERM : KV_COMMAND_VERSION);
   const termFlag = cmd.ifTerm !== undefined ? FLAG_IF_TERM : 0;
   switch (cmd.op) {
@@ -53,14 +52,14 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
       }
       writer.u8(OP_PUT);
       writer.u8((cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0) | (cmd.ifNoneMatch === true ? FLAG_IF_NONE_MATCH : 0) | termFlag);
-      writeKey(writer, cmd.ifMatch, cmd.ifTerm, keyBytes);
+      writeKey(writer, cmd.ifMatch, cmd.ifTerm, cmd.key, keyLength);
       writer.u32(cmd.value.byteLength);
       writer.raw(cmd.value);
       break;
     case 'del':
       writer.u8(OP_DEL);
       writer.u8((cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0) | termFlag);
-      writeKey(writer, cmd.ifMatch, cmd.ifTerm, keyBytes);
+      writeKey(writer, cmd.ifMatch, cmd.ifTerm, cmd.key, keyLength);
       break;
     default: {
       const unknown: never = cmd;
@@ -70,11 +69,11 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
   return writer.bytes;
 }
 
-function writeKey(writer: ByteWriter, ifMatch: number | undefined, ifTerm: number | undefined, keyBytes: Uint8Array): void {
+function writeKey(writer: ByteWriter, ifMatch: number | undefined, ifTerm: number | undefined, key: string, keyLength: number): void {
   if (ifMatch !== undefined) writer.u64(ifMatch);
   if (ifTerm !== undefined) writer.u64(ifTerm);
-  writer.u16(keyBytes.byteLength);
-  writer.raw(keyBytes);
+  writer.u16(keyLength);
+  writer.utf8(key, keyLength);
 }
 
 /**
@@ -137,7 +136,11 @@ export function decodeKvCommand(data: Uint8Array): KvCommand {
 
 /** The encoded size without encoding: lets the API refuse an oversized command early. */
 export function encodedKvCommandLength(cmd: KvCommand): number {
-  const fixed = 3 + (cmd.ifMatch !== undefined ? 8 : 0) + (cmd.ifTerm !== undefined ? 8 : 0) + 2 + utf8Length(cmd.key);
+  return commandLength(cmd, utf8Length(cmd.key));
+}
+
+function commandLength(cmd: KvCommand, keyLength: number): number {
+  const fixed = 3 + (cmd.ifMatch !== undefined ? 8 : 0) + (cmd.ifTerm !== undefined ? 8 : 0) + 2 + keyLength;
   return cmd.op === 'put' ? fixed + 4 + cmd.value.byteLength : fixed;
 }
 

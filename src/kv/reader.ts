@@ -72,15 +72,17 @@ export class ByteReader {
   }
 }
 
-/** Big-endian writes into a buffer sized in advance. */
+const TWO_32 = 2 ** 32;
+const utf8Encoder = new TextEncoder();
+
+/** Big-endian writes into a buffer sized in advance. Plain byte stores, no DataView or BigInt: every
+ * write through a follower encodes one command, and each extra object is garbage to collect. */
 export class ByteWriter {
   readonly bytes: Uint8Array;
-  readonly #view: DataView;
   #offset = 0;
 
   constructor(length: number) {
     this.bytes = new Uint8Array(length);
-    this.#view = new DataView(this.bytes.buffer);
   }
 
   get offset(): number {
@@ -88,26 +90,36 @@ export class ByteWriter {
   }
 
   u8(value: number): void {
-    this.#view.setUint8(this.#offset++, value);
+    this.bytes[this.#offset++] = value;
   }
 
   u16(value: number): void {
-    this.#view.setUint16(this.#offset, value);
-    this.#offset += 2;
+    this.bytes[this.#offset++] = value >>> 8;
+    this.bytes[this.#offset++] = value;
   }
 
   u32(value: number): void {
-    this.#view.setUint32(this.#offset, value);
-    this.#offset += 4;
+    const b = this.bytes;
+    b[this.#offset++] = value >>> 24;
+    b[this.#offset++] = value >>> 16;
+    b[this.#offset++] = value >>> 8;
+    b[this.#offset++] = value;
   }
 
+  /** A safe integer (callers check the range) as 8 bytes. */
   u64(value: number): void {
-    this.#view.setBigUint64(this.#offset, BigInt(value));
-    this.#offset += 8;
+    this.u32(Math.floor(value / TWO_32));
+    this.u32(value % TWO_32);
   }
 
   raw(data: Uint8Array): void {
     this.bytes.set(data, this.#offset);
     this.#offset += data.byteLength;
+  }
+
+  /** `text` as UTF-8, written in place; byteLength is its UTF-8 length, known to the caller. */
+  utf8(text: string, byteLength: number): void {
+    utf8Encoder.encodeInto(text, this.bytes.subarray(this.#offset, this.#offset + byteLength));
+    this.#offset += byteLength;
   }
 }

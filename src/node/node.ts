@@ -718,7 +718,7 @@ export class RaftNode implements ClientOps {
         if (this.raft.currentRole === 'leader') return await this.proposeHere(data, deadlineMs);
         const leader = this.leader();
         if (leader && leader.id !== this.id) {
-          const result = await this.options.peers.propose(leader.url, cmd, deadlineMs);
+          const result = await this.options.peers.propose(leader.url, cmd, deadlineMs, data);
           this.learnCommit(result.index, result.term);
           // Read-your-writes on this node (SPEC §4): answer once the entry is applied here too.
           await this.waitApplied(result.index, deadlineMs, `committed at index ${result.index} but not yet applied on ${this.id}`);

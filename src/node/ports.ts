@@ -25,8 +25,9 @@ export interface LogStore {
 export interface PeerSender {
   /** Fire and forget: Raft tolerates loss, so failures are the sender's to count, not to report. */
   sendAll(messages: readonly Message[]): void;
-  /** Forwards a write to the leader at peerUrl; resolves with its result once it is applied there. */
-  propose(peerUrl: string, cmd: KvCommand, deadlineMs: number): Promise<KvResult>;
+  /** Forwards a write to the leader at peerUrl; resolves with its result once it is applied there.
+   * `encoded` is cmd as encodeKvCommand made it, when the caller has it already. */
+  propose(peerUrl: string, cmd: KvCommand, deadlineMs: number, encoded?: Uint8Array): Promise<KvResult>;
   /** Asks the leader at peerUrl for a read index (thesis §6.4.1). */
   readIndex(peerUrl: string, deadlineMs: number): Promise<{ index: number; term: number }>;
   transfer(peerUrl: string, to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;

@@ -251,12 +251,12 @@ export class PeerClient {
   /** Forwards a write to the leader at peerUrl. deadlineMs is absolute (Date.now() clock).
    * Rejects with ClientError: 'no_leader' = certainly not proposed (unreachable, refused before
    * sending, or the peer is not the leader), 'timeout' = outcome unknown, or the leader's own error. */
-  async propose(peerUrl: string, cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
+  async propose(peerUrl: string, cmd: KvCommand, deadlineMs: number, encoded?: Uint8Array): Promise<KvResult> {
     // The command as its log entry will hold it: sent as it is where the leader's stream accepts
     // that (propose-bytes), else as JSON, built only then.
     let bytes: Uint8Array;
     try {
-      bytes = encodeKvCommand(cmd);
+      bytes = encoded ?? encodeKvCommand(cmd);
     } catch (error) {
       throw new ClientError('bad_request', `the write cannot be forwarded: ${describeFailure(error)}`);
     }
