@@ -597,6 +597,13 @@ export class Cluster {
     return answer.json<ApiStatus>();
   }
 
+  /** Every node's term, last log index, commit index and leader, as one comparable string: equal
+   * before and after a refused request means the request changed nothing. */
+  async stateText(): Promise<string> {
+    const statuses = await Promise.all(this.ordinals.map((n) => this.status(n)));
+    return JSON.stringify(statuses.map((s) => [s.id, s.term, s.lastLogIndex, s.commitIndex, s.leader]));
+  }
+
   /** The status, or null when the node does not answer (down, paused, starting). */
   async tryStatus(node: number, timeoutMs = 2_000): Promise<ApiStatus | null> {
     try {

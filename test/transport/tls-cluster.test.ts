@@ -60,11 +60,6 @@ function serverCertificate(cluster: Cluster, node: number, ca: Buffer, cert: Buf
   });
 }
 
-async function stateOf(cluster: Cluster): Promise<string> {
-  const statuses = await Promise.all(cluster.ordinals.map((n) => cluster.status(n)));
-  return JSON.stringify(statuses.map((s) => [s.id, s.term, s.lastLogIndex, s.commitIndex, s.leader]));
-}
-
 describe('peer TLS cluster', () => {
   const clusters = clusterHooks();
   let dir: string;
@@ -104,7 +99,7 @@ describe('peer TLS cluster', () => {
 
   it('refuses a certificate from another CA, no certificate, and plain HTTP, and changes nothing', async () => {
     const leader = await cluster.waitForLeader();
-    const before = await stateOf(cluster);
+    const before = await cluster.stateText();
     const caPem = readFileSync(ca.caFile);
     const attempts: [string, Attempt][] = [
       ['a certificate from another CA', { ca: caPem, cert: readFileSync(path.join(other.dir, 'node-9.pem')), key: readFileSync(path.join(other.dir, 'node-9.key')) }],
@@ -121,7 +116,7 @@ describe('peer TLS cluster', () => {
     // Control: the same request with a certificate of the right CA does get through the TLS layer.
     const visitor = await intrude(cluster, leader.node, { ca: caPem, cert: readFileSync(path.join(ca.dir, 'visitor.pem')), key: readFileSync(path.join(ca.dir, 'visitor.key')) }, 0);
     assert.match(visitor, /^HTTP /, `a certificate from the cluster's CA did not reach HTTP: ${visitor}`);
-    assert.equal(await stateOf(cluster), before, 'a refused peer changed the cluster');
+    assert.equal(await cluster.stateText(), before, 'a refused peer changed the cluster');
   });
 
   it('picks up rewritten certificates without a restart and without an election', async () => {

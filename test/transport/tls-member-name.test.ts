@@ -123,11 +123,6 @@ function postMessages(target: Target, sender: string | null, messages: readonly 
   });
 }
 
-async function stateOf(cluster: Cluster): Promise<string> {
-  const statuses = await Promise.all(cluster.ordinals.map((n) => cluster.status(n)));
-  return JSON.stringify(statuses.map((s) => [s.id, s.term, s.lastLogIndex, s.commitIndex, s.leader]));
-}
-
 describe('peer TLS: the server checks that a client certificate names the member it speaks for', () => {
   const clusters = clusterHooks();
   let dir: string;
@@ -172,7 +167,7 @@ describe('peer TLS: the server checks that a client certificate names the member
 
   it('refuses a valid certificate that names another member, and changes nothing', async () => {
     const leader = await cluster.waitForLeader();
-    const before = await stateOf(cluster);
+    const before = await cluster.stateText();
     const victim = cluster.ordinals.find((n) => n !== leader.node) as number;
     // The impostor holds a genuine certificate of the CA: the one naming `holder`'s address.
     const holder = cluster.ordinals.find((n) => n !== leader.node && n !== victim) as number;
@@ -189,7 +184,7 @@ describe('peer TLS: the server checks that a client certificate names the member
       assert.equal(await streamMessages(target(node, as), as, bump(node)), 'refused forbidden', `${as} sent messages from ${claim} on its own stream to node-${node}`);
       assert.equal(await postMessages(target(node, as), as, bump(node)), 'HTTP 403 forbidden');
     }
-    assert.equal(await stateOf(cluster), before, 'a refused impostor changed the cluster');
+    assert.equal(await cluster.stateText(), before, 'a refused impostor changed the cluster');
     const after = await cluster.waitForLeader();
     assert.equal(after.term, leader.term);
     // The refusals were logged, naming what is wrong (and rate-limited like every peer refusal).
@@ -199,13 +194,13 @@ describe('peer TLS: the server checks that a client certificate names the member
 
   it('serves the member whose certificate names it (a stale-term message changes nothing)', async () => {
     const leader = await cluster.waitForLeader();
-    const before = await stateOf(cluster);
+    const before = await cluster.stateText();
     const holder = cluster.ordinals.find((n) => n !== leader.node) as number;
     const as = `node-${holder}`;
     const stale = [heartbeat(as, leader.id, 0)];
     assert.equal(await streamMessages(target(leader.node, as), as, stale), 'accepted');
     assert.equal(await postMessages(target(leader.node, as), as, stale), 'HTTP 204');
-    assert.equal(await stateOf(cluster), before);
+    assert.equal(await cluster.stateText(), before);
   });
 });
 
