@@ -209,7 +209,9 @@ describe('KubernetesAdapters', () => {
     cleanup.push(() => adapters.stop());
     adapters.update({ term: 1, isLeader: false, leaderId: 'raftlet-0', memberIds: MEMBERS });
     adapters.update({ term: 2, isLeader: false, leaderId: null, memberIds: MEMBERS });
-    await waitFor('the election-start read', () => api.requests.some((r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200));
+    // Two reads of the own pod come before the win: the client's warm-up at start and the read at
+    // the start of the election. Waiting for either let the second arrive after the win is recorded.
+    await waitFor('the warm-up and election-start reads', () => api.requests.filter((r) => r.method === 'GET' && r.name === 'raftlet-1' && r.status === 200).length >= 2);
     const won = api.requests.length;
     adapters.update(leader('raftlet-1', 2));
     await waitFor('the Lease and the event', () => api.events.list().length === 1 && api.leases.get('raftlet') !== undefined);
