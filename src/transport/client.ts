@@ -8,8 +8,8 @@ import { ClientError, type NodeStatus } from '../api/ops.ts';
 import { encodeKvCommand } from '../kv/codec.ts';
 import type { KvCommand, KvResult } from '../kv/types.ts';
 import type { Message, NodeId } from '../raft/types.ts';
-import { bearer, tokenSource, type TokenOption } from './auth.ts';
-import { clusterHeader, type ClusterIdentity } from './cluster-id.ts';
+import { tokenSource, type TokenOption } from './auth.ts';
+import type { ClusterIdentity } from './cluster-id.ts';
 import { WIRE_LIMITS } from './codec.ts';
 import { requestOnce, type DialOptions, type OnceResponse } from './dial.ts';
 import {
@@ -24,12 +24,11 @@ import {
   proposeBody,
 } from './forwarding.ts';
 import type { TransferResult } from './forwarding.ts';
-import { emptyDropCounts, PeerLink } from './peer-link.ts';
+import { emptyDropCounts, memberHeaders, PeerLink } from './peer-link.ts';
 import type { CallEncoder, CallOutcome, DropReason, LinkOptions, PeerStats, RpcKind, TransportHooks } from './peer-link.ts';
 import { parsePeerUrl } from './peer-url.ts';
-import { senderHeader } from './sender.ts';
 import type { PeerBase } from './peer-url.ts';
-import { FEATURE_PROPOSE_BYTES, JSON_CONTENT_TYPE, MAX_TIMEOUT_MS, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES } from './protocol.ts';
+import { FEATURE_PROPOSE_BYTES, JSON_CONTENT_TYPE, MAX_TIMEOUT_MS, ROUTES } from './protocol.ts';
 import { describeFailure, failedBeforeSending, handlerError, isTimeout, readErrorReply, refusalError } from './replies.ts';
 import { encodeCall, encodeProposeBytesCall, type CallKind } from './stream-frames.ts';
 import type { TlsSource } from './tls.ts';
@@ -414,7 +413,7 @@ export class PeerClient {
         response = await requestOnce(base, this.linkOptions.dial, {
           method,
           path: base.prefix + route,
-          headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...(json === null ? {} : { 'content-type': JSON_CONTENT_TYPE }), ...bearer(token), ...clusterHeader(this.linkOptions.identity), ...senderHeader(this.linkOptions.selfId) },
+          headers: { ...(json === null ? {} : { 'content-type': JSON_CONTENT_TYPE }), ...memberHeaders(this.linkOptions, token) },
           agent: false,
           body: json,
           timeoutMs: leftMs,

@@ -137,6 +137,12 @@ interface PendingCall {
   written: boolean;
 }
 
+/** The headers every request a member makes carries: the protocol version, the token, and who is
+ * asking (its cluster id, cluster-id.ts, and its member id, sender.ts). */
+export function memberHeaders(options: Pick<LinkOptions, 'identity' | 'selfId'>, token: string | null): Record<string, string> {
+  return { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(token), ...clusterHeader(options.identity), ...senderHeader(options.selfId) };
+}
+
 const NO_FEATURES: ReadonlySet<string> = new Set();
 
 function parseFeatures(header: string | string[] | undefined): ReadonlySet<string> {
@@ -370,7 +376,7 @@ export class PeerLink {
       req = dial(this.base, this.options.dial, {
         method: 'POST',
         path: this.base.prefix + ROUTES.stream,
-        headers: { 'content-type': STREAM_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), [TARGET_HEADER]: this.id, ...bearer(this.currentToken()), ...clusterHeader(this.options.identity), ...senderHeader(this.options.selfId) },
+        headers: { 'content-type': STREAM_CONTENT_TYPE, [TARGET_HEADER]: this.id, ...memberHeaders(this.options, this.currentToken()) },
         agent: false,
       });
     } catch (error) {
@@ -692,7 +698,7 @@ export class PeerLink {
       const response = await requestOnce(this.base, this.options.dial, {
         method: 'POST',
         path: this.base.prefix + ROUTES.messages,
-        headers: { 'content-type': MESSAGES_CONTENT_TYPE, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(this.currentToken()), ...clusterHeader(this.options.identity), ...senderHeader(this.options.selfId) },
+        headers: { 'content-type': MESSAGES_CONTENT_TYPE, ...memberHeaders(this.options, this.currentToken()) },
         agent: this.agent,
         body: frameEncoded(batch),
         timeoutMs: this.options.snapshotTimeoutMs,
