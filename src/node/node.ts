@@ -551,6 +551,10 @@ export class RaftNode implements ClientOps {
 
   // ---- peer handlers (SPEC §5) --------------------------------------------------------------------
 
+  onPeerStream(sender: NodeId): void {
+    if (!this.stopped) this.options.peers.heardFrom?.(sender);
+  }
+
   onMessages(messages: Message[]): void {
     if (this.stopped) return;
     const before = this.electionState();

@@ -35,6 +35,8 @@ export interface PeerHandlers {
   /** Leadership transfer; to null = the most up-to-date follower. */
   onTransfer(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;
   onStatus(): NodeStatus | Promise<NodeStatus>;
+  /** A member opened a stream to this node, so its process is up (it may have just restarted). */
+  onPeerStream?(sender: NodeId): void;
 }
 
 export interface CallAnswer {

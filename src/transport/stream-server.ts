@@ -34,6 +34,10 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   res.writeHead(200, { 'content-type': STREAM_CONTENT_TYPE, 'cache-control': 'no-store', [FEATURES_HEADER]: FEATURE_PROPOSE_BYTES });
   res.flushHeaders();
   req.socket.setNoDelay(true);
+  // A restarted follower opens its streams at start but sends no Raft message to the other
+  // followers; without this their links to it would reconnect only at their next retry, and the
+  // first vote it asks for, right after a hand-off, would wait for a connection.
+  if (ctx.sender !== null) ctx.handlers.onPeerStream?.(ctx.sender);
   const reader = new FrameReader((type) => {
     switch (type) {
       case FRAME.messages:

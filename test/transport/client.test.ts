@@ -442,6 +442,42 @@ describe('peer client: streams kept open', () => {
       await second?.close();
     }
   });
+  test('a restarted peer opening its stream to us is heard from: our kept-open link to it reconnects at once', async () => {
+    // c's server tells c's client of every stream a member opens, as the node wires it; a is the
+    // restarted member, which sends c no Raft message (both are followers) but opens its stream.
+    const rc = recorder();
+    const opened: string[] = [];
+    let cClient: PeerClient | null = null;
+    const c = await startPeerServer('127.0.0.1', 0, {
+      token: TOKEN,
+      nodeId: 'c',
+      handlers: { ...rc.handlers, onPeerStream: (sender) => (opened.push(sender), cClient?.heardFrom(sender)) },
+    });
+    const first = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'a', handlers: recorder().handlers });
+    const port = Number(new URL(first.url).port);
+    let second: RunningPeerServer | null = null;
+    const aClient = observedClient({ selfId: 'a' }).client;
+    try {
+      cClient = observedClient({ selfId: 'c', backoffInitialMs: 60_000, backoffMaxMs: 60_000 }).client;
+      client = cClient;
+      cClient.setPeers({ a: first.url });
+      cClient.keepOpen(['a']);
+      await waitFor(() => stats(cClient as PeerClient, 'a').connected, "c's stream to a open");
+      await first.close();
+      await waitFor(() => stats(cClient as PeerClient, 'a').backingOff, "c's reconnect refused, its link backing off");
+      second = await startPeerServer('127.0.0.1', port, { token: TOKEN, nodeId: 'a', handlers: recorder().handlers });
+      aClient.setPeers({ c: c.url });
+      aClient.keepOpen(['c']);
+      await waitFor(() => stats(cClient as PeerClient, 'a').connected, "c's stream to a open again once a's stream reached c", 20_000);
+      assert.deepEqual(opened, ['a'], 'one stream opened, named by its sender');
+      assert.equal(rc.batches.length, 0, 'no Raft message was needed');
+    } finally {
+      await aClient.close();
+      await first.close().catch(() => undefined);
+      await second?.close();
+      await c.close();
+    }
+  });
 });
 
 describe('peer client: forwarding calls', () => {
