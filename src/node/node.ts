@@ -135,6 +135,8 @@ export class RaftNode implements ClientOps {
   private failed = false;
   private nextReadId = 1;
   private readonly reads = new Map<number, PendingRead>();
+  /** The member streams open to this node, per sender the newest, oldest first (onPeerStream). */
+  private readonly inboundStreams = new Map<NodeId, object>();
   /** Proposals this node made as leader, by index: settled when that index is applied. Several may
    * wait on one index (this node lost office and proposed there again in a later term); the entry
    * that commits there decides all of them. */
@@ -551,8 +553,20 @@ export class RaftNode implements ClientOps {
 
   // ---- peer handlers (SPEC §5) --------------------------------------------------------------------
 
-  onPeerStream(sender: NodeId): void {
+  /** The members with a stream open to this node, the longest connected first. */
+  contactOrder(): NodeId[] {
+    return [...this.inboundStreams.keys()];
+  }
+
+  onPeerStream(sender: NodeId): () => void {
     if (!this.stopped) this.options.peers.heardFrom?.(sender);
+    // Moved to the end: the map's order is the order of contact, the longest connected first.
+    const mark = {};
+    this.inboundStreams.delete(sender);
+    this.inboundStreams.set(sender, mark);
+    return () => {
+      if (this.inboundStreams.get(sender) === mark) this.inboundStreams.delete(sender);
+    };
   }
 
   onMessages(messages: Message[]): void {
@@ -819,7 +833,9 @@ export class RaftNode implements ClientOps {
   private async transferHere(to: NodeId | null, deadlineMs: number, reason: TransferReason = 'requested'): Promise<{ leader: NodeId; term: number }> {
     if (this.raft.currentRole !== 'leader') throw new ClientError('no_leader', `${this.id} is not the leader`);
     const startTerm = this.raft.currentTerm;
-    const res = this.raft.transferLeadership(to);
+    // Among equally up-to-date targets, the member in contact longest (as etcd picks its
+    // transferee): one that has just restarted would lead with cold code and caches.
+    const res = this.raft.transferLeadership(to, this.contactOrder());
     if (!res.ok) throw new ClientError('bad_request', `cannot transfer leadership: ${res.message}`);
     if (res.to === this.id) return { leader: this.id, term: this.raft.currentTerm };
     // Thesis §3.10: TimeoutNow leaves at once (an early message: it needs no fsync), not on the

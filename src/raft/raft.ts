@@ -327,10 +327,13 @@ export class Raft {
     return { ok: true };
   }
 
-  transferLeadership(to: NodeId | null): { ok: true; to: NodeId } | { ok: false; message: string } {
+  /** Thesis §3.10. `to` null: the most up-to-date voter; among equals, the first in `prefer` (the
+   * host's order, e.g. the longest connected first: a member that has just restarted is the
+   * coldest to lead), then any. */
+  transferLeadership(to: NodeId | null, prefer: readonly NodeId[] = []): { ok: true; to: NodeId } | { ok: false; message: string } {
     if (this.role !== 'leader') return { ok: false, message: 'not the leader' };
     if (this.transferee !== null) return { ok: false, message: `a transfer to ${this.transferee} is already in progress` };
-    const target = to ?? this.mostUpToDateVoter();
+    const target = to ?? this.mostUpToDateVoter(prefer);
     if (target === null) return { ok: false, message: 'no other voter to transfer leadership to' };
     if (target === this.id) return { ok: true, to: target };
     if (!isVoter(this.members, target)) return { ok: false, message: `${target} is not a voting member` };
@@ -1171,13 +1174,19 @@ export class Raft {
     if (still.length > 0 && !still.some((r) => r.round <= this.readRound)) this.broadcastHeartbeat();
   }
 
-  /** The voter with the longest log, preferring one whose application is not unhealthy. */
-  private mostUpToDateVoter(): NodeId | null {
+  /** The voter with the longest log, preferring one whose application is not unhealthy; ties go
+   * to the earlier in `prefer`. */
+  private mostUpToDateVoter(prefer: readonly NodeId[]): NodeId | null {
     let best: Progress | null = null;
+    const rank = (pr: Progress): number => {
+      const at = prefer.indexOf(pr.id);
+      return at < 0 ? prefer.length : at;
+    };
     const better = (pr: Progress, than: Progress): boolean => {
       const sick = pr.appHealth === 'unhealthy';
       const thanSick = than.appHealth === 'unhealthy';
-      return sick !== thanSick ? !sick : pr.matchIndex > than.matchIndex;
+      if (sick !== thanSick) return !sick;
+      return pr.matchIndex !== than.matchIndex ? pr.matchIndex > than.matchIndex : rank(pr) < rank(than);
     };
     for (const pr of this.progress.values()) {
       if (!isVoter(this.members, pr.id)) continue;

@@ -16,15 +16,18 @@ const DEFAULT_GRACE_MS = 30_000;
 const POLL_MS = 150;
 
 /** What leaving needs of the node and the peer client (narrow, so a test can stand in for them). */
-export type LeavingNode = Pick<RaftNode, 'id' | 'status' | 'raftStatus' | 'leader' | 'members' | 'transferLeadership'>;
+export type LeavingNode = Pick<RaftNode, 'id' | 'status' | 'raftStatus' | 'contactOrder' | 'leader' | 'members' | 'transferLeadership'>;
 export type LeaderAsker = Pick<PeerClient, 'status'>;
 
-/** The most up-to-date responding voter that is not scaled away (null: any voter will do). */
-export function stayingTarget(node: Pick<RaftNode, 'raftStatus'>, desired: DesiredReplicas | null): NodeId | null {
+/** The most up-to-date responding voter that is not scaled away, among equals the longest
+ * connected (null: any voter will do). */
+export function stayingTarget(node: Pick<RaftNode, 'raftStatus' | 'contactOrder'>, desired: DesiredReplicas | null): NodeId | null {
   const s = node.raftStatus();
   if (s.role !== 'leader' || desired === null) return null;
   const voters = new Set(s.members.filter((m) => m.voter && m.id !== s.id && !isScaledAway(m.id, desired)).map((m) => m.id));
-  const best = s.progress.filter((p) => voters.has(p.id) && p.recentActive).sort((a, b) => b.matchIndex - a.matchIndex)[0];
+  const order = node.contactOrder();
+  const rank = (id: NodeId): number => (order.includes(id) ? order.indexOf(id) : order.length);
+  const best = s.progress.filter((p) => voters.has(p.id) && p.recentActive).sort((a, b) => b.matchIndex - a.matchIndex || rank(a.id) - rank(b.id))[0];
   return best?.id ?? null;
 }
 

@@ -35,8 +35,9 @@ export interface PeerHandlers {
   /** Leadership transfer; to null = the most up-to-date follower. */
   onTransfer(to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;
   onStatus(): NodeStatus | Promise<NodeStatus>;
-  /** A member opened a stream to this node, so its process is up (it may have just restarted). */
-  onPeerStream?(sender: NodeId): void;
+  /** A member opened a stream to this node, so its process is up (it may have just restarted);
+   * what it returns is called when that stream ends. */
+  onPeerStream?(sender: NodeId): (() => void) | void;
 }
 
 export interface CallAnswer {

@@ -37,7 +37,7 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   // A restarted follower opens its streams at start but sends no Raft message to the other
   // followers; without this their links to it would reconnect only at their next retry, and the
   // first vote it asks for, right after a hand-off, would wait for a connection.
-  if (ctx.sender !== null) ctx.handlers.onPeerStream?.(ctx.sender);
+  const streamEnded = ctx.sender === null ? undefined : ctx.handlers.onPeerStream?.(ctx.sender);
   const reader = new FrameReader((type) => {
     switch (type) {
       case FRAME.messages:
@@ -225,5 +225,6 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   req.on('close', () => {
     closed = true;
     backlog.length = 0;
+    streamEnded?.();
   });
 }

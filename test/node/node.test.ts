@@ -281,3 +281,33 @@ test('a storage failure stops the node (onFatal storage) and nothing it did not 
   assert.deepEqual(h.peers.sent.filter((m) => m.kind === 'appendResponse'), [], 'the append was never acknowledged');
   assert.deepEqual(h.peers.sent, [], 'a stopped node sends nothing, not even a campaign');
 });
+
+test('a transfer with no target named goes to the equally up-to-date member connected longest', async () => {
+  const h = startNode('n1', THREE);
+  // n2's first stream was replaced by a newer one, which ends too (only the replaced one's end is
+  // stale); then n2 reconnects (it restarted, say): n3 has been in contact longest.
+  const n2First = h.node.onPeerStream('n2');
+  const n2Second = h.node.onPeerStream('n2');
+  n2First();
+  const n3Stream = h.node.onPeerStream('n3');
+  assert.deepEqual(h.node.contactOrder(), ['n2', 'n3']);
+  n2Second();
+  assert.deepEqual(h.node.contactOrder(), ['n3'], 'a member whose stream ended is no longer in contact');
+  const n2Third = h.node.onPeerStream('n2');
+  assert.deepEqual(h.node.contactOrder(), ['n3', 'n2']);
+
+  const term = await elect(h);
+  // Both followers take the leader's no-op: they are equally up to date.
+  const matchIndex = h.node.raftStatus().lastLogIndex;
+  for (const from of ['n2', 'n3']) {
+    h.node.onMessages([{ kind: 'appendResponse', from, to: 'n1', term, success: true, matchIndex, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, lastLogIndex: matchIndex }]);
+  }
+  await h.clock.settle();
+  h.peers.take();
+  void h.node.transferLeadership(null, Date.now() + 60_000).catch(() => undefined);
+  await h.clock.settle();
+  assert.deepEqual(h.peers.take((m) => m.kind === 'timeoutNow').map((m) => m.to), ['n3'], 'n3, in contact longest; n2 is first in member order');
+  n2Third();
+  n3Stream();
+  await h.node.stop();
+});

@@ -109,3 +109,21 @@ test('thesis §3.10 without a named target, the most up-to-date voter is chosen'
   net.deliverAll();
   assert.equal(net.leader()?.id, 'n2');
 });
+
+test('thesis §3.10 with no target named, the most up-to-date voter; among equals the first the host prefers', () => {
+  const five = ['n1', 'n2', 'n3', 'n4', 'n5'];
+  const net = Network.bootstrap(five);
+  net.elect('n1');
+  net.isolate('n2');
+  net.propose('n1', 'a');
+  net.deliverAll();
+  net.heal();
+  // n3, n4 and n5 hold the whole log, n2 does not: preferring n2 does not make it the target.
+  assert.deepEqual(net.raft('n1').transferLeadership(null, ['n2', 'n5', 'n3']), { ok: true, to: 'n5' });
+});
+
+test('thesis §3.10 with no target named and no preference, ties go to the first voter in progress order', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  assert.deepEqual(net.raft('n1').transferLeadership(null), { ok: true, to: 'n2' });
+});

@@ -37,11 +37,12 @@ function nodeStatus(s: RaftStatus): NodeStatus {
   return { id: s.id, role: s.role === 'precandidate' ? 'candidate' : s.role, term: s.term, leader: s.leader, commitIndex: s.commitIndex, appliedIndex: s.commitIndex, lastLogIndex: s.lastLogIndex, members: s.members };
 }
 
-function fakeNode(s: () => RaftStatus, transfer: LeavingNode['transferLeadership']): LeavingNode {
+function fakeNode(s: () => RaftStatus, transfer: LeavingNode['transferLeadership'], contactOrder: string[] = []): LeavingNode {
   return {
     id: s().id,
     status: () => nodeStatus(s()),
     raftStatus: s,
+    contactOrder: () => contactOrder,
     leader: () => {
       const leader = s().leader;
       return leader === null ? null : { id: leader, url: url(leader), term: s().term };
@@ -103,5 +104,19 @@ describe('leaveIfScaledAway', () => {
     // raftlet-1 is further ahead, but scaled away too.
     assert.equal(stayingTarget(node, desired), 'raftlet-0');
     assert.equal(stayingTarget(node, null), null);
+  });
+
+  it('among voters that stay and are equally up to date, hands over to the one connected longest', () => {
+    const five = ['raftlet-0', 'raftlet-1', 'raftlet-2', 'raftlet-3', 'raftlet-4'].map(member);
+    const level = (): RaftStatus => {
+      const s = raftStatus('raftlet-4', 'leader', five, 'raftlet-4');
+      return { ...s, progress: s.progress.map((p) => ({ ...p, matchIndex: 10 })) };
+    };
+    const stay3 = { statefulSet: 'raftlet', replicas: 3 };
+    // raftlet-0 restarted last (its stream is the newest); raftlet-3, longest connected, is scaled away.
+    assert.equal(stayingTarget(fakeNode(level, refuse, ['raftlet-3', 'raftlet-2', 'raftlet-1', 'raftlet-0']), stay3), 'raftlet-2');
+    assert.equal(stayingTarget(fakeNode(level, refuse, ['raftlet-3', 'raftlet-1', 'raftlet-0']), stay3), 'raftlet-1');
+    // No stream known: the first in the leader's progress order, as before.
+    assert.equal(stayingTarget(fakeNode(level, refuse), stay3), 'raftlet-0');
   });
 });
