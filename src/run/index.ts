@@ -20,6 +20,7 @@ import { startDiscovery, type Discovery } from './discovery.ts';
 import { startAppHealthProbe } from './app-health.ts';
 import { ExitCode } from './exit-codes.ts';
 import { leaveIfScaledAway, stayingTarget } from './leave.ts';
+import { yieldCpu } from './yield-cpu.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
 import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-security.ts';
 import { startReconciler } from './reconciler.ts';
@@ -307,6 +308,11 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     // The transport writes what the core emitted at the end of this turn: one turn of the loop
     // before the logging and the API drain below, so the TimeoutNow is on the wire before them.
     await new Promise<void>((resolve) => setImmediate(resolve));
+    // Once the target campaigns, this leader's own shutdown must not take CPU from the election
+    // and the new leader's first commit (yield-cpu.ts); a target still catching up needs this
+    // leader's appends, so then only after the hand-off.
+    if (node.raftStatus().timeoutNowSent) yieldCpu();
+    else if (node.raftStatus().role === 'leader') void handedOver.then(yieldCpu);
     logger.info({ signal }, 'stopping');
     // No new client requests; those in flight finish below (their entries may commit under the
     // next leader, which this node then applies). Watches end now: they would never finish.
