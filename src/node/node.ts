@@ -559,7 +559,7 @@ export class RaftNode implements ClientOps {
   }
 
   onPeerStream(sender: NodeId): () => void {
-    if (!this.stopped) this.options.peers.heardFrom?.(sender);
+    if (!this.stopped) this.options.peers.streamFrom?.(sender);
     // Moved to the end: the map's order is the order of contact, the longest connected first.
     const mark = {};
     this.inboundStreams.delete(sender);

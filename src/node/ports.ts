@@ -33,6 +33,8 @@ export interface PeerSender {
   transfer(peerUrl: string, to: NodeId | null, deadlineMs: number): Promise<{ leader: NodeId; term: number }>;
   /** A message from peer arrived: it is up (a link that gave up on it may reconnect now). */
   heardFrom?(peer: NodeId): void;
+  /** peer opened a stream to this node: it is up and serving (it may have just restarted). */
+  streamFrom?(peer: NodeId): void;
 }
 
 /** The replicated state machine: applies committed entries in order and snapshots itself. */

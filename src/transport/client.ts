@@ -231,6 +231,11 @@ export class PeerClient {
     this.links.get(peer)?.peerAlive();
   }
 
+  /** peer opened a stream to this node: a kept-open link to it that is down reconnects now. */
+  streamFrom(peer: NodeId): void {
+    this.links.get(peer)?.peerOpenedStream();
+  }
+
   /** Queues messages for one peer and returns at once; they leave at the end of this turn of the
    * event loop. Delivery is best effort, in order. */
   send(to: NodeId, messages: readonly Message[]): void {

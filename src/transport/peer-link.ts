@@ -311,6 +311,14 @@ export class PeerLink {
     this.connect();
   }
 
+  /** The peer opened a stream to this node: its process is up and serving, whatever our last
+   * attempt met (refused, or a server that was starting or stopping), so a kept-open link that
+   * is down reconnects now. Bounded by how often the peer opens streams, which it backs off. */
+  peerOpenedStream(): void {
+    if (this.state !== 'idle' || !this.keepingOpen) return;
+    this.connect();
+  }
+
   stats(): PeerStats {
     return {
       id: this.id,

@@ -442,7 +442,7 @@ describe('peer client: streams kept open', () => {
       await second?.close();
     }
   });
-  test('a restarted peer opening its stream to us is heard from: our kept-open link to it reconnects at once', async () => {
+  test('a restarted peer opening its stream to us makes our kept-open link to it reconnect at once, whatever our last attempt met', async () => {
     // c's server tells c's client of every stream a member opens, as the node wires it; a is the
     // restarted member, which sends c no Raft message (both are followers) but opens its stream.
     const rc = recorder();
@@ -451,10 +451,13 @@ describe('peer client: streams kept open', () => {
     const c = await startPeerServer('127.0.0.1', 0, {
       token: TOKEN,
       nodeId: 'c',
-      handlers: { ...rc.handlers, onPeerStream: (sender) => (opened.push(sender), cClient?.heardFrom(sender)) },
+      handlers: { ...rc.handlers, onPeerStream: (sender) => (opened.push(sender), cClient?.streamFrom(sender)) },
     });
     const first = await startPeerServer('127.0.0.1', 0, { token: TOKEN, nodeId: 'a', handlers: recorder().handlers });
     const port = Number(new URL(first.url).port);
+    // While a starts (or stops), something answers on its port without serving streams: c's last
+    // attempt meets a 503, not a refused connection.
+    const starting = createServer((_req, res) => res.writeHead(503).end());
     let second: RunningPeerServer | null = null;
     const aClient = observedClient({ selfId: 'a' }).client;
     try {
@@ -464,7 +467,13 @@ describe('peer client: streams kept open', () => {
       cClient.keepOpen(['a']);
       await waitFor(() => stats(cClient as PeerClient, 'a').connected, "c's stream to a open");
       await first.close();
-      await waitFor(() => stats(cClient as PeerClient, 'a').backingOff, "c's reconnect refused, its link backing off");
+      starting.listen(port, '127.0.0.1');
+      await once(starting, 'listening');
+      await waitFor(() => stats(cClient as PeerClient, 'a').backingOff, "c's reconnect answered 503, its link backing off");
+      starting.close();
+      await once(starting, 'close');
+      cClient.heardFrom('a');
+      assert.equal(stats(cClient as PeerClient, 'a').inFlightRequests, 0, 'a message alone redials only after a refused connection');
       second = await startPeerServer('127.0.0.1', port, { token: TOKEN, nodeId: 'a', handlers: recorder().handlers });
       aClient.setPeers({ c: c.url });
       aClient.keepOpen(['c']);
@@ -474,6 +483,7 @@ describe('peer client: streams kept open', () => {
     } finally {
       await aClient.close();
       await first.close().catch(() => undefined);
+      if (starting.listening) starting.close();
       await second?.close();
       await c.close();
     }
