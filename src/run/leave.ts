@@ -26,7 +26,10 @@ export function stayingTarget(node: Pick<RaftNode, 'raftStatus' | 'contactOrder'
   if (s.role !== 'leader' || desired === null) return null;
   const voters = new Set(s.members.filter((m) => m.voter && m.id !== s.id && !isScaledAway(m.id, desired)).map((m) => m.id));
   const order = node.contactOrder();
-  const rank = (id: NodeId): number => (order.includes(id) ? order.indexOf(id) : order.length);
+  const rank = (id: NodeId): number => {
+    const at = order.indexOf(id);
+    return at < 0 ? order.length : at;
+  };
   const best = s.progress.filter((p) => voters.has(p.id) && p.recentActive).sort((a, b) => b.matchIndex - a.matchIndex || rank(a.id) - rank(b.id))[0];
   return best?.id ?? null;
 }

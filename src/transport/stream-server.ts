@@ -34,9 +34,10 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   res.writeHead(200, { 'content-type': STREAM_CONTENT_TYPE, 'cache-control': 'no-store', [FEATURES_HEADER]: FEATURE_PROPOSE_BYTES });
   res.flushHeaders();
   req.socket.setNoDelay(true);
-  // A restarted follower opens its streams at start but sends no Raft message to the other
-  // followers; without this their links to it would reconnect only at their next retry, and the
-  // first vote it asks for, right after a hand-off, would wait for a connection.
+  // The node hears of every member stream: a restarted follower opens its streams at start but
+  // sends the other followers no Raft message, and without this their links to it would reconnect
+  // only at their next retry (the first vote it asks for after a hand-off would wait for a
+  // connection); and how long each member has been in contact orders the transfer targets.
   const streamEnded = ctx.sender === null ? undefined : ctx.handlers.onPeerStream?.(ctx.sender);
   const reader = new FrameReader((type) => {
     switch (type) {
