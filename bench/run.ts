@@ -20,6 +20,7 @@ import { waitStable, type BenchCluster } from './lib/cluster.ts';
 import { EtcdCluster, ETCD_BIN, etcdAvailable } from './lib/etcd-cluster.ts';
 import { measureFailover, type FailoverRun } from './lib/failover.ts';
 import { runLoad } from './lib/load.ts';
+import { numberOption, UsageError } from './lib/options.ts';
 import { killEverything, memoryOf, runningChildren } from './lib/procs.ts';
 import { summarizeProfile, type ProfileSummary } from './lib/profile.ts';
 import { RaftletCluster, RAFTLET_BIN } from './lib/raftlet-cluster.ts';
@@ -74,8 +75,6 @@ interface Options {
   readonly out: string;
 }
 
-class UsageError extends Error {}
-
 function parseOptions(argv: readonly string[]): Options | null {
   const { values } = parseArgs({
     args: [...argv],
@@ -101,24 +100,18 @@ function parseOptions(argv: readonly string[]): Options | null {
     },
   });
   if (values.help) return null;
-  const number = (name: string, text: string | undefined, fallback: number, min: number): number => {
-    if (text === undefined) return fallback;
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min) throw new UsageError(`--${name} must be a number >= ${min} (got ${JSON.stringify(text)})`);
-    return n;
-  };
   const only = values.only;
   if (only !== undefined && only !== 'writes' && only !== 'failover') {
     throw new UsageError(`--only must be writes or failover (got ${JSON.stringify(only)})`);
   }
-  const clients = (values.clients ?? '1,8,64').split(',').map((c) => number('clients', c.trim(), 1, 1));
+  const clients = (values.clients ?? '1,8,64').split(',').map((c) => numberOption('clients', c.trim(), 1, 1));
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   return {
-    seconds: number('seconds', values.seconds, 10, 0.1),
-    warmupSeconds: number('warmup', values.warmup, 2, 0),
+    seconds: numberOption('seconds', values.seconds, 10, 0.1),
+    warmupSeconds: numberOption('warmup', values.warmup, 2, 0),
     clients: clients.map(Math.round),
-    runs: Math.round(number('runs', values.runs, 7, 1)),
-    idleSeconds: number('idle', values.idle, 5, 0),
+    runs: Math.round(numberOption('runs', values.runs, 7, 1)),
+    idleSeconds: numberOption('idle', values.idle, 5, 0),
     writes: only !== 'failover',
     failover: only !== 'writes',
     etcd: !values['skip-etcd'] && etcdAvailable(),

@@ -18,6 +18,10 @@ export interface LoadOptions {
   readonly keys: number;
   /** Which member the writes go to. */
   readonly target: number;
+  /** Called just before the cluster's counters are read as the measured window opens, and just after
+   * they are read as it closes: a caller reading counters of its own gets the same window (and
+   * LoadResult.acceptedBetweenReads to divide by). */
+  readonly onWindowEdge?: (edge: 'open' | 'close') => Promise<void>;
 }
 
 export interface LoadResult {
@@ -33,6 +37,9 @@ export interface LoadResult {
   readonly cpu: CpuShare;
   /** What each accepted write cost the cluster, from the members' metrics; null if not scraped. */
   readonly perWrite: PerWrite | null;
+  /** Writes accepted between the counter reads that open and close the window (a write in flight
+   * when recording stopped counts, as its cost is in the counters). */
+  readonly acceptedBetweenReads: number;
 }
 
 export interface PerWrite {
@@ -102,6 +109,7 @@ export async function runLoad(cluster: BenchCluster, options: LoadOptions, cores
   const loops = Array.from({ length: options.clients }, () => client());
   await sleep(options.warmupSeconds * 1000);
 
+  await options.onWindowEdge?.('open');
   const countersBefore = await cluster.counters();
   const acceptedBefore = acceptedTotal;
   const pids = Array.from({ length: cluster.size }, (_, i) => cluster.pid(i));
@@ -126,6 +134,7 @@ export async function runLoad(cluster: BenchCluster, options: LoadOptions, cores
   await Promise.all(loops);
   await pool.close();
   const countersAfter = await cluster.counters();
+  await options.onWindowEdge?.('close');
   const acceptedBetween = acceptedTotal - acceptedBefore;
 
   latencies.sort((a, b) => a - b);
@@ -148,6 +157,7 @@ export async function runLoad(cluster: BenchCluster, options: LoadOptions, cores
       cores,
     },
     perWrite: perWrite(countersBefore, countersAfter, acceptedBetween),
+    acceptedBetweenReads: acceptedBetween,
   };
 }
 
