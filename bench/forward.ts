@@ -81,10 +81,13 @@ interface GcSeconds {
 async function gcSeconds(metricsUrl: string): Promise<GcSeconds | null> {
   const text = await scrape(metricsUrl);
   if (text === null) return null;
-  const minor = sumSamples(text, 'nodejs_gc_duration_seconds_sum', 'kind="minor"');
-  // V8's incremental marking steps are part of a full collection's cost.
-  const major = sumSamples(text, 'nodejs_gc_duration_seconds_sum', 'kind="major"') + sumSamples(text, 'nodejs_gc_duration_seconds_sum', 'kind="incremental"');
-  return Number.isNaN(minor) || Number.isNaN(major) ? null : { minor, major };
+  const seconds = (kind: string): number => sumSamples(text, 'nodejs_gc_duration_seconds_sum', `kind="${kind}"`);
+  const minor = seconds('minor');
+  const major = seconds('major');
+  // V8's incremental marking steps are part of a full collection's cost; a member that has run none
+  // yet has no sample of that kind.
+  const incremental = seconds('incremental');
+  return Number.isNaN(minor) || Number.isNaN(major) ? null : { minor, major: major + (Number.isNaN(incremental) ? 0 : incremental) };
 }
 
 interface MemberCost {
@@ -98,13 +101,12 @@ interface MemberCost {
 }
 
 interface PathRun {
-  readonly round: number;
   readonly via: 'leader' | 'follower';
   readonly result: LoadResult;
   readonly members: readonly MemberCost[];
 }
 
-async function measurePath(cluster: RaftletCluster, options: Options, round: number, via: 'leader' | 'follower'): Promise<PathRun> {
+async function measurePath(cluster: RaftletCluster, options: Options, via: 'leader' | 'follower'): Promise<PathRun> {
   const leader = await waitStable(cluster, 30_000);
   const target = via === 'leader' ? leader : (leader + 1) % CLUSTER_SIZE;
   const urls = Array.from({ length: CLUSTER_SIZE }, (_, i) => `${cluster.metricsUrl(i)}/metrics`);
@@ -133,7 +135,7 @@ async function measurePath(cluster: RaftletCluster, options: Options, round: num
       rssMb: memory === null ? null : memory.rssBytes / 1e6,
     };
   });
-  return { round, via, result, members };
+  return { via, result, members };
 }
 
 const fixed = (n: number | null, digits = 0): string => (n === null || Number.isNaN(n) ? '-' : n.toFixed(digits));
@@ -170,14 +172,17 @@ async function main(): Promise<number> {
     bin: compiledLauncher(options.parentDir), env: { RAFTLET_USE_DIST: '1' },
   });
   const load = loadavg().map((l) => l.toFixed(2)).join(' ');
-  const runs: PathRun[] = [];
+  /** Per round, the leader path's run and then the follower path's. */
+  const rounds: [PathRun, PathRun][] = [];
+  const measure = (round: number, via: 'leader' | 'follower'): Promise<PathRun> => {
+    log(`round ${round}: ${options.clients} clients through the ${via} for ${options.seconds} s`);
+    return measurePath(cluster, options, via);
+  };
   try {
     await cluster.start();
     for (let round = 1; round <= options.rounds; round++) {
-      for (const via of ['leader', 'follower'] as const) {
-        log(`round ${round}: ${options.clients} clients through the ${via} for ${options.seconds} s`);
-        runs.push(await measurePath(cluster, options, round, via));
-      }
+      const leaderRun = await measure(round, 'leader');
+      rounds.push([leaderRun, await measure(round, 'follower')]);
     }
   } finally {
     await cluster.stop();
@@ -190,10 +195,8 @@ async function main(): Promise<number> {
     'per member: CPU per write (gc: minor + major collection time per write, in us; RSS after the run)',
   ];
   const ratios: number[] = [];
-  for (let round = 1; round <= options.rounds; round++) {
-    const leaderRun = runs.find((r) => r.round === round && r.via === 'leader');
-    const followerRun = runs.find((r) => r.round === round && r.via === 'follower');
-    if (leaderRun === undefined || followerRun === undefined) continue;
+  for (const [i, [leaderRun, followerRun]] of rounds.entries()) {
+    const round = i + 1;
     const ratio = followerRun.result.writesPerSecond / leaderRun.result.writesPerSecond;
     if (round > 1) ratios.push(ratio);
     out.push(`round ${round}${round === 1 ? ' (cold)' : ''}: follower path / leader path ${ratio.toFixed(2)}x`);
