@@ -18,6 +18,9 @@
 //   32-49 MB after the write runs, ~15 MB of it live. 1.3 is V8's own factor for a heap it must
 //   keep small (and the most it chooses under a limit below ~256 MB); it costs more frequent full
 //   collections, each of a live heap of ~15-20 MB.
+// - V8 exposes `gc` (--expose-gc): raftlet runs one full collection at the end of start-up, before
+//   it takes part in the cluster, instead of V8 running it a second later, in the middle of an
+//   election (src/run/startup-gc.ts). Nothing else calls it.
 // - glibc's malloc gets at most MALLOC_ARENA_MAX arenas: by default every thread that allocates
 //   (V8's compiler and GC helpers, libuv's pool) may get its own, and each keeps the memory freed in
 //   it; measured here, 2 arenas take 2 to 10 MB off raftlet's RSS.
@@ -68,6 +71,7 @@ const hasFlag = (flags: readonly string[], names: readonly string[]): boolean =>
 const YOUNG_FLAGS = ['--max-semi-space-size', '--min-semi-space-size', '--max-young-generation-size', '--semi-space-growth-factor'];
 const OLD_FLAGS = ['--max-old-space-size', '--max-heap-size', '--initial-heap-size', '--initial-old-space-size'];
 const GROWTH_FLAGS = ['--heap-growing-percent'];
+const GC_FLAGS = ['--expose-gc', '--expose-gc-as'];
 
 export function planSizing(input: SizingInput): SizingPlan {
   const flags: string[] = [];
@@ -94,6 +98,10 @@ export function planSizing(input: SizingInput): SizingPlan {
   } else {
     flags.push(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
     reasons.push(`old space grows ${HEAP_GROWING_PERCENT}% past the live heap`);
+  }
+  if (!hasFlag(input.userFlags, GC_FLAGS)) {
+    flags.push('--expose-gc');
+    reasons.push('start-up garbage collected before joining');
   }
   const env: Record<string, string> = {};
   if (input.env.MALLOC_ARENA_MAX === undefined && !(input.env.GLIBC_TUNABLES ?? '').includes('arena_max')) {
