@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import type { BenchCluster } from './cluster.ts';
-import { cpuSecondsOf, machineCpuSeconds } from './procs.ts';
+import { busiestBetween, cpuSecondsOf, everyProcessCpu, machineCpuSeconds, type BusyProcess } from './procs.ts';
 import type { Counters } from './scrape.ts';
 import { percentile } from './stats.ts';
 
@@ -61,6 +61,8 @@ export interface CpuShare {
   /** The whole machine, all processes; at most the number of cores. */
   readonly machine: number;
   readonly cores: number;
+  /** The busiest process that is neither a member nor the generator: who the other work was. */
+  readonly busiestOther: BusyProcess | null;
 }
 
 export async function runLoad(cluster: BenchCluster, options: LoadOptions, cores: number): Promise<LoadResult> {
@@ -115,6 +117,7 @@ export async function runLoad(cluster: BenchCluster, options: LoadOptions, cores
   const pids = Array.from({ length: cluster.size }, (_, i) => cluster.pid(i));
   const cpuBefore = pids.map((pid) => (pid === null ? null : cpuSecondsOf(pid)));
   const machineBefore = machineCpuSeconds();
+  const everyBefore = everyProcessCpu();
   const selfBefore = process.cpuUsage();
   const loopBefore = performance.eventLoopUtilization();
   const started = performance.now();
@@ -125,6 +128,7 @@ export async function runLoad(cluster: BenchCluster, options: LoadOptions, cores
   const loopUse = performance.eventLoopUtilization(loopBefore).utilization;
   const self = process.cpuUsage(selfBefore);
   const machineAfter = machineCpuSeconds();
+  const busiestOther = busiestBetween(everyBefore, everyProcessCpu(), elapsed, new Set([process.pid, ...pids.filter((pid) => pid !== null)]));
   const members = pids.map((pid, i) => {
     const before = cpuBefore[i];
     const after = pid === null ? null : cpuSecondsOf(pid);
@@ -155,6 +159,7 @@ export async function runLoad(cluster: BenchCluster, options: LoadOptions, cores
       members,
       machine: (machineAfter.busy - machineBefore.busy) / ((machineAfter.total - machineBefore.total) / cores),
       cores,
+      busiestOther,
     },
     perWrite: perWrite(countersBefore, countersAfter, acceptedBetween),
     acceptedBetweenReads: acceptedBetween,

@@ -2,7 +2,7 @@
 // benchmark starts is registered here, so one call (also from a signal handler or on an error)
 // stops every process and removes every directory.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,6 +145,11 @@ const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux this runs on 
 
 /** CPU seconds (user + system) a process has used, or null once it is gone. */
 export function cpuSecondsOf(pid: number): number | null {
+  return readStat(pid)?.seconds ?? null;
+}
+
+/** A process's name and CPU seconds from /proc/PID/stat, or null once it is gone. */
+function readStat(pid: number): { comm: string; seconds: number } | null {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -154,7 +159,44 @@ export function cpuSecondsOf(pid: number): number | null {
   // The command name may contain spaces and parentheses: the fields start after the last ')'.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // After the name, field 3 (state) is index 0, so utime (14) and stime (15) are 11 and 12.
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+  return { comm, seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND };
+}
+
+/** Every process's name and CPU seconds, by pid: compare two readings to see who was busy. */
+export function everyProcessCpu(): Map<number, { comm: string; seconds: number }> {
+  const all = new Map<number, { comm: string; seconds: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readStat(Number(entry));
+    if (stat !== null) all.set(Number(entry), stat);
+  }
+  return all;
+}
+
+export interface BusyProcess {
+  readonly pid: number;
+  readonly comm: string;
+  /** Share of one core over the interval. */
+  readonly cores: number;
+}
+
+/** The process, other than those in `except`, that used the most CPU between two readings. */
+export function busiestBetween(
+  before: ReadonlyMap<number, { comm: string; seconds: number }>,
+  after: ReadonlyMap<number, { comm: string; seconds: number }>,
+  seconds: number,
+  except: ReadonlySet<number>,
+): BusyProcess | null {
+  let busiest: BusyProcess | null = null;
+  for (const [pid, now] of after) {
+    if (except.has(pid)) continue;
+    // A process started in between counts from zero.
+    const used = now.seconds - (before.get(pid)?.seconds ?? 0);
+    const cores = used / seconds;
+    if (busiest === null || cores > busiest.cores) busiest = { pid, comm: now.comm, cores };
+  }
+  return busiest;
 }
 
 /** Busy and total CPU seconds of the whole machine (all cores) since boot. */

@@ -189,6 +189,30 @@ export function cpuMsPerWrite(w: WriteRow): number {
 
 const pct = (share: number): string => (Number.isNaN(share) ? '-' : `${Math.round(share * 100)}%`);
 
+/** Above this much of one core taken by other work (machine - generator - members), a write run is
+ * called noisy. Loopback networking and disk I/O in the kernel come to 0.1-0.23 of a core in quiet
+ * runs; in one run of 2026-12-04 something outside the bench took a whole core during the follower
+ * run, and that run's ratio (0.39x) said nothing about raftlet. */
+export const OTHER_WORK_NOISY = 0.35;
+
+/** CPU (in cores) that neither the generator nor a member used during a write run; NaN if unknown. */
+export function otherWork(w: WriteRow): number {
+  return w.cpu.machine - w.cpu.generator - w.cpu.members.reduce((a, b) => a + b, 0);
+}
+
+/** One line for each write run that other work made noisy, naming the busiest other process. */
+export function noisyRunNotes(writes: readonly WriteRow[]): string[] {
+  const notes: string[] = [];
+  for (const w of writes) {
+    const other = otherWork(w);
+    if (!(other > OTHER_WORK_NOISY)) continue;
+    const who = w.cpu.busiestOther ?? null;
+    const named = who === null ? '' : ` (busiest other process: ${who.comm}, pid ${who.pid}, ${pct(who.cores)} of a core)`;
+    notes.push(`NOTE: other work on the machine took ${pct(other)} of a core during ${w.system} via ${w.via}, ${w.clients} clients${named}: that run is noisy.`);
+  }
+  return notes;
+}
+
 export function renderReport(r: BenchReport): string {
   const out: string[] = [];
   const e = r.environment;
@@ -241,6 +265,7 @@ export function renderReport(r: BenchReport): string {
     out.push(busiest > GENERATOR_BUSY
       ? `  WARNING: the load generator's event loop was ${pct(busiest)} busy in one run: it may have capped that run.`
       : `  The load generator's event loop was at most ${pct(busiest)} busy: it did not cap the figures.`);
+    for (const note of noisyRunNotes(r.writes)) out.push(`  ${note}`);
     for (const w of r.writes) if (w.firstError !== null) out.push(`  ${w.system} ${w.clients} clients: first error: ${w.firstError}`);
     out.push('');
   }
