@@ -19,8 +19,8 @@
 //   keep small (and the most it chooses under a limit below ~256 MB); it costs more frequent full
 //   collections, each of a live heap of ~15-20 MB.
 // - V8 exposes `gc` (--expose-gc): raftlet runs one full collection at the end of start-up, before
-//   it takes part in the cluster, instead of V8 running it a second later, in the middle of an
-//   election (src/run/startup-gc.ts). Nothing else calls it.
+//   it takes part in the cluster, instead of V8 running it a second or so later, when a member just
+//   restarted may be voting in a hand-off (src/run/startup-gc.ts). Nothing else calls it.
 // - glibc's malloc gets at most MALLOC_ARENA_MAX arenas: by default every thread that allocates
 //   (V8's compiler and GC helpers, libuv's pool) may get its own, and each keeps the memory freed in
 //   it; measured here, 2 arenas take 2 to 10 MB off raftlet's RSS.

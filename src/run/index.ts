@@ -204,7 +204,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     security.close();
     return err instanceof ListenError ? ExitCode.badConfig : ExitCode.failure;
   }
-  // Start-up's garbage goes now, not in a full collection a second from now, in an election.
+  // Start-up's garbage goes now, not in a full collection a second from now, maybe in a hand-off.
   const collected = collectStartupGarbage();
   if (collected !== null) {
     const mb = (bytes: number): number => Math.round(bytes / 1e5) / 10;
