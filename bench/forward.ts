@@ -18,11 +18,12 @@ import { parseArgs } from 'node:util';
 import { waitStable } from './lib/cluster.ts';
 import { compiledLauncher } from './lib/compiled.ts';
 import { runLoad, type LoadResult } from './lib/load.ts';
-import { numberOption } from './lib/options.ts';
+import { flagsOption, numberOption } from './lib/options.ts';
 import { killEverything, memoryOf } from './lib/procs.ts';
 import { RaftletCluster } from './lib/raftlet-cluster.ts';
 import { scrape, sumSamples } from './lib/scrape.ts';
 import { median } from './lib/stats.ts';
+import { CLUSTER_SIZE, KEYS, VALUE_BYTES, WRITE_TIMINGS } from './lib/workload.ts';
 
 const USAGE = `Usage: node bench/forward.ts [options]   (npm run bench:forward -- [options])
   --rounds N         rounds of (leader path, follower path) (default 4; the first is reported as cold)
@@ -32,12 +33,6 @@ const USAGE = `Usage: node bench/forward.ts [options]   (npm run bench:forward -
   --node-flags=FLAGS extra Node flags for every member, e.g. --node-flags="--max-semi-space-size=4"
   --dir PARENT       where the temp data dir goes (default ${tmpdir()}; a real disk, for fsync)
 `;
-
-/** The write runs' timings of the full bench (SPEC's defaults). */
-const TIMINGS = { heartbeatMs: 100, electionTimeoutMs: 1000 } as const;
-const CLUSTER_SIZE = 3;
-const VALUE_BYTES = 100;
-const KEYS = 500;
 
 interface Options {
   readonly rounds: number;
@@ -67,7 +62,7 @@ function parseOptions(argv: readonly string[]): Options | null {
     seconds: numberOption('seconds', values.seconds, 8, 1),
     warmupSeconds: numberOption('warmup', values.warmup, 2, 0),
     clients: Math.round(numberOption('clients', values.clients, 64, 1)),
-    nodeFlags: (values['node-flags'] ?? '').split(/\s+/).filter((f) => f !== ''),
+    nodeFlags: flagsOption(values['node-flags']),
     parentDir: resolve(values.dir ?? tmpdir()),
   };
 }
@@ -168,7 +163,7 @@ async function main(): Promise<number> {
   process.once('exit', killEverything);
   log('compiling src/ into a temp dir, as the image runs it');
   const cluster = new RaftletCluster({
-    size: CLUSTER_SIZE, ...TIMINGS, parentDir: options.parentDir, nodeFlags: options.nodeFlags,
+    size: CLUSTER_SIZE, ...WRITE_TIMINGS, parentDir: options.parentDir, nodeFlags: options.nodeFlags,
     bin: compiledLauncher(options.parentDir), env: { RAFTLET_USE_DIST: '1' },
   });
   const load = loadavg().map((l) => l.toFixed(2)).join(' ');

@@ -20,11 +20,12 @@ import { waitStable, type BenchCluster } from './lib/cluster.ts';
 import { EtcdCluster, ETCD_BIN, etcdAvailable } from './lib/etcd-cluster.ts';
 import { measureFailover, type FailoverRun } from './lib/failover.ts';
 import { runLoad } from './lib/load.ts';
-import { numberOption, UsageError } from './lib/options.ts';
+import { flagsOption, numberOption, UsageError } from './lib/options.ts';
 import { killEverything, memoryOf, runningChildren } from './lib/procs.ts';
 import { summarizeProfile, type ProfileSummary } from './lib/profile.ts';
 import { RaftletCluster, RAFTLET_BIN } from './lib/raftlet-cluster.ts';
 import { compiledLauncher } from './lib/compiled.ts';
+import { CLUSTER_SIZE, KEYS, VALUE_BYTES, WRITE_TIMINGS } from './lib/workload.ts';
 import {
   failoverSeries, judgeTargets, renderReport,
   type BenchReport, type FailoverSeries, type MemoryRow, type WriteRow,
@@ -50,13 +51,8 @@ const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
   --out FILE         the JSON result (default bench/results/<timestamp>.json)
 `;
 
-/** Timings of the write runs: SPEC's defaults, which are also etcd's. */
-const WRITE_TIMINGS = { heartbeatMs: 100, electionTimeoutMs: 1000 } as const;
 /** Timings of the failover runs, as the issue sets them. */
 const FAILOVER_TIMINGS = { heartbeatMs: 50, electionTimeoutMs: 300 } as const;
-const VALUE_BYTES = 100;
-const KEYS = 500;
-const CLUSTER_SIZE = 3;
 
 interface Options {
   readonly seconds: number;
@@ -118,7 +114,7 @@ function parseOptions(argv: readonly string[]): Options | null {
     follower: !values['no-follower'],
     profileDir: values.profile === undefined ? null : resolve(values.profile),
     source: values.source === true,
-    nodeFlags: (values['node-flags'] ?? '').split(/\s+/).filter((f) => f !== ''),
+    nodeFlags: flagsOption(values['node-flags']),
     parentDir: resolve(values.dir ?? tmpdir()),
     out: resolve(values.out ?? fileURLToPath(new URL(`results/${stamp}.json`, import.meta.url))),
   };

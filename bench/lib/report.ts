@@ -196,7 +196,7 @@ const pct = (share: number): string => (Number.isNaN(share) ? '-' : `${Math.roun
 export const OTHER_WORK_NOISY = 0.35;
 
 /** CPU (in cores) that neither the generator nor a member used during a write run; NaN if unknown. */
-export function otherWork(w: WriteRow): number {
+function otherWork(w: WriteRow): number {
   return w.cpu.machine - w.cpu.generator - w.cpu.members.reduce((a, b) => a + b, 0);
 }
 
