@@ -45,11 +45,8 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
   switch (cmd.op) {
     case 'put':
       if (cmd.value.byteLength > MAX_VALUE_LENGTH) throw new KvCodecError('cannot encode command: value is over 4 GiB');
-      // "Exists with this modIndex" and "does not exist" together can never hold: refuse it rather
-      // than commit an entry that always fails (the client API answers 400 for it as well).
-      if (cmd.ifMatch !== undefined && cmd.ifNoneMatch === true) {
-        throw new KvCodecError('cannot encode command: ifMatch and ifNoneMatch exclude each other');
-      }
+      const problem = unproposable(cmd);
+      if (problem !== null) throw new KvCodecError(`cannot encode command: ${problem}`);
       writer.u8(OP_PUT);
       writer.u8((cmd.ifMatch !== undefined ? FLAG_IF_MATCH : 0) | (cmd.ifNoneMatch === true ? FLAG_IF_NONE_MATCH : 0) | termFlag);
       writeKey(writer, cmd.ifMatch, cmd.ifTerm, cmd.key, keyLength);
@@ -67,6 +64,17 @@ export function encodeKvCommand(cmd: KvCommand): Uint8Array {
     }
   }
   return writer.bytes;
+}
+
+/**
+ * Why a command that decodes cannot be proposed, or null. "Exists with this modIndex" and "does not
+ * exist" together can never hold: such a put is refused rather than committed as an entry that
+ * always fails (the client API answers 400 for it as well). decodeKvCommand reads it, as it must
+ * read whatever a log holds; encodeKvCommand refuses it, and so does a leader given a command's
+ * bytes as they came from a follower.
+ */
+export function unproposable(cmd: KvCommand): string | null {
+  return cmd.op === 'put' && cmd.ifMatch !== undefined && cmd.ifNoneMatch === true ? 'ifMatch and ifNoneMatch exclude each other' : null;
 }
 
 function writeKey(writer: ByteWriter, ifMatch: number | undefined, ifTerm: number | undefined, key: string, keyLength: number): void {

@@ -4,12 +4,14 @@
 // apply, advance). It also implements the client seam (ClientOps) and the peer handlers, forwarding
 // to the leader when this node follows.
 import { ClientError, type ClientOps, type LeaderInfo, type Leadership, type NodeStatus, type TransferReason } from '../api/ops.ts';
-import { encodeKvCommand, KvCodecError } from '../kv/index.ts';
+import { encodeKvCommand, KvCodecError, unproposable } from '../kv/index.ts';
 import type { ChangeFeed, KvCommand, KvResult, KvView } from '../kv/types.ts';
 import { Raft } from '../raft/raft.ts';
 import type { AppHealth, ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, RestoredState, Role } from '../raft/types.ts';
 import { healthyTransferTarget } from './app-health.ts';
 import { systemClock, type Cancel, type Clock, type LogStore, type PeerSender, type StateMachine } from './ports.ts';
+import { Deadlines } from '../util/deadlines.ts';
+import { AppliedWaiters, type AppliedWaitKind } from './applied-waiters.ts';
 import { Waiters } from './waiters.ts';
 
 export interface NodeLogger {
@@ -84,23 +86,29 @@ export interface NodeHooks {
   onAppHealth?(health: AppHealth): void;
 }
 
-function isNoLeader(err: unknown): boolean {
+function isNoLeader(err: unknown): err is ClientError {
   return err instanceof ClientError && err.code === 'no_leader';
 }
 
+/** A no_leader answer that also names the refusal which started the retries, when there was one. */
+function withRefusal(err: ClientError, refusal: ClientError | null): ClientError {
+  return refusal === null || refusal.message === err.message ? err : new ClientError('no_leader', `${err.message} (retried after: ${refusal.message})`);
+}
+
+/** A write this node proposed as leader, waiting for its index to be applied. Its deadline is in
+ * RaftNode.proposalDeadlines until it is settled: one left to run out would keep the proposal (and
+ * its caller's promise) alive for the whole request timeout, thousands of them under load. */
 interface Proposal {
+  readonly index: number;
   readonly term: number;
   readonly resolve: (r: KvResult) => void;
   readonly reject: (err: Error) => void;
-  /** Clears the deadline timer once the proposal is settled otherwise: a timer left to run out would
-   * keep the proposal (and its caller's promise) alive for the whole request timeout, thousands of
-   * them under load. */
-  cancelDeadline: Cancel;
 }
 
 const noCancel: Cancel = () => undefined;
 
-/** A leader-side ReadIndex waiting for its heartbeat round; cancelDeadline as for Proposal. */
+/** A leader-side ReadIndex waiting for its heartbeat round; cancelDeadline clears its timer once it
+ * is settled otherwise. */
 interface PendingRead {
   readonly resolve: (index: number) => void;
   readonly reject: (err: Error) => void;
@@ -141,6 +149,10 @@ export class RaftNode implements ClientOps {
    * wait on one index (this node lost office and proposed there again in a later term); the entry
    * that commits there decides all of them. */
   private readonly proposals = new Map<number, Proposal[]>();
+  /** The proposals' deadlines, under one timer. */
+  private readonly proposalDeadlines: Deadlines<Proposal>;
+  /** Calls waiting for an index to be applied here (a forwarded write, a read barrier). */
+  private readonly appliedWaits: AppliedWaiters;
   /** When each recent tick began, on the monotonic clock, by the core's tick count (the lease). */
   private readonly tickTimes: Float64Array;
   private readonly tickNumbers: Float64Array;
@@ -155,6 +167,12 @@ export class RaftNode implements ClientOps {
     this.sm = options.stateMachine;
     this.clock = options.clock ?? systemClock;
     this.waiters = new Waiters(this.clock);
+    this.proposalDeadlines = new Deadlines<Proposal>((p) => this.proposalTimedOut(p), this.clock);
+    this.appliedWaits = new AppliedWaiters(this.clock, (index, kind) =>
+      kind === 'write'
+        ? new ClientError('timeout', `committed at index ${index} but not yet applied on ${this.id}`)
+        : new ClientError('timeout', `read index ${index} not yet applied on ${this.id}`),
+    );
     // A tick of about 10 ms keeps timeouts fine-grained; heartbeat and election are whole ticks.
     this.tickMs = Math.max(1, Math.min(10, Math.floor(options.heartbeatMs / 2)));
     this.leaseDriftRatio = options.leaseDriftRatio ?? DEFAULT_LEASE_DRIFT_RATIO;
@@ -261,11 +279,9 @@ export class RaftNode implements ClientOps {
     this.stopTicking = null;
     await this.waiters.until(() => !this.persisting, this.clock.now() + 10_000).catch(() => undefined);
     const closing = new ClientError('unavailable', 'the node is shutting down');
+    this.proposalDeadlines.clear();
     for (const waiting of this.proposals.values()) {
-      for (const p of waiting) {
-        p.cancelDeadline();
-        p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
-      }
+      for (const p of waiting) p.reject(new ClientError('timeout', 'the node shut down before the write was applied; its outcome is unknown'));
     }
     this.proposals.clear();
     for (const r of this.reads.values()) {
@@ -273,6 +289,7 @@ export class RaftNode implements ClientOps {
       r.reject(closing);
     }
     this.reads.clear();
+    this.appliedWaits.rejectAll(closing);
     this.waiters.rejectAll(closing);
   }
 
@@ -405,6 +422,7 @@ export class RaftNode implements ClientOps {
       this.fail(err, 'invariant');
       return false;
     }
+    this.appliedWaits.reached(this.sm.appliedIndex);
     const status = this.status();
     for (const h of this.hooks) h.onApplied?.(status);
     this.waiters.check();
@@ -447,6 +465,7 @@ export class RaftNode implements ClientOps {
     }
     this.guard(() => raft.advance(rd));
     if (rd.committed.length > 0 || rd.snapshot) {
+      this.appliedWaits.reached(this.sm.appliedIndex);
       const status = this.status();
       for (const h of this.hooks) h.onApplied?.(status);
       this.maybeSnapshot();
@@ -465,7 +484,7 @@ export class RaftNode implements ClientOps {
     for (const [index, waiting] of this.proposals) {
       if (index > snap.meta.index) continue;
       for (const p of waiting) {
-        p.cancelDeadline();
+        this.proposalDeadlines.delete(p);
         p.reject(new ClientError('timeout', 'the write was overtaken by a snapshot; its outcome is unknown'));
       }
       this.proposals.delete(index);
@@ -481,7 +500,7 @@ export class RaftNode implements ClientOps {
     if (!waiting) return;
     this.proposals.delete(entry.index);
     for (const p of waiting) {
-      p.cancelDeadline();
+      this.proposalDeadlines.delete(p);
       if (entry.term === p.term && result !== null) p.resolve(result);
       // Another entry committed at this index: ours never can (an entry's index is fixed and a
       // committed entry is final), so a retry is safe.
@@ -583,16 +602,19 @@ export class RaftNode implements ClientOps {
     this.drainIfElection(before);
   }
 
-  async onPropose(cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
+  async onPropose(cmd: KvCommand, deadlineMs: number, encoded?: Uint8Array): Promise<KvResult> {
     // A forwarded command passed the wire's type checks; the key-value rules (key bytes, control
-    // characters, If-Match >= 1) are checked here, as a 400 that proposes nothing.
+    // characters, If-Match >= 1) are checked here, as a 400 that proposes nothing. Bytes that
+    // came as they are (encoded) passed the log's own strict decoder, which checks those rules.
     let data: Uint8Array;
     try {
-      data = encodeKvCommand(cmd);
+      data = encoded ?? encodeKvCommand(cmd);
     } catch (err) {
       if (err instanceof KvCodecError) throw new ClientError('bad_request', err.message);
       throw err;
     }
+    const problem = unproposable(cmd);
+    if (problem !== null) throw new ClientError('bad_request', problem);
     // Never forwarded again: a follower forwarding to a stale leader gets no_leader and retries.
     return this.proposeHere(data, deadlineMs);
   }
@@ -730,6 +752,9 @@ export class RaftNode implements ClientOps {
 
   private async proposeAnywhere(cmd: KvCommand, deadlineMs: number): Promise<KvResult> {
     const data = encodeKvCommand(cmd);
+    // Why the first try was refused (an overloaded leader, say): named in the answer if retries then
+    // run out of time, which alone would only say "the deadline passed".
+    let refusal: ClientError | null = null;
     for (;;) {
       if (this.stopped) throw new ClientError('unavailable', 'the node is shutting down');
       try {
@@ -739,15 +764,19 @@ export class RaftNode implements ClientOps {
           const result = await this.options.peers.propose(leader.url, cmd, deadlineMs, data);
           this.learnCommit(result.index, result.term);
           // Read-your-writes on this node (SPEC §4): answer once the entry is applied here too.
-          await this.waitApplied(result.index, deadlineMs, `committed at index ${result.index} but not yet applied on ${this.id}`);
+          if (this.sm.appliedIndex < result.index) await this.waitApplied(result.index, deadlineMs, 'write');
           return result;
         }
       } catch (err) {
         // no_leader means certainly not applied (refused, or another entry won its index): the
         // write may go to the new leader, as long as the client's deadline allows.
-        if (!isNoLeader(err) || this.clock.now() >= deadlineMs) throw err;
+        if (!isNoLeader(err)) throw err;
+        if (this.clock.now() >= deadlineMs) throw withRefusal(err, refusal);
+        refusal ??= err;
       }
-      await this.awaitLeader(deadlineMs);
+      await this.awaitLeader(deadlineMs).catch((err: unknown) => {
+        throw isNoLeader(err) ? withRefusal(err, refusal) : err;
+      });
     }
   }
 
@@ -763,19 +792,21 @@ export class RaftNode implements ClientOps {
     }
     this.kick();
     return new Promise<KvResult>((resolve, reject) => {
-      const proposal: Proposal = { term: res.term, resolve, reject, cancelDeadline: noCancel };
+      const proposal: Proposal = { index: res.index, term: res.term, resolve, reject };
       const waiting = this.proposals.get(res.index);
       if (waiting) waiting.push(proposal);
       else this.proposals.set(res.index, [proposal]);
-      proposal.cancelDeadline = this.waiters.deadline(deadlineMs, () => {
-        const still = this.proposals.get(res.index);
-        const at = still?.indexOf(proposal) ?? -1;
-        if (!still || at < 0) return; // already settled
-        still.splice(at, 1);
-        if (still.length === 0) this.proposals.delete(res.index);
-        reject(new ClientError('timeout', `the write was proposed at index ${res.index} but not committed in time; its outcome is unknown`));
-      });
+      this.proposalDeadlines.add(proposal, deadlineMs);
     });
+  }
+
+  private proposalTimedOut(proposal: Proposal): void {
+    const still = this.proposals.get(proposal.index);
+    const at = still?.indexOf(proposal) ?? -1;
+    if (!still || at < 0) return; // already settled
+    still.splice(at, 1);
+    if (still.length === 0) this.proposals.delete(proposal.index);
+    proposal.reject(new ClientError('timeout', `the write was proposed at index ${proposal.index} but not committed in time; its outcome is unknown`));
   }
 
   async readBarrier(deadlineMs: number): Promise<void> {
@@ -799,7 +830,7 @@ export class RaftNode implements ClientOps {
         if (!isNoLeader(err) || this.clock.now() >= deadlineMs) throw err;
       }
       if (index !== null) {
-        await this.waitApplied(index, deadlineMs, `read index ${index} not yet applied on ${this.id}`);
+        if (this.sm.appliedIndex < index) await this.waitApplied(index, deadlineMs, 'read');
         return;
       }
       await this.awaitLeader(deadlineMs);
@@ -881,18 +912,21 @@ export class RaftNode implements ClientOps {
 
   // ---- waiting helpers ----------------------------------------------------------------------------
 
-  private async waitApplied(index: number, deadlineMs: number, what: string): Promise<void> {
-    try {
-      await this.waiters.until(() => this.sm.appliedIndex >= index, deadlineMs);
-    } catch {
-      throw new ClientError('timeout', what);
-    }
+  /** Resolves once index is applied here; rejects with ClientError 'timeout' at deadlineMs, or
+   * 'unavailable' if the node stops first. */
+  private waitApplied(index: number, deadlineMs: number, kind: AppliedWaitKind): Promise<void> {
+    if (this.sm.appliedIndex >= index) return Promise.resolve();
+    if (this.stopped) return Promise.reject(new ClientError('unavailable', 'the node is shutting down'));
+    return this.appliedWaits.wait(index, deadlineMs, kind);
   }
 
   /** Waits a little for a leader to appear; past the deadline, no_leader (nothing was proposed). */
   private async awaitLeader(deadlineMs: number): Promise<void> {
     const now = this.clock.now();
-    if (now >= deadlineMs) throw new ClientError('no_leader', `no leader was elected within the request timeout`);
+    if (now >= deadlineMs) {
+      const why = this.raft.currentLeader === null ? 'no leader was elected within the request timeout' : 'the request timeout passed before a retry';
+      throw new ClientError('no_leader', why);
+    }
     const seen = this.raft.currentLeader;
     const term = this.raft.currentTerm;
     await this.waitLeaderChange(seen, term, Math.min(LEADER_POLL_MS, deadlineMs - now));

@@ -25,7 +25,7 @@ import { clusterHeader, type ClusterIdentity } from './cluster-id.ts';
 import { encodeMessage, frameEncoded } from './codec.ts';
 import { dial, keepAliveAgent, requestOnce, trackReady, type DialOptions } from './dial.ts';
 import type { PeerBase } from './peer-url.ts';
-import { Deadlines } from './deadlines.ts';
+import { Deadlines } from '../util/deadlines.ts';
 import { FEATURES_HEADER, MESSAGES_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES, STREAM_CONTENT_TYPE, TARGET_HEADER } from './protocol.ts';
 import { describeFailure, isRefused, NotSentError, readErrorReply, refusalError } from './replies.ts';
 import { senderHeader } from './sender.ts';

@@ -27,8 +27,10 @@ export interface PeerHandlers {
   /** Raft messages, in the order the peer sent them. */
   onMessages(messages: Message[]): void | Promise<void>;
   /** Replicate cmd (this node should be the leader); reject with ClientError('no_leader') if it
-   * certainly was not proposed, ClientError('timeout') if its outcome is unknown. */
-  onPropose(cmd: KvCommand, deadlineMs: number): Promise<KvResult>;
+   * certainly was not proposed, ClientError('timeout') if its outcome is unknown. encoded: the
+   * bytes cmd was strictly decoded from (a propose-bytes call), in a buffer of their own, to
+   * propose as they are instead of encoding cmd again. */
+  onPropose(cmd: KvCommand, deadlineMs: number, encoded?: Uint8Array): Promise<KvResult>;
   /** ReadIndex (thesis §6.4.1): confirm leadership with a heartbeat round and return the commit
    * index the follower must have applied before it serves a linearizable read. */
   onReadIndex(deadlineMs: number): Promise<{ index: number; term: number }>;
@@ -121,14 +123,17 @@ export function prepareCall(kind: CallKind, json: unknown, handlers: PeerHandler
  */
 export function prepareProposeBytes(timeoutMs: number, command: Uint8Array, handlers: PeerHandlers, maxTimeoutMs: number): PreparedCall {
   if (!(timeoutMs >= 1 && timeoutMs <= maxTimeoutMs)) return { malformed: `malformed request: propose.timeoutMs: expected 1 to ${maxTimeoutMs} ms, got ${timeoutMs}` };
+  // A copy of its own: the frame's buffer holds other frames, which the log entry must not keep
+  // alive; and decoded from a whole buffer, the command's value is a view into it, not a second copy.
+  const own = command.slice();
   let cmd: KvCommand;
   try {
-    cmd = decodeKvCommand(command);
+    cmd = decodeKvCommand(own);
   } catch (error) {
     return { malformed: `malformed request: propose.command: ${errorText(error)}` };
   }
   const deadlineMs = Date.now() + timeoutMs;
-  return { run: (overrun) => answer(deadlineMs, () => handlers.onPropose(cmd, deadlineMs), encodeKvResult, overrun) };
+  return { run: (overrun) => answer(deadlineMs, () => handlers.onPropose(cmd, deadlineMs, own), encodeKvResult, overrun) };
 }
 
 function answer<T>(deadlineMs: number, run: () => Promise<T>, encode: (value: T) => string, overrun: OverrunTimer = ownTimer): Promise<CallAnswer> {

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NodeId } from '../raft/types.ts';
 import { encodeError } from './forwarding.ts';
 import type { ErrorCode } from './protocol.ts';
-import { Deadlines } from './deadlines.ts';
+import { Deadlines } from '../util/deadlines.ts';
 import { FEATURE_PROPOSE_BYTES, FEATURES_HEADER, STREAM_CONTENT_TYPE } from './protocol.ts';
 import { foreignMessage } from './sender.ts';
 import { errorText, prepareCall, prepareProposeBytes, receivedMessages, type CallAnswer, type OverrunTimer, type PeerHandlers, type PreparedCall } from './server-calls.ts';

@@ -17,7 +17,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   storage: ['raft', 'util'],
   kv: ['raft'],
   api: ['kv', 'raft'],
-  node: ['api', 'kv', 'raft'],
+  node: ['api', 'kv', 'raft', 'util'],
   transport: ['api', 'config', 'kv', 'raft', 'util'],
   metrics: ['raft', 'util'],
   kubernetes: ['raft'],

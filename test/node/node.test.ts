@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ClientError } from '../../src/api/ops.ts';
-import { encodeKvCommand } from '../../src/kv/index.ts';
+import { decodeKvCommand, encodeKvCommand } from '../../src/kv/index.ts';
 import type { KvCommand } from '../../src/kv/types.ts';
 import type { AppendRequest, Entry, Message, VoteRequest } from '../../src/raft/types.ts';
 import { ELECTION_TIMEOUT_MS, startNode, type Harness } from './fakes.ts';
@@ -149,6 +149,108 @@ test('a write or read that is answered leaves no deadline timer behind (none pil
   assert.ok(writes.every((w) => w.settled() && w.value().ok), 'every write was answered');
   assert.ok(reads.every((r) => r.settled()), 'every read barrier was answered');
   assert.equal(h.clock.pendingTimers(), before, 'the deadline timers of answered calls were cancelled');
+});
+
+test('writes waiting on a leader share one deadline timer, however many there are', async () => {
+  const h = startNode('n1', THREE);
+  await elect(h);
+  const before = h.clock.pendingTimers();
+  // No follower acknowledges: all 50 wait for their commit, each with its own deadline.
+  const writes = Array.from({ length: 50 }, (_, i) => watch(h.node.propose(put(`k${i}`, 'v'), h.clock.now() + 10_000 + i)));
+  await h.clock.settle();
+  assert.equal(writes.some((w) => w.settled()), false);
+  assert.ok(h.clock.pendingTimers() - before <= 1, `one timer for 50 deadlines, found ${h.clock.pendingTimers() - before}`);
+});
+
+test('forwarded writes waiting to be applied on a follower share one deadline timer, and are answered in index order', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  const cmds = Array.from({ length: 20 }, (_, i) => put(`k${i}`, `v${i}`));
+  // The leader answers each with its index (3 onwards: 2 is the new leader's no-op), in any order.
+  h.peers.onPropose = async (_url, cmd) => ({ ok: true, index: 3 + cmds.indexOf(cmd), term: 2 });
+  const before = h.clock.pendingTimers();
+  const writes = [...cmds].reverse().map((cmd) => watch(h.node.propose(cmd, h.clock.now() + 10_000)));
+  await h.clock.settle();
+  assert.equal(writes.some((w) => w.settled()), false, 'committed at the leader, not yet applied here');
+  assert.ok(h.clock.pendingTimers() - before <= 1, `one timer for 20 waits, found ${h.clock.pendingTimers() - before}`);
+  const entries: Entry[] = [{ kind: 'noop', term: 2, index: 2 }, ...cmds.map((cmd, i): Entry => ({ kind: 'command', term: 2, index: 3 + i, data: encodeKvCommand(cmd) }))];
+  // Applied up to index 12: the first ten writes are answered, the others still wait.
+  h.node.onMessages([appendFromN2(2, 1, 1, entries, 12)]);
+  await h.clock.settle();
+  const answered = writes.filter((w) => w.settled()).map((w) => w.value().index).sort((a, b) => a - b);
+  assert.deepEqual(answered, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  h.node.onMessages([{ kind: 'heartbeat', from: 'n2', to: 'n1', term: 2, commit: 22, seq: 2 }]);
+  await h.clock.settle();
+  assert.ok(writes.every((w) => w.settled() && w.value().ok));
+  assert.equal(h.clock.pendingTimers(), before, 'no deadline timer is left behind');
+});
+
+test('a forwarded write committed at the leader but not applied here by its deadline is a timeout', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  h.peers.onPropose = async () => ({ ok: true, index: 3, term: 2 });
+  const write = watch(h.node.propose(put('k', 'v'), h.clock.now() + 200));
+  await h.clock.advance(150);
+  assert.equal(write.settled(), false);
+  await h.clock.advance(100);
+  const error = clientError(write.error());
+  assert.equal(error.code, 'timeout');
+  assert.equal(error.message, 'committed at index 3 but not yet applied on n1');
+});
+
+test('stop() rejects a forwarded write waiting to be applied here', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  h.peers.onPropose = async () => ({ ok: true, index: 3, term: 2 });
+  const write = watch(h.node.propose(put('k', 'v'), h.clock.now() + 10_000));
+  await h.clock.settle();
+  assert.equal(write.settled(), false);
+  await h.node.stop();
+  await h.clock.settle();
+  assert.equal(clientError(write.error()).code, 'unavailable');
+});
+
+test('a leader proposes a forwarded command as the bytes it came in, and refuses one that can never apply', async () => {
+  const h = startNode('n1', ['n1']);
+  h.node.campaignIfAlone();
+  await h.clock.settle();
+  const cmd = put('k', 'v');
+  const bytes = encodeKvCommand(cmd);
+  const write = watch(h.node.onPropose(cmd, h.clock.now() + 1000, bytes));
+  await h.clock.settle();
+  const result = write.value();
+  assert.equal(result.ok, true);
+  const entry = h.store.saved.flatMap((u) => u.entries ?? []).find((e) => e.index === result.index);
+  assert.ok(entry !== undefined && entry.kind === 'command');
+  assert.equal(entry.data, bytes, 'the very bytes, not encoded again');
+  // A put with both If-Match and If-None-Match: encodeKvCommand refuses it, so set the
+  // If-None-Match flag bit (0b10, the third byte) in a valid If-Match put by hand.
+  const last = h.node.status().lastLogIndex;
+  const encodedBoth = encodeKvCommand({ ...put('k', 'v'), ifMatch: 1 });
+  encodedBoth[2] = (encodedBoth[2] ?? 0) | 0b10;
+  const both = decodeKvCommand(encodedBoth);
+  assert.ok(both.op === 'put' && both.ifMatch === 1 && both.ifNoneMatch === true, 'the log decoder reads it');
+  const refused = watch(h.node.onPropose(both, h.clock.now() + 1000, encodedBoth));
+  await h.clock.settle();
+  const error = clientError(refused.error());
+  assert.equal(error.code, 'bad_request');
+  assert.match(error.message, /exclude each other/);
+  assert.equal(h.node.status().lastLogIndex, last, 'nothing was proposed');
+});
+
+test('a forwarded write refused by an overloaded leader until its deadline says so, not only that time ran out', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  h.peers.onPropose = async (_url, _cmd, deadlineMs) => {
+    if (h.clock.now() + 1 > deadlineMs) throw new ClientError('no_leader', 'the deadline passed before the propose could be forwarded; not sent');
+    throw new ClientError('no_leader', 'the leader is overloaded: 99 bytes of entries are waiting to commit (limit 90); not proposed, retry later');
+  };
+  const write = watch(h.node.propose(put('k', 'v'), h.clock.now() + 200));
+  await h.clock.advance(300);
+  const error = clientError(write.error());
+  assert.equal(error.code, 'no_leader', 'certainly not applied: a retry is safe');
+  assert.match(error.message, /\(retried after: the leader is overloaded: 99 bytes/);
+  assert.ok(h.peers.calls.length >= 2, 'it retried while time remained');
 });
 
 test('a snapshot is taken once the commands applied since the last one reach snapshotBytes, however few they are', async () => {

@@ -24,7 +24,8 @@ export interface Recorder {
   readonly handlers: PeerHandlers;
   /** Every onMessages call, one array per request. */
   readonly batches: Message[][];
-  readonly proposals: { cmd: KvCommand; deadlineMs: number }[];
+  /** Every onPropose call; encoded: the bytes a propose-bytes call passed along with cmd. */
+  readonly proposals: { cmd: KvCommand; deadlineMs: number; encoded: Uint8Array | undefined }[];
   readonly calls: string[];
   /** What onPropose does; default: ok at index 7, term 2. */
   propose: (cmd: KvCommand, deadlineMs: number) => Promise<KvResult>;
@@ -59,9 +60,9 @@ export function recorder(): Recorder {
         r.batches.push(messages);
         return r.messages(messages);
       },
-      onPropose: (cmd, deadlineMs) => {
+      onPropose: (cmd, deadlineMs, encoded) => {
         r.calls.push('propose');
-        r.proposals.push({ cmd, deadlineMs });
+        r.proposals.push({ cmd, deadlineMs, encoded });
         return r.propose(cmd, deadlineMs);
       },
       onReadIndex: async () => {

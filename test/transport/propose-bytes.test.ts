@@ -97,6 +97,28 @@ describe('propose-bytes validation', () => {
   });
 });
 
+test('a prepared call hands the handler the bytes it came in as, copied into a buffer of their own', async () => {
+  const cmd: KvCommand = { op: 'put', key: 'k', value: new Uint8Array([5, 6, 7]), ifMatch: 3 };
+  const bytes = encodeKvCommand(cmd);
+  // As on the wire: the command is a view into a frame buffer that holds other frames too.
+  const frame = new Uint8Array(bytes.byteLength + 20).fill(0xee);
+  frame.set(bytes, 10);
+  const view = frame.subarray(10, 10 + bytes.byteLength);
+  const r = recorder();
+  const prepared = prepareProposeBytes(1000, view, r.handlers, 5000);
+  assert.ok('run' in prepared);
+  const answer = await prepared.run();
+  assert.equal(answer.status, 200);
+  const [proposal] = r.proposals;
+  assert.ok(proposal?.encoded !== undefined, 'the bytes are passed along');
+  assert.deepEqual(Buffer.from(proposal.encoded), Buffer.from(bytes));
+  assert.equal(proposal.encoded.byteOffset, 0);
+  assert.equal(proposal.encoded.buffer.byteLength, bytes.byteLength, 'not a view into the frame buffer');
+  assert.deepEqual(proposal.cmd, decodeKvCommand(bytes));
+  frame.fill(0);
+  assert.deepEqual(Buffer.from(proposal.encoded), Buffer.from(bytes), 'later frames reusing the buffer do not change it');
+});
+
 /** Opens a raw stream to a peer server and collects its reply frames. */
 async function rawStream(url: string): Promise<{ headers: IncomingMessage['headers']; send: (frame: Buffer) => void; replies: { id: number; status: number; json: string }[]; close: () => void }> {
   const req = request(`${url}${ROUTES.stream}`, {
