@@ -38,8 +38,7 @@ export class AppliedWaiters {
       const wait: AppliedWait = { index, kind, resolve, reject };
       let at = this.waits.length;
       while (at > 0 && this.waits[at - 1].index > index) at--;
-      if (at === this.waits.length) this.waits.push(wait);
-      else this.waits.splice(at, 0, wait);
+      this.waits.splice(at, 0, wait);
       this.deadlines.add(wait, deadlineMs);
     });
   }

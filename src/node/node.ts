@@ -607,14 +607,19 @@ export class RaftNode implements ClientOps {
     // characters, If-Match >= 1) are checked here, as a 400 that proposes nothing. Bytes that
     // came as they are (encoded) passed the log's own strict decoder, which checks those rules.
     let data: Uint8Array;
-    try {
-      data = encoded ?? encodeKvCommand(cmd);
-    } catch (err) {
-      if (err instanceof KvCodecError) throw new ClientError('bad_request', err.message);
-      throw err;
+    if (encoded !== undefined) {
+      // The one rule the decoder does not enforce (encodeKvCommand does, on the other path).
+      const problem = unproposable(cmd);
+      if (problem !== null) throw new ClientError('bad_request', problem);
+      data = encoded;
+    } else {
+      try {
+        data = encodeKvCommand(cmd);
+      } catch (err) {
+        if (err instanceof KvCodecError) throw new ClientError('bad_request', err.message);
+        throw err;
+      }
     }
-    const problem = unproposable(cmd);
-    if (problem !== null) throw new ClientError('bad_request', problem);
     // Never forwarded again: a follower forwarding to a stale leader gets no_leader and retries.
     return this.proposeHere(data, deadlineMs);
   }
@@ -913,9 +918,9 @@ export class RaftNode implements ClientOps {
   // ---- waiting helpers ----------------------------------------------------------------------------
 
   /** Resolves once index is applied here; rejects with ClientError 'timeout' at deadlineMs, or
-   * 'unavailable' if the node stops first. */
+   * 'unavailable' if the node stops first. Callers check first that index is not applied yet (and
+   * so skip the await when it is). */
   private waitApplied(index: number, deadlineMs: number, kind: AppliedWaitKind): Promise<void> {
-    if (this.sm.appliedIndex >= index) return Promise.resolve();
     if (this.stopped) return Promise.reject(new ClientError('unavailable', 'the node is shutting down'));
     return this.appliedWaits.wait(index, deadlineMs, kind);
   }
