@@ -11,8 +11,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  baseEnv, clusterHooks, releasePorts, reservePorts, runRaftlet, type ApiStatus, type Cluster, type HttpAnswer,
+  baseEnv, clusterHooks, runRaftlet, type ApiStatus, type Cluster, type HttpAnswer,
 } from '../support/cluster.ts';
+import { releasePorts, reservePorts } from '../support/ports.ts';
 
 const MAX_VALUE_BYTES = 1024;
 

@@ -1,4 +1,6 @@
-// Shared by the CLI tests: output capture, condition polling and free loopback ports.
+// Shared by the CLI tests: output capture, condition polling and a port check.
+// (Ports for `raftlet local` come from reservePortRun in test/support/ports.ts: below the ephemeral
+// range, so an outgoing connection's source port cannot take one, as it once did in CI.)
 import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -31,15 +33,4 @@ export async function portFree(port: number): Promise<boolean> {
     server.once('error', () => resolve(false));
     server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
   });
-}
-
-/** A base port with `count` free ports from it, from a range nobody else uses by default. */
-export async function freePortRun(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 30_000 + Math.floor(Math.random() * 20_000);
-    let free = true;
-    for (let port = base; port < base + count && free; port++) free = await portFree(port);
-    if (free) return base;
-  }
-  throw new Error(`no run of ${count} free ports found on 127.0.0.1`);
 }

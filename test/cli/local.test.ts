@@ -7,7 +7,8 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { nodeEnv, planLocal, renderIntro, runLocal } from '../../src/cli/local.ts';
-import { Capture, freePortRun, portFree, waitFor } from './helpers.ts';
+import { reservePortRun } from '../support/ports.ts';
+import { Capture, portFree, waitFor } from './helpers.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/raftlet.js', import.meta.url));
 const FAKE_NODE = fileURLToPath(new URL('./fixtures/fake-node.ts', import.meta.url));
@@ -69,7 +70,7 @@ describe('raftlet local: the plan', () => {
 
 describe('raftlet local with stand-in nodes', () => {
   it('shows plain change lines off a terminal, keeps a failed node down, and stops the rest', { timeout: 60_000 }, async () => {
-    const base = await freePortRun(9);
+    const base = await reservePortRun(9);
     const dir = path.join(scratch, 'plain');
     const out = new Capture();
     const err = new Capture();
@@ -106,7 +107,7 @@ describe('raftlet local with stand-in nodes', () => {
   });
 
   it('redraws the table in place on a terminal, only when it changes', { timeout: 60_000 }, async () => {
-    const base = await freePortRun(6);
+    const base = await reservePortRun(6);
     const out = new Capture(true, 200);
     let stop = (): void => {};
     const stopped = new Promise<void>((resolve) => { stop = resolve; });
@@ -131,7 +132,7 @@ describe('raftlet local with stand-in nodes', () => {
   });
 
   it('kills a node that ignores SIGTERM once the grace period is over', { timeout: 60_000 }, async () => {
-    const base = await freePortRun(3);
+    const base = await reservePortRun(3);
     const out = new Capture();
     let stop = (): void => {};
     const stopped = new Promise<void>((resolve) => { stop = resolve; });
@@ -151,7 +152,7 @@ describe('raftlet local with stand-in nodes', () => {
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`stops every node and exits 0 on ${signal}`, { timeout: 60_000 }, async () => {
-      const base = await freePortRun(6);
+      const base = await reservePortRun(6);
       const child = spawn(process.execPath, [LOCAL_WITH_FAKES, '--nodes=2', `--base-port=${base}`, `--data-dir=${path.join(scratch, signal)}`],
         { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
@@ -172,7 +173,7 @@ describe('raftlet local with stand-in nodes', () => {
   }
 
   it('refuses a port in use with exit code 2 and a line naming it, before starting anything', async () => {
-    const base = await freePortRun(6);
+    const base = await reservePortRun(6);
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(base + 4, '127.0.0.1', resolve));
     try {
@@ -196,7 +197,7 @@ describe('raftlet local with real nodes', () => {
   it('elects one leader, replicates a write, and stops every node on SIGINT', {
     skip: ready ? false : 'src/run/index.ts does not exist yet', timeout: 120_000,
   }, async () => {
-    const base = await freePortRun(9);
+    const base = await reservePortRun(9);
     const dir = path.join(scratch, 'real');
     const child = spawn(process.execPath, [BIN, 'local', `--base-port=${base}`, `--data-dir=${dir}`, '--election-timeout-ms=300',
       '--heartbeat-ms=50'], { env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -18,7 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { startDnsDouble, type DnsDouble } from '../support/k8s-double/dns.ts';
 import { startK8sDouble, type JsonObject, type K8sDouble, type Rule } from '../support/k8s-double/index.ts';
-import { allChildren, baseEnv, GiveUp, RAFTLET_BIN, REPO_ROOT, releasePorts, reservePorts, waitUntil, type ApiStatus, type WaitOptions } from '../support/cluster.ts';
+import { allChildren, baseEnv, GiveUp, RAFTLET_BIN, REPO_ROOT, waitUntil, type ApiStatus, type WaitOptions } from '../support/cluster.ts';
+import { releasePorts, reservePorts } from '../support/ports.ts';
 
 export { GiveUp, waitUntil, type ApiStatus } from '../support/cluster.ts';
 

@@ -6,9 +6,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { releasePorts, reservePorts } from '../ports.ts';
 
 export interface DnsPod {
   /** Pod name, e.g. raftlet-0: the SRV target is <pod>.<service>. */
@@ -111,6 +111,7 @@ export async function startDnsDouble(service: string, pods: readonly DnsPod[]): 
       await launch();
       break;
     } catch (err) {
+      releasePorts([port]);
       if (attempt >= 5) {
         await rm(dir, { recursive: true, force: true });
         throw err;
@@ -132,6 +133,7 @@ export async function startDnsDouble(service: string, pods: readonly DnsPod[]): 
     async stop() {
       await restarts;
       await kill();
+      releasePorts([port]);
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -154,20 +156,18 @@ async function waitAnswering(port: number): Promise<void> {
   throw new Error(`dnsmasq on 127.0.0.1:${port} never answered`);
 }
 
-/** An ephemeral port free for both UDP and TCP right now (dnsmasq binds both). */
+/** A reserved port below the ephemeral range (a restart reuses it, and no outgoing socket may take
+ * it meanwhile), free for UDP too: dnsmasq binds both. */
 async function freeUdpTcpPort(): Promise<number> {
   for (;;) {
+    const [port] = await reservePorts(1);
     const udp = createSocket('udp4');
-    const port = await new Promise<number>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(0, '127.0.0.1', () => resolve(udp.address().port));
+    const udpFree = await new Promise<boolean>((resolve) => {
+      udp.once('error', () => resolve(false));
+      udp.bind(port, '127.0.0.1', () => resolve(true));
     });
-    const tcpFree = await new Promise<boolean>((resolve) => {
-      const server = createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    await new Promise<void>((resolve) => udp.close(() => resolve()));
-    if (tcpFree) return port;
+    if (udpFree) await new Promise<void>((resolve) => udp.close(() => resolve()));
+    if (udpFree) return port;
+    releasePorts([port]);
   }
 }
