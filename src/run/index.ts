@@ -19,7 +19,7 @@ import { openData } from './data.ts';
 import { startDiscovery, type Discovery } from './discovery.ts';
 import { startAppHealthProbe } from './app-health.ts';
 import { ExitCode } from './exit-codes.ts';
-import { leaveIfScaledAway, stayingTarget } from './leave.ts';
+import { handOverBeforeStopping, leaveIfScaledAway } from './leave.ts';
 import { yieldCpu } from './yield-cpu.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
 import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-security.ts';
@@ -285,33 +285,15 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   }, 1000);
   stops.push(() => clearInterval(lagTimer));
 
-  /** A leader gives leadership to a member that stays, and resolves once another member leads (or
-   * the attempt failed); any other member resolves at once. */
-  const handOver = async (verdict: Promise<ScaleVerdict> | null): Promise<void> => {
-    const handing = node.raftStatus();
-    if (handing.role === 'leader' && handing.transferee !== null) {
-      // The reconciler is handing over already (this leader is scaled away): let that finish.
-      await node.waitLeaderChange(handing.leader, handing.term, settings.electionTimeoutMs * 2);
-    } else if (handing.role === 'leader' && node.members().some((m) => m.voter && m.id !== settings.nodeId)) {
-      try {
-        // To a member that stays: the replicas as the API says them now if it answers at once,
-        // else as last read; the API must not hold up the hand-off (SPEC §7).
-        const now = verdict === null ? null : await Promise.race([verdict, new Promise<null>((resolve) => setTimeout(() => resolve(null), 300))]);
-        const desired = now !== null && now.kind !== 'unknown' ? now.desired : (kube?.scale.latest() ?? null);
-        const to = await node.transferLeadership(stayingTarget(node, desired), Date.now() + settings.electionTimeoutMs * 2, 'shutdown');
-        logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
-      } catch (err) {
-        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');
-      }
-    }
-  };
   const shutdown = async (signal: string): Promise<void> => {
     const startedAt = Date.now();
     // Scale-down or restart? Asked of the API at once.
     const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
     // The hand-off starts before anything else: without Kubernetes, TimeoutNow is on its way before
     // this function first waits (thesis §3.10); the rest of the shutdown runs alongside.
-    const handedOver = handOver(verdict);
+    const handedOver = handOverBeforeStopping({
+      node, verdict, latestDesired: () => kube?.scale.latest() ?? null, electionTimeoutMs: settings.electionTimeoutMs, logger,
+    });
     // The transport writes what the core emitted at the end of this turn: one turn of the loop
     // before the logging and the API drain below, so the TimeoutNow is on the wire before them.
     await new Promise<void>((resolve) => setImmediate(resolve));

@@ -34,6 +34,56 @@ export function stayingTarget(node: Pick<RaftNode, 'raftStatus' | 'contactOrder'
   return best?.id ?? null;
 }
 
+/** What the shutdown hand-off needs of the node (narrow, so a test can stand in for it). */
+export type HandingNode = Pick<RaftNode, 'id' | 'raftStatus' | 'contactOrder' | 'members' | 'transferLeadership' | 'waitLeaderChange'>;
+
+export interface HandOverOptions {
+  readonly node: HandingNode;
+  /** Scale-down or restart, as the API answers (null without Kubernetes). */
+  readonly verdict: Promise<ScaleVerdict> | null;
+  /** The replicas as last read, for when the API does not answer at once. */
+  readonly latestDesired: () => DesiredReplicas | null;
+  readonly electionTimeoutMs: number;
+  readonly logger: Logger;
+  /** How long the hand-off waits for the API's verdict (SPEC §7: the API must not hold it up). */
+  readonly verdictWaitMs?: number;
+}
+
+/**
+ * On SIGTERM a leader gives leadership to a member that stays, and resolves once another member
+ * leads (or the attempt failed); any other member resolves at once. Never throws.
+ */
+export async function handOverBeforeStopping(options: HandOverOptions): Promise<void> {
+  const { node, verdict, logger } = options;
+  let s = node.raftStatus();
+  if (s.role !== 'leader') return;
+  if (s.transferee === null) {
+    if (!node.members().some((m) => m.voter && m.id !== node.id)) return;
+    // To a member that stays: the replicas as the API says them now if it answers at once, else
+    // as last read. Without Kubernetes nothing is awaited, so TimeoutNow leaves in this turn.
+    const wait = options.verdictWaitMs ?? 300;
+    const now = verdict === null ? null : await Promise.race([verdict, new Promise<null>((resolve) => setTimeout(() => resolve(null), wait))]);
+    s = node.raftStatus();
+    // Leadership may have moved on while the API was asked (the reconciler hands a scaled-away
+    // leader's role over by itself): then there is nothing left to hand over. Asking anyway would
+    // forward the request to the new leader, which would pick a target of its own, maybe this
+    // very member on its way out.
+    if (s.role !== 'leader') return;
+    if (s.transferee === null) {
+      const desired = now !== null && now.kind !== 'unknown' ? now.desired : options.latestDesired();
+      try {
+        const to = await node.transferLeadership(stayingTarget(node, desired), Date.now() + options.electionTimeoutMs * 2, 'shutdown');
+        logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
+      } catch (err) {
+        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');
+      }
+      return;
+    }
+  }
+  // A transfer is under way already (the reconciler's: this leader is scaled away): let it finish.
+  await node.waitLeaderChange(s.leader, s.term, options.electionTimeoutMs * 2);
+}
+
 export interface LeaveOptions {
   readonly node: LeavingNode;
   readonly peers: LeaderAsker;

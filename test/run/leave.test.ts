@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import type { NodeStatus } from '../../src/api/ops.ts';
 import type { ScaleVerdict } from '../../src/kubernetes/scale.ts';
 import type { Member, RaftStatus, Role } from '../../src/raft/types.ts';
-import { leaveIfScaledAway, stayingTarget, type LeaderAsker, type LeavingNode } from '../../src/run/leave.ts';
+import { handOverBeforeStopping, leaveIfScaledAway, stayingTarget, type HandingNode, type LeaderAsker, type LeavingNode } from '../../src/run/leave.ts';
 import pino from 'pino';
 
 const url = (id: string): string => `http://${id}:7070`;
@@ -119,5 +119,83 @@ describe('leaveIfScaledAway', () => {
     assert.equal(stayingTarget(fakeNode(level, refuse, ['raftlet-3', 'raftlet-1', 'raftlet-0']), stay3), 'raftlet-1');
     // No stream known: the first in the leader's progress order, as before.
     assert.equal(stayingTarget(fakeNode(level, refuse), stay3), 'raftlet-0');
+  });
+});
+
+describe('handOverBeforeStopping (SIGTERM)', () => {
+  const three = ['raftlet-0', 'raftlet-1', 'raftlet-2'].map(member);
+  type Call = { to: string | null; reason: string | undefined };
+
+  /** A node whose status the test sets; it records the transfers asked of it and the waits. */
+  function handing(initial: RaftStatus): { node: HandingNode; set: (s: RaftStatus) => void; calls: Call[]; waits: Array<[string | null, number]> } {
+    let status = initial;
+    const calls: Call[] = [];
+    const waits: Array<[string | null, number]> = [];
+    const node: HandingNode = {
+      id: initial.id,
+      raftStatus: () => status,
+      contactOrder: () => [],
+      members: () => status.members,
+      transferLeadership: async (to, _deadline, reason) => {
+        calls.push({ to, reason });
+        return { leader: to ?? 'raftlet-0', term: status.term + 1 };
+      },
+      waitLeaderChange: async (seen, term) => {
+        waits.push([seen, term]);
+        return null;
+      },
+    };
+    return { node, set: (s) => { status = s; }, calls, waits };
+  }
+  const options = (node: HandingNode, verdict: Promise<ScaleVerdict> | null) =>
+    ({ node, verdict, latestDesired: () => null, electionTimeoutMs: 500, logger: silent, verdictWaitMs: 200 });
+
+  it('without Kubernetes, a leader asks for the transfer in the same turn (TimeoutNow is not held up)', () => {
+    const h = handing(raftStatus('raftlet-2', 'leader', three, 'raftlet-2'));
+    void handOverBeforeStopping(options(h.node, null));
+    assert.deepEqual(h.calls, [{ to: null, reason: 'shutdown' }]);
+  });
+
+  it('to a member that stays, by the verdict when the API answers in time, else by the replicas last read', async () => {
+    const h = handing(raftStatus('raftlet-2', 'leader', three, 'raftlet-2'));
+    await handOverBeforeStopping(options(h.node, Promise.resolve(scaledAway(30_000))));
+    const never = new Promise<ScaleVerdict>(() => {});
+    await handOverBeforeStopping({ ...options(h.node, never), latestDesired: () => desired });
+    // raftlet-1 is further ahead, but scaled away with raftlet-2 (1 replica wanted).
+    assert.deepEqual(h.calls, [{ to: 'raftlet-0', reason: 'shutdown' }, { to: 'raftlet-0', reason: 'shutdown' }]);
+  });
+
+  it('asks nothing once leadership moved on while the API was asked (else the new leader might pick this member back)', async () => {
+    // CI saw it: the reconciler handed this scaled-away leader's role to raftlet-0 during the
+    // verdict wait; the hand-off then forwarded a transfer without a target to raftlet-0, which
+    // gave leadership back to raftlet-2, the member on its way out.
+    const h = handing(raftStatus('raftlet-2', 'leader', three, 'raftlet-2'));
+    let answer: (v: ScaleVerdict) => void = () => {};
+    const verdict = new Promise<ScaleVerdict>((resolve) => { answer = resolve; });
+    const done = handOverBeforeStopping(options(h.node, verdict));
+    h.set({ ...raftStatus('raftlet-2', 'follower', three, 'raftlet-0'), term: 4 });
+    answer(scaledAway(30_000));
+    await done;
+    assert.deepEqual(h.calls, []);
+  });
+
+  it('lets a transfer already under way finish, seen at once or after the verdict wait, and asks for none', async () => {
+    const under = { ...raftStatus('raftlet-2', 'leader', three, 'raftlet-2'), transferee: 'raftlet-0' };
+    const h = handing(under);
+    await handOverBeforeStopping(options(h.node, Promise.resolve(scaledAway(30_000))));
+    const later = handing(raftStatus('raftlet-2', 'leader', three, 'raftlet-2'));
+    const done = handOverBeforeStopping(options(later.node, new Promise<ScaleVerdict>(() => {})));
+    later.set(under);
+    await done;
+    assert.deepEqual([h.calls, later.calls], [[], []]);
+    assert.deepEqual([h.waits, later.waits], [[['raftlet-2', 3]], [['raftlet-2', 3]]]);
+  });
+
+  it('a follower, and a leader with no other voter, hand nothing over', async () => {
+    const follower = handing(raftStatus('raftlet-2', 'follower', three, 'raftlet-0'));
+    const alone = handing(raftStatus('raftlet-0', 'leader', [member('raftlet-0')], 'raftlet-0'));
+    await handOverBeforeStopping(options(follower.node, null));
+    await handOverBeforeStopping(options(alone.node, Promise.resolve(scaledAway(30_000))));
+    assert.deepEqual([follower.calls, alone.calls, follower.waits, alone.waits], [[], [], [], []]);
   });
 });
