@@ -15,6 +15,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { processAlive } from '../support/ports.ts';
 
 export const SUBNET_PREFIX = '10.99.0';
 export const SLOTS = 16;
@@ -114,15 +115,6 @@ export function environmentProblem(): string | null {
 
 // ---- slots ----------------------------------------------------------------------------------------
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function lockFile(slot: number): string {
   return path.join(LOCK_DIR, `slot-${slot}`);
 }
@@ -141,7 +133,7 @@ export async function acquireSlot(): Promise<number> {
   mkdirSync(LOCK_DIR, { recursive: true });
   for (let slot = 0; slot < SLOTS; slot++) {
     const owner = ownerOf(slot);
-    if (owner !== null && owner !== process.pid && alive(owner)) continue;
+    if (owner !== null && owner !== process.pid && processAlive(owner)) continue;
     if (owner !== null) {
       try {
         unlinkSync(lockFile(slot));
@@ -174,7 +166,7 @@ export async function cleanAbandonedSlots(): Promise<void> {
   const existing = await run('ip', ['netns', 'list']).catch(() => '');
   for (let slot = 0; slot < SLOTS; slot++) {
     const owner = ownerOf(slot);
-    if (owner !== null && alive(owner)) continue;
+    if (owner !== null && processAlive(owner)) continue;
     if (!existing.split('\n').some((line) => line.startsWith(`rlc${slot}n`))) continue;
     await destroySlot(slot);
   }

@@ -20,7 +20,8 @@ function ephemeralLow(): number {
   }
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid exists (a reservation's or a lock's owner). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
