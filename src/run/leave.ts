@@ -57,31 +57,32 @@ export async function handOverBeforeStopping(options: HandOverOptions): Promise<
   const { node, verdict, logger } = options;
   let s = node.raftStatus();
   if (s.role !== 'leader') return;
+  let now: ScaleVerdict | null = null;
   if (s.transferee === null) {
     if (!node.members().some((m) => m.voter && m.id !== node.id)) return;
     // To a member that stays: the replicas as the API says them now if it answers at once, else
     // as last read. Without Kubernetes nothing is awaited, so TimeoutNow leaves in this turn.
     const wait = options.verdictWaitMs ?? 300;
-    const now = verdict === null ? null : await Promise.race([verdict, new Promise<null>((resolve) => setTimeout(() => resolve(null), wait))]);
+    if (verdict !== null) now = await Promise.race([verdict, new Promise<null>((resolve) => setTimeout(() => resolve(null), wait))]);
     s = node.raftStatus();
     // Leadership may have moved on while the API was asked (the reconciler hands a scaled-away
     // leader's role over by itself): then there is nothing left to hand over. Asking anyway would
     // forward the request to the new leader, which would pick a target of its own, maybe this
     // very member on its way out.
     if (s.role !== 'leader') return;
-    if (s.transferee === null) {
-      const desired = now !== null && now.kind !== 'unknown' ? now.desired : options.latestDesired();
-      try {
-        const to = await node.transferLeadership(stayingTarget(node, desired), Date.now() + options.electionTimeoutMs * 2, 'shutdown');
-        logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
-      } catch (err) {
-        logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');
-      }
-      return;
-    }
   }
-  // A transfer is under way already (the reconciler's: this leader is scaled away): let it finish.
-  await node.waitLeaderChange(s.leader, s.term, options.electionTimeoutMs * 2);
+  if (s.transferee !== null) {
+    // A transfer is under way already (the reconciler's: this leader is scaled away): let it finish.
+    await node.waitLeaderChange(s.leader, s.term, options.electionTimeoutMs * 2);
+    return;
+  }
+  const desired = now !== null && now.kind !== 'unknown' ? now.desired : options.latestDesired();
+  try {
+    const to = await node.transferLeadership(stayingTarget(node, desired), Date.now() + options.electionTimeoutMs * 2, 'shutdown');
+    logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
+  } catch (err) {
+    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');
+  }
 }
 
 export interface LeaveOptions {

@@ -166,8 +166,10 @@ async function freeUdpTcpPort(): Promise<number> {
       udp.once('error', () => resolve(false));
       udp.bind(port, '127.0.0.1', () => resolve(true));
     });
-    if (udpFree) await new Promise<void>((resolve) => udp.close(() => resolve()));
-    if (udpFree) return port;
+    if (udpFree) {
+      await new Promise<void>((resolve) => udp.close(() => resolve()));
+      return port;
+    }
     releasePorts([port]);
   }
 }
