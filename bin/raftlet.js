@@ -24,6 +24,20 @@ if (major < 22 || (major === 22 && minor < 19)) {
   process.exit(2);
 }
 
+// `raftlet run` catches SIGTERM and SIGINT from here on, so a pod deleted while it starts stops
+// cleanly (exit 0) instead of Node's default way (exit 143). This first catch keeps the signal only
+// until src/run/stop-signals.ts, which the node runtime shares, takes over below (loading a module
+// through type stripping takes some 100 ms; only Node's own boot comes before this line).
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT'];
+const running = process.argv[2] === 'run';
+let earlySignal = null;
+const keepEarly = (signal) => {
+  earlySignal = signal;
+  // As later on: a second signal ends the process the default way.
+  for (const s of STOP_SIGNALS) process.removeListener(s, keepEarly);
+};
+if (running) for (const s of STOP_SIGNALS) process.on(s, keepEarly);
+
 const SIZED = 'RAFTLET_V8_SIZED';
 const sized = process.env[SIZED] === '1';
 delete process.env[SIZED];
@@ -66,7 +80,13 @@ if (typeof code === 'string') {
 }
 
 const args = process.argv.slice(2);
-if (args[0] === 'run' && !sized && typeof process.execve === 'function') {
+const stopSignals = running ? (await import(new URL(`run/stop-signals.${code.ext}`, code.dir).href)).stopSignals : null;
+if (stopSignals !== null) {
+  // Its listeners first, then away with the early ones: never a moment with none.
+  stopSignals.listen(earlySignal);
+  for (const s of STOP_SIGNALS) process.removeListener(s, keepEarly);
+}
+if (running && !sized && typeof process.execve === 'function') {
   const { planSizing, readMemoryLimit, nodeOptionsWords } = await import(new URL(`cli/v8-sizing.${code.ext}`, code.dir).href);
   const plan = planSizing({
     limitBytes: readMemoryLimit(),
@@ -75,6 +95,17 @@ if (args[0] === 'run' && !sized && typeof process.execve === 'function') {
     env: process.env,
   });
   if (plan.flags.length > 0 || Object.keys(plan.env).length > 0) {
+    // A signal caught now and not acted on would be lost with this program. One caught during the
+    // synchronous steps above reaches JavaScript in a poll phase of the loop: two turns make sure
+    // one has passed. Then the default comes back before the execve (Node's execve does some work
+    // of its own first): a signal from here on ends the process, never goes missing.
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+    stopSignals.close();
+    if (stopSignals.received !== null) {
+      // Nothing has started yet: a clean stop.
+      process.stderr.write(`raftlet: ${stopSignals.received} came before the node started: stopped\n`);
+      process.exit(0);
+    }
     process.execve(
       process.execPath,
       [process.execPath, ...process.execArgv, ...plan.flags, fileURLToPath(import.meta.url), ...args],

@@ -26,10 +26,15 @@ import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-s
 import { startReconciler } from './reconciler.ts';
 import { ListenError, startServers, type Servers } from './servers.ts';
 import { snapshotSource } from './snapshot-source.ts';
+import { stopSignals, type StopSignals } from './stop-signals.ts';
 import { collectStartupGarbage } from './startup-gc.ts';
 
-export async function runNode(settings: Settings): Promise<ExitCode> {
+export async function runNode(settings: Settings, signals: StopSignals = stopSignals): Promise<ExitCode> {
+  // Caught already if the bin started this process; the node stops once started (stop-signals.ts).
+  signals.listen();
   const logger = pino({ level: settings.logLevel, base: { node: settings.nodeId } });
+  // The first line: a start that takes long (a large log to replay) shows as under way.
+  logger.info({ dataDir: settings.dataDir, pid: process.pid, nodejs: process.versions.node }, `raftlet ${settings.nodeId} starting`);
   for (const warning of settings.warnings) logger.warn(warning);
   const metrics = new RaftletMetrics();
   const appMetrics = new AppMetrics(metrics.registry);
@@ -316,15 +321,11 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     await apiDrained;
     exit(ExitCode.ok);
   };
-  const onSignal = (signal: string): void => {
-    void shutdown(signal);
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  if (signals.received !== null) logger.info({ signal: signals.received }, 'the stop signal came during the start: stopping now that the start is done');
+  signals.onStop((signal) => void shutdown(signal));
 
   const code = await exited;
-  process.removeListener('SIGTERM', onSignal);
-  process.removeListener('SIGINT', onSignal);
+  signals.close();
   for (const stop of stops) stop();
   await node.stop();
   if (kube) {

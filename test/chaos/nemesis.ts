@@ -223,14 +223,14 @@ export class Nemesis {
         };
       }
       case 'terminate-leader': {
-        // SPEC §7: SIGTERM on the leader hands leadership over, then exits 0.
-        const node = this.pickNode(true, runningNotPaused);
+        // SPEC §7: SIGTERM on the leader hands leadership over, then exits 0. With no leader known
+        // any node that has begun its start will do (SIGTERM during a start ends in exit 0 too);
+        // one whose Node is still booting could not catch the signal yet.
+        const node = this.pickNode(true, (n) => runningNotPaused(n) && n.hasWritten());
         if (node === null) return null;
-        const code = await node.terminate(15_000);
-        if (code !== 0) {
-          this.options.anomaly(`${node.id} did not exit 0 on SIGTERM (${code === null ? 'killed after 15 s' : `code ${code}`})`, node.logTail(15).split('\n'));
-        }
-        return { kind, detail: `SIGTERM ${node.id} (exit ${code}), restart later`, heal: async () => node.start() };
+        const how = await node.terminate(15_000);
+        if (how !== 'exit 0') this.options.anomaly(`${node.id} did not exit 0 on SIGTERM (${how})`, node.logTail(15).split('\n'));
+        return { kind, detail: `SIGTERM ${node.id} (${how}), restart later`, heal: async () => node.start() };
       }
       case 'transfer': {
         const via = this.pickNode(false, runningNotPaused);

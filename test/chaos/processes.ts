@@ -7,7 +7,7 @@
 // The client API listens on ADDR_i:API_PORT, reachable from the root namespace where the clients
 // run; 127.0.0.1 inside a namespace is that namespace's own loopback.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, symlinkSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, symlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -126,6 +126,7 @@ export class ChaosNode {
   private expectingExit = false;
   paused = false;
   starts = 0;
+  private logSizeAtStart = 0;
 
   constructor(options: ChaosNodeOptions & { id: string; host: HostNet; peers: string }) {
     this.id = options.id;
@@ -170,6 +171,7 @@ export class ChaosNode {
     let child: ChildProcess;
     try {
       writeSync(log, `---- chaos harness: starting ${this.id} at t=${(this.clock() / 1000).toFixed(3)}s ----\n`);
+      this.logSizeAtStart = fstatSync(log).size;
       child = spawn('ip', inNamespace(this.host.ns, [process.execPath, this.bin, 'run']), {
         env: this.env,
         cwd: REPO_ROOT,
@@ -218,8 +220,23 @@ export class ChaosNode {
     this.paused = false;
   }
 
-  /** SIGTERM and wait; the exit code, or null if it had to be killed after timeoutMs. */
-  async terminate(timeoutMs: number): Promise<number | null> {
+  /**
+   * Whether the current process has written anything: raftlet's node logs its first line as soon
+   * as it catches SIGTERM (the bin catches it before that, but says nothing). Before, Node may still
+   * be booting, where no program can catch a signal.
+   */
+  hasWritten(): boolean {
+    if (this.child === null) return false;
+    try {
+      return statSync(this.logFile).size > this.logSizeAtStart;
+    } catch {
+      return false;
+    }
+  }
+
+  /** SIGTERM and wait; how the process ended: `exit 0`, `exit 1`, `ended by SIGTERM`, `killed
+   * after N s` (it had to be killed after timeoutMs), or null if it was not running. */
+  async terminate(timeoutMs: number): Promise<string | null> {
     const child = this.child;
     if (child === null) return null;
     this.resume();
@@ -234,9 +251,10 @@ export class ChaosNode {
     if (!inTime) {
       child.kill('SIGKILL');
       await this.exited;
-      return null;
+      return `killed after ${timeoutMs / 1000} s`;
     }
-    return this.exits[this.exits.length - 1]?.code ?? null;
+    const exit = this.exits.at(-1);
+    return exit?.signal !== null && exit?.signal !== undefined ? `ended by ${exit.signal}` : `exit ${exit?.code ?? '?'}`;
   }
 
   logText(): string {

@@ -52,16 +52,14 @@ function layout(options: { sources?: boolean; compiled?: boolean } = {}): string
   const root = path.join(scratch, `layout-${layouts++}`);
   mkdirSync(path.join(root, 'bin'), { recursive: true });
   copyFileSync(path.join(REPO, 'bin', 'raftlet.js'), path.join(root, 'bin', 'raftlet.js'));
-  const sizing = readFileSync(path.join(REPO, 'src', 'cli', 'v8-sizing.ts'), 'utf8');
-  if (options.sources !== false) {
-    mkdirSync(path.join(root, 'src', 'cli'), { recursive: true });
-    writeFileSync(path.join(root, 'src', 'cli', 'main.ts'), fakeMain('src'));
-    writeFileSync(path.join(root, 'src', 'cli', 'v8-sizing.ts'), sizing);
-  }
-  if (options.compiled !== false) {
-    mkdirSync(path.join(root, 'dist', 'cli'), { recursive: true });
-    writeFileSync(path.join(root, 'dist', 'cli', 'main.js'), fakeMain('dist'));
-    writeFileSync(path.join(root, 'dist', 'cli', 'v8-sizing.js'), stripTypeScriptTypes(sizing));
+  // The real modules the bin itself loads; main() is the stand-in.
+  const ownModules = ['cli/v8-sizing', 'run/stop-signals'].map((name) => ({ name, text: readFileSync(path.join(REPO, 'src', `${name}.ts`), 'utf8') }));
+  for (const [code, ext] of [['src', 'ts'], ['dist', 'js']] as const) {
+    if (options[code === 'src' ? 'sources' : 'compiled'] === false) continue;
+    mkdirSync(path.join(root, code, 'cli'), { recursive: true });
+    mkdirSync(path.join(root, code, 'run'), { recursive: true });
+    writeFileSync(path.join(root, code, 'cli', `main.${ext}`), fakeMain(code));
+    for (const m of ownModules) writeFileSync(path.join(root, code, `${m.name}.${ext}`), ext === 'ts' ? m.text : stripTypeScriptTypes(m.text));
   }
   return root;
 }
@@ -151,7 +149,12 @@ describe('bin/raftlet.js: V8 sizing of raftlet run', () => {
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     try {
       const lines = createInterface({ input: child.stdout! });
-      const first = await new Promise<string>((resolve) => lines.once('line', resolve));
+      let stderr = '';
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const first = await Promise.race([
+        new Promise<string>((resolve) => lines.once('line', resolve)),
+        exited.then((end) => assert.fail(`the bin ended (${JSON.stringify(end)}) before main() reported:\n${stderr}`)),
+      ]);
       const report = JSON.parse(first) as Report;
       assert.equal(report.pid, child.pid, 'process.execve replaced the image in place');
       assert.ok(report.execArgv.includes(`--max-semi-space-size=${SEMI_SPACE_MB}`));
