@@ -26,11 +26,12 @@ import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-s
 import { startReconciler } from './reconciler.ts';
 import { ListenError, startServers, type Servers } from './servers.ts';
 import { snapshotSource } from './snapshot-source.ts';
-import { stopSignals, type StopSignals } from './stop-signals.ts';
+import { stopSignals } from './stop-signals.ts';
 import { collectStartupGarbage } from './startup-gc.ts';
 
-export async function runNode(settings: Settings, signals: StopSignals = stopSignals): Promise<ExitCode> {
+export async function runNode(settings: Settings): Promise<ExitCode> {
   // Caught already if the bin started this process; the node stops once started (stop-signals.ts).
+  const signals = stopSignals;
   signals.listen();
   const logger = pino({ level: settings.logLevel, base: { node: settings.nodeId } });
   // The first line: a start that takes long (a large log to replay) shows as under way.

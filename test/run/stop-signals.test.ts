@@ -6,29 +6,37 @@ import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import { StopSignals, type StopSignal } from '../../src/run/stop-signals.ts';
 
-const listeners = (e: EventEmitter): number => e.listenerCount('SIGTERM') + e.listenerCount('SIGINT');
-
-test('a signal that comes before the handler is kept and handed over at once', () => {
+/** A latch on a stand-in for `process`, and what its handler saw once `handle` is called. */
+function latch(): { source: EventEmitter; signals: StopSignals; seen: StopSignal[]; handle: () => void; listeners: () => number } {
   const source = new EventEmitter();
   const signals = new StopSignals(source);
+  const seen: StopSignal[] = [];
+  return {
+    source,
+    signals,
+    seen,
+    handle: () => signals.onStop((s) => seen.push(s)),
+    listeners: () => source.listenerCount('SIGTERM') + source.listenerCount('SIGINT'),
+  };
+}
+
+test('a signal that comes before the handler is kept and handed over at once', () => {
+  const { source, signals, seen, handle, listeners } = latch();
   signals.listen();
-  assert.equal(listeners(source), 2);
+  assert.equal(listeners(), 2);
   source.emit('SIGTERM', 'SIGTERM');
   assert.equal(signals.received, 'SIGTERM');
-  assert.equal(listeners(source), 0, 'a second signal finds the default');
-  const seen: StopSignal[] = [];
-  signals.onStop((s) => seen.push(s));
+  assert.equal(listeners(), 0, 'a second signal finds the default');
+  handle();
   assert.deepEqual(seen, ['SIGTERM']);
 });
 
 test('a handler set first gets the first signal only', () => {
-  const source = new EventEmitter();
-  const signals = new StopSignals(source);
-  const seen: StopSignal[] = [];
+  const { source, signals, seen, handle, listeners } = latch();
   signals.listen();
   signals.listen();
-  assert.equal(listeners(source), 2, 'listening twice adds nothing');
-  signals.onStop((s) => seen.push(s));
+  assert.equal(listeners(), 2, 'listening twice adds nothing');
+  handle();
   assert.deepEqual(seen, []);
   source.emit('SIGINT', 'SIGINT');
   source.emit('SIGTERM', 'SIGTERM');
@@ -37,24 +45,20 @@ test('a handler set first gets the first signal only', () => {
 });
 
 test("a signal caught before the module was loaded (the bin's first catch) counts as the first", () => {
-  const source = new EventEmitter();
-  const signals = new StopSignals(source);
+  const { signals, seen, handle, listeners } = latch();
   signals.listen('SIGTERM');
   assert.equal(signals.received, 'SIGTERM');
-  assert.equal(listeners(source), 0, 'nothing more is caught');
-  const seen: StopSignal[] = [];
-  signals.onStop((s) => seen.push(s));
+  assert.equal(listeners(), 0, 'nothing more is caught');
+  handle();
   assert.deepEqual(seen, ['SIGTERM']);
 });
 
 test('close removes the listeners and the handler', () => {
-  const source = new EventEmitter();
-  const signals = new StopSignals(source);
-  const seen: StopSignal[] = [];
+  const { source, signals, seen, handle, listeners } = latch();
   signals.listen();
-  signals.onStop((s) => seen.push(s));
+  handle();
   signals.close();
-  assert.equal(listeners(source), 0);
+  assert.equal(listeners(), 0);
   source.emit('SIGTERM', 'SIGTERM');
   assert.deepEqual(seen, []);
   assert.equal(signals.received, null);
