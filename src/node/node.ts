@@ -386,6 +386,7 @@ export class RaftNode implements ClientOps {
     if (rd.entries.length === 0 && rd.hardState === null && rd.snapshot === null) {
       if (!membershipNews) for (const ev of rd.events) this.onEvent(ev);
       this.finish(raft, rd, 0);
+      this.waiters.check();
       return;
     }
     // Committed entries this node already holds durably (Raft.durableIndex, read before advance)
@@ -535,7 +536,8 @@ export class RaftNode implements ClientOps {
         this.options.logger.info({ term: ev.term }, 'won the election');
         break;
       case 'steppedDown':
-        this.options.logger.warn({ term: ev.term, reason: ev.reason }, 'stepped down');
+        if (ev.reason === 'transfer') this.options.logger.info({ term: ev.term }, 'stepped down, voting for the member it hands leadership to');
+        else this.options.logger.warn({ term: ev.term, reason: ev.reason }, 'stepped down');
         break;
       case 'membershipChanged':
         this.options.logger.info({ members: ev.members, index: ev.index }, 'membership changed');
@@ -732,6 +734,12 @@ export class RaftNode implements ClientOps {
       });
   }
 
+  /** Resolves once everything the core has emitted is durable and sent: no Ready is being persisted
+   * or waiting (a stopping leader's vote for its successor, say). Rejects at deadlineMs. */
+  settled(deadlineMs: number): Promise<void> {
+    return this.waiters.until(() => this.stopped || (!this.persisting && !this.raft.hasReady()), deadlineMs);
+  }
+
   async waitLeaderChange(seenLeader: NodeId | null, seenTerm: number, waitMs: number): Promise<LeaderInfo | null> {
     const changed = (): boolean => this.raft.currentLeader !== seenLeader || this.raft.currentTerm !== seenTerm;
     await this.waiters.until(changed, this.clock.now() + waitMs).catch(() => undefined);
@@ -871,7 +879,7 @@ export class RaftNode implements ClientOps {
     const startTerm = this.raft.currentTerm;
     // Among equally up-to-date targets, the member in contact longest (as etcd picks its
     // transferee): one that has just restarted would lead with cold code and caches.
-    const res = this.raft.transferLeadership(to, this.contactOrder());
+    const res = this.raft.transferLeadership(to, this.contactOrder(), reason === 'shutdown');
     if (!res.ok) throw new ClientError('bad_request', `cannot transfer leadership: ${res.message}`);
     if (res.to === this.id) return { leader: this.id, term: this.raft.currentTerm };
     // Thesis §3.10: TimeoutNow leaves at once (an early message: it needs no fsync), not on the

@@ -44,6 +44,20 @@ export class Progress {
     this.nextIndex = this.matchIndex + 1;
   }
 
+  /**
+   * A new leader's start for each member of its configuration (members added later are probed):
+   * it assumes the follower's log matches its own up to nextIndex - 1 and streams at once, so writes
+   * that arrive while its no-op is on the way are not held until that no-op is acknowledged. Most
+   * followers of a new leader are caught up (a hand-off sends TimeoutNow only to a caught-up
+   * target, and a voter's log is never ahead of the candidate it elects); one that is not refuses
+   * the first append and is probed from its hints. matchIndex stays 0: only an answer moves it.
+   */
+  startReplicating(): void {
+    this.state = 'replicate';
+    this.probeSent = false;
+    this.inflight.length = 0;
+  }
+
   becomeSnapshot(index: number): void {
     this.state = 'snapshot';
     this.pendingSnapshot = index;

@@ -119,6 +119,8 @@ export class Raft {
   private pendingConfigIndex = 0;
   private transferee: NodeId | null = null;
   private transferElapsed = 0;
+  /** The transfer under way is a stopping leader's: its vote goes with the TimeoutNow. */
+  private transferringToLeave = false;
   private readRound = 0;
   private pendingReads: PendingRead[] = [];
   private readsAwaitingTermCommit: number[] = [];
@@ -329,8 +331,9 @@ export class Raft {
 
   /** Thesis §3.10. `to` null: the most up-to-date voter; among equals, the first in `prefer` (the
    * host's order, e.g. the longest connected first: a member that has just restarted is the
-   * coldest to lead), then any. */
-  transferLeadership(to: NodeId | null, prefer: readonly NodeId[] = []): { ok: true; to: NodeId } | { ok: false; message: string } {
+   * coldest to lead), then any. `leaving`: this leader is stopping, and votes for the target as it
+   * sends TimeoutNow (voteForTransferee). */
+  transferLeadership(to: NodeId | null, prefer: readonly NodeId[] = [], leaving = false): { ok: true; to: NodeId } | { ok: false; message: string } {
     if (this.role !== 'leader') return { ok: false, message: 'not the leader' };
     if (this.transferee !== null) return { ok: false, message: `a transfer to ${this.transferee} is already in progress` };
     const target = to ?? this.mostUpToDateVoter(prefer);
@@ -341,6 +344,7 @@ export class Raft {
     if (!pr) return { ok: false, message: `${target} is not a member` };
     this.transferee = target;
     this.transferElapsed = 0;
+    this.transferringToLeave = leaving;
     this.events.push({ kind: 'transferStarted', to: target, term: this.term });
     if (pr.matchIndex === this.log.lastIndex) this.sendTimeoutNow(target);
     else this.sendAppend(pr, false);
@@ -882,7 +886,9 @@ export class Raft {
     this.progress.clear();
     for (const member of this.members) {
       if (member.id === this.id) continue;
-      this.progress.set(member.id, this.newProgress(member.id));
+      const pr = this.newProgress(member.id);
+      pr.startReplicating();
+      this.progress.set(member.id, pr);
     }
     // Config entries appended by earlier leaders but not known committed count as pending.
     this.pendingConfigIndex = this.configIndex > this.commitIndex ? this.configIndex : 0;
@@ -1006,6 +1012,28 @@ export class Raft {
   private sendTimeoutNow(to: NodeId): void {
     this.leaseForfeitedTerm = this.term;
     this.send({ kind: 'timeoutNow', from: this.id, to, term: this.term });
+    if (this.transferringToLeave && this.promotable()) this.voteForTransferee(to);
+  }
+
+  /**
+   * A leader that is stopping (transferLeadership with `leaving`) sends its own vote with its
+   * TimeoutNow (thesis §3.10): it steps into the term the target
+   * is about to campaign in and votes for it, as it would on the target's request, which it could
+   * not refuse: TimeoutNow goes only to a target holding all of this leader's log, and proposals are
+   * refused while the transfer runs, so the target's log is at least as up to date (§5.4.1). The
+   * answer leaves once the vote is durable (Figure 2), after the TimeoutNow on the same ordered
+   * link, and reaches the target about when its own vote is durable: in a cluster of three the
+   * target then wins without waiting for another voter's round trip and fsync. The price, a lost
+   * TimeoutNow leaving the cluster without a leader for an election timeout, is one a stopping
+   * leader pays anyway; a transfer asked for by an operator keeps this leader leading until the
+   * target wins, and lets it lead on if the transfer is given up.
+   */
+  private voteForTransferee(to: NodeId): void {
+    const term = this.term + 1;
+    this.events.push({ kind: 'steppedDown', reason: 'transfer', term });
+    this.becomeFollower(term, null);
+    this.votedFor = to;
+    this.messages.push({ kind: 'voteResponse', from: this.id, to, term, preVote: false, granted: true });
   }
 
   /** Sends the follower what it lacks, as far as flow control allows (§5.3); with allowEmpty, an
@@ -1060,7 +1088,10 @@ export class Raft {
       else if (pr.state === 'snapshot' && pr.matchIndex >= pr.pendingSnapshot) pr.becomeReplicate();
       if (advanced) this.maybeCommit();
       if (this.role !== 'leader') return;
-      if (this.transferee === m.from && pr.matchIndex === this.log.lastIndex) this.sendTimeoutNow(m.from);
+      if (this.transferee === m.from && pr.matchIndex === this.log.lastIndex) {
+        this.sendTimeoutNow(m.from);
+        if (this.role !== 'leader') return; // it voted for the target (voteForTransferee)
+      }
       this.sendAppend(pr, false);
       return;
     }

@@ -293,6 +293,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
 
   const shutdown = async (signal: string): Promise<void> => {
     const startedAt = Date.now();
+    const ledAtStop = node.raftStatus().role === 'leader';
     // Scale-down or restart? Asked of the API at once.
     const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
     // The hand-off starts before anything else: without Kubernetes, TimeoutNow is on its way before
@@ -304,10 +305,19 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     // before the logging and the API drain below, so the TimeoutNow is on the wire before them.
     await new Promise<void>((resolve) => setImmediate(resolve));
     // Once the target campaigns, this leader's own shutdown must not take CPU from the election
-    // and the new leader's first commit (yield-cpu.ts); a target still catching up needs this
-    // leader's appends, so then only after the hand-off.
-    if (node.raftStatus().timeoutNowSent) yieldCpu();
-    else if (node.raftStatus().role === 'leader') void handedOver.then(yieldCpu);
+    // and the new leader's first commit (yield-cpu.ts). Its vote for the target goes out once
+    // durable, after the TimeoutNow, and the target may be waiting for it: until it has left, the
+    // rest of the shutdown (logging, the API drain) waits, then the member steps back. A target
+    // still catching up needs this leader's appends: then it steps back only after the hand-off.
+    if (ledAtStop) {
+      const s = node.raftStatus();
+      if (s.role !== 'leader' || s.timeoutNowSent) {
+        await Promise.race([node.settled(Date.now() + settings.electionTimeoutMs).catch(() => undefined), handedOver]);
+        yieldCpu();
+      } else {
+        void handedOver.then(yieldCpu);
+      }
+    }
     logger.info({ signal }, 'stopping');
     // No new client requests; those in flight finish below (their entries may commit under the
     // next leader, which this node then applies). Watches end now: they would never finish.

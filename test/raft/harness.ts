@@ -284,8 +284,11 @@ export class Network {
         throw new InvariantError(`${node.id}: ${m.kind} of term ${m.term} in sendNow while term ${node.disk.hardState.term} is durable`);
       }
     }
-    if (leaderTraffic.length > 0 && rd.hardState && (rd.hardState.term !== node.disk.hardState.term || rd.hardState.votedFor !== node.disk.hardState.votedFor)) {
-      throw new InvariantError(`${node.id}: leader traffic in a Ready that still has to persist a new term or vote`);
+    // The same Ready may step into a later term: a stopping leader's TimeoutNow of its durable term
+    // leaves while its vote for the target, in the next term, is persisted. Within one term, though,
+    // a leader's vote never changes.
+    if (leaderTraffic.length > 0 && rd.hardState && rd.hardState.term === node.disk.hardState.term && rd.hardState.votedFor !== node.disk.hardState.votedFor) {
+      throw new InvariantError(`${node.id}: leader traffic in a Ready that still has to persist a new vote in its term`);
     }
   }
 

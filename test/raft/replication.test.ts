@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AppendRequest, AppendResponse, Message } from '../../src/raft/types.ts';
-import { HEARTBEAT_TICKS, Network, and, from, logOfTerms, ofKind, restored, to } from './harness.ts';
+import { HEARTBEAT_TICKS, Network, and, from, logOfTerms, ofKind, restored, text, to } from './harness.ts';
 
 const IDS = ['n1', 'n2', 'n3'];
 
@@ -176,6 +176,52 @@ test('§5.3 pipelining: at most maxInflightAppends unacknowledged appends per fo
   net.announceCommit('n1');
   assert.deepEqual(net.node('n2').state, net.node('n1').state);
   assert.equal(net.node('n2').state.length, 8);
+});
+
+test('§5.3 a new leader streams to its voters at once: a write made while its no-op is unacknowledged leaves at once', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  net.propose('n1', 'a');
+  net.deliverAll();
+  net.announceCommit('n1');
+  // n1 hands leadership to n2 (thesis §3.10), which wins term 3; its no-op is on the way to n3
+  // and not yet acknowledged.
+  net.raft('n1').transferLeadership('n2');
+  net.process('n1');
+  net.deliverAll((m) => m.kind === 'timeoutNow' || m.kind === 'vote' || m.kind === 'voteResponse');
+  assert.equal(net.raft('n2').currentRole, 'leader');
+  const noop = net.peek(and(from('n2'), to('n3'), ofKind('append')));
+  assert.equal(noop.length, 1, 'the no-op went out');
+  net.propose('n2', 'b');
+  const toN3 = net.peek(and(from('n2'), to('n3'), ofKind('append'))).filter((m): m is AppendRequest => m.kind === 'append');
+  assert.equal(toN3.length, 2, 'the write left without waiting for the answer to the no-op');
+  assert.deepEqual(toN3[1].entries.map((e) => e.kind === 'command' && text(e.data)), ['b']);
+  assert.equal(toN3[1].prevLogIndex, toN3[0].prevLogIndex + 1, 'streamed right behind the no-op');
+  net.deliverAll();
+  net.announceCommit('n2');
+  for (const id of IDS) assert.deepEqual(net.node(id).state, ['a', 'b'], `${id} applied both`);
+  assert.equal(net.delivered.filter((m) => m.kind === 'appendResponse' && !m.success).length, 0, 'nothing was refused');
+});
+
+test('§5.3 a new leader streaming to a voter whose log differs falls back to probing it, and the streamed appends behind the refused one change nothing', () => {
+  // s1 leads term 8 with s3's vote; s2 holds entries of terms 2 and 3 that s1 does not (Figure 7 (f)).
+  const ids = ['s1', 's2', 's3'];
+  const net = new Network();
+  net.add('s1', restored({ term: 7, entries: logOfTerms(LEADER_TERMS, ids) }));
+  net.add('s2', restored({ term: 7, entries: logOfTerms([1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], ids) }));
+  net.add('s3', restored({ term: 7, entries: logOfTerms(LEADER_TERMS, ids) }));
+  net.campaign('s1');
+  net.deliverAll((m) => m.kind === 'vote' || m.kind === 'voteResponse');
+  assert.equal(net.raft('s1').currentRole, 'leader');
+  for (let i = 0; i < 3; i++) net.propose('s1', `w${i}`);
+  const streamed = net.peek(and(from('s1'), to('s2'), ofKind('append')));
+  assert.ok(streamed.length >= 2, `${streamed.length} appends streamed before any answer`);
+  net.deliverAll();
+  net.announceCommit('s1');
+  assert.deepEqual(net.node('s2').logTerms(), net.node('s1').logTerms(), 's2 converged to the leader\'s log');
+  assert.deepEqual(net.node('s2').state, net.node('s1').state);
+  assert.deepEqual(net.node('s1').state.slice(-3), ['w0', 'w1', 'w2']);
+  assert.ok(net.delivered.some((m) => m.kind === 'appendResponse' && m.from === 's2' && !m.success), 's2 refused the optimistic append');
 });
 
 test('§5.3 the leader retries until a lost append arrives (followers that stopped answering catch up)', () => {

@@ -2,7 +2,7 @@
 // date, and sends it TimeoutNow; the target campaigns at once and wins.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ELECTION_TICKS, Network, from, not, ofKind, to } from './harness.ts';
+import { ELECTION_TICKS, Network, and, from, not, ofKind, to } from './harness.ts';
 
 const IDS = ['n1', 'n2', 'n3'];
 
@@ -128,4 +128,51 @@ test('thesis §3.10 with no target named and no preference, ties go to the first
   const net = Network.bootstrap(IDS);
   net.elect('n1');
   assert.deepEqual(net.raft('n1').transferLeadership(null), { ok: true, to: 'n2' });
+});
+
+test('thesis §3.10 a stopping leader votes for the target with its TimeoutNow, once that vote is durable: the target wins without waiting for another voter', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  net.propose('n1', 'a');
+  net.deliverAll();
+  net.isolate('n3'); // the third voter answers nothing
+  assert.deepEqual(net.raft('n1').transferLeadership('n2', [], true), { ok: true, to: 'n2' });
+  net.process('n1');
+  // The harness refuses a vote sent before its fsync; here the disk already holds it.
+  assert.deepEqual(net.node('n1').disk.hardState.term, 3);
+  assert.equal(net.node('n1').disk.hardState.votedFor, 'n2');
+  assert.equal(net.raft('n1').currentRole, 'follower', 'it leads no more once its vote is cast');
+  assert.deepEqual(net.node('n1').eventsOf('steppedDown').map((e) => e.reason), ['transfer']);
+  assert.deepEqual(
+    net.peek(from('n1')).map((m) => [m.kind, m.to, m.term, m.kind === 'voteResponse' && m.granted]),
+    [['timeoutNow', 'n2', 2, false], ['voteResponse', 'n2', 3, true]],
+    'TimeoutNow first, then the vote for the term the target is about to campaign in',
+  );
+  net.deliver(from('n1'));
+  const n2 = net.raft('n2');
+  assert.equal(n2.currentRole, 'leader', 'its own vote and the stopping leader\'s are a majority of three');
+  assert.equal(n2.currentTerm, 3);
+  assert.equal(net.peek(and(from('n2'), to('n1'), ofKind('vote'))).length, 1, 'won before its vote request reached n1');
+  net.heal();
+  net.deliverAll();
+  net.propose('n2', 'b');
+  net.deliverAll();
+  net.announceCommit('n2');
+  for (const id of IDS) assert.deepEqual(net.node(id).state, ['a', 'b'], `${id} applied both`);
+});
+
+test('thesis §3.10 a stopping leader whose TimeoutNow is lost leaves the cluster leaderless only until an election timeout', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  net.raft('n1').transferLeadership('n2', [], true);
+  net.process('n1');
+  assert.equal(net.drop(and(from('n1'), to('n2'))).length, 2, 'TimeoutNow and the vote, both lost');
+  net.runUntil(() => net.leader() !== undefined);
+  const leader = net.leader();
+  assert.ok(leader !== undefined, net.describe());
+  assert.ok(leader.raft.currentTerm >= 3, `term ${leader.raft.currentTerm}`);
+  net.propose(leader.id, 'after');
+  net.deliverAll();
+  net.announceCommit(leader.id);
+  for (const id of IDS) assert.deepEqual(net.node(id).state, ['after'], `${id} applied the write of the new leader`);
 });

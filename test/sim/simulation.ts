@@ -512,9 +512,16 @@ class Simulation {
     } else if (r < 0.92) {
       const voters = raft.membership.filter((m) => m.voter && m.id !== node.id);
       const to = voters.length > 0 && this.rng.chance(0.5) ? this.rng.pick(voters).id : null;
-      if (raft.transferLeadership(to).ok) {
+      // Half of them as a stopping leader's (it votes for the target with its TimeoutNow); here it
+      // runs on as a follower, which asks more of that vote than a member that then exits.
+      const leaving = this.rng.chance(0.5);
+      const term = raft.currentTerm;
+      if (raft.transferLeadership(to, [], leaving).ok) {
         this.stats.transfers++;
-        this.log(`transfer from ${node.id} to ${to ?? 'most up-to-date'}`);
+        this.log(`transfer from ${node.id} to ${to ?? 'most up-to-date'}${leaving ? ', leaving' : ''}`);
+        // Sending TimeoutNow gave the lease up; a leaving leader stepped down in the same step, so
+        // noteLease never sees it lead without one.
+        if (raft.currentRole !== 'leader') this.endLease(node.id, term);
       }
     } else if (r < 0.97 && (this.opts.membershipChanges ?? true)) {
       this.changeMembership(node, raft);
@@ -628,13 +635,17 @@ class Simulation {
     return (this.voidedLeases.get(leader) ?? -1) >= term;
   }
 
+  private endLease(leader: NodeId, term: number): void {
+    const held = this.leases.get(term);
+    if (held?.leader === leader && held.end > this.now) this.leases.set(term, { leader, end: this.now });
+  }
+
   private noteLease(node: SimNode, raft: Raft): void {
     if (this.leaseVoid(node.id, raft.currentTerm)) return;
     const basis = raft.leaseBasisTick();
     if (basis === null) {
       // A leader gives its lease up while it still leads (a transfer sent TimeoutNow): it ends now.
-      const held = this.leases.get(raft.currentTerm);
-      if (held?.leader === node.id && held.end > this.now) this.leases.set(raft.currentTerm, { leader: node.id, end: this.now });
+      this.endLease(node.id, raft.currentTerm);
       return;
     }
     const sentAt = node.tickTimes.get(basis);

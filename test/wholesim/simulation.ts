@@ -726,9 +726,12 @@ class WholeSimulation {
     if (running === null) return;
     const voters = running.node.members().filter((m) => m.voter);
     const to = this.rng.chance(0.5) && voters.length > 0 ? this.rng.pick(voters).id : null;
+    // Half of them as a stopping leader's hand-off (its vote goes with the TimeoutNow); the member
+    // runs on afterwards, which asks more of that vote than a member that then exits.
+    const reason = this.rng.chance(0.5) ? 'shutdown' : 'requested';
     this.stats.transfers++;
-    this.log(`transfer via ${member.slot.id} to ${to ?? 'most up-to-date'}`);
-    await this.against(member, () => running.node.transferLeadership(to, running.clock.now() + this.requestTimeoutMs));
+    this.log(`transfer via ${member.slot.id} to ${to ?? 'most up-to-date'} (${reason})`);
+    await this.against(member, () => running.node.transferLeadership(to, running.clock.now() + this.requestTimeoutMs, reason));
   }
 
   // ---- faults ------------------------------------------------------------------------------------
