@@ -1017,9 +1017,8 @@ export class Raft {
 
   /**
    * A leader that is stopping (transferLeadership with `leaving`) sends its own vote with its
-   * TimeoutNow (thesis §3.10): it steps into the term the target
-   * is about to campaign in and votes for it, as it would on the target's request, which it could
-   * not refuse: TimeoutNow goes only to a target holding all of this leader's log, and proposals are
+   * TimeoutNow (thesis §3.10): it steps into the term the target is about to campaign in and votes
+   * for it, as it would on the target's request, which it could not refuse: TimeoutNow goes only to a target holding all of this leader's log, and proposals are
    * refused while the transfer runs, so the target's log is at least as up to date (§5.4.1). The
    * answer leaves once the vote is durable (Figure 2), after the TimeoutNow on the same ordered
    * link, and reaches the target about when its own vote is durable: in a cluster of three the

@@ -139,7 +139,7 @@ test('thesis §3.10 a stopping leader votes for the target with its TimeoutNow, 
   assert.deepEqual(net.raft('n1').transferLeadership('n2', [], true), { ok: true, to: 'n2' });
   net.process('n1');
   // The harness refuses a vote sent before its fsync; here the disk already holds it.
-  assert.deepEqual(net.node('n1').disk.hardState.term, 3);
+  assert.equal(net.node('n1').disk.hardState.term, 3);
   assert.equal(net.node('n1').disk.hardState.votedFor, 'n2');
   assert.equal(net.raft('n1').currentRole, 'follower', 'it leads no more once its vote is cast');
   assert.deepEqual(net.node('n1').eventsOf('steppedDown').map((e) => e.reason), ['transfer']);
