@@ -363,7 +363,7 @@ export class RaftNode implements ClientOps {
       // round's heartbeats, TimeoutNow, vote requests); the rest waits for the next Ready.
       const early = this.raft.takeEarlyMessages();
       if (early.length > 0) this.options.peers.sendAll(early);
-      this.applyDurableCommitted();
+      this.applyCommitted();
       return;
     }
     if (!this.raft.hasReady()) return;
@@ -389,18 +389,15 @@ export class RaftNode implements ClientOps {
       this.waiters.check();
       return;
     }
-    // Committed entries this node already holds durably (Raft.durableIndex, read before advance)
-    // do not wait for this Ready's fsync: the writes they answer, here or forwarded from here, are
-    // done. They are applied after the save is handed over, so while it is persisted.
-    let durableCommitted = 0;
-    if (rd.snapshot === null) {
-      const durable = raft.durableIndex;
-      while (durableCommitted < rd.committed.length && rd.committed[durableCommitted].index <= durable) durableCommitted++;
-    }
+    // Committed entries do not wait for this Ready's fsync, even those it makes durable here: they
+    // are durable on a majority already (Raft.takeCommitted), so the writes they answer, here or
+    // forwarded from here, are done. They are applied after the save is handed over, so while it is
+    // persisted. With a snapshot they wait for its install, after the fsync.
+    const early = rd.snapshot === null ? rd.committed.length : 0;
     this.persisting = true;
     const saved = this.options.store.save(rd);
     if (!membershipNews) for (const ev of rd.events) this.onEvent(ev);
-    const appliedEarly = durableCommitted > 0 && this.applyNow(rd.committed, durableCommitted) ? durableCommitted : 0;
+    const appliedEarly = early > 0 && this.applyNow(rd.committed, early) ? early : 0;
     saved.then(
       () => {
         this.persisting = false;
@@ -430,13 +427,13 @@ export class RaftNode implements ClientOps {
     return true;
   }
 
-  /** Applies what became committed and is durable here (a forwarded write's answer, a quorum's
-   * acknowledgements) at once, also while a Ready is persisted: not after that fsync and the next. */
-  private applyDurableCommitted(): void {
+  /** Applies what became committed (a forwarded write's answer, a quorum's acknowledgements) at
+   * once, also while a Ready is persisted: not after that fsync and the next. */
+  private applyCommitted(): void {
     if (this.stopped) return;
     let entries: Entry[] = [];
     this.guard(() => {
-      entries = this.raft.takeDurableCommitted();
+      entries = this.raft.takeCommitted();
     });
     if (entries.length > 0) this.applyNow(entries, entries.length);
   }
@@ -469,8 +466,9 @@ export class RaftNode implements ClientOps {
       this.appliedWaits.reached(this.sm.appliedIndex);
       const status = this.status();
       for (const h of this.hooks) h.onApplied?.(status);
-      this.maybeSnapshot();
     }
+    // Also after entries alone: those applied before their fsync may be due for a snapshot now.
+    if (rd.committed.length > 0 || rd.snapshot || rd.entries.length > 0) this.maybeSnapshot();
     this.waiters.check();
     this.kick();
   }
@@ -514,6 +512,9 @@ export class RaftNode implements ClientOps {
     const bytesDue = this.appliedBytesSinceSnapshot >= (this.options.snapshotBytes ?? DEFAULT_SNAPSHOT_BYTES);
     if (applied - this.raft.snapshotIndex < this.options.snapshotEntries && !bytesDue) return;
     if (applied <= this.raft.snapshotIndex) return;
+    // Applied ahead of this node's fsync (takeCommitted): the log is compacted over durable entries
+    // only, so the snapshot waits for the fsync that covers what it holds.
+    if (applied > this.raft.durableIndex) return;
     const started = this.clock.now();
     const snapshot = this.raft.compact(applied, this.sm.snapshot());
     this.appliedBytesSinceSnapshot = 0;
@@ -915,7 +916,7 @@ export class RaftNode implements ClientOps {
     this.guard(() => this.raft.learnCommit(index, term));
     // What this node holds durably is applied now, so the caller's wait for it below usually ends
     // at once, without another turn of the loop or a timer.
-    this.applyDurableCommitted();
+    this.applyCommitted();
     this.kick();
   }
 

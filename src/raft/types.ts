@@ -166,9 +166,9 @@ export interface ReadState {
  * 3. send `messages` (votes, acknowledgements: they promise what step 2 made durable);
  * 4. install `snapshot` into the state machine if set, apply `committed` in order, answer `readStates`;
  * 5. call advance(ready).
- * Without a snapshot, the entries of `committed` up to Raft.durableIndex (read right after ready())
- * were durable before this Ready and may be applied while step 2 runs; while a Ready is being
- * persisted, Raft.takeDurableCommitted() hands out further committed, durable entries to apply at once.
+ * Without a snapshot, the entries of `committed` may be applied while step 2 runs: committed means
+ * durable on a majority, whether or not this node's own fsync has ended. While a Ready is being
+ * persisted, Raft.takeCommitted() hands out further committed entries to apply at once.
  */
 export interface Ready {
   readonly hardState: HardState | null;

@@ -2,7 +2,7 @@
 import { Raft } from '../../src/raft/raft.ts';
 import type { VoteRequest } from '../../src/raft/types.ts';
 
-export type PlantedBug = 'voteTwice' | 'commitPreviousTerm' | 'ackBeforePersist' | 'countOwnVoteEarly';
+export type PlantedBug = 'voteTwice' | 'commitPreviousTerm' | 'ackBeforePersist' | 'countOwnVoteEarly' | 'applyUncommitted';
 
 /** Grants every vote whose log check passes, forgetting whom it already voted for this term (§5.2). */
 export class VoteTwiceRaft extends Raft {
@@ -24,5 +24,13 @@ export class CommitByCountingRaft extends Raft {
 export class CountOwnVoteEarlyRaft extends Raft {
   protected override ownVoteDurable(): boolean {
     return true;
+  }
+}
+
+/** Applies, while a Ready is persisted, every entry it holds, committed or not: what applying ahead of
+ * the local fsync must never turn into (takeCommitted, §5.4). */
+export class ApplyUncommittedRaft extends Raft {
+  protected override appliableIndex(): number {
+    return this.lastLogIndex;
   }
 }

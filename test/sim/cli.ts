@@ -25,7 +25,7 @@ const { values } = parseArgs({
 
 const nodes = int('nodes', values.nodes);
 const steps = int('steps', values.steps);
-const bugs: readonly string[] = ['voteTwice', 'commitPreviousTerm', 'ackBeforePersist', 'countOwnVoteEarly'];
+const bugs: readonly string[] = ['voteTwice', 'commitPreviousTerm', 'ackBeforePersist', 'countOwnVoteEarly', 'applyUncommitted'];
 if (values.bug !== undefined && !bugs.includes(values.bug)) {
   console.error(`--bug must be one of ${bugs.join(', ')} (got ${values.bug})`);
   process.exit(2);

@@ -66,6 +66,8 @@ describe('the checker catches planted bugs', () => {
     // Votes are acknowledgements too: a vote granted before it is durable can be granted again after a crash.
     { bug: 'ackBeforePersist', nodes: 3, expect: /election safety|leader completeness|state machine safety|overwrite committed|linearizability|liveness/ },
     { bug: 'countOwnVoteEarly', nodes: 3, expect: /own vote/ },
+    // An entry applied before it is committed may be overwritten: the applied history then disagrees.
+    { bug: 'applyUncommitted', nodes: 3, expect: /leader completeness|state machine safety|linearizability/ },
   ];
   for (const { bug, nodes, expect } of cases) {
     test(`${bug} is reported as a violation`, () => {

@@ -6,7 +6,7 @@
 // peers). Safety invariants are checked after every step; liveness once faults stop.
 import { Raft, bootstrapState } from '../../src/raft/raft.ts';
 import type { Entry, HardState, Member, Message, NodeId, RaftConfig, Ready, RestoredState, Snapshot } from '../../src/raft/types.ts';
-import { CommitByCountingRaft, CountOwnVoteEarlyRaft, VoteTwiceRaft, type PlantedBug } from './buggy.ts';
+import { ApplyUncommittedRaft, CommitByCountingRaft, CountOwnVoteEarlyRaft, VoteTwiceRaft, type PlantedBug } from './buggy.ts';
 import { EventHeap } from './heap.ts';
 import { SafetyChecker, Violation } from './invariants.ts';
 import { Rng } from './rng.ts';
@@ -300,7 +300,9 @@ class Simulation {
           ? CommitByCountingRaft
           : this.opts.bug === 'countOwnVoteEarly'
             ? CountOwnVoteEarlyRaft
-            : Raft;
+            : this.opts.bug === 'applyUncommitted'
+              ? ApplyUncommittedRaft
+              : Raft;
     node.raft = new Impl(config, restored);
     node.incarnation++;
     node.persisting = null;
@@ -351,8 +353,11 @@ class Simulation {
     }
     this.noteLease(node, raft);
     if (node.persisting) {
-      // As the node runtime does: what needs no fsync leaves while one runs.
+      // As the node runtime does: what needs no fsync leaves while one runs, and what became
+      // committed is applied at once, durable here or not.
       this.sendAll(raft.takeEarlyMessages());
+      for (const entry of raft.takeCommitted()) this.apply(node, raft, entry);
+      this.serveAppliedReads(node);
       return;
     }
     if (!raft.hasReady()) return;
@@ -360,6 +365,12 @@ class Simulation {
     node.persisting = rd;
     node.persistingPrevTerm = rd.entries.length > 0 ? raft.termAt(rd.entries[0].index - 1) : undefined;
     this.sendAll(rd.sendNow);
+    // As the node runtime does: committed entries are applied while their fsync runs (a crash
+    // before it ends loses them here, not anywhere else); after a snapshot only once it is installed.
+    if (rd.snapshot === null) {
+      for (const entry of rd.committed) this.apply(node, raft, entry);
+      this.serveAppliedReads(node);
+    }
     // The planted bug acknowledges before its fsync: a crash in between loses what it promised.
     if (this.opts.bug === 'ackBeforePersist') this.sendAll(rd.messages);
     this.schedule({ kind: 'persisted', time: this.now + this.rng.between(1, 4), seq: 0, node: node.id, incarnation: node.incarnation });
@@ -378,8 +389,8 @@ class Simulation {
     if (rd.snapshot) {
       node.kv = new Map(this.snapshotStates.get(rd.snapshot.data));
       node.applied = rd.snapshot.meta.index;
+      for (const entry of rd.committed) this.apply(node, raft, entry);
     }
-    for (const entry of rd.committed) this.apply(node, raft, entry);
     for (const rs of rd.readStates) node.readsWaiting.push(rs);
     for (const requestId of rd.readsFailed) this.pendingReads.delete(requestId);
     this.serveAppliedReads(node);
@@ -470,6 +481,8 @@ class Simulation {
 
   private maybeSnapshot(node: SimNode, raft: Raft): void {
     if (node.applied - raft.snapshotIndex < this.snapshotEvery) return;
+    // Applied ahead of its fsync: the snapshot waits until what it holds is durable here.
+    if (node.applied > raft.durableIndex) return;
     const data = new Uint8Array(0);
     this.snapshotStates.set(data, new Map(node.kv));
     const snap = raft.compact(node.applied, data);
