@@ -79,7 +79,6 @@ export type FatalKind = 'storage' | 'invariant';
 
 export interface NodeHooks {
   onRaftEvent?(ev: RaftEvent): void;
-  onApplied?(status: NodeStatus): void;
   onProposal?(result: 'ok' | 'precondition_failed' | 'no_leader' | 'timeout' | 'error', seconds: number): void;
   onSnapshot?(seconds: number, kind: 'create' | 'install'): void;
   onLeadershipTransfer?(outcome: TransferOutcome): void;
@@ -421,8 +420,6 @@ export class RaftNode implements ClientOps {
       return false;
     }
     this.appliedWaits.reached(this.sm.appliedIndex);
-    const status = this.status();
-    for (const h of this.hooks) h.onApplied?.(status);
     this.waiters.check();
     return true;
   }
@@ -462,11 +459,7 @@ export class RaftNode implements ClientOps {
       this.reads.delete(requestId);
     }
     this.guard(() => raft.advance(rd));
-    if (rd.committed.length > 0 || rd.snapshot) {
-      this.appliedWaits.reached(this.sm.appliedIndex);
-      const status = this.status();
-      for (const h of this.hooks) h.onApplied?.(status);
-    }
+    if (rd.committed.length > 0 || rd.snapshot) this.appliedWaits.reached(this.sm.appliedIndex);
     // Also after entries alone: those applied before their fsync may be due for a snapshot now.
     if (rd.committed.length > 0 || rd.snapshot || rd.entries.length > 0) this.maybeSnapshot();
     this.waiters.check();

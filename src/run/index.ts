@@ -166,7 +166,6 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
       }
       if (ev.kind === 'roleChanged' || ev.kind === 'leaderChanged' || ev.kind === 'termChanged' || ev.kind === 'membershipChanged') publishRole();
     },
-    onApplied: (status) => metrics.setIndices(status),
     onProposal: (result, seconds) => metrics.observeProposal(result, seconds),
     onSnapshot: (seconds, kind) => metrics.observeSnapshot(seconds, kind),
     onAppHealth: (health) => appMetrics.setAppHealth(health),
@@ -178,6 +177,10 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     },
   });
   metrics.syncStatus(node.status());
+  metrics.readIndicesFrom(() => {
+    const s = node.status();
+    return { commitIndex: s.commitIndex, appliedIndex: s.appliedIndex, lastLogIndex: s.lastLogIndex };
+  });
 
   const apiShutdown = new AbortController();
   let servers: Servers;
@@ -287,7 +290,6 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     const lag = new Map<NodeId, number>();
     if (s.role === 'leader') for (const p of s.progress) lag.set(p.id, Math.max(0, s.lastLogIndex - p.matchIndex));
     metrics.setFollowerLag(lag);
-    metrics.setIndices({ commitIndex: s.commitIndex, appliedIndex: node.kv().appliedIndex, lastLogIndex: s.lastLogIndex });
   }, 1000);
   stops.push(() => clearInterval(lagTimer));
 

@@ -288,6 +288,27 @@ describe('RaftletMetrics observations', () => {
     assert.equal(sampleValue(text, 'raftlet_discovery_members'), 0, 'an empty answer finds no members');
   });
 
+  it('reads the index gauges from their source when scraped, not before', async () => {
+    const metrics = fresh();
+    let indices = { commitIndex: 5, appliedIndex: 4, lastLogIndex: 6 };
+    let reads = 0;
+    metrics.readIndicesFrom(() => {
+      reads++;
+      return indices;
+    });
+    assert.equal(reads, 0, 'nothing is read until a scrape');
+    assert.equal(await value(metrics, 'raftlet_commit_index'), 5);
+    assert.equal(await value(metrics, 'raftlet_applied_index'), 4);
+    assert.equal(await value(metrics, 'raftlet_last_log_index'), 6);
+    indices = { commitIndex: 9, appliedIndex: 9, lastLogIndex: 11 };
+    const text = await metrics.render();
+    assert.deepEqual(
+      ['raftlet_commit_index', 'raftlet_applied_index', 'raftlet_last_log_index'].map((name) => sampleValue(text, name)),
+      [9, 9, 11],
+      'each scrape reads them again',
+    );
+  });
+
   it('refuses label values outside the fixed sets, so a bad cast cannot grow the series', () => {
     const metrics = fresh();
     assert.throws(() => metrics.observeProposal('weird' as ProposalResult, 1), /unknown proposal result "weird"/);
