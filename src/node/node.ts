@@ -907,8 +907,8 @@ export class RaftNode implements ClientOps {
 
   private learnCommit(index: number, term: number): void {
     this.guard(() => this.raft.learnCommit(index, term));
-    // What this node holds durably is applied now, so the caller's wait for it below usually ends
-    // at once, without another turn of the loop or a timer.
+    // What this node holds of it is applied now, durable here or not, so the caller's wait for it
+    // below usually ends at once, without another turn of the loop or a timer.
     this.applyCommitted();
     this.kick();
   }

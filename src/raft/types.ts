@@ -168,7 +168,8 @@ export interface ReadState {
  * 5. call advance(ready).
  * Without a snapshot, the entries of `committed` may be applied while step 2 runs: committed means
  * durable on a majority, whether or not this node's own fsync has ended. While a Ready is being
- * persisted, Raft.takeCommitted() hands out further committed entries to apply at once.
+ * persisted, Raft.takeCommitted() hands out further committed entries to apply at once, after the
+ * Ready's own `committed` (apply order).
  */
 export interface Ready {
   readonly hardState: HardState | null;
