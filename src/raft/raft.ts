@@ -93,6 +93,8 @@ export class Raft {
   private commitIndex: number;
   /** The last committed index handed to the host for applying. */
   private appliedHandedOut: number;
+  /** The highest commit learnt (learnCommit) for an entry this log did not hold yet. */
+  private commitHint: { readonly index: number; readonly term: number } | null = null;
   /** A Ready with a snapshot was handed out and not advanced yet: its entries wait for the install. */
   private snapshotOutstanding = false;
   private members: Membership;
@@ -372,14 +374,19 @@ export class Raft {
    * The leader says the entry (index, term) is committed, e.g. in its answer to a write or read
    * this follower forwarded. If this log holds that entry, Log Matching (§5.3) makes everything up
    * to it identical to the leader's log, hence committed: apply it now rather than after the next
-   * append or heartbeat (read-your-writes on followers without a commit broadcast).
+   * append or heartbeat (read-your-writes on followers without a commit broadcast). If it does not
+   * hold it yet (the answer overtook the append that carries it), the commit is kept and taken up
+   * when an append brings that entry (adoptCommitHint): a committed entry stays committed.
    */
   learnCommit(index: number, term: number): void {
-    if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) {
+    if (index <= this.commitIndex) return;
+    if (index <= this.log.lastIndex && this.log.termAt(index) === term) {
       // A follower that forwarded the request may have become leader since.
       if (this.role === 'leader') this.releaseBudget(this.commitIndex + 1, index);
       this.commitIndex = index;
+      return;
     }
+    if (this.commitHint === null || index > this.commitHint.index) this.commitHint = { index, term };
   }
 
   /** The last log index this node holds durably: step 2 of an earlier Ready covered it. */
@@ -1280,7 +1287,20 @@ export class Raft {
     // §5.3 receiver rule 5.
     const newCommit = Math.min(m.leaderCommit, lastNewIndex);
     if (newCommit > this.commitIndex) this.commitIndex = newCommit;
+    this.adoptCommitHint();
     this.messages.push(this.appendReply(m.from, true, lastNewIndex, 0, 0, 0));
+  }
+
+  /** A commit learnt before this log held its entry (learnCommit) takes effect once it holds that
+   * entry, (index, term): by Log Matching (§5.3) everything up to it is then the leader's, committed. */
+  private adoptCommitHint(): void {
+    const hint = this.commitHint;
+    if (hint === null) return;
+    if (hint.index <= this.commitIndex) this.commitHint = null;
+    else if (this.log.termAt(hint.index) === hint.term) {
+      this.commitIndex = hint.index;
+      this.commitHint = null;
+    }
   }
 
   private handleHeartbeat(m: HeartbeatRequest): void {

@@ -177,12 +177,14 @@ test('forwarded writes waiting to be applied on a follower share one deadline ti
   assert.equal(writes.some((w) => w.settled()), false, 'committed at the leader, not yet applied here');
   assert.ok(h.clock.pendingTimers() - before <= 1, `one timer for 20 waits, found ${h.clock.pendingTimers() - before}`);
   const entries: Entry[] = [{ kind: 'noop', term: 2, index: 2 }, ...cmds.map((cmd, i): Entry => ({ kind: 'command', term: 2, index: 3 + i, data: encodeKvCommand(cmd) }))];
-  // Applied up to index 12: the first ten writes are answered, the others still wait.
-  h.node.onMessages([appendFromN2(2, 1, 1, entries, 12)]);
+  // The entries up to index 12 arrive: the first ten writes are answered, the others still wait.
+  h.node.onMessages([appendFromN2(2, 1, 1, entries.slice(0, 11), 12)]);
   await h.clock.settle();
   const answered = writes.filter((w) => w.settled()).map((w) => w.value().index).sort((a, b) => a - b);
   assert.deepEqual(answered, [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-  h.node.onMessages([{ kind: 'heartbeat', from: 'n2', to: 'n1', term: 2, commit: 22, seq: 2 }]);
+  // The rest arrive with the leader's commit index still at 12: the answers said they are committed
+  // (Raft.learnCommit keeps that until the entries are here), so they are applied now.
+  h.node.onMessages([appendFromN2(2, 12, 2, entries.slice(11), 12)]);
   await h.clock.settle();
   assert.ok(writes.every((w) => w.settled() && w.value().ok));
   assert.equal(h.clock.pendingTimers(), before, 'no deadline timer is left behind');

@@ -101,3 +101,29 @@ test('§7 the log is compacted only over entries durable here, even when later o
   raft.advance(rd);
   assert.equal(raft.compact(6, new Uint8Array([2])).meta.index, 6, 'and past it once the fsync ended');
 });
+
+test('§5.3 a commit learnt before the entry arrives is taken up when the append brings it', () => {
+  const raft = follower();
+  raft.ready();
+  raft.learnCommit(6, 3);
+  assert.deepEqual(raft.takeCommitted(), [], 'entry 6 is not in this log yet');
+  raft.step(append(4, 3, [5, 6], 4));
+  assert.deepEqual(indexes(raft.takeCommitted()), [1, 2, 3, 4, 5, 6], 'the append says 4, the answer said 6');
+});
+
+test('§5.3 a learnt commit is taken up only for the same entry, index and term', () => {
+  const raft = follower();
+  raft.ready();
+  // Leader n1 of term 3 replicated 5 and 6; only 5 committed. n3 won term 4 without 6 and
+  // committed its own 6 (term 4), which it tells this follower before its appends arrive.
+  raft.step(append(4, 3, [5, 6], 4));
+  const fromN3 = (prevLogIndex: number, entries: Entry[], leaderCommit: number): AppendRequest => ({
+    kind: 'append', from: 'n3', to: 'n2', term: 4, prevLogIndex, prevLogTerm: 3, entries, leaderCommit,
+  });
+  raft.learnCommit(6, 4);
+  assert.deepEqual(indexes(raft.takeCommitted()), [1, 2, 3, 4], 'this log holds (6, term 3), not (6, term 4)');
+  raft.step(fromN3(4, [{ kind: 'noop', term: 3, index: 5 }], 5));
+  assert.deepEqual(indexes(raft.takeCommitted()), [5], 'an append that leaves the old 6 in place does not commit it');
+  raft.step(fromN3(5, [{ kind: 'noop', term: 4, index: 6 }], 5));
+  assert.deepEqual(indexes(raft.takeCommitted()), [6], 'the append that brings (6, term 4) does');
+});

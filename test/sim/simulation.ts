@@ -96,7 +96,10 @@ type SimEvent =
   | { readonly kind: 'persisted'; readonly time: number; readonly seq: number; readonly node: NodeId; readonly incarnation: number }
   | { readonly kind: 'client'; readonly time: number; readonly seq: number }
   | { readonly kind: 'peerDead'; readonly time: number; readonly seq: number; readonly node: NodeId; readonly peer: NodeId; readonly real: boolean }
-  | { readonly kind: 'fault'; readonly time: number; readonly seq: number };
+  | { readonly kind: 'fault'; readonly time: number; readonly seq: number }
+  /** A leader's word that (index, term) is committed, as its answer to a forwarded write carries it
+   * (Raft.learnCommit); it may overtake the append that brings the entry. */
+  | { readonly kind: 'commitNotice'; readonly time: number; readonly seq: number; readonly from: NodeId; readonly node: NodeId; readonly index: number; readonly term: number };
 
 interface WriteCmd {
   readonly key: string;
@@ -250,6 +253,9 @@ class Simulation {
         return;
       case 'peerDead':
         this.onPeerDead(event.node, event.peer, event.real);
+        return;
+      case 'commitNotice':
+        this.onCommitNotice(event.from, event.node, event.index, event.term);
         return;
       default: {
         const never: never = event;
@@ -442,6 +448,7 @@ class Simulation {
     }
     if (this.safety.onApply(node.id, entry, raft.currentTerm)) this.stats.committed = Math.max(this.stats.committed, entry.index);
     node.applied = entry.index;
+    this.maybeNoticeCommit(node, raft, entry);
     if (entry.kind === 'command') {
       const cmd = this.commands.get(entry.data);
       if (cmd) node.kv.set(cmd.key, cmd.value);
@@ -615,6 +622,25 @@ class Simulation {
       if (!this.rng.chance(real ? 0.85 : 0.6)) continue;
       this.schedule({ kind: 'peerDead', time: this.now + this.rng.between(1, this.maxDelay), seq: 0, node: peer.id, peer: subject.id, real });
     }
+  }
+
+  /** Now and then a leader tells another member that an entry it applied is committed, with a delay
+   * that lets it overtake the appends (a forwarded write's answer); lost like a message. */
+  private maybeNoticeCommit(node: SimNode, raft: Raft, entry: Entry): void {
+    if (raft.currentRole !== 'leader' || !this.rng.chance(0.2)) return;
+    const others = [...this.nodes.keys()].filter((id) => id !== node.id);
+    if (others.length === 0 || (this.faultsOn && this.rng.chance(this.dropRate))) return;
+    const to = this.rng.pick(others);
+    this.schedule({ kind: 'commitNotice', time: this.now + this.rng.between(1, this.maxDelay * 2), seq: 0, from: node.id, node: to, index: entry.index, term: entry.term });
+  }
+
+  private onCommitNotice(from: NodeId, id: NodeId, index: number, term: number): void {
+    const node = this.nodes.get(id);
+    const sender = this.nodes.get(from);
+    if (!node?.raft || !sender || sender.group !== node.group) return;
+    this.log(`${id} told (${index}, t${term}) is committed`);
+    node.raft.learnCommit(index, term);
+    this.afterInput(node);
   }
 
   private onPeerDead(id: NodeId, peer: NodeId, real: boolean): void {
