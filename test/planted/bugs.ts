@@ -115,8 +115,8 @@ export const PLANTED_BUGS: readonly PlantedBug[] = [
     id: 'learn-commit-term-mismatch',
     what: "learnCommit trusts an index whose entry here has another term",
     file: 'src/raft/raft.ts',
-    find: 'if (index > this.commitIndex && index <= this.log.lastIndex && this.log.termAt(index) === term) {',
-    replace: 'if (index > this.commitIndex && index <= this.log.lastIndex) {',
+    find: 'if (index <= this.log.lastIndex && this.log.termAt(index) === term) {',
+    replace: 'if (index <= this.log.lastIndex) {',
     catcher: { kind: 'test', file: 'test/raft/learn-commit.test.ts' },
   },
   {
