@@ -413,8 +413,8 @@ export class Raft {
     return entries;
   }
 
-  /** The last entry that may be applied: committed, and in this log. (A planted bug in the
-   * simulator's checker tests overrides it.) */
+  /** The last entry that may be applied, by a Ready or takeCommitted: committed, and in this log.
+   * (A planted bug in the simulator's checker tests overrides it.) */
   protected appliableIndex(): number {
     return Math.min(this.commitIndex, this.log.lastIndex);
   }
@@ -452,7 +452,7 @@ export class Raft {
     if (this.needsBroadcast) this.broadcastAppends();
     const entries = this.unstableFrom <= this.log.lastIndex ? this.log.slice(this.unstableFrom, this.log.lastIndex) : [];
     const hardState = this.hardStateChanged() || entries.length > 0 ? this.currentHardState() : null;
-    const committedTo = Math.min(this.commitIndex, this.log.lastIndex);
+    const committedTo = this.appliableIndex();
     const committed = committedTo > this.appliedHandedOut ? this.log.slice(this.appliedHandedOut + 1, committedTo) : [];
     const rd: Ready = {
       hardState,
@@ -1040,14 +1040,15 @@ export class Raft {
   /**
    * A leader that is stopping (transferLeadership with `leaving`) sends its own vote with its
    * TimeoutNow (thesis §3.10): it steps into the term the target is about to campaign in and votes
-   * for it, as it would on the target's request, which it could not refuse: TimeoutNow goes only to a target holding all of this leader's log, and proposals are
-   * refused while the transfer runs, so the target's log is at least as up to date (§5.4.1). The
-   * answer leaves once the vote is durable (Figure 2), after the TimeoutNow on the same ordered
-   * link, and reaches the target about when its own vote is durable: in a cluster of three the
-   * target then wins without waiting for another voter's round trip and fsync. The price, a lost
-   * TimeoutNow leaving the cluster without a leader for an election timeout, is one a stopping
-   * leader pays anyway; a transfer asked for by an operator keeps this leader leading until the
-   * target wins, and lets it lead on if the transfer is given up.
+   * for it, as it would on the target's request, which it could not refuse: TimeoutNow goes only to
+   * a target holding all of this leader's log, and proposals are refused while the transfer runs,
+   * so the target's log is at least as up to date (§5.4.1). The answer leaves once the vote is
+   * durable (Figure 2), after the TimeoutNow on the same ordered link, and reaches the target about
+   * when its own vote is durable: in a cluster of three the target then wins without waiting for
+   * another voter's round trip and fsync. The price, a lost TimeoutNow leaving the cluster without a
+   * leader for an election timeout, is one a stopping leader pays anyway; a transfer asked for by an
+   * operator keeps this leader leading until the target wins, and lets it lead on if the transfer
+   * is given up.
    */
   private voteForTransferee(to: NodeId): void {
     const term = this.term + 1;

@@ -362,8 +362,7 @@ class Simulation {
       // As the node runtime does: what needs no fsync leaves while one runs, and what became
       // committed is applied at once, durable here or not.
       this.sendAll(raft.takeEarlyMessages());
-      for (const entry of raft.takeCommitted()) this.apply(node, raft, entry);
-      this.serveAppliedReads(node);
+      this.applyAll(node, raft, raft.takeCommitted());
       return;
     }
     if (!raft.hasReady()) return;
@@ -373,10 +372,7 @@ class Simulation {
     this.sendAll(rd.sendNow);
     // As the node runtime does: committed entries are applied while their fsync runs (a crash
     // before it ends loses them here, not anywhere else); after a snapshot only once it is installed.
-    if (rd.snapshot === null) {
-      for (const entry of rd.committed) this.apply(node, raft, entry);
-      this.serveAppliedReads(node);
-    }
+    if (rd.snapshot === null) this.applyAll(node, raft, rd.committed);
     // The planted bug acknowledges before its fsync: a crash in between loses what it promised.
     if (this.opts.bug === 'ackBeforePersist') this.sendAll(rd.messages);
     this.schedule({ kind: 'persisted', time: this.now + this.rng.between(1, 4), seq: 0, node: node.id, incarnation: node.incarnation });
@@ -441,6 +437,12 @@ class Simulation {
   }
 
   // ---- the state machine and its clients ---------------------------------------------------------
+
+  /** Applies entries in order and serves the reads that were waiting for them. */
+  private applyAll(node: SimNode, raft: Raft, entries: readonly Entry[]): void {
+    for (const entry of entries) this.apply(node, raft, entry);
+    this.serveAppliedReads(node);
+  }
 
   private apply(node: SimNode, raft: Raft, entry: Entry): void {
     if (entry.index !== node.applied + 1) {
