@@ -656,14 +656,23 @@ export class Raft {
   /** §5.1 term rules, with the pre-vote and leader-lease exceptions. Returns false to drop m. */
   private handleTerm(m: Message): boolean {
     if (m.term > this.term) {
-      if (m.kind === 'vote') {
-        // Thesis §4.2.3 / §6.2: while we hear from a leader, a vote request is a disruption, not news.
-        // The leader lease (leaseBasisTick) rests on this rule: change it and the lease must change.
+      if (m.kind === 'vote' || m.kind === 'voteResponse') {
+        // Thesis §4.2.3 / §6.2: while we hear from a leader, an election's higher term is a
+        // disruption, not news: a vote request, and also, on a follower, the answer to a pre-vote
+        // it sent before it heard from the leader again (a refusal carries the refuser's term;
+        // adopting it would let the follower vote in that term within the lease; a leader steps
+        // down on it as on any higher term, §5.1, and then votes for nobody, leaseGuard). The
+        // leader lease (leaseBasisTick) rests on this rule: change it and the lease must change.
         const inLease = this.checkQuorum && (this.leader !== null || this.leaseGuard) && this.electionElapsed < this.electionTicks;
-        if (inLease && !m.transfer) return false;
-        if (m.preVote) return true; // a pre-vote never changes our term
+        if (m.kind === 'vote') {
+          if (inLease && !m.transfer) return false;
+          if (m.preVote) return true; // a pre-vote never changes our term
+        } else if (m.preVote && m.granted) {
+          return true; // carries the future term
+        } else if (inLease && this.role !== 'leader') {
+          return false;
+        }
       }
-      if (m.kind === 'voteResponse' && m.preVote && m.granted) return true; // carries the future term
       const fromLeader = m.kind === 'append' || m.kind === 'heartbeat' || m.kind === 'snapshot';
       if (this.role === 'leader') this.events.push({ kind: 'steppedDown', reason: 'higherTerm', term: m.term });
       this.becomeFollower(m.term, fromLeader ? m.from : null);

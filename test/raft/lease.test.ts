@@ -94,6 +94,22 @@ test('lease rule: a follower that heard from the leader refuses pre-votes for el
   assert.ok(refusedTicks >= ELECTION_TICKS - 1, `granted after ${refusedTicks} ticks`);
 });
 
+test('lease rule: a refused pre-vote answered in a higher term does not lift the lease', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  const n2 = net.raft('n2');
+  // n2 had asked for a pre-vote before it heard from n1 again; n3, by now a candidate of term 3,
+  // refuses it late, in its own term. Adopting that term would let n2 vote in it within n1's lease.
+  net.step({ kind: 'voteResponse', from: 'n3', to: 'n2', term: 3, preVote: true, granted: false });
+  assert.equal(n2.currentTerm, 2, 'the answer did not raise the term inside the lease');
+  assert.equal(n2.currentLeader, 'n1');
+  net.step({ kind: 'vote', from: 'n3', to: 'n2', term: 3, preVote: false, lastLogIndex: 10, lastLogTerm: 2, transfer: false });
+  assert.ok(!voteAnswers(net, 'n2', 'n3').some((m) => m.granted), 'and n2 still refuses to vote in term 3');
+  net.tick('n2', ELECTION_TICKS);
+  net.step({ kind: 'voteResponse', from: 'n3', to: 'n2', term: 3, preVote: true, granted: false });
+  assert.equal(n2.currentTerm, 3, 'past the lease, a higher term is news again');
+});
+
 test('lease rule: a leader deposed by a higher term votes for nobody for an election timeout', () => {
   const net = Network.bootstrap(IDS);
   net.elect('n1');
