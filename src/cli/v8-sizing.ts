@@ -21,6 +21,16 @@
 // - V8 exposes `gc` (--expose-gc): raftlet runs one full collection at the end of start-up, before
 //   it takes part in the cluster, instead of V8 running it a second or so later, when a member just
 //   restarted may be voting in a hand-off (src/run/startup-gc.ts). Nothing else calls it.
+// - Code is compiled when it is loaded (--no-lazy), not on its first call, and V8 keeps the
+//   bytecode of functions that have not run for a while (--no-flush-bytecode). A follower that
+//   becomes leader runs code it never ran as a follower (the campaign, replication, proposals, the
+//   write path of the API), as does a leader handing over on SIGTERM; compiled on first call, that
+//   took several ms of a 2-core machine's CPU in the middle of the hand-off: `npm run bench --
+//   --only failover --runs 11 --skip-etcd`, five runs each way, gave SIGTERM medians of 34-44 ms
+//   lazily and 24-29 ms eagerly. Flushing would undo it for a follower that has run for hours. The
+//   cost is the bytecode of the code the node loads: about 4 MB of idle RSS. The Kubernetes client
+//   library is loaded lazily all the same (src/run/lazy-import.ts): it is large, and a member runs
+//   only a few of its functions.
 // - glibc's malloc gets at most MALLOC_ARENA_MAX arenas: by default every thread that allocates
 //   (V8's compiler and GC helpers, libuv's pool) may get its own, and each keeps the memory freed in
 //   it; measured here, 2 arenas take 2 to 10 MB off raftlet's RSS.
@@ -72,6 +82,8 @@ const YOUNG_FLAGS = ['--max-semi-space-size', '--min-semi-space-size', '--max-yo
 const OLD_FLAGS = ['--max-old-space-size', '--max-heap-size', '--initial-heap-size', '--initial-old-space-size'];
 const GROWTH_FLAGS = ['--heap-growing-percent'];
 const GC_FLAGS = ['--expose-gc', '--expose-gc-as'];
+const LAZY_FLAGS = ['--lazy', '--no-lazy'];
+const FLUSH_FLAGS = ['--flush-bytecode', '--no-flush-bytecode'];
 
 export function planSizing(input: SizingInput): SizingPlan {
   const flags: string[] = [];
@@ -102,6 +114,14 @@ export function planSizing(input: SizingInput): SizingPlan {
   if (!hasFlag(input.userFlags, GC_FLAGS)) {
     flags.push('--expose-gc');
     reasons.push('start-up garbage collected before joining');
+  }
+  if (!hasFlag(input.userFlags, LAZY_FLAGS)) {
+    flags.push('--no-lazy');
+    reasons.push('code compiled when loaded');
+  }
+  if (!hasFlag(input.userFlags, FLUSH_FLAGS)) {
+    flags.push('--no-flush-bytecode');
+    reasons.push('bytecode kept');
   }
   const env: Record<string, string> = {};
   if (input.env.MALLOC_ARENA_MAX === undefined && !(input.env.GLIBC_TUNABLES ?? '').includes('arena_max')) {

@@ -24,6 +24,7 @@ import { yieldCpu } from './yield-cpu.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
 import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-security.ts';
 import { startReconciler } from './reconciler.ts';
+import { importLazilyCompiled } from './lazy-import.ts';
 import { ListenError, startServers, type Servers } from './servers.ts';
 import { snapshotSource } from './snapshot-source.ts';
 import { stopSignals } from './stop-signals.ts';
@@ -59,7 +60,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
 
   let kube: KubernetesAdapters | null = null;
   if (settings.kubernetes) {
-    const { KubernetesAdapters } = await import('../kubernetes/index.ts');
+    const { KubernetesAdapters } = await importLazilyCompiled(() => import('../kubernetes/index.ts'));
     try {
       kube = new KubernetesAdapters({
         namespace: settings.podNamespace,

@@ -88,21 +88,22 @@ describe('planSizing', () => {
   const total = 24 * GB;
   const growth = `--heap-growing-percent=${HEAP_GROWING_PERCENT}`;
   const gc = '--expose-gc';
+  const eager = ['--no-lazy', '--no-flush-bytecode'];
 
   it('a memory limit: a small young generation and an old space of 55% of the limit', () => {
     const plan = planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: [], env: {} });
-    assert.deepEqual(plan.flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, '--max-old-space-size=140', growth, gc]);
+    assert.deepEqual(plan.flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, '--max-old-space-size=140', growth, gc, ...eager]);
     assert.match(plan.reason, /55% of the 256 MB memory limit/);
   });
 
   it('no limit: the young generation and the old generation\'s growth, not its maximum', () => {
     const plan = planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: [], env: {} });
-    assert.deepEqual(plan.flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, growth, gc]);
+    assert.deepEqual(plan.flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, growth, gc, ...eager]);
     assert.match(plan.reason, /no memory limit/);
   });
 
   it('a limit at or above the machine\'s memory limits nothing', () => {
-    assert.deepEqual(planSizing({ limitBytes: 32 * GB, totalMemoryBytes: total, userFlags: [], env: {} }).flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, growth, gc]);
+    assert.deepEqual(planSizing({ limitBytes: 32 * GB, totalMemoryBytes: total, userFlags: [], env: {} }).flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, growth, gc, ...eager]);
   });
 
   it('a tiny limit still leaves a working old space', () => {
@@ -110,15 +111,22 @@ describe('planSizing', () => {
   });
 
   it('flags the user set win, in either spelling, from the command line or NODE_OPTIONS', () => {
-    assert.deepEqual(planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: ['--max-semi-space-size=8'], env: {} }).flags, [growth, gc]);
+    assert.deepEqual(planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: ['--max-semi-space-size=8'], env: {} }).flags, [growth, gc, ...eager]);
     assert.deepEqual(
       planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: nodeOptionsWords(' --max_old_space_size=512  --enable-source-maps'), env: {} }).flags,
-      [`--max-semi-space-size=${SEMI_SPACE_MB}`, growth, gc],
+      [`--max-semi-space-size=${SEMI_SPACE_MB}`, growth, gc, ...eager],
     );
-    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--max-old-space-size=100', '--max-semi-space-size=4'], env: {} }).flags, [growth, gc]);
-    assert.deepEqual(planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: ['--heap_growing_percent=50'], env: {} }).flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, gc]);
-    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--max-old-space-size=100', '--max-semi-space-size=4', '--heap-growing-percent=10', '--expose_gc'], env: {} }).flags, []);
-    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--cpu-prof'], env: {} }).flags.length, 4);
+    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--max-old-space-size=100', '--max-semi-space-size=4'], env: {} }).flags, [growth, gc, ...eager]);
+    assert.deepEqual(planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: ['--heap_growing_percent=50'], env: {} }).flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, gc, ...eager]);
+    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--max-old-space-size=100', '--max-semi-space-size=4', '--heap-growing-percent=10', '--expose_gc', '--lazy', '--flush_bytecode'], env: {} }).flags, []);
+    assert.deepEqual(planSizing({ limitBytes: 256 * MB, totalMemoryBytes: total, userFlags: ['--cpu-prof'], env: {} }).flags.length, 6);
+    assert.deepEqual(planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: ['--no-lazy'], env: {} }).flags, [`--max-semi-space-size=${SEMI_SPACE_MB}`, growth, gc, '--no-flush-bytecode']);
+  });
+
+  it('compiles code when it is loaded and keeps its bytecode', () => {
+    const plan = planSizing({ limitBytes: null, totalMemoryBytes: total, userFlags: [], env: {} });
+    assert.deepEqual(plan.flags.slice(-2), eager);
+    assert.match(plan.reason, /code compiled when loaded, bytecode kept/);
   });
 
   it('limits glibc malloc arenas unless the environment already does', () => {
