@@ -7,7 +7,8 @@
 // which is only slower on its first call.
 import { setFlagsFromString } from 'node:v8';
 
-/** Whether the process was started with --no-lazy: of --lazy and --no-lazy, the last one counts. */
+/** Whether the process was started with --no-lazy on its command line, as the sizing plan puts it
+ * (NODE_OPTIONS is not read): of --lazy and --no-lazy, the last one counts. */
 export function compilesEagerly(execArgv: readonly string[]): boolean {
   return execArgv.filter((flag) => flag === '--lazy' || flag === '--no-lazy').at(-1) === '--no-lazy';
 }
