@@ -121,6 +121,7 @@ describe('bin/raftlet.js: V8 sizing of raftlet run', () => {
     assert.ok(report.execArgv.includes(`--max-semi-space-size=${SEMI_SPACE_MB}`), JSON.stringify(report.execArgv));
     assert.ok(report.execArgv.includes(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`), JSON.stringify(report.execArgv));
     assert.ok(report.execArgv.includes('--expose-gc'), JSON.stringify(report.execArgv));
+    for (const flag of ['--no-lazy', '--no-flush-bytecode']) assert.ok(report.execArgv.includes(flag), JSON.stringify(report.execArgv));
     assert.deepEqual(report.args, ['run', '--heartbeat-ms', '50']);
     assert.equal(report.arenas, String(MALLOC_ARENAS));
     assert.equal(report.marker, null, 'the marker does not leak into processes it starts');
@@ -136,8 +137,9 @@ describe('bin/raftlet.js: V8 sizing of raftlet run', () => {
     assert.ok(!own.execArgv.some((flag) => flag.startsWith('--max-semi-space-size')), 'NODE_OPTIONS already sizes the young generation');
     assert.equal(own.arenas, String(MALLOC_ARENAS), 'what the user did not set is still tuned');
     // Node refuses --heap-growing-percent in NODE_OPTIONS: it can only come from the command line.
-    const all = runBin(root, ['run'], { NODE_OPTIONS: '--max-semi-space-size=4', MALLOC_ARENA_MAX: '8' }, ['--heap-growing-percent=50', '--expose-gc']).report;
-    assert.deepEqual(all?.execArgv, ['--heap-growing-percent=50', '--expose-gc'], 'nothing left to tune: no re-exec');
+    const userFlags = ['--heap-growing-percent=50', '--expose-gc', '--lazy', '--flush-bytecode'];
+    const all = runBin(root, ['run'], { NODE_OPTIONS: '--max-semi-space-size=4', MALLOC_ARENA_MAX: '8' }, userFlags).report;
+    assert.deepEqual(all?.execArgv, userFlags, 'nothing left to tune: no re-exec');
     assert.equal(all?.arenas, '8');
   });
 
