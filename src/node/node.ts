@@ -728,10 +728,17 @@ export class RaftNode implements ClientOps {
       });
   }
 
-  /** Resolves once everything the core has emitted is durable and sent: no Ready is being persisted
-   * or waiting (a stopping leader's vote for its successor, say). Rejects at deadlineMs. */
-  settled(deadlineMs: number): Promise<void> {
-    return this.waiters.until(() => this.stopped || (!this.persisting && !this.raft.hasReady()), deadlineMs);
+  /** Resolves once another member leads this node's term and has committed an entry of that term
+   * here, with nothing of this node's own left to persist or send: the new leader's commits no
+   * longer wait for this node's acknowledgements (a leader stopping after a hand-off). Rejects at
+   * deadlineMs. */
+  successorCommitted(deadlineMs: number): Promise<void> {
+    return this.waiters.until(() => {
+      if (this.stopped) return true;
+      const leader = this.raft.currentLeader;
+      if (leader === null || leader === this.id || this.persisting || this.raft.hasReady()) return false;
+      return this.raft.termAt(this.raft.committedIndex) === this.raft.currentTerm;
+    }, deadlineMs);
   }
 
   async waitLeaderChange(seenLeader: NodeId | null, seenTerm: number, waitMs: number): Promise<LeaderInfo | null> {

@@ -525,7 +525,6 @@ export class Raft {
       snapshotIndex: this.log.snapshotIndex,
       members: this.members,
       transferee: this.transferee,
-      timeoutNowSent: this.role === 'leader' && this.leaseForfeitedTerm === this.term,
       progress,
     };
   }

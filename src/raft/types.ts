@@ -253,9 +253,6 @@ export interface RaftStatus {
   readonly snapshotIndex: number;
   readonly members: Membership;
   readonly transferee: NodeId | null;
-  /** Leader only: TimeoutNow went out this term (thesis §3.10), so the target is campaigning and
-   * this leader has nothing left to do for the transfer. */
-  readonly timeoutNowSent: boolean;
   /** Leader only: one row per other member. */
   readonly progress: readonly PeerProgress[];
 }

@@ -307,19 +307,16 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     // The transport writes what the core emitted at the end of this turn: one turn of the loop
     // before the logging and the API drain below, so the TimeoutNow is on the wire before them.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    // Once the target campaigns, this leader's own shutdown must not take CPU from the election
-    // and the new leader's first commit (yield-cpu.ts). Its vote for the target goes out once
-    // durable, after the TimeoutNow, and the target may be waiting for it: until it has left, the
-    // rest of the shutdown (logging, the API drain) waits, then the member steps back. A target
-    // still catching up needs this leader's appends: then it steps back only after the hand-off.
+    // The successor's election and its first commits wait for this member: its vote, then its
+    // acknowledgements. It is warm; the other voter may have been restarted a moment ago (a rolling
+    // update) and run its code for the first time. So until the successor has committed an entry of
+    // its own term here, this member does nothing but Raft, at full priority: the rest of the
+    // shutdown (logging, the API drain) waits. Then it steps back (yield-cpu.ts) so its shutdown
+    // takes no CPU from the new leader. A hand-off that failed leaves it leader: it goes on at once.
     if (ledAtStop) {
-      const s = node.raftStatus();
-      if (s.role !== 'leader' || s.timeoutNowSent) {
-        await Promise.race([node.settled(Date.now() + settings.electionTimeoutMs).catch(() => undefined), handedOver]);
-        yieldCpu();
-      } else {
-        void handedOver.then(yieldCpu);
-      }
+      const successor = node.successorCommitted(Date.now() + 2 * settings.electionTimeoutMs).catch(() => undefined);
+      await Promise.race([successor, handedOver.then(() => (node.raftStatus().role === 'leader' ? undefined : successor))]);
+      yieldCpu();
     }
     logger.info({ signal }, 'stopping');
     // No new client requests; those in flight finish below (their entries may commit under the

@@ -418,3 +418,33 @@ test('a transfer with no target named goes to the equally up-to-date member conn
   n3Stream();
   await h.node.stop();
 });
+
+test('successorCommitted resolves once another leader has committed an entry of its own term here', async () => {
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  const successor = watch(h.node.successorCommitted(h.clock.now() + 1000));
+  // The new leader's no-op arrives while only an entry of the previous term is committed.
+  h.node.onMessages([appendFromN2(2, 1, 1, [{ kind: 'noop', term: 2, index: 2 }], 1)]);
+  await h.clock.settle();
+  assert.equal(h.node.raftStatus().commitIndex, 1);
+  assert.equal(successor.settled(), false, 'only an entry of the previous term is committed');
+  h.node.onMessages([{ kind: 'heartbeat', from: 'n2', to: 'n1', term: 2, commit: 2, seq: 2 }]);
+  await h.clock.settle();
+  assert.equal(successor.settled(), true, 'the no-op of term 2 is committed');
+  successor.value();
+  await h.node.stop();
+});
+
+test('successorCommitted does not count this node's own commits as leader: it rejects at its deadline', async () => {
+  const h = startNode('n1', THREE);
+  const term = await elect(h);
+  const leading = watch(h.node.successorCommitted(h.clock.now() + 100));
+  // n2 takes the leader's no-op: this leader commits an entry of its own term.
+  const matchIndex = h.node.raftStatus().lastLogIndex;
+  h.node.onMessages([{ kind: 'appendResponse', from: 'n2', to: 'n1', term, success: true, matchIndex, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, lastLogIndex: matchIndex }]);
+  await h.clock.settle();
+  assert.equal(h.node.raftStatus().commitIndex, matchIndex);
+  await h.clock.advance(150);
+  assert.ok(leading.settled() && leading.error() instanceof Error, 'its own commits do not count');
+  await h.node.stop();
+});

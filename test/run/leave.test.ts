@@ -29,7 +29,6 @@ function raftStatus(id: string, role: Role, members: readonly Member[], leader: 
     snapshotIndex: 0,
     members,
     transferee: null,
-    timeoutNowSent: false,
     progress: role === 'leader' ? members.filter((m) => m.id !== id).map((m) => ({ id: m.id, voter: true, matchIndex: m.id === 'raftlet-1' ? 10 : 9, nextIndex: 11, state: 'replicate', recentActive: true, appHealth: 'unchecked' })) : [],
   };
 }
