@@ -435,7 +435,7 @@ test('successorCommitted resolves once another leader has committed an entry of 
   await h.node.stop();
 });
 
-test('successorCommitted does not count this node's own commits as leader: it rejects at its deadline', async () => {
+test('successorCommitted does not count the commits this node makes as leader: it rejects at its deadline', async () => {
   const h = startNode('n1', THREE);
   const term = await elect(h);
   const leading = watch(h.node.successorCommitted(h.clock.now() + 100));
