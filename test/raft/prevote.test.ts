@@ -137,7 +137,7 @@ function roundWithoutN2ToN1(net: Network): void {
   }
 }
 
-/** The leader of the highest term among n2 and n3, once a write to it has committed on both. */
+/** Which of n2 and n3 leads, once a write proposed to it is applied on both; undefined if neither. */
 function commitsWithoutN1(net: Network): string | undefined {
   const leader = ['n2', 'n3'].find((id) => net.raft(id).currentRole === 'leader');
   if (leader === undefined) return undefined;
@@ -150,11 +150,11 @@ function commitsWithoutN1(net: Network): string | undefined {
 test('thesis §9.6 without check-quorum, voters grant pre-votes despite a leader they hear: else a leader that hears nobody would block every election', () => {
   const net = oneWayFromLeader({ checkQuorum: false }, 6 * T);
   assert.equal(net.raft('n1').currentRole, 'leader', 'n1 never stepped down: without check-quorum nothing makes it');
-  assert.ok(net.node('n2').eventsOf('leaderChanged').some((ev) => ev.leader === 'n3'), 'n2 voted n3 in, hearing from n1 all along');
+  assert.ok(net.node('n2').eventsOf('leaderChanged').some((ev) => ev.leader === 'n3'), 'n2 follows n3: its vote elected n3 while it still heard n1');
   assert.equal(commitsWithoutN1(net), 'n3', 'n2 and n3 elected n3, and it commits');
 });
 
-test('thesis §9.6 with check-quorum, the same cut costs one election timeout: the leader that hears nobody steps down, and the lease it held ends', () => {
+test('thesis §9.6 with check-quorum, the same cut ends in a new leader: the leader that hears nobody steps down, and the lease it gave n2 runs out', () => {
   const net = oneWayFromLeader({}, 6 * T);
   assert.deepEqual(net.node('n1').eventsOf('steppedDown').map((ev) => ev.reason), ['checkQuorum']);
   assert.notEqual(commitsWithoutN1(net), undefined, 'n2 and n3 elected one of them, and it commits');
