@@ -2,9 +2,9 @@
 # pretest: the Debian tools the tests use. Installs them when running as root with apt-get,
 # otherwise prints the one line that installs them, and fails.
 set -u
-declare -A pkg_of=([dnsmasq]=dnsmasq [prometheus]=prometheus [promtool]=prometheus [ip]=iproute2 [iptables]=iptables [openssl]=openssl)
+declare -A pkg_of=([dnsmasq]=dnsmasq [prometheus]=prometheus [promtool]=prometheus [ip]=iproute2 [iptables]=iptables [openssl]=openssl [faketime]=faketime)
 missing=()
-for tool in dnsmasq prometheus promtool ip iptables openssl; do
+for tool in dnsmasq prometheus promtool ip iptables openssl faketime; do
   command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg_of[$tool]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -23,6 +23,7 @@ import {
   type Query,
 } from './params.ts';
 import { DEFAULT_WATCH_LIMITS, ResyncNeeded, TooManyWatchers, Watches, type WatchHooks, type WatchLimits } from './watch.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 /** Keys a list answers when the client does not say. */
 export const DEFAULT_LIST_LIMIT = 100;
@@ -75,7 +76,7 @@ export function createApiApp(ops: ClientOps, opts: ApiOptions): ApiListener {
   if (!Number.isFinite(opts.requestTimeoutMs) || opts.requestTimeoutMs <= 0) {
     throw new RangeError(`requestTimeoutMs must be a positive number, got ${opts.requestTimeoutMs}`);
   }
-  const now = opts.now ?? Date.now;
+  const now = opts.now ?? steadyNow;
   const deadline = (): number => now() + opts.requestTimeoutMs;
   const watches = new Watches(() => ops.changes(), opts.watchLimits ?? DEFAULT_WATCH_LIMITS, opts.watchHooks);
   opts.shutdown?.addEventListener('abort', () => watches.closeAll(), { once: true });

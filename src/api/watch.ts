@@ -7,6 +7,7 @@
 // a stream that falls behind what is kept is told to re-read (a `resync` event).
 import type { Response } from 'express';
 import type { ChangeFeed, KvChange } from '../kv/types.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export interface WatchLimits {
   /** Streams and blocking queries held open at once (RAFTLET_WATCH_MAX_WATCHERS). */
@@ -159,10 +160,10 @@ export class Watches {
     let pending = 0;
     let ended = false;
     let scheduled = false;
-    let lastWrite = Date.now();
+    let lastWrite = steadyNow();
 
     const send = (text: string): boolean => {
-      lastWrite = Date.now();
+      lastWrite = steadyNow();
       return res.write(text);
     };
     const end = (reason: WatchDropReason | null, resync: ResyncNeeded | null): void => {
@@ -230,7 +231,7 @@ export class Watches {
     });
     // Idle streams learn how far they are: resuming from there needs no history of other keys.
     const progressTimer = setInterval(() => {
-      if (ended || scheduled || res.writableNeedDrain || Date.now() - lastWrite < this.limits.progressMs / 2) return;
+      if (ended || scheduled || res.writableNeedDrain || steadyNow() - lastWrite < this.limits.progressMs / 2) return;
       // Only past changes that were all sent: the history itself says none is left.
       if (cursor < feed.floor || feed.since(cursor, prefix, 1).length > 0) return;
       cursor = Math.max(cursor, feed.appliedIndex);

@@ -10,6 +10,7 @@ import type { Logger } from './log.ts';
 import { BackgroundLoop, type RoundResult } from './loop.ts';
 import { ordinalOf } from './ordinal.ts';
 import { describeRule } from './rbac.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export const TERM_ANNOTATION = 'raftlet.io/term';
 
@@ -132,7 +133,7 @@ export class RoleLabeler {
   }
 
   private async round(signal: AbortSignal): Promise<RoundResult> {
-    const pause = this.pausedUntil - Date.now();
+    const pause = this.pausedUntil - steadyNow();
     if (pause > 0) return { nextInMs: pause, settled: false };
     const state = this.desired;
     if (state === null) return { nextInMs: null, settled: true };
@@ -165,12 +166,12 @@ export class RoleLabeler {
   }
 
   private claimOwnLabel(term: number): void {
-    const since = Date.now();
+    const since = steadyNow();
     const prefetched = this.prefetch?.term === term ? this.prefetch.pod : null;
     this.prefetch = null;
     const write = async (): Promise<WriteOutcome> => {
       // Retry-After of a 429 is honoured by this write too; the loop's pass writes after the pause.
-      if (this.pausedUntil > Date.now()) return 'throttled';
+      if (this.pausedUntil > steadyNow()) return 'throttled';
       const known = prefetched === null ? null : await prefetched;
       if (this.desired?.isLeader !== true || this.desired.term !== term) return 'aborted';
       return this.writeRole(this.opts.podName, 'leader', term, this.loop.signal, { known, since });
@@ -194,7 +195,7 @@ export class RoleLabeler {
   }
 
   private retryDelay(): number {
-    return Math.max(this.backoff.next(), this.pausedUntil - Date.now());
+    return Math.max(this.backoff.next(), this.pausedUntil - steadyNow());
   }
 
   /**
@@ -297,13 +298,13 @@ export class RoleLabeler {
       };
       const usedKnown = known !== null && pod === known;
       known = null;
-      const patchedAt = Date.now();
+      const patchedAt = steadyNow();
       try {
         await client.mergePatchPod(namespace, podName, patch, signal);
         this.report('ok');
         // For the own label on taking office: from the win to sending the PATCH, and to its answer.
         const timing =
-          first === null ? {} : { msToPatch: patchedAt - first.since, msSinceElected: Date.now() - first.since, read: usedKnown ? 'at election start' : 'fresh' };
+          first === null ? {} : { msToPatch: patchedAt - first.since, msSinceElected: steadyNow() - first.since, read: usedKnown ? 'at election start' : 'fresh' };
         this.opts.logger.info({ pod: podName, role, term, previous: current ?? null, ...timing }, `labelled pod ${podName} ${labelKey}=${role} (term ${term})`);
         return 'ok';
       } catch (err) {
@@ -347,7 +348,7 @@ export class RoleLabeler {
       }
       case 'throttled':
         outcome = 'throttled';
-        this.pausedUntil = Math.max(this.pausedUntil, Date.now() + failure.retryAfterMs);
+        this.pausedUntil = Math.max(this.pausedUntil, steadyNow() + failure.retryAfterMs);
         this.logRateLimited('throttled', 'warn', { retryAfterMs: failure.retryAfterMs }, `Kubernetes API is throttling (429); pausing label writes for ${failure.retryAfterMs} ms as Retry-After asks`);
         break;
       case 'conflict':
@@ -375,7 +376,7 @@ export class RoleLabeler {
 
   /** The first occurrence of a condition at once, then at most once a minute. */
   private logRateLimited(key: string, level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
-    const now = Date.now();
+    const now = steadyNow();
     const last = this.lastLogged.get(key);
     if (last !== undefined && now - last < 60_000) {
       this.opts.logger.debug(obj, msg);

@@ -8,6 +8,7 @@ import { parseTerm, TERM_ANNOTATION, type RoleState } from './labeler.ts';
 import type { Logger } from './log.ts';
 import { BackgroundLoop, type RoundResult } from './loop.ts';
 import { describeRule } from './rbac.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export type LeaseResult = 'ok' | 'conflict' | 'fenced' | 'forbidden' | 'throttled' | 'error';
 
@@ -64,7 +65,7 @@ export class LeaseMirror {
   }
 
   private async round(signal: AbortSignal): Promise<RoundResult> {
-    const pause = this.pausedUntil - Date.now();
+    const pause = this.pausedUntil - steadyNow();
     if (pause > 0) return { nextInMs: pause, settled: false };
     const state = this.desired;
     if (state === null || !state.isLeader) return { nextInMs: null, settled: true };
@@ -73,7 +74,7 @@ export class LeaseMirror {
       this.backoff.reset();
       return { nextInMs: this.opts.renewIntervalMs ?? 5000, settled: true };
     }
-    return { nextInMs: Math.max(this.backoff.next(), this.pausedUntil - Date.now()), settled: false };
+    return { nextInMs: Math.max(this.backoff.next(), this.pausedUntil - steadyNow()), settled: false };
   }
 
   private async renew(term: number, signal: AbortSignal): Promise<Outcome> {
@@ -130,7 +131,7 @@ export class LeaseMirror {
             return 'forbidden';
           }
           case 'throttled':
-            this.pausedUntil = Math.max(this.pausedUntil, Date.now() + failure.retryAfterMs);
+            this.pausedUntil = Math.max(this.pausedUntil, steadyNow() + failure.retryAfterMs);
             this.opts.onResult?.('throttled');
             return 'throttled';
           case 'not_found':

@@ -6,6 +6,7 @@
 import { classifyKubeError, type KubeClient, type V1Pod } from './client.ts';
 import { ordinalOf } from './ordinal.ts';
 import type { DesiredReplicas, ScaleVerdict } from './scale-rules.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export { isScaledAway, isStatefulSetPod, type DesiredReplicas, type ScaleVerdict } from './scale-rules.ts';
 
@@ -100,7 +101,7 @@ export class ScaleReader {
     const sts = await this.options.client.getStatefulSet(this.options.namespace, name, signal);
     const replicas = sts.spec?.replicas ?? 1;
     if (!Number.isSafeInteger(replicas) || replicas < 0) return { ok: false, reason: `StatefulSet ${name} has spec.replicas ${String(replicas)}` };
-    const reading = { statefulSet: name, replicas, readAtMs: Date.now() };
+    const reading = { statefulSet: name, replicas, readAtMs: steadyNow() };
     this.last = reading;
     return { ok: true, ...reading };
   }

@@ -5,6 +5,7 @@
 // nothing here knows what a file, a socket or a timer is.
 import type { ChangeFeed, KvCommand, KvResult, KvView } from '../kv/types.ts';
 import type { Entry, HardState, Message, NodeId, Snapshot } from '../raft/types.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 /** What one Ready asks to persist (the Ready itself is passed; other fields are ignored). */
 export interface LogUpdate {
@@ -63,7 +64,7 @@ export interface Clock {
 
 /** The wall clock and Node's timers. Timers are unref'd: a node's servers keep the process alive. */
 export const systemClock: Clock = {
-  now: () => Date.now(),
+  now: steadyNow,
   monotonic: () => performance.now(),
   after(ms, fn) {
     const timer = setTimeout(fn, Math.max(0, ms));

@@ -3,6 +3,7 @@
 // results into healthy / unhealthy with the threshold; the node does the rest.
 import { AppHealthTracker } from '../node/app-health.ts';
 import type { AppHealth } from '../raft/types.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export interface AppHealthProbeOptions {
   readonly url: string;
@@ -21,7 +22,7 @@ export function startAppHealthProbe(opts: AppHealthProbeOptions): () => void {
   opts.onHealth(tracker.health);
 
   const probe = async (): Promise<void> => {
-    const started = Date.now();
+    const started = steadyNow();
     let problem: string | null = null;
     try {
       const response = await fetch(opts.url, { signal: AbortSignal.timeout(opts.intervalMs), redirect: 'manual', headers: { 'user-agent': 'raftlet-app-health' } });
@@ -38,7 +39,7 @@ export function startAppHealthProbe(opts: AppHealthProbeOptions): () => void {
     }
     opts.onHealth(tracker.observe(problem === null));
     // Checks start an interval apart, however long one took.
-    timer = setTimeout(run, Math.max(0, started + opts.intervalMs - Date.now()));
+    timer = setTimeout(run, Math.max(0, started + opts.intervalMs - steadyNow()));
     timer.unref();
   };
   const run = (): void => {

@@ -14,6 +14,7 @@ import type { NodeId } from '../raft/types.ts';
 import type { WalStore } from '../storage/index.ts';
 import type { PeerClient } from '../transport/index.ts';
 import type { FileClusterIdentity } from './cluster-id.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 /** How often a pristine node looks again while it waits (for peers to answer, or to be added). */
 export const BOOTSTRAP_RETRY_MS = 1000;
@@ -132,7 +133,7 @@ export class Bootstrapper {
 
   /** Asks every peer (in parallel) whether it belongs to a cluster. */
   private async probe(others: readonly Peer[], memberIds: readonly NodeId[]): Promise<ProbeVerdict> {
-    const deadline = Date.now() + Math.max(1000, Math.min(5000, this.options.electionTimeoutMs * 2));
+    const deadline = steadyNow() + Math.max(1000, Math.min(5000, this.options.electionTimeoutMs * 2));
     const answers = await Promise.all(
       others.map(async (peer): Promise<PeerProbe> => {
         try {

@@ -29,6 +29,7 @@ import { ListenError, startServers, type Servers } from './servers.ts';
 import { snapshotSource } from './snapshot-source.ts';
 import { stopSignals } from './stop-signals.ts';
 import { collectStartupGarbage } from './startup-gc.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export async function runNode(settings: Settings): Promise<ExitCode> {
   // Caught already if the bin started this process; the node stops once started (stop-signals.ts).
@@ -295,7 +296,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   stops.push(() => clearInterval(lagTimer));
 
   const shutdown = async (signal: string): Promise<void> => {
-    const startedAt = Date.now();
+    const startedAt = steadyNow();
     const ledAtStop = node.raftStatus().role === 'leader';
     // Scale-down or restart? Asked of the API at once.
     const verdict = signal === 'SIGTERM' && kube !== null ? kube.scale.verdict(AbortSignal.timeout(3000)) : null;
@@ -314,7 +315,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     // shutdown (logging, the API drain) waits. Then it steps back (yield-cpu.ts) so its shutdown
     // takes no CPU from the new leader. A hand-off that failed leaves it leader: it goes on at once.
     if (ledAtStop) {
-      const successor = node.successorCommitted(Date.now() + 2 * settings.electionTimeoutMs).catch(() => undefined);
+      const successor = node.successorCommitted(steadyNow() + 2 * settings.electionTimeoutMs).catch(() => undefined);
       await Promise.race([successor, handedOver.then(() => (node.raftStatus().role === 'leader' ? undefined : successor))]);
       yieldCpu();
     }

@@ -9,6 +9,7 @@ import { isScaledAway, type DesiredReplicas, type ScaleVerdict } from '../kubern
 import type { RaftNode } from '../node/node.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { PeerClient } from '../transport/index.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 /** Time kept back from the grace period for the rest of the shutdown (flush, close, exit). */
 const RESERVE_MS = 3_000;
@@ -78,7 +79,7 @@ export async function handOverBeforeStopping(options: HandOverOptions): Promise<
   }
   const desired = now !== null && now.kind !== 'unknown' ? now.desired : options.latestDesired();
   try {
-    const to = await node.transferLeadership(stayingTarget(node, desired), Date.now() + options.electionTimeoutMs * 2, 'shutdown');
+    const to = await node.transferLeadership(stayingTarget(node, desired), steadyNow() + options.electionTimeoutMs * 2, 'shutdown');
     logger.info({ to: to.leader, term: to.term }, 'handed leadership over before stopping');
   } catch (err) {
     logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'leadership hand-off failed; stopping anyway');
@@ -89,7 +90,7 @@ export interface LeaveOptions {
   readonly node: LeavingNode;
   readonly peers: LeaderAsker;
   readonly verdict: ScaleVerdict;
-  /** When SIGTERM arrived (Date.now()). */
+  /** When SIGTERM arrived (steadyNow()). */
   readonly startedAt: number;
   readonly electionTimeoutMs: number;
   readonly logger: Logger;
@@ -120,7 +121,7 @@ export async function leaveIfScaledAway(options: LeaveOptions): Promise<'left' |
   const graceMs = verdict.graceMs ?? DEFAULT_GRACE_MS;
   const deadline = options.startedAt + Math.max(POLL_MS, graceMs - Math.min(RESERVE_MS, graceMs / 4));
   logger.info(
-    { deadlineInMs: deadline - Date.now() },
+    { deadlineInMs: deadline - steadyNow() },
     `ordinal ${verdict.ordinal} >= ${desired.replicas} desired replicas of ${desired.statefulSet}: scaled away; leaving the configuration before exiting`,
   );
   const self = node.id;
@@ -131,7 +132,7 @@ export async function leaveIfScaledAway(options: LeaveOptions): Promise<'left' |
     if (why !== lastWait) logger.info(`leaving: ${why}`);
     lastWait = why;
   };
-  while (Date.now() < deadline) {
+  while (steadyNow() < deadline) {
     const status = node.status();
     if (status.role === 'leader') {
       const to = stayingTarget(node, desired);
@@ -142,10 +143,10 @@ export async function leaveIfScaledAway(options: LeaveOptions): Promise<'left' |
       waiting(`handing leadership to ${to ?? 'a member that stays'} first`);
       // A transfer already under way (the reconciler's) is refused at once: wait a little rather
       // than ask again in a loop that never yields to the timers and sockets the transfer needs.
-      await node.transferLeadership(to, Math.min(deadline, Date.now() + options.electionTimeoutMs * 2)).catch(() => pause(POLL_MS));
+      await node.transferLeadership(to, Math.min(deadline, steadyNow() + options.electionTimeoutMs * 2)).catch(() => pause(POLL_MS));
       continue;
     }
-    const theirs = await askLeader(options.peers, node, Math.min(deadline, Date.now() + 1000));
+    const theirs = await askLeader(options.peers, node, Math.min(deadline, steadyNow() + 1000));
     if (typeof theirs === 'string') {
       waiting(theirs);
       await pause(POLL_MS);

@@ -11,6 +11,7 @@ import type { SrvDiscovery } from '../kubernetes/discovery.ts';
 import { AbsenceTracker, planMembershipChange } from '../kubernetes/membership.ts';
 import type { RaftNode } from '../node/node.ts';
 import type { NodeId } from '../raft/types.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 /** How often the leader looks when nothing is changing. */
 export const RECONCILE_INTERVAL_MS = 1_000;
@@ -43,7 +44,7 @@ export function startReconciler(options: ReconcilerOptions): () => void {
   let timer: NodeJS.Timeout | null = null;
 
   const readScale = async (scale: ScaleReader): Promise<void> => {
-    scaleReadAt = Date.now();
+    scaleReadAt = steadyNow();
     const reading = await scale.read(AbortSignal.timeout(Math.max(1000, options.electionTimeoutMs)));
     if (!reading.ok && reading.reason !== lastScaleProblem) {
       logger.warn(`cannot read the StatefulSet's desired replicas (${reading.reason}): no member is removed as scaled away until it can`);
@@ -55,9 +56,9 @@ export function startReconciler(options: ReconcilerOptions): () => void {
   const desired = async (): Promise<(DesiredReplicas & { fresh: boolean }) | null> => {
     const scale = options.scale;
     if (scale === null) return null;
-    if (Date.now() - scaleReadAt >= SCALE_READ_INTERVAL_MS) await readScale(scale);
+    if (steadyNow() - scaleReadAt >= SCALE_READ_INTERVAL_MS) await readScale(scale);
     const latest = scale.latest();
-    return latest === null ? null : { statefulSet: latest.statefulSet, replicas: latest.replicas, fresh: Date.now() - latest.readAtMs <= SCALE_FRESH_MS };
+    return latest === null ? null : { statefulSet: latest.statefulSet, replicas: latest.replicas, fresh: steadyNow() - latest.readAtMs <= SCALE_FRESH_MS };
   };
 
   /** One round; true if it proposed something (then the next round comes sooner). */
@@ -67,14 +68,14 @@ export function startReconciler(options: ReconcilerOptions): () => void {
     const wanted = await desired();
     if (stopped || node.status().role !== 'leader') return false;
     const s = node.raftStatus();
-    absence.observe(s.members.map((m) => m.id), current.map((p) => p.id), Date.now());
+    absence.observe(s.members.map((m) => m.id), current.map((p) => p.id), steadyNow());
     const decision = planMembershipChange({
       selfId: options.selfId,
       members: s.members,
       lastLogIndex: s.lastLogIndex,
       progress: s.progress,
       discovered: current,
-      absentForMs: absence.absentForMs(Date.now()),
+      absentForMs: absence.absentForMs(steadyNow()),
       changeInProgress: false,
       desired: wanted,
     });
@@ -89,7 +90,7 @@ export function startReconciler(options: ReconcilerOptions): () => void {
       }
       case 'transferFirst':
         logger.info(decision.reason);
-        await node.transferLeadership(decision.to, Date.now() + options.electionTimeoutMs).catch(() => undefined);
+        await node.transferLeadership(decision.to, steadyNow() + options.electionTimeoutMs).catch(() => undefined);
         return true;
       case 'refused':
         if (decision.reason !== lastRefusal) logger.warn({ change: decision.change }, `membership change refused: ${decision.reason}`);

@@ -33,6 +33,7 @@ import { describeFailure, failedBeforeSending, handlerError, isTimeout, readErro
 import { encodeCall, encodeProposeBytesCall, type CallKind } from './stream-frames.ts';
 import type { TlsSource } from './tls.ts';
 import type { TokenSource } from './tokens.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export interface PeerClientOptions {
   /** The cluster token, or a token set (the first is sent; on 401 the next is tried); null =
@@ -252,7 +253,7 @@ export class PeerClient {
     for (const message of messages) this.send(message.to, [message]);
   }
 
-  /** Forwards a write to the leader at peerUrl. deadlineMs is absolute (Date.now() clock).
+  /** Forwards a write to the leader at peerUrl. deadlineMs is absolute (steadyNow() clock).
    * Rejects with ClientError: 'no_leader' = certainly not proposed (unreachable, refused before
    * sending, or the peer is not the leader), 'timeout' = outcome unknown, or the leader's own error. */
   async propose(peerUrl: string, cmd: KvCommand, deadlineMs: number, encoded?: Uint8Array): Promise<KvResult> {
@@ -297,7 +298,7 @@ export class PeerClient {
   }
 
   /** The peer's own status. Rejects with ClientError('unavailable') if it cannot be had. */
-  async status(peerUrl: string, deadlineMs: number = Date.now() + this.statusTimeoutMs): Promise<NodeStatus> {
+  async status(peerUrl: string, deadlineMs: number = steadyNow() + this.statusTimeoutMs): Promise<NodeStatus> {
     return this.call('status', peerUrl, null, deadlineMs, decodeStatus);
   }
 
@@ -357,7 +358,7 @@ export class PeerClient {
       }
       link = this.linksByKey.get(base.key);
     }
-    const remainingMs = Math.floor(deadlineMs - Date.now());
+    const remainingMs = Math.floor(deadlineMs - steadyNow());
     if (!(remainingMs >= 1)) {
       throw new ClientError(semantics.notSent, `the deadline passed before ${semantics.subject} could be forwarded to ${peerUrl}; ${semantics.subject} was not sent`);
     }

@@ -20,9 +20,10 @@ import { decodeMessages } from './codec.ts';
 import { statusForCode } from './protocol.ts';
 import type { ErrorCode } from './protocol.ts';
 import type { CallKind } from './stream-frames.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 /** What the runtime does with each validated request. deadlineMs is absolute, on this process's
- * Date.now() clock: the caller sends a duration, so clocks need not agree between nodes. */
+ * steadyNow() clock: the caller sends a duration, so clocks need not agree between nodes. */
 export interface PeerHandlers {
   /** Raft messages, in the order the peer sent them. */
   onMessages(messages: Message[]): void | Promise<void>;
@@ -92,21 +93,21 @@ export function prepareCall(kind: CallKind, json: unknown, handlers: PeerHandler
     switch (kind) {
       case 'propose': {
         const request = decodeProposeRequest(json, maxTimeoutMs);
-        const deadlineMs = Date.now() + request.timeoutMs;
+        const deadlineMs = steadyNow() + request.timeoutMs;
         return { run: (overrun) => answer(deadlineMs, () => handlers.onPropose(request.command, deadlineMs), encodeKvResult, overrun) };
       }
       case 'readIndex': {
         const request = decodeReadIndexRequest(json, maxTimeoutMs);
-        const deadlineMs = Date.now() + request.timeoutMs;
+        const deadlineMs = steadyNow() + request.timeoutMs;
         return { run: (overrun) => answer(deadlineMs, () => handlers.onReadIndex(deadlineMs), encodeReadIndexResult, overrun) };
       }
       case 'transfer': {
         const request = decodeTransferRequest(json, maxTimeoutMs);
-        const deadlineMs = Date.now() + request.timeoutMs;
+        const deadlineMs = steadyNow() + request.timeoutMs;
         return { run: (overrun) => answer(deadlineMs, () => handlers.onTransfer(request.to, deadlineMs), encodeTransferResult, overrun) };
       }
       case 'status':
-        return { run: (overrun) => answer(Date.now() + maxTimeoutMs, async () => handlers.onStatus(), encodeStatus, overrun) };
+        return { run: (overrun) => answer(steadyNow() + maxTimeoutMs, async () => handlers.onStatus(), encodeStatus, overrun) };
       default: {
         const unreachable: never = kind;
         return { malformed: `unknown call ${String(unreachable)}` };
@@ -132,14 +133,14 @@ export function prepareProposeBytes(timeoutMs: number, command: Uint8Array, hand
   } catch (error) {
     return { malformed: `malformed request: propose.command: ${errorText(error)}` };
   }
-  const deadlineMs = Date.now() + timeoutMs;
+  const deadlineMs = steadyNow() + timeoutMs;
   return { run: (overrun) => answer(deadlineMs, () => handlers.onPropose(cmd, deadlineMs, own), encodeKvResult, overrun) };
 }
 
 function answer<T>(deadlineMs: number, run: () => Promise<T>, encode: (value: T) => string, overrun: OverrunTimer = ownTimer): Promise<CallAnswer> {
   return new Promise<CallAnswer>((resolve) => {
     let settled = false;
-    const cancel = overrun(Math.max(0, deadlineMs - Date.now()) + HANDLER_GRACE_MS, () => {
+    const cancel = overrun(Math.max(0, deadlineMs - steadyNow()) + HANDLER_GRACE_MS, () => {
       if (settled) return;
       settled = true;
       // The reply goes out without the handler's result; its eventual outcome has nobody to go to

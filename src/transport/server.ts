@@ -38,6 +38,7 @@ import type { CallKind } from './stream-frames.ts';
 import { checkSender, foreignMessage, type SenderPolicy } from './sender.ts';
 import { serveStream } from './stream-server.ts';
 import type { TlsSource } from './tls.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export type { PeerHandlers } from './server-calls.ts';
 
@@ -155,7 +156,7 @@ export function createPeerListener(options: PeerServerOptions): PeerRequestListe
 
   const report = (status: number, code: RefusalCode, message: string, method: string, path: string, remoteAddress: string | undefined): void => {
     if (options.onRefused === undefined) return;
-    const suppressed = limiter.admit(Date.now());
+    const suppressed = limiter.admit(steadyNow());
     if (suppressed === null) return;
     options.onRefused({ status, code, message, method, path, remoteAddress, suppressed });
   };

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ClientError, clientErrorStatus } from '../api/ops.ts';
 import { ROUTE_PREFIX } from './protocol.ts';
+import { steadyNow } from '../util/steady-clock.ts';
 
 export const SNAPSHOT_ROUTE = `${ROUTE_PREFIX}/snapshot`;
 
@@ -24,7 +25,7 @@ export interface SnapshotSource {
 }
 
 export function serveSnapshot(res: ServerResponse, source: SnapshotSource): void {
-  source.take(Date.now() + source.timeoutMs).then(
+  source.take(steadyNow() + source.timeoutMs).then(
     (bytes) => {
       if (res.headersSent) return;
       res.writeHead(200, {
