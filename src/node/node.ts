@@ -50,6 +50,11 @@ export interface NodeOptions {
   /** RAFTLET_LEASE_DRIFT_RATIO: the share of the leader lease given up for clock-rate differences
    * between members and timer slack. Default DEFAULT_LEASE_DRIFT_RATIO. */
   readonly leaseDriftRatio?: number;
+  /** The target of a transfer that names none (POST /v1/leader/transfer without `to`), asked on
+   * the leader as it starts the transfer; null leaves the choice to the core. The runtime
+   * uses it to pass over members the StatefulSet has scaled away: leadership handed to a member on
+   * its way out would only have to move again. */
+  readonly unnamedTransferee?: () => NodeId | null;
 }
 
 export const DEFAULT_LEASE_DRIFT_RATIO = 0.1;
@@ -880,7 +885,8 @@ export class RaftNode implements ClientOps {
     const startTerm = this.raft.currentTerm;
     // Among equally up-to-date targets, the member in contact longest (as etcd picks its
     // transferee): one that has just restarted would lead with cold code and caches.
-    const res = this.raft.transferLeadership(to, this.contactOrder(), reason === 'shutdown');
+    const chosen = to ?? this.options.unnamedTransferee?.() ?? null;
+    const res = this.raft.transferLeadership(chosen, this.contactOrder(), reason === 'shutdown');
     if (!res.ok) throw new ClientError('bad_request', `cannot transfer leadership: ${res.message}`);
     if (res.to === this.id) return { leader: this.id, term: this.raft.currentTerm };
     // Thesis §3.10: TimeoutNow leaves at once (an early message: it needs no fsync), not on the

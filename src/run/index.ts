@@ -19,7 +19,7 @@ import { openData } from './data.ts';
 import { startDiscovery, type Discovery } from './discovery.ts';
 import { startAppHealthProbe } from './app-health.ts';
 import { ExitCode } from './exit-codes.ts';
-import { handOverBeforeStopping, leaveIfScaledAway } from './leave.ts';
+import { handOverBeforeStopping, leaveIfScaledAway, stayingTarget } from './leave.ts';
 import { yieldCpu } from './yield-cpu.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
 import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-security.ts';
@@ -133,6 +133,8 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     logger,
     snapshotEntries: settings.snapshotEntries,
     leaseDriftRatio: settings.leaseDriftRatio,
+    // A transfer that names no target goes to a member that stays, as the replicas were last read.
+    unnamedTransferee: (): NodeId | null => (kube === null ? null : stayingTarget(node, kube.scale.latest())),
     onFatal: (err, kind) => {
       failed = true;
       logger.fatal({ err }, kind === 'storage' ? 'storage failed: stopping' : 'internal invariant broken: stopping');

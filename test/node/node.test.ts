@@ -419,6 +419,29 @@ test('a transfer with no target named goes to the equally up-to-date member conn
   await h.node.stop();
 });
 
+test('a transfer with no target named goes where unnamedTransferee says; a named one, or a null answer, does not ask it', async () => {
+  // The runtime answers with a member that stays after a scale-down (stayingTarget): n2 here, as if
+  // n3 had been scaled away, although the core alone would pick n3 (the most up to date).
+  const transfereeOf = async (to: string | null, answer: string | null): Promise<{ transferee: string | null; asked: number }> => {
+    let asked = 0;
+    const h = startNode('n1', THREE, { unnamedTransferee: () => (asked++, answer) });
+    const term = await elect(h);
+    const lastIndex = h.node.raftStatus().lastLogIndex;
+    const ack = (from: string, matchIndex: number): Message =>
+      ({ kind: 'appendResponse', from, to: 'n1', term, success: true, matchIndex, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, lastLogIndex: matchIndex });
+    h.node.onMessages([ack('n2', lastIndex - 1), ack('n3', lastIndex)]);
+    await h.clock.settle();
+    void h.node.transferLeadership(to, h.clock.now() + 60_000).catch(() => undefined);
+    await h.clock.settle();
+    const transferee = h.node.raftStatus().transferee;
+    await h.node.stop();
+    return { transferee, asked };
+  };
+  assert.deepEqual(await transfereeOf(null, 'n2'), { transferee: 'n2', asked: 1 }, "the runtime's choice, not the core's (n3)");
+  assert.deepEqual(await transfereeOf(null, null), { transferee: 'n3', asked: 1 }, 'a null answer leaves the choice to the core');
+  assert.deepEqual(await transfereeOf('n2', 'n3'), { transferee: 'n2', asked: 0 }, 'a named target is not second-guessed');
+});
+
 test('successorCommitted resolves once another leader has committed an entry of its own term here', async () => {
   const h = startNode('n1', THREE);
   await follow(h, 2);
