@@ -48,7 +48,7 @@ export interface ApiOptions {
   /** RAFTLET_REQUEST_TIMEOUT_MS: each request's deadline is now() + this. */
   readonly requestTimeoutMs: number;
   readonly logger?: ApiLogger;
-  /** The clock deadlines are expressed in; must be the one ClientOps compares them with. Date.now by default. */
+  /** The clock deadlines are expressed in; must be the one ClientOps compares them with. steadyNow by default. */
   readonly now?: () => number;
   /** Bounds of watches and blocking queries; DEFAULT_WATCH_LIMITS by default. */
   readonly watchLimits?: WatchLimits;
