@@ -37,13 +37,14 @@ export class AppHealthTracker {
 }
 
 /** The follower to hand leadership to when this leader's application is unhealthy: a voter that
- * answered recently, whose application it reported healthy (or not checked: it cannot tell), with
- * the longest log; null when there is none. */
-export function healthyTransferTarget(status: RaftStatus): NodeId | null {
+ * answered recently, whose application it reported healthy (or not checked: it cannot tell), that
+ * is not departing (scaled away: leadership handed to it would only have to move again), with the
+ * longest log; null when there is none. */
+export function healthyTransferTarget(status: RaftStatus, departing: (id: NodeId) => boolean = () => false): NodeId | null {
   if (status.role !== 'leader') return null;
   let best: { id: NodeId; matchIndex: number } | null = null;
   for (const peer of status.progress) {
-    if (!peer.voter || !peer.recentActive || peer.appHealth === null || peer.appHealth === 'unhealthy') continue;
+    if (!peer.voter || !peer.recentActive || peer.appHealth === null || peer.appHealth === 'unhealthy' || departing(peer.id)) continue;
     if (best === null || peer.matchIndex > best.matchIndex) best = { id: peer.id, matchIndex: peer.matchIndex };
   }
   return best?.id ?? null;

@@ -55,6 +55,9 @@ export interface NodeOptions {
    * uses it to pass over members the StatefulSet has scaled away: leadership handed to a member on
    * its way out would only have to move again. */
   readonly unnamedTransferee?: () => NodeId | null;
+  /** Whether a member is on its way out (the StatefulSet has scaled it away, as last read). A
+   * leader whose application is unhealthy does not hand leadership to such a member. */
+  readonly departing?: (id: NodeId) => boolean;
 }
 
 export const DEFAULT_LEASE_DRIFT_RATIO = 0.1;
@@ -718,8 +721,8 @@ export class RaftNode implements ClientOps {
     if (this.appTransferBusy || this.stopped || this.clock.now() < this.appTransferNotBefore) return;
     const status = this.raft.status();
     if (status.transferee !== null) return;
-    const target = healthyTransferTarget(status);
-    if (target === null) return; // no member's application is healthy: stay, never go leaderless
+    const target = healthyTransferTarget(status, this.options.departing);
+    if (target === null) return; // no staying member's application is healthy: stay, never go leaderless
     this.appTransferBusy = true;
     this.options.logger.warn({ to: target, term: status.term }, `the application is unhealthy: handing leadership to ${target}`);
     this.transferHere(target, this.clock.now() + 2 * this.options.electionTimeoutMs, 'app_unhealthy')

@@ -7,6 +7,7 @@ import pino from 'pino';
 import { formatHostPort, type Settings } from '../config/settings.ts';
 import type { Peer } from '../kubernetes/discovery.ts';
 import type { KubernetesAdapters, ScaleVerdict } from '../kubernetes/index.ts';
+import { isScaledAway } from '../kubernetes/scale-rules.ts';
 import { DEFAULT_HISTORY, KvStore } from '../kv/index.ts';
 import { AppMetrics } from '../metrics/app-metrics.ts';
 import { RaftletMetrics } from '../metrics/metrics.ts';
@@ -135,6 +136,10 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     leaseDriftRatio: settings.leaseDriftRatio,
     // A transfer that names no target goes to a member that stays, as the replicas were last read.
     unnamedTransferee: (): NodeId | null => (kube === null ? null : stayingTarget(node, kube.scale.latest())),
+    departing: (id: NodeId): boolean => {
+      const desired = kube?.scale.latest() ?? null;
+      return desired !== null && isScaledAway(id, desired);
+    },
     onFatal: (err, kind) => {
       failed = true;
       logger.fatal({ err }, kind === 'storage' ? 'storage failed: stopping' : 'internal invariant broken: stopping');

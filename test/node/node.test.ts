@@ -442,6 +442,30 @@ test('a transfer with no target named goes where unnamedTransferee says; a named
   assert.deepEqual(await transfereeOf('n2', 'n3'), { transferee: 'n2', asked: 0 }, 'a named target is not second-guessed');
 });
 
+test('a leader whose application is unhealthy hands leadership to a healthy member that is not departing', async () => {
+  // n3 is the most up to date and healthy, n2 healthy too: n3 is the pick unless the runtime says
+  // n3 is on its way out (scaled away), then n2. With only n3 healthy and departing, n1 stays.
+  const transfereeOf = async (departing: ((id: string) => boolean) | undefined, n2Health: 'healthy' | 'unhealthy'): Promise<string | null> => {
+    const h = startNode('n1', THREE, departing === undefined ? {} : { departing });
+    const term = await elect(h);
+    const lastIndex = h.node.raftStatus().lastLogIndex;
+    const ack = (from: string, matchIndex: number): Message =>
+      ({ kind: 'appendResponse', from, to: 'n1', term, success: true, matchIndex, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, lastLogIndex: matchIndex });
+    const beat = (from: string, appHealth: 'healthy' | 'unhealthy', lastLogIndex: number): Message =>
+      ({ kind: 'heartbeatResponse', from, to: 'n1', term, seq: 0, lastLogIndex, appHealth });
+    h.node.onMessages([ack('n2', lastIndex - 1), ack('n3', lastIndex), beat('n2', n2Health, lastIndex - 1), beat('n3', 'healthy', lastIndex)]);
+    await h.clock.settle();
+    h.node.setAppHealth('unhealthy');
+    await h.clock.settle();
+    const transferee = h.node.raftStatus().transferee;
+    await h.node.stop();
+    return transferee;
+  };
+  assert.equal(await transfereeOf(undefined, 'healthy'), 'n3', 'the longest log among the healthy');
+  assert.equal(await transfereeOf((id) => id === 'n3', 'healthy'), 'n2', 'passing over the departing member');
+  assert.equal(await transfereeOf((id) => id === 'n3', 'unhealthy'), null, 'no healthy member that stays: it stays leader');
+});
+
 test('successorCommitted resolves once another leader has committed an entry of its own term here', async () => {
   const h = startNode('n1', THREE);
   await follow(h, 2);
