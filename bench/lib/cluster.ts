@@ -35,8 +35,9 @@ export interface BenchCluster {
   pid(i: number): number | null;
   /** Member i's id as MemberView reports ids. */
   memberId(i: number): string;
-  /** Asks member i; null when it does not answer within timeoutMs. */
-  view(i: number, timeoutMs: number): Promise<MemberView | null>;
+  /** Asks member i (through dispatcher when given, else undici's global one); null when it does
+   * not answer within timeoutMs. */
+  view(i: number, timeoutMs: number, dispatcher?: Dispatcher): Promise<MemberView | null>;
   /** A write of value to key, to be sent to any member. */
   write(key: string, value: Buffer): RequestSpec;
   /** True when a response to write() means the write was accepted. */

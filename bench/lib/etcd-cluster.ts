@@ -3,7 +3,7 @@
 // which costs about what raftlet's HTTP API costs, so the comparison is HTTP to HTTP.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { waitStable, type BenchCluster, type MemberView, type RequestSpec } from './cluster.ts';
 import { sumOver, sumSamples, type Counters } from './scrape.ts';
 import { freePorts, makeTempDir, removeTempDir, spawnLogged, stopProcess, type Spawned } from './procs.ts';
@@ -121,18 +121,19 @@ export class EtcdCluster implements BenchCluster {
     return this.members[i].logFile;
   }
 
-  view(i: number, timeoutMs: number): Promise<MemberView | null> {
-    return this.status(i, timeoutMs);
+  view(i: number, timeoutMs: number, dispatcher?: Dispatcher): Promise<MemberView | null> {
+    return this.status(i, timeoutMs, dispatcher);
   }
 
   /** POST /v3/maintenance/status: the member's id, the leader it knows ("0" = none) and its applied index. */
-  private async status(i: number, timeoutMs: number): Promise<MemberView | null> {
+  private async status(i: number, timeoutMs: number, dispatcher?: Dispatcher): Promise<MemberView | null> {
     try {
       const res = await request(`${this.apiUrl(i)}/v3/maintenance/status`, {
         method: 'POST',
         body: '{}',
         headers: { 'content-type': 'application/json' },
         signal: AbortSignal.timeout(timeoutMs),
+        dispatcher,
       });
       const text = await res.body.text();
       if (res.statusCode !== 200) return null;

@@ -44,8 +44,14 @@ export async function measureFailover(cluster: BenchCluster, signal: NodeJS.Sign
   const survivors = Array.from({ length: cluster.size }, (_, i) => i).filter((i) => i !== leader);
   // No connection limit: an attempt the system holds must not queue later attempts behind it.
   const agent = new Agent({ keepAliveTimeout: 10_000 });
-  // Connections to the survivors are opened before the clock starts, as a client's would be.
-  await Promise.all(survivors.map((i) => cluster.view(i, 1000)));
+  // Connections to the survivors are opened before the clock starts, as a client's would be: the
+  // polls' (undici's global dispatcher) and, through the agent the writes use, as many as the
+  // attempts a survivor may hold at once (concurrent requests, one connection each). Without
+  // them every first write to a member also paid for a TCP connect and the server's accept.
+  await Promise.all(survivors.flatMap((i) => [
+    cluster.view(i, 1000),
+    ...Array.from({ length: MAX_IN_FLIGHT_PER_SURVIVOR }, () => cluster.view(i, 1000, agent)),
+  ]));
 
   const started = performance.now();
   const since = (): number => performance.now() - started;

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { waitStable, type BenchCluster, type MemberView, type RequestSpec } from './cluster.ts';
 import { sumOver, sumSamples, type Counters } from './scrape.ts';
 import { freePorts, makeTempDir, removeTempDir, spawnLogged, stopProcess, type Spawned } from './procs.ts';
@@ -116,9 +116,9 @@ export class RaftletCluster implements BenchCluster {
     return this.members[i].logFile;
   }
 
-  async view(i: number, timeoutMs: number): Promise<MemberView | null> {
+  async view(i: number, timeoutMs: number, dispatcher?: Dispatcher): Promise<MemberView | null> {
     try {
-      const res = await request(`${this.apiUrl(i)}/v1/status`, { signal: AbortSignal.timeout(timeoutMs) });
+      const res = await request(`${this.apiUrl(i)}/v1/status`, { signal: AbortSignal.timeout(timeoutMs), dispatcher });
       const text = await res.body.text();
       if (res.statusCode !== 200) return null;
       const s = JSON.parse(text) as { id: string; leader: string | null; appliedIndex: number };
