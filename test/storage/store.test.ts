@@ -221,7 +221,9 @@ describe('group commit', () => {
         );
       };
       issue(1);
-      // The first flush is now writing; these arrive one microtask apart while it runs.
+      // The first flush starts at the end of this turn (a nextTick queued before this one); after
+      // it, the others arrive one microtask apart while its fsync runs.
+      await new Promise<void>((resolve) => process.nextTick(resolve));
       for (let index = 2; index <= 100; index++) {
         await Promise.resolve();
         issue(index);
@@ -230,6 +232,30 @@ describe('group commit', () => {
       assert.deepEqual(early, [], 'a save resolved before any fsync after it');
       assert.ok(walFsyncs() <= 2, `100 saves took ${walFsyncs()} fsyncs`);
       await store.close();
+    }));
+
+  it('a term or vote alone is fsynced after the messages handed over before it, and is durable', () =>
+    withTempDir(async (dir) => {
+      const rec = recorder();
+      const { store } = await openStore(dir, rec.options());
+      const vote = async (term: number, from: string): Promise<void> => {
+        rec.fsyncs.length = 0;
+        const sent: number[] = [];
+        // What the transport does with a message handed to it (peer-link.ts): it leaves at the end
+        // of this turn. A vote request must not wait for the candidate's fsync of its term.
+        process.nextTick(() => sent.push(rec.fsyncs.length));
+        await store.save({ hardState: { term, votedFor: 'n2', commitIndex: 0 } });
+        assert.deepEqual(sent, [0], `saved from ${from}: the message left after the fsync`);
+        assert.deepEqual(rec.fsyncs, ['wal'], `saved from ${from}`);
+      };
+      // This test body runs in a promise callback, as the node's drain may after an fsync; the
+      // node's drain also runs in I/O callbacks and timers.
+      await vote(2, 'a promise callback');
+      await new Promise<void>((resolve, reject) => setImmediate(() => vote(3, 'a macrotask').then(resolve, reject)));
+      await store.close();
+      const { store: again, restored } = await openStore(dir, rec.options());
+      await again.close();
+      assert.deepEqual(restored.hardState, { term: 3, votedFor: 'n2', commitIndex: 0 });
     }));
 
   it('an empty save waits for the saves before it', () =>
