@@ -4,6 +4,7 @@ import { request } from 'undici';
 import { ClientError } from '../../src/api/ops.ts';
 import { encodeMessages, WIRE_VERSION } from '../../src/transport/codec.ts';
 import { PROTOCOL_VERSION, ROUTES } from '../../src/transport/protocol.ts';
+import { steadyNow } from '../../src/util/steady-clock.ts';
 import { startPeerServer } from '../../src/transport/server.ts';
 import type { PeerRefusal, RunningPeerServer } from '../../src/transport/server.ts';
 import { heartbeat, recorder, TOKEN } from './helpers.ts';
@@ -203,12 +204,15 @@ describe('peer server', () => {
     });
 
     test('a propose gets the handler result and a deadline from the requested timeout', async () => {
-      const before = Date.now();
+      // Deadlines are on the steady clock (src/util/steady-clock.ts), which need not agree with
+      // Date.now() to the millisecond once the wall clock has been adjusted.
+      const before = steadyNow();
       const reply = await call(server, ROUTES.propose, { body: propose(3000) });
       assert.equal(reply.status, 200);
       assert.deepEqual(JSON.parse(reply.body), { ok: true, index: 7, term: 2 });
       assert.deepEqual(r.proposals[0].cmd, { op: 'put', key: 'k', value: new Uint8Array(Buffer.from('hi')) });
-      assert.ok(r.proposals[0].deadlineMs >= before + 3000 && r.proposals[0].deadlineMs <= Date.now() + 3000);
+      const deadlineMs = r.proposals[0].deadlineMs;
+      assert.ok(deadlineMs >= before + 3000 && deadlineMs <= steadyNow() + 3000, `deadline ${deadlineMs - before} ms after the call began`);
     });
 
     test('a ClientError from a handler becomes a JSON error with its code and the matching status', async () => {
