@@ -4,6 +4,7 @@
 // leaderless because of its applications. Campaign delays for unhealthy members are the core's
 // (Raft.setAppHealth); the probe itself is the host's (src/run/app-health.ts).
 import type { AppHealth, NodeId, RaftStatus } from '../raft/types.ts';
+import { bestTransferTarget } from './transfer-target.ts';
 
 /** Health as this node tracks it from probe results: `threshold` failures in a row make the
  * application unhealthy, one success makes it healthy again (as a Kubernetes readiness probe
@@ -36,16 +37,10 @@ export class AppHealthTracker {
   }
 }
 
-/** The follower to hand leadership to when this leader's application is unhealthy: a voter that
- * answered recently, whose application it reported healthy (or not checked: it cannot tell), that
- * is not departing (scaled away: leadership handed to it would only have to move again), with the
- * longest log; null when there is none. */
-export function healthyTransferTarget(status: RaftStatus, departing: (id: NodeId) => boolean = () => false): NodeId | null {
-  if (status.role !== 'leader') return null;
-  let best: { id: NodeId; matchIndex: number } | null = null;
-  for (const peer of status.progress) {
-    if (!peer.voter || !peer.recentActive || peer.appHealth === null || peer.appHealth === 'unhealthy' || departing(peer.id)) continue;
-    if (best === null || peer.matchIndex > best.matchIndex) best = { id: peer.id, matchIndex: peer.matchIndex };
-  }
-  return best?.id ?? null;
+/** The follower to hand leadership to when this leader's application is unhealthy: by the rule of
+ * bestTransferTarget, among the voters whose application it reported healthy (or not checked: it
+ * cannot tell) and that are not departing (scaled away: leadership handed to one would only have to
+ * move again); null when there is none. */
+export function healthyTransferTarget(status: RaftStatus, contactOrder: readonly NodeId[], departing: (id: NodeId) => boolean = () => false): NodeId | null {
+  return bestTransferTarget(status, contactOrder, (peer) => peer.appHealth !== null && peer.appHealth !== 'unhealthy' && !departing(peer.id));
 }

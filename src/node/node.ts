@@ -9,6 +9,7 @@ import type { ChangeFeed, KvCommand, KvResult, KvView } from '../kv/types.ts';
 import { Raft } from '../raft/raft.ts';
 import type { AppHealth, ConfigChange, Entry, Member, Message, NodeId, ProposeResult, RaftConfig, RaftEvent, Ready, RestoredState, Role } from '../raft/types.ts';
 import { healthyTransferTarget } from './app-health.ts';
+import { bestTransferTarget } from './transfer-target.ts';
 import { systemClock, type Cancel, type Clock, type LogStore, type PeerSender, type StateMachine } from './ports.ts';
 import { Deadlines } from '../util/deadlines.ts';
 import { AppliedWaiters, type AppliedWaitKind } from './applied-waiters.ts';
@@ -50,13 +51,10 @@ export interface NodeOptions {
   /** RAFTLET_LEASE_DRIFT_RATIO: the share of the leader lease given up for clock-rate differences
    * between members and timer slack. Default DEFAULT_LEASE_DRIFT_RATIO. */
   readonly leaseDriftRatio?: number;
-  /** The target of a transfer that names none (POST /v1/leader/transfer without `to`), asked on
-   * the leader as it starts the transfer; null leaves the choice to the core. The runtime
-   * uses it to pass over members the StatefulSet has scaled away: leadership handed to a member on
-   * its way out would only have to move again. */
-  readonly unnamedTransferee?: () => NodeId | null;
   /** Whether a member is on its way out (the StatefulSet has scaled it away, as last read). A
-   * leader whose application is unhealthy does not hand leadership to such a member. */
+   * transfer this leader picks the target of (POST /v1/leader/transfer without `to`, or because its
+   * application is unhealthy) passes over such members: leadership handed to one would only have
+   * to move again. */
   readonly departing?: (id: NodeId) => boolean;
 }
 
@@ -721,7 +719,7 @@ export class RaftNode implements ClientOps {
     if (this.appTransferBusy || this.stopped || this.clock.now() < this.appTransferNotBefore) return;
     const status = this.raft.status();
     if (status.transferee !== null) return;
-    const target = healthyTransferTarget(status, this.options.departing);
+    const target = healthyTransferTarget(status, this.contactOrder(), this.options.departing);
     if (target === null) return; // no staying member's application is healthy: stay, never go leaderless
     this.appTransferBusy = true;
     this.options.logger.warn({ to: target, term: status.term }, `the application is unhealthy: handing leadership to ${target}`);
@@ -887,9 +885,13 @@ export class RaftNode implements ClientOps {
     if (this.raft.currentRole !== 'leader') throw new ClientError('no_leader', `${this.id} is not the leader`);
     const startTerm = this.raft.currentTerm;
     // Among equally up-to-date targets, the member in contact longest (as etcd picks its
-    // transferee): one that has just restarted would lead with cold code and caches.
-    const chosen = to ?? this.options.unnamedTransferee?.() ?? null;
-    const res = this.raft.transferLeadership(chosen, this.contactOrder(), reason === 'shutdown');
+    // transferee): one that has just restarted would lead with cold code and caches. With no
+    // target named, a member on its way out is passed over; if no other is eligible, the core
+    // picks among all.
+    const order = this.contactOrder();
+    const departing = this.options.departing;
+    const chosen = to ?? (departing === undefined ? null : bestTransferTarget(this.raft.status(), order, (peer) => !departing(peer.id)));
+    const res = this.raft.transferLeadership(chosen, order, reason === 'shutdown');
     if (!res.ok) throw new ClientError('bad_request', `cannot transfer leadership: ${res.message}`);
     if (res.to === this.id) return { leader: this.id, term: this.raft.currentTerm };
     // Thesis §3.10: TimeoutNow leaves at once (an early message: it needs no fsync), not on the

@@ -20,7 +20,7 @@ import { openData } from './data.ts';
 import { startDiscovery, type Discovery } from './discovery.ts';
 import { startAppHealthProbe } from './app-health.ts';
 import { ExitCode } from './exit-codes.ts';
-import { handOverBeforeStopping, leaveIfScaledAway, stayingTarget } from './leave.ts';
+import { handOverBeforeStopping, leaveIfScaledAway } from './leave.ts';
 import { yieldCpu } from './yield-cpu.ts';
 import { closeServer, drainServer, firstUnbindable } from './listen.ts';
 import { openPeerSecurity, PeerSecurityError, type PeerSecurity } from './peer-security.ts';
@@ -134,8 +134,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     logger,
     snapshotEntries: settings.snapshotEntries,
     leaseDriftRatio: settings.leaseDriftRatio,
-    // A transfer that names no target goes to a member that stays, as the replicas were last read.
-    unnamedTransferee: (): NodeId | null => (kube === null ? null : stayingTarget(node, kube.scale.latest())),
+    // Transfers the leader picks the target of go to a member that stays, as the replicas were last read.
     departing: (id: NodeId): boolean => {
       const desired = kube?.scale.latest() ?? null;
       return desired !== null && isScaledAway(id, desired);

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { NodeStatus } from '../api/ops.ts';
 import { isScaledAway, type DesiredReplicas, type ScaleVerdict } from '../kubernetes/scale-rules.ts';
 import type { RaftNode } from '../node/node.ts';
+import { bestTransferTarget } from '../node/transfer-target.ts';
 import type { NodeId } from '../raft/types.ts';
 import type { PeerClient } from '../transport/index.ts';
 import { steadyNow } from '../util/steady-clock.ts';
@@ -20,19 +21,11 @@ const POLL_MS = 150;
 export type LeavingNode = Pick<RaftNode, 'id' | 'status' | 'raftStatus' | 'contactOrder' | 'leader' | 'members' | 'transferLeadership'>;
 export type LeaderAsker = Pick<PeerClient, 'status'>;
 
-/** The most up-to-date responding voter that is not scaled away, among equals the longest
- * connected (null: any voter will do). */
+/** The transfer target (bestTransferTarget) among the members that are not scaled away (null: any
+ * voter will do). */
 export function stayingTarget(node: Pick<RaftNode, 'raftStatus' | 'contactOrder'>, desired: DesiredReplicas | null): NodeId | null {
-  const s = node.raftStatus();
-  if (s.role !== 'leader' || desired === null) return null;
-  const voters = new Set(s.members.filter((m) => m.voter && m.id !== s.id && !isScaledAway(m.id, desired)).map((m) => m.id));
-  const order = node.contactOrder();
-  const rank = (id: NodeId): number => {
-    const at = order.indexOf(id);
-    return at < 0 ? order.length : at;
-  };
-  const best = s.progress.filter((p) => voters.has(p.id) && p.recentActive).sort((a, b) => b.matchIndex - a.matchIndex || rank(a.id) - rank(b.id))[0];
-  return best?.id ?? null;
+  if (desired === null) return null;
+  return bestTransferTarget(node.raftStatus(), node.contactOrder(), (peer) => !isScaledAway(peer.id, desired));
 }
 
 /** What the shutdown hand-off needs of the node (narrow, so a test can stand in for it). */

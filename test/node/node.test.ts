@@ -419,12 +419,12 @@ test('a transfer with no target named goes to the equally up-to-date member conn
   await h.node.stop();
 });
 
-test('a transfer with no target named goes where unnamedTransferee says; a named one, or a null answer, does not ask it', async () => {
-  // The runtime answers with a member that stays after a scale-down (stayingTarget): n2 here, as if
-  // n3 had been scaled away, although the core alone would pick n3 (the most up to date).
-  const transfereeOf = async (to: string | null, answer: string | null): Promise<{ transferee: string | null; asked: number }> => {
+test('a transfer with no target named passes over a departing member; a named one, or nothing departing, is left as it is', async () => {
+  // The runtime says n3 is on its way out (scaled away): n2 gets leadership, although the core alone
+  // would pick n3 (the most up to date).
+  const transfereeOf = async (to: string | null, departing: readonly string[]): Promise<{ transferee: string | null; asked: number }> => {
     let asked = 0;
-    const h = startNode('n1', THREE, { unnamedTransferee: () => (asked++, answer) });
+    const h = startNode('n1', THREE, { departing: (id) => (asked++, departing.includes(id)) });
     const term = await elect(h);
     const lastIndex = h.node.raftStatus().lastLogIndex;
     const ack = (from: string, matchIndex: number): Message =>
@@ -437,9 +437,9 @@ test('a transfer with no target named goes where unnamedTransferee says; a named
     await h.node.stop();
     return { transferee, asked };
   };
-  assert.deepEqual(await transfereeOf(null, 'n2'), { transferee: 'n2', asked: 1 }, "the runtime's choice, not the core's (n3)");
-  assert.deepEqual(await transfereeOf(null, null), { transferee: 'n3', asked: 1 }, 'a null answer leaves the choice to the core');
-  assert.deepEqual(await transfereeOf('n2', 'n3'), { transferee: 'n2', asked: 0 }, 'a named target is not second-guessed');
+  assert.equal((await transfereeOf(null, ['n3'])).transferee, 'n2', "the staying member, not the core's pick (n3)");
+  assert.equal((await transfereeOf(null, [])).transferee, 'n3', 'nothing departing: the most up to date, as the core picks');
+  assert.deepEqual(await transfereeOf('n2', ['n2']), { transferee: 'n2', asked: 0 }, 'a named target is not second-guessed');
 });
 
 test('a leader whose application is unhealthy hands leadership to a healthy member that is not departing', async () => {
