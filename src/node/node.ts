@@ -114,6 +114,11 @@ const noCancel: Cancel = () => undefined;
 
 /** A leader-side ReadIndex waiting for its heartbeat round; cancelDeadline clears its timer once it
  * is settled otherwise. */
+interface LeaderSeen {
+  readonly leader: NodeId | null;
+  readonly term: number;
+}
+
 interface PendingRead {
   readonly resolve: (index: number) => void;
   readonly reject: (err: Error) => void;
@@ -777,6 +782,7 @@ export class RaftNode implements ClientOps {
     let refusal: ClientError | null = null;
     for (;;) {
       if (this.stopped) throw new ClientError('unavailable', 'the node is shutting down');
+      const seen = this.leaderSeen();
       try {
         if (this.raft.currentRole === 'leader') return await this.proposeHere(data, deadlineMs);
         const leader = this.leader();
@@ -794,7 +800,7 @@ export class RaftNode implements ClientOps {
         if (this.clock.now() >= deadlineMs) throw withRefusal(err, refusal);
         refusal ??= err;
       }
-      await this.awaitLeader(deadlineMs).catch((err: unknown) => {
+      await this.awaitLeader(deadlineMs, seen).catch((err: unknown) => {
         throw isNoLeader(err) ? withRefusal(err, refusal) : err;
       });
     }
@@ -832,6 +838,7 @@ export class RaftNode implements ClientOps {
   async readBarrier(deadlineMs: number): Promise<void> {
     for (;;) {
       if (this.stopped) throw new ClientError('unavailable', 'the node is shutting down');
+      const seen = this.leaderSeen();
       let index: number | null = null;
       try {
         if (this.raft.currentRole === 'leader') {
@@ -853,7 +860,7 @@ export class RaftNode implements ClientOps {
         if (this.sm.appliedIndex < index) await this.waitApplied(index, deadlineMs, 'read');
         return;
       }
-      await this.awaitLeader(deadlineMs);
+      await this.awaitLeader(deadlineMs, seen);
     }
   }
 
@@ -877,7 +884,7 @@ export class RaftNode implements ClientOps {
       if (this.raft.currentRole === 'leader') return this.transferHere(to, deadlineMs, reason);
       const leader = this.leader();
       if (leader && leader.id !== this.id) return this.options.peers.transfer(leader.url, to, deadlineMs);
-      await this.awaitLeader(deadlineMs);
+      await this.awaitLeader(deadlineMs, this.leaderSeen());
     }
   }
 
@@ -945,15 +952,25 @@ export class RaftNode implements ClientOps {
     return this.appliedWaits.wait(index, deadlineMs, kind);
   }
 
-  /** Waits a little for a leader to appear; past the deadline, no_leader (nothing was proposed). */
-  private async awaitLeader(deadlineMs: number): Promise<void> {
+  /** Who led, and in which term, when a try began. */
+  private leaderSeen(): LeaderSeen {
+    return { leader: this.raft.currentLeader, term: this.raft.currentTerm };
+  }
+
+  /**
+   * Waits a little for the leader or term to differ from `seen` (taken when the refused try began);
+   * past the deadline, no_leader (nothing was proposed). When they already differ it returns at
+   * once: a refusal that arrives after leadership has moved (a forward the old leader answered late,
+   * its thread busy with a hand-off) is retried against the new leader now, not after a wait for
+   * the next change. Each retry without a wait consumes a change of leader or term, so this cannot
+   * spin.
+   */
+  private async awaitLeader(deadlineMs: number, seen: LeaderSeen): Promise<void> {
     const now = this.clock.now();
     if (now >= deadlineMs) {
       const why = this.raft.currentLeader === null ? 'no leader was elected within the request timeout' : 'the request timeout passed before a retry';
       throw new ClientError('no_leader', why);
     }
-    const seen = this.raft.currentLeader;
-    const term = this.raft.currentTerm;
-    await this.waitLeaderChange(seen, term, Math.min(LEADER_POLL_MS, deadlineMs - now));
+    await this.waitLeaderChange(seen.leader, seen.term, Math.min(LEADER_POLL_MS, deadlineMs - now));
   }
 }

@@ -258,6 +258,33 @@ test('a forwarded write refused by an overloaded leader until its deadline says 
   assert.ok(h.peers.calls.length >= 2, 'it retried while time remained');
 });
 
+test('a forward refused after leadership moved goes to the new leader at once, a write and a read alike', async () => {
+  // The pattern of a hand-off: the old leader answers a forward late (its thread busy with the
+  // transfer), after this node has already heard from its successor. Nothing was appended by the
+  // refusal, so the call goes on to the successor without waiting for another change of leader.
+  const h = startNode('n1', THREE);
+  await follow(h, 2);
+  const refuseFromN2: { propose?: () => void; read?: () => void } = {};
+  const noLeader = (): ClientError => new ClientError('no_leader', 'n2 is not the leader: not proposed');
+  h.peers.onPropose = (url) =>
+    url === 'fake://n2' ? new Promise((_resolve, reject) => (refuseFromN2.propose = () => reject(noLeader()))) : Promise.resolve({ ok: true, index: 5, term: 3 });
+  h.peers.onReadIndex = (url) =>
+    url === 'fake://n2' ? new Promise((_resolve, reject) => (refuseFromN2.read = () => reject(noLeader()))) : Promise.resolve({ index: 0, term: 3 });
+  const write = watch(h.node.propose(put('k', 'v'), h.clock.now() + 5000));
+  const read = watch(h.node.readBarrier(h.clock.now() + 5000));
+  await h.clock.settle();
+  assert.deepEqual(h.peers.calls.map((c) => c.url), ['fake://n2', 'fake://n2']);
+  h.node.onMessages([{ kind: 'heartbeat', from: 'n3', to: 'n1', term: 3, commit: 0, seq: 1 }]);
+  await h.clock.settle();
+  assert.equal(h.node.leader()?.id, 'n3');
+  refuseFromN2.propose?.();
+  refuseFromN2.read?.();
+  await h.clock.settle(); // no time passes: a wait for the next change would hold both calls here
+  assert.deepEqual(h.peers.calls.map((c) => `${c.kind} ${c.url}`).sort(), ['propose fake://n2', 'propose fake://n3', 'readIndex fake://n2', 'readIndex fake://n3']);
+  assert.equal(read.settled(), true, 'n3 confirmed the read');
+  assert.equal(write.settled(), false, 'committed at n3, answered once applied here');
+});
+
 test('a snapshot is taken once the commands applied since the last one reach snapshotBytes, however few they are', async () => {
   // The log between snapshots is held in memory: 10,000 entries of 1 MiB values must not pile up
   // just because the entry count is not reached.
