@@ -61,6 +61,8 @@ export interface Settings {
   readonly requestTimeoutMs: number;
   readonly maxValueBytes: number;
   readonly snapshotEntries: number;
+  /** Warm the code with a throwaway in-memory cluster before joining (src/run/rehearsal.ts). */
+  readonly rehearsal: boolean;
   /** The peer RPC bearer token this member sends (the first of clusterTokens); null exactly when insecure. */
   readonly clusterToken: string | null;
   // ---- token rotation (issue 11) ----
@@ -335,6 +337,11 @@ export const SETTINGS = {
     env: 'RAFTLET_SNAPSHOT_ENTRIES', metavar: 'N', defaultText: String(DEFAULTS.snapshotEntries),
     help: 'advanced: entries applied between snapshots (log compaction, Raft §7)', parse: integer(1, 100_000_000),
   }),
+  rehearsal: setting({
+    env: 'RAFTLET_REHEARSAL', metavar: 'BOOL', defaultText: '1', bare: '1',
+    help: 'advanced: before joining, run a throwaway 3-member cluster in memory on 127.0.0.1 for about half a second, so the first failover runs warm code; 0 = start at once',
+    parse: parseSwitch,
+  }),
   clusterToken: setting({
     env: 'RAFTLET_CLUSTER_TOKEN', metavar: 'TOKEN', defaultText: 'required',
     help: `shared secret for peer RPC, at least ${MIN_TOKEN_LENGTH} characters; several separated by commas while rotating (the first is sent, all are accepted; prefer the file: flags show in ps)`,
@@ -513,6 +520,7 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
   const requestTimeoutMs = read('requestTimeoutMs') ?? DEFAULTS.requestTimeoutMs;
   const maxValueBytes = read('maxValueBytes') ?? DEFAULTS.maxValueBytes;
   const snapshotEntries = read('snapshotEntries') ?? DEFAULTS.snapshotEntries;
+  const rehearsal = read('rehearsal') ?? true;
   const bootstrapExpect = read('bootstrapExpect') ?? DEFAULTS.bootstrapExpect;
   const logLevel = read('logLevel') ?? DEFAULTS.logLevel;
 
@@ -600,7 +608,7 @@ export function parseSettings(argv: readonly string[], env: Env, host: SettingsH
 
   return deepFreeze({
     nodeId, peerListen, apiListen, metricsListen, advertiseUrl, membersFrom, peers, discoveryService, dnsServer,
-    bootstrapExpect, dataDir, heartbeatMs, electionTimeoutMs, requestTimeoutMs, maxValueBytes, snapshotEntries, clusterToken,
+    bootstrapExpect, dataDir, heartbeatMs, electionTimeoutMs, requestTimeoutMs, maxValueBytes, snapshotEntries, rehearsal, clusterToken,
     clusterTokens, clusterTokenFile, insecure, ...tlsSettings, kubernetes, podName, podNamespace, roleLabel, leaseName, logLevel, warnings,
     ...app,
   });

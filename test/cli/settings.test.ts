@@ -55,6 +55,7 @@ describe('settings: defaults', () => {
       requestTimeoutMs: 5000,
       maxValueBytes: 1048576,
       snapshotEntries: 10000,
+      rehearsal: true,
       clusterToken: TOKEN,
       clusterTokens: [TOKEN],
       clusterTokenFile: null,
@@ -156,6 +157,8 @@ describe('settings: sources', () => {
     assert.equal(parse([], { RAFTLET_INSECURE: 'true' }).insecure, true);
     assert.equal(parse([], { RAFTLET_INSECURE: 'false', RAFTLET_CLUSTER_TOKEN: TOKEN }).insecure, false);
     assert.equal(parse(['--kubernetes=false'], { RAFTLET_CLUSTER_TOKEN: TOKEN, KUBECONFIG: '/k' }).kubernetes, false);
+    assert.equal(parse([], { RAFTLET_REHEARSAL: '0', RAFTLET_CLUSTER_TOKEN: TOKEN }).rehearsal, false);
+    assert.equal(parse(['--rehearsal=false'], { RAFTLET_CLUSTER_TOKEN: TOKEN }).rehearsal, false);
   });
 
   it('turns Kubernetes on when KUBECONFIG or KUBERNETES_SERVICE_HOST is set, unless told otherwise', () => {
@@ -317,6 +320,7 @@ const REFUSED: readonly { argv?: string[]; env?: Record<string, string>; files?:
   // token
   { env: { RAFTLET_INSECURE: 'yes' }, message: 'RAFTLET_INSECURE must be 1, 0, true or false (got "yes")' },
   { env: { RAFTLET_INSECURE: 'TRUE' }, message: 'RAFTLET_INSECURE must be 1, 0, true or false (got "TRUE")' },
+  { env: { RAFTLET_REHEARSAL: 'off' }, message: 'RAFTLET_REHEARSAL must be 1, 0, true or false (got "off")' },
   { env: { RAFTLET_INSECURE: '0' },
     message: 'RAFTLET_CLUSTER_TOKEN or RAFTLET_CLUSTER_TOKEN_FILE is required: a shared secret for peer RPC (e.g. openssl rand -hex 32); RAFTLET_INSECURE=1 runs without one for local experiments' },
   { env: { RAFTLET_CLUSTER_TOKEN: TOKEN, RAFTLET_CLUSTER_TOKEN_FILE: '/t' },
