@@ -112,13 +112,14 @@ interface Proposal {
 
 const noCancel: Cancel = () => undefined;
 
-/** A leader-side ReadIndex waiting for its heartbeat round; cancelDeadline clears its timer once it
- * is settled otherwise. */
+/** Who led, and in which term, as this node saw it when a forwarded call was tried. */
 interface LeaderSeen {
   readonly leader: NodeId | null;
   readonly term: number;
 }
 
+/** A leader-side ReadIndex waiting for its heartbeat round; cancelDeadline clears its timer once it
+ * is settled otherwise. */
 interface PendingRead {
   readonly resolve: (index: number) => void;
   readonly reject: (err: Error) => void;
