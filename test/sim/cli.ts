@@ -1,14 +1,15 @@
-// npm run sim -- --core --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B] [--budget BYTES] [--keep-going] [--no-dead-signals]
-// npm run sim -- --core --seed X [--nodes N] [--steps S] --trace      (replay one seed step by step)
-// --budget: the leader's uncommitted-bytes budget (default SIM_UNCOMMITTED_BYTES; 0 = none, as before
-// issue 13); --keep-going counts every violating seed instead of stopping at the first;
-// --no-dead-signals: no connection-loss reports (true ones after crashes, and false ones).
-import { parseArgs } from 'node:util';
-import { intArg as int } from './args.ts';
+// The core simulator's command line (npm run sim -- --core): CORE_USAGE below says what it takes.
+import { intArg as int, parseCli } from './args.ts';
 import type { PlantedBug } from './buggy.ts';
 import { runSimulation } from './simulation.ts';
 
-const { values } = parseArgs({
+const CORE_USAGE = `npm run sim -- --core --seeds N [--nodes 3|5] [--steps S] [--start K] [--bug B] [--budget BYTES] [--keep-going] [--no-dead-signals]
+npm run sim -- --core --seed X [--nodes N] [--steps S] --trace      replay one seed step by step
+  --budget         the leader's uncommitted-bytes budget (0 = none)
+  --keep-going     count every violating seed instead of stopping at the first
+  --no-dead-signals  no connection-loss reports (true ones after crashes, and false ones)`;
+
+const { values } = parseCli({
   options: {
     seeds: { type: 'string', default: '1000' },
     seed: { type: 'string' },
@@ -21,7 +22,7 @@ const { values } = parseArgs({
     budget: { type: 'string' },
     'keep-going': { type: 'boolean', default: false },
   },
-});
+}, CORE_USAGE);
 
 const nodes = int('nodes', values.nodes);
 const steps = int('steps', values.steps);

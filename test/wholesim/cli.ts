@@ -1,11 +1,13 @@
-// npm run sim -- --seeds N [--start K] [--nodes 3|5|mixed] [--ms D]   whole nodes (default: mixed,
-//                                                                    odd seeds 3 nodes, even seeds 5)
-// npm run sim -- --seed X [--nodes N] [--ms D] --trace                replay one seed event by event
-// npm run sim -- --core ...                                           the core simulator (test/sim/cli.ts)
-// --workers W splits the seeds over W processes (contiguous ranges); the first violation stops all.
+// The simulators' command line (npm run sim): USAGE below says what it takes; --core hands the rest
+// to the core simulator (test/sim/cli.ts).
 import { spawn } from 'node:child_process';
-import { parseArgs } from 'node:util';
-import { intArg as int } from '../sim/args.ts';
+import { intArg as int, parseCli } from '../sim/args.ts';
+
+const USAGE = `npm run sim -- --seeds N [--start K] [--nodes 3|5|mixed] [--ms D] [--workers W] [--quiet]
+    whole nodes (default: mixed, odd seeds 3 nodes, even seeds 5); --workers W splits the seeds over
+    W processes, and the first violation stops all
+npm run sim -- --seed X [--nodes N] [--ms D] --trace      replay one seed event by event
+npm run sim -- --core ...                                 the core simulator (npm run sim -- --core --help)`;
 
 if (process.argv.includes('--core')) {
   process.argv.splice(process.argv.indexOf('--core'), 1);
@@ -16,7 +18,7 @@ if (process.argv.includes('--core')) {
 
 async function main(): Promise<void> {
   const { runWholeSimulation, DEFAULT_DURATION_MS } = await import('./simulation.ts');
-  const { values } = parseArgs({
+  const { values } = parseCli({
     options: {
       seeds: { type: 'string', default: '100' },
       seed: { type: 'string' },
@@ -27,7 +29,7 @@ async function main(): Promise<void> {
       quiet: { type: 'boolean', default: false },
       workers: { type: 'string', default: '1' },
     },
-  });
+  }, USAGE);
   const workers = int('workers', values.workers);
   if (workers > 1 && values.seed === undefined) {
     await parallel(workers, int('start', values.start), int('seeds', values.seeds), values.nodes, values.ms);
