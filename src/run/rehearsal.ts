@@ -232,14 +232,16 @@ class Client {
     await this.call(port, 'POST', '/v1/leader/transfer', { 'content-type': 'application/json' }, JSON.stringify({ to }));
   }
 
-  /** One request; a 503 (no leader for a moment, in a hand-off) is tried again until the deadline. */
+  /** One request, tried again until the deadline on a 503 (no leader for a moment, in a hand-off)
+   * or a 504 (a transfer aborted after an election timeout: the rehearsal's timeouts are short, and
+   * a loaded machine can stall a member past one). */
   private async call(port: number, method: string, path: string, headers: IncomingHttpHeaders, body: string | null): Promise<void> {
     for (;;) {
       const left = this.endsAt - performance.now();
       if (left <= 0) throw new Deadline();
       const status = await this.once(port, method, path, headers, body, left);
       if (status >= 200 && status < 300) return;
-      if (status !== 503) throw new Error(`${method} ${path}: HTTP ${status}`);
+      if (status !== 503 && status !== 504) throw new Error(`${method} ${path}: HTTP ${status}`);
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
   }
