@@ -113,13 +113,15 @@ for present in app/dist/cli/main.js app/node_modules/express/package.json usr/lo
   [ -e "$mnt/$present" ] || fail "/$present is missing from the image"
 done
 echo "files outside /app: $(cd "$mnt" && find . -path ./app -prune -o \( -type f -o -type l \) -print | wc -l); largest:"
-(cd "$mnt" && du -ah --max-depth=3 . 2>/dev/null | sort -rh | head -n 6)
+# sed, not head: head exits after its lines, and with pipefail the writer's SIGPIPE (exit 141)
+# then fails the script whenever its output outgrows the pipe's buffer.
+(cd "$mnt" && du -ah --max-depth=3 . 2>/dev/null | sort -rh | sed -n '1,6p')
 buildah umount "$container" >/dev/null
 in_image node --version
 
 say "raftlet --help (as uid 65534)"
 help=$(in_image node /app/bin/raftlet.js --help)
-printf '%s\n' "$help" | head -n 12
+printf '%s\n' "$help" | sed -n '1,12p'
 grep -q 'raftlet run' <<<"$help" || fail "raftlet --help did not print the usage"
 in_image raftlet --version
 
@@ -192,7 +194,7 @@ tail -n 3 "$work/run.log"
 # buildah run itself (re)creates a few mount points and /etc files; anything else is raftlet's.
 written=$(cd "$mnt" && find . -xdev -newer "$work/marker" \( -type f -o -type l \) \
   ! -path './var/lib/raftlet/*' ! -path './etc/hosts' ! -path './etc/hostname' ! -path './etc/resolv.conf' \
-  ! -path './run/*' ! -path './dev/*' ! -path './proc/*' ! -path './sys/*' | head -n 20)
+  ! -path './run/*' ! -path './dev/*' ! -path './proc/*' ! -path './sys/*' | sed -n '1,20p')
 [ -z "$written" ] || fail "raftlet wrote outside /var/lib/raftlet: $written"
 buildah umount "$container" >/dev/null
 # The VOLUME is mounted from outside the root filesystem; its files show from inside (no shell or
