@@ -102,3 +102,19 @@ export function quorumValue(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => b - a);
   return sorted[quorumSize(values.length) - 1];
 }
+
+/**
+ * The order of leadership-transfer targets (thesis §3.10 leaves the choice open): whether `a` is a
+ * better target than `b`. The more up-to-date follower first, so TimeoutNow can go sooner; among
+ * equals, the earlier in `prefer` (the members in contact with the leader, longest connected
+ * first, as etcd picks its transferee: one that has just restarted would lead with cold code and
+ * caches); members missing from `prefer` rank last. Shared by the core's own pick and the
+ * runtime's (src/node/transfer-target.ts), which adds its eligibility rules on top.
+ */
+export function betterTransferTarget(prefer: readonly NodeId[]): (a: { readonly id: NodeId; readonly matchIndex: number }, b: { readonly id: NodeId; readonly matchIndex: number }) => boolean {
+  const rank = (id: NodeId): number => {
+    const at = prefer.indexOf(id);
+    return at < 0 ? prefer.length : at;
+  };
+  return (a, b) => (a.matchIndex !== b.matchIndex ? a.matchIndex > b.matchIndex : rank(a.id) < rank(b.id));
+}

@@ -3,7 +3,7 @@
 // readIndex()/transferLeadership()/proposeConfigChange() for clients, and drains ready()/advance().
 import { RaftLog, entryBytes } from './log.ts';
 import { applyConfigChange, findMember, isVoter, voters } from './membership.ts';
-import { Progress, quorumSize, quorumValue } from './progress.ts';
+import { betterTransferTarget, Progress, quorumSize, quorumValue } from './progress.ts';
 import type {
   AppHealth,
   AppendRequest,
@@ -1240,15 +1240,12 @@ export class Raft {
    * to the earlier in `prefer`. */
   private mostUpToDateVoter(prefer: readonly NodeId[]): NodeId | null {
     let best: Progress | null = null;
-    const rank = (pr: Progress): number => {
-      const at = prefer.indexOf(pr.id);
-      return at < 0 ? prefer.length : at;
-    };
+    const ahead = betterTransferTarget(prefer);
+    // A follower whose application is unhealthy only when no other will do.
     const better = (pr: Progress, than: Progress): boolean => {
       const sick = pr.appHealth === 'unhealthy';
       const thanSick = than.appHealth === 'unhealthy';
-      if (sick !== thanSick) return !sick;
-      return pr.matchIndex !== than.matchIndex ? pr.matchIndex > than.matchIndex : rank(pr) < rank(than);
+      return sick !== thanSick ? !sick : ahead(pr, than);
     };
     for (const pr of this.progress.values()) {
       if (!isVoter(this.members, pr.id)) continue;
