@@ -25,6 +25,7 @@ import { killEverything, memoryOf, runningChildren } from './lib/procs.ts';
 import { summarizeProfile, type ProfileSummary } from './lib/profile.ts';
 import { RaftletCluster, RAFTLET_BIN } from './lib/raftlet-cluster.ts';
 import { compiledLauncher } from './lib/compiled.ts';
+import { MemoryFloor } from './lib/floor.ts';
 import { CLUSTER_SIZE, KEYS, VALUE_BYTES, WRITE_TIMINGS } from './lib/workload.ts';
 import {
   failoverSeries, judgeTargets, renderReport,
@@ -165,6 +166,8 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
   let etcd = options.etcd ? new EtcdCluster({ size: CLUSTER_SIZE, ...WRITE_TIMINGS, parentDir: options.parentDir }) : null;
   let profiledPid: number | null = null;
   let loadStarted = 0;
+  // Started first, so that it has idled at least as long as the members when all are read.
+  const floor = new MemoryFloor(raftlet.dir, nodeFlags);
   try {
     log('starting the raftlet cluster for the write runs');
     await raftlet.start();
@@ -185,6 +188,10 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
     await sleep(options.idleSeconds * 1000);
     memory.push(...memoryRows(raftlet, 'idle'));
     if (etcd !== null) memory.push(...memoryRows(etcd, 'idle'));
+    const floorMemory = floor.read();
+    if (floorMemory === null) errors.push(`the memory floor process was not up when the idle memory was read (see ${raftlet.dir}/memory-floor.log)`);
+    else memory.push({ system: 'floor', member: 'node + express, pino, prom-client', phase: 'idle', ...floorMemory });
+    await floor.stop();
     loadStarted = performance.now();
     // raftlet and etcd take turns at each concurrency, so a change in the machine's other load
     // during the run hits both rather than one.
@@ -214,7 +221,7 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
   } catch (err) {
     errors.push(`write runs: ${err instanceof Error ? err.message : String(err)}`);
   } finally {
-    await Promise.allSettled([raftlet.stop(), etcd?.stop()]);
+    await Promise.allSettled([floor.stop(), raftlet.stop(), etcd?.stop()]);
   }
   const profileWindowMs = performance.now() - loadStarted;
   if (options.profileDir !== null && profiledPid !== null) {

@@ -15,7 +15,8 @@ export interface WriteRow extends LoadResult {
 }
 
 export interface MemoryRow extends Memory {
-  readonly system: SystemName;
+  /** floor: bench/floor-process.mjs, Node and the design's libraries alone (bench/lib/floor.ts). */
+  readonly system: SystemName | 'floor';
   readonly member: string;
   /** idle: started, settled, no load yet; after writes: right after the last write run. */
   readonly phase: 'idle' | 'after writes';
@@ -141,7 +142,7 @@ export function judgeTargets(report: Omit<BenchReport, 'targets'>): Target[] {
     etcd: '-', ratio: followerShare, goal: `>= ${FOLLOWER_SHARE_GOAL}x the leader path`,
     met: followerShare === null ? null : followerShare >= FOLLOWER_SHARE_GOAL,
   });
-  const largest = (system: SystemName, phase: MemoryRow['phase']): number | undefined => {
+  const largest = (system: MemoryRow['system'], phase: MemoryRow['phase']): number | undefined => {
     const rows = report.memory.filter((m) => m.system === system && m.phase === phase);
     return rows.length === 0 ? undefined : Math.max(...rows.map((m) => m.rssBytes));
   };
@@ -150,8 +151,11 @@ export function judgeTargets(report: Omit<BenchReport, 'targets'>): Target[] {
     '<= 1.0x etcd', (ratio) => ratio <= 1.0);
   const idle = largest('raftlet', 'idle');
   const idleEtcd = largest('etcd', 'idle');
+  const floor = largest('floor', 'idle');
   targets.push({
-    name: 'VmRSS per member idle (largest)', raftlet: idle === undefined ? 'n/a' : mb(idle), etcd: idleEtcd === undefined ? 'n/a' : mb(idleEtcd),
+    name: 'VmRSS per member idle (largest)',
+    raftlet: idle === undefined ? 'n/a' : `${mb(idle)}${floor === undefined ? '' : ` (floor ${mb(floor)})`}`,
+    etcd: idleEtcd === undefined ? 'n/a' : mb(idleEtcd),
     ratio: idle === undefined || idleEtcd === undefined ? null : idle / idleEtcd,
     goal: `<= ${IDLE_RSS_LIMIT_BYTES / 1e6} MB`, met: idle === undefined ? null : idle <= IDLE_RSS_LIMIT_BYTES,
   });
