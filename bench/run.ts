@@ -1,7 +1,8 @@
 // `npm run bench`: a 3-node raftlet cluster and, when /usr/bin/etcd exists, a 3-member etcd 3.4 on
 // 127.0.0.1, measured in the same run: write throughput, latency and CPU per write at 1, 8 and 64
-// clients, writes through a follower, idle memory and memory after the writes, failover after kill -9
-// and SIGTERM of the leader. The raftlet members run compiled JavaScript through bin/raftlet.js, as
+// clients, writes through a follower, idle memory (beside the floor that Node and the design's
+// libraries take alone: lib/floor.ts) and memory after the writes, failover after kill -9 and SIGTERM
+// of the leader. The raftlet members run compiled JavaScript through bin/raftlet.js, as
 // the image does (V8 sizing included). Prints the tables and a side-by-side summary of the rows issue
 // 12 judges, writes bench/results/<timestamp>.json, and judges the targets without ever failing on
 // them: the exit code is non-zero only when the benchmark itself could not run.
