@@ -190,7 +190,7 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
     memory.push(...memoryRows(raftlet, 'idle'));
     if (etcd !== null) memory.push(...memoryRows(etcd, 'idle'));
     const floorMemory = floor.read();
-    if (floorMemory === null) errors.push(`the memory floor process was not up when the idle memory was read (see ${raftlet.dir}/memory-floor.log)`);
+    if (floorMemory === null) errors.push(`the memory floor process was not up when the idle memory was read: ${floor.logTail()}`);
     else memory.push({ system: 'floor', member: 'node + express, pino, prom-client', phase: 'idle', ...floorMemory });
     await floor.stop();
     loadStarted = performance.now();

@@ -34,6 +34,11 @@ export class MemoryFloor {
     return memoryOf(this.process.pid);
   }
 
+  /** The end of its log, for an error message (the log goes with the cluster's temp dir). */
+  logTail(): string {
+    return readFileSync(this.logFile, 'utf8').trim().split('\n').slice(-5).join(' | ') || '(empty log)';
+  }
+
   stop(): Promise<void> {
     return stopProcess(this.process, 5000);
   }
