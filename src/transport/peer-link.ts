@@ -32,6 +32,7 @@ import { senderHeader } from './sender.ts';
 import { SendQueue } from './send-queue.ts';
 import { decodeReply, encodeFrame, FRAME, FrameReader, MAX_CALL_ID, type Frame } from './stream-frames.ts';
 import type { TokenSource } from './tokens.ts';
+import { writeUncorked } from './uncorked.ts';
 import { WireError } from './wire.ts';
 
 export type DropReason =
@@ -646,7 +647,7 @@ export class PeerLink {
     }
     if (parts.length === 0) return;
     const now = this.options.now();
-    const ok = req.write(parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes));
+    const ok = writeUncorked(req, parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes));
     if (!ok) {
       this.blockedSinceMs = now;
       const generation = this.generation;

@@ -10,6 +10,7 @@ import { FEATURE_PROPOSE_BYTES, FEATURES_HEADER, STREAM_CONTENT_TYPE } from './p
 import { foreignMessage } from './sender.ts';
 import { errorText, prepareCall, prepareProposeBytes, receivedMessages, type CallAnswer, type OverrunTimer, type PeerHandlers, type PreparedCall } from './server-calls.ts';
 import { decodeCall, encodeFrame, encodeReply, FRAME, FrameReader, FrameTooLarge, type Frame } from './stream-frames.ts';
+import { writeUncorked } from './uncorked.ts';
 
 export interface StreamContext {
   readonly handlers: PeerHandlers;
@@ -71,7 +72,7 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
     if (closed || out.length === 0) return;
     const bytes = out.length === 1 ? out[0] : Buffer.concat(out);
     out = [];
-    res.write(bytes);
+    writeUncorked(res, bytes);
     if (res.writableLength > MAX_UNSENT_REPLY_BYTES) {
       closed = true;
       res.destroy();
