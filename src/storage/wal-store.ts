@@ -317,9 +317,10 @@ export class WalStore {
     if (this.flushing === null) {
       // Start at the end of this turn's code, so that saves issued in the same synchronous burst
       // share the first fsync. process.nextTick orders it after the transport's own flush of the
-      // messages handed over before this save (peer-link.ts): a term or vote save, whose fdatasync
-      // runs on this thread (flush), never holds up the vote requests or the TimeoutNow that left
-      // before it, even when this runs inside a promise callback. It starts in the tick itself,
+      // messages handed over before this save (peer-link.ts, which uncorks its socket as it writes:
+      // transport/uncorked.ts): a term or vote save, whose fdatasync runs on this thread (flush),
+      // never holds up the vote requests or the TimeoutNow that left before it, even when this
+      // runs inside a promise callback. It starts in the tick itself,
       // not in a promise callback queued from it: that one would run after every callback queued
       // meanwhile (the answers to the writes this Ready applied), and the fsync would start late.
       this.flushing = new Promise<void>((resolve) => process.nextTick(() => resolve(this.runFlushes())));

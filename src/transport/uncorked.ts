@@ -6,8 +6,9 @@
 // first, and the bytes wait for it. The WAL's fdatasync of a new term or vote runs on the main
 // thread from such a callback (WalStore.wait), right after the transport's flush of the messages
 // the same Ready handed over: the TimeoutNow of a hand-off and a candidate's vote requests then
-// left only after the sender's fsync, 1-2.5 ms later in the traced hand-offs. Uncorking at once
-// sends the corked parts together all the same; Node's own uncork then finds nothing to do.
+// left only once the sender's fsync had ended (0.2-2 ms on the bench's disk; as long as the disk
+// takes on a slow one). Uncorking at once sends the corked parts together all the same; Node's own
+// uncork then finds nothing to do.
 import type { OutgoingMessage } from 'node:http';
 
 /** out.write(bytes), with the socket uncorked at once; returns what write returned. */
