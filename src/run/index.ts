@@ -156,6 +156,12 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
   // Peers reachable by id: the configuration, the static list and what DNS shows, so a node not
   // yet in the configuration can still answer the leader that is adding it.
   let discovered: readonly Peer[] = [];
+  // The streams kept open to the other voters open once this member's own peer server listens. A
+  // member's stream makes each peer connect back at once (PeerLink.peerOpenedStream); opened before
+  // the rehearsal and the listen, that connection was refused, and the peer's link then came back
+  // only at its next retry, up to ~0.8 s after this member was up. A leader dying in that window
+  // lost the hurried election (reportPeerDead): the vote requests to this member were dropped.
+  let serving = false;
   const updatePeers = (): void => {
     const urls = new Map<NodeId, string>();
     for (const p of settings.peers) urls.set(p.id, p.url);
@@ -164,7 +170,7 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     urls.delete(settings.nodeId);
     peers.setPeers(urls);
     // Any voter may be the next leader, or its first follower: their streams are open beforehand.
-    peers.keepOpen(node.members().filter((m) => m.voter && m.id !== settings.nodeId).map((m) => m.id));
+    peers.keepOpen(serving ? node.members().filter((m) => m.voter && m.id !== settings.nodeId).map((m) => m.id) : []);
   };
   updatePeers();
 
@@ -246,6 +252,8 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     { peer: settings.peerListen, api: settings.apiListen, metrics: settings.metricsListen, advertise: settings.advertiseUrl },
     `raftlet ${settings.nodeId} started`,
   );
+  serving = true;
+  updatePeers();
   node.start();
   node.campaignIfAlone();
   publishRole();
