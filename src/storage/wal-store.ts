@@ -320,9 +320,9 @@ export class WalStore {
       // messages handed over before this save (peer-link.ts, which uncorks its socket as it writes:
       // transport/uncorked.ts): a term or vote save, whose fdatasync runs on this thread (flush),
       // never holds up the vote requests or the TimeoutNow that left before it, even when this
-      // runs inside a promise callback. It starts in the tick itself,
-      // not in a promise callback queued from it: that one would run after every callback queued
-      // meanwhile (the answers to the writes this Ready applied), and the fsync would start late.
+      // runs inside a promise callback. It starts in the tick itself, not in a promise callback
+      // queued from it: that one would run after every callback queued meanwhile (the answers to
+      // the writes this Ready applied), and the fsync would start late.
       this.flushing = new Promise<void>((resolve) => process.nextTick(() => resolve(this.runFlushes())));
     }
     return done;

@@ -7,6 +7,7 @@ import { createServer, request, type ClientRequest, type IncomingMessage, type S
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { writeUncorked } from '../../src/transport/uncorked.ts';
+import { waitFor } from './helpers.ts';
 
 async function openStream(): Promise<{ server: Server; req: ClientRequest; received: () => number; close: () => Promise<void> }> {
   let bytes = 0;
@@ -49,8 +50,7 @@ test('plain write leaves the socket corked until a later tick; writeUncorked han
     assert.ok(seen[0]!.pending > 0);
     // After writeUncorked both writes have left Node: nothing corked, nothing buffered.
     assert.deepEqual(seen[1], { corked: 0, pending: 0 });
-    const deadline = Date.now() + 10_000;
-    while (s.received() < 128 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await waitFor(() => s.received() >= 128, 'both writes to arrive');
     assert.equal(s.received(), 128, 'both writes arrive, in one piece or two');
   } finally {
     await s.close();
