@@ -106,6 +106,39 @@ test('a follower told late still elects at once: the pre-candidate that goes on 
   assert.equal(net.raft('n3').currentLeader, 'n2');
 });
 
+test('a voter that dropped a hurried pre-vote under the lease is asked again within a heartbeat', () => {
+  // n3's application is unhealthy: told of the death it stops following n1 but does not campaign
+  // itself, so no pre-vote of its own makes n2 ask again (contestPreVote). n2's re-asking every
+  // heartbeat interval does, instead of its pre-vote round's election timeout.
+  const net = leaderDied();
+  net.raft('n3').setAppHealth('unhealthy');
+  reportDead(net, 'n2', 'n1');
+  net.deliverAll(); // n3 has no report yet: it drops n2's pre-vote under the lease
+  reportDead(net, 'n3', 'n1');
+  assert.deepEqual(net.peek(from('n3')), [], 'n3 does not campaign');
+  assert.equal(net.raft('n3').currentLeader, null);
+  const rounds = net.runUntil(() => net.leader() !== undefined, 3 * T, ['n2', 'n3']);
+  assert.ok(rounds <= HEARTBEAT_TICKS, `elected after ${rounds} ticks, within a heartbeat interval (${HEARTBEAT_TICKS}), not an election timeout (${T})`);
+  assert.equal(net.leader()?.id, 'n2');
+  assert.equal(net.raft('n2').currentTerm, 3);
+});
+
+test('a hurried pre-candidate asks again only the voters that have not answered', () => {
+  const net = leaderDied();
+  reportDead(net, 'n2', 'n1');
+  net.drop(); // both requests lost (n1 is dead anyway; n3's copy dropped on the way)
+  net.tick('n2', HEARTBEAT_TICKS);
+  assert.deepEqual(
+    net.peek(from('n2')).filter((m) => m.kind === 'vote').map((m) => m.kind === 'vote' && m.preVote && m.term === 3 && m.to),
+    ['n1', 'n3'],
+    'both asked again after a heartbeat interval',
+  );
+  net.drop();
+  net.step({ kind: 'voteResponse', from: 'n3', to: 'n2', term: 2, preVote: true, granted: false });
+  net.tick('n2', HEARTBEAT_TICKS);
+  assert.deepEqual(net.peek(from('n2')).filter((m) => m.kind === 'vote').map((m) => m.to), ['n1'], 'a refusal is an answer: n3 is not asked again');
+});
+
 test('a message the leader sent just before it died does not stop the election', () => {
   const net = Network.bootstrap(IDS);
   net.elect('n1');
