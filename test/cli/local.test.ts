@@ -13,7 +13,6 @@ import { Capture, portFree, waitFor } from './helpers.ts';
 const BIN = fileURLToPath(new URL('../../bin/raftlet.js', import.meta.url));
 const FAKE_NODE = fileURLToPath(new URL('./fixtures/fake-node.ts', import.meta.url));
 const LOCAL_WITH_FAKES = fileURLToPath(new URL('./fixtures/local-with-fake-nodes.ts', import.meta.url));
-const RUN_TS = fileURLToPath(new URL('../../src/run/index.ts', import.meta.url));
 
 const scratch = mkdtempSync(path.join(tmpdir(), 'raftlet-cli-local-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -193,10 +192,7 @@ describe('raftlet local with stand-in nodes', () => {
 });
 
 describe('raftlet local with real nodes', () => {
-  const ready = existsSync(RUN_TS);
-  it('elects one leader, replicates a write, and stops every node on SIGINT', {
-    skip: ready ? false : 'src/run/index.ts does not exist yet', timeout: 120_000,
-  }, async () => {
+  it('elects one leader, replicates a write, and stops every node on SIGINT', { timeout: 120_000 }, async () => {
     const base = await reservePortRun(9);
     const dir = path.join(scratch, 'real');
     const child = spawn(process.execPath, [BIN, 'local', `--base-port=${base}`, `--data-dir=${dir}`, '--election-timeout-ms=300',
