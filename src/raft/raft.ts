@@ -777,8 +777,9 @@ export class Raft {
     // A pre-vote hurried by a death report may have reached a voter that had no report yet and
     // dropped it under the lease (handleTerm answers nothing). That voter may learn of the death
     // without campaigning itself (its application is unhealthy) or never (no connection to the
-    // dead leader, so only its lease runs out), and then nothing in contestPreVote asks it again. So every heartbeat interval the voters that have not answered are asked again, instead
-    // of waiting out this round's election timeout. A pre-vote binds nothing: liveness only.
+    // dead leader, so only its lease runs out), and then nothing in contestPreVote asks it again.
+    // So every heartbeat interval the voters that have not answered are asked again, instead of
+    // waiting out this round's election timeout. A pre-vote binds nothing: liveness only.
     if (this.hurriedPreVote && this.role === 'precandidate' && this.electionElapsed % this.heartbeatTicks === 0) {
       for (const voter of voters(this.members)) {
         if (voter !== this.id && !this.votes.has(voter)) this.sendNow.push(this.voteRequest(voter, this.term + 1, 'preVote'));
