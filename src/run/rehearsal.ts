@@ -142,6 +142,7 @@ async function startCluster(members: RehearsalMember[], teardown: Teardown, ends
       onTransfer: (to, deadlineMs) => nodeOf().onTransfer(to, deadlineMs),
       onStatus: () => nodeOf().onStatus(),
       onPeerStream: (sender) => nodeOf().onPeerStream(sender),
+      onCallStream: (fence) => nodeOf().onCallStream(fence),
     };
     const server = await startPeerServer('127.0.0.1', 0, { token: null, handlers, nodeId: id });
     teardown.last(() => server.close());

@@ -378,7 +378,7 @@ export class PeerClient {
           proposeBytes !== null && features.has(FEATURE_PROPOSE_BYTES)
             ? encodeProposeBytesCall(id, peerTimeoutMs, proposeBytes)
             : encodeCall(id, kind, body === null ? '' : body(peerTimeoutMs));
-        outcome = await link.call(encode, waitMs);
+        outcome = await link.call(encode, waitMs, kind === 'propose');
       } else {
         outcome = await this.oneShot(kind, base, body === null ? null : body(peerTimeoutMs), waitMs);
       }

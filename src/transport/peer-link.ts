@@ -26,11 +26,11 @@ import { encodeMessage, frameEncoded } from './codec.ts';
 import { dial, keepAliveAgent, requestOnce, trackReady, type DialOptions } from './dial.ts';
 import type { PeerBase } from './peer-url.ts';
 import { Deadlines } from '../util/deadlines.ts';
-import { FEATURES_HEADER, MESSAGES_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES, STREAM_CONTENT_TYPE, TARGET_HEADER } from './protocol.ts';
+import { FEATURE_CALL_FENCE, FEATURES_HEADER, MESSAGES_CONTENT_TYPE, parseFeatures, PROTOCOL_HEADER, PROTOCOL_VERSION, ROUTES, STREAM_CONTENT_TYPE, TARGET_HEADER } from './protocol.ts';
 import { describeFailure, isRefused, NotSentError, readErrorReply, refusalError } from './replies.ts';
 import { senderHeader } from './sender.ts';
 import { SendQueue } from './send-queue.ts';
-import { decodeReply, encodeFrame, FRAME, FrameReader, MAX_CALL_ID, type Frame } from './stream-frames.ts';
+import { decodeFence, decodeReply, encodeFenceAck, encodeFrame, FENCE_BYTES, FRAME, FrameReader, MAX_CALL_ID, type Fence, type Frame } from './stream-frames.ts';
 import type { TokenSource } from './tokens.ts';
 import { writeUncorked } from './uncorked.ts';
 import { WireError } from './wire.ts';
@@ -134,22 +134,18 @@ interface PendingCall {
   readonly id: number;
   readonly encode: CallEncoder;
   readonly waitMs: number;
+  /** A propose: a fence may release it (see onFence). */
+  readonly fenceable: boolean;
   readonly settle: (outcome: CallOutcome) => void;
   written: boolean;
+  /** Its place among the calls written on its stream, from 1 (0 until written). */
+  ordinal: number;
 }
 
 /** The headers every request a member makes carries: the protocol version, the token, and who is
  * asking (its cluster id, cluster-id.ts, and its member id, sender.ts). */
 export function memberHeaders(options: Pick<LinkOptions, 'identity' | 'selfId'>, token: string | null): Record<string, string> {
   return { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION), ...bearer(token), ...clusterHeader(options.identity), ...senderHeader(options.selfId) };
-}
-
-const NO_FEATURES: ReadonlySet<string> = new Set();
-
-function parseFeatures(header: string | string[] | undefined): ReadonlySet<string> {
-  if (header === undefined) return NO_FEATURES;
-  const text = Array.isArray(header) ? header.join(',') : header;
-  return new Set(text.split(',').map((name) => name.trim()).filter((name) => name !== ''));
 }
 
 const STREAM_ERROR_LIMIT = 64 * 1024;
@@ -202,7 +198,10 @@ export class PeerLink {
   private readonly waiting: PendingCall[] = [];
   private readonly inflight = new Map<number, PendingCall>();
   /** What the open stream's server accepts beyond the base protocol (FEATURES_HEADER). */
-  private features: ReadonlySet<string> = NO_FEATURES;
+  private features: ReadonlySet<string> = new Set<string>();
+  /** Calls written on the open stream, and the fences of its server still to acknowledge. */
+  private callsWritten = 0;
+  private fenceAcks: number[] = [];
   private readonly callDeadlines = new Deadlines<PendingCall>((call) => this.callTimedOut(call));
   private nextCallId = 1;
   private readonly ticker: NodeJS.Timeout;
@@ -254,8 +253,9 @@ export class PeerLink {
     else this.scheduleFlush();
   }
 
-  /** Sends a forwarded call on the stream; its frame is built once the call leaves (encode). */
-  call(encode: CallEncoder, waitMs: number): Promise<CallOutcome> {
+  /** Sends a forwarded call on the stream; its frame is built once the call leaves (encode).
+   * fenceable: a propose, which the peer's fence may release (onFence). */
+  call(encode: CallEncoder, waitMs: number, fenceable = false): Promise<CallOutcome> {
     return new Promise<CallOutcome>((resolve) => {
       if (this.closed) {
         resolve({ kind: 'notSent', error: new Error('the peer link is closed') });
@@ -267,7 +267,9 @@ export class PeerLink {
         id,
         encode,
         waitMs,
+        fenceable,
         written: false,
+        ordinal: 0,
         settle: (outcome) => {
           this.callDeadlines.delete(call);
           resolve(outcome);
@@ -385,7 +387,7 @@ export class PeerLink {
       req = dial(this.base, this.options.dial, {
         method: 'POST',
         path: this.base.prefix + ROUTES.stream,
-        headers: { 'content-type': STREAM_CONTENT_TYPE, [TARGET_HEADER]: this.id, ...memberHeaders(this.options, this.currentToken()) },
+        headers: { 'content-type': STREAM_CONTENT_TYPE, [TARGET_HEADER]: this.id, [FEATURES_HEADER]: FEATURE_CALL_FENCE, ...memberHeaders(this.options, this.currentToken()) },
         agent: false,
       });
     } catch (error) {
@@ -454,6 +456,8 @@ export class PeerLink {
   private opened(generation: number, started: number, res: IncomingMessage): void {
     this.state = 'open';
     this.features = parseFeatures(res.headers[FEATURES_HEADER]);
+    this.callsWritten = 0;
+    this.fenceAcks = [];
     this.authRefusals = 0;
     this.lastRefused = false;
     const now = this.options.now();
@@ -471,6 +475,8 @@ export class PeerLink {
           return 0;
         case FRAME.error:
           return STREAM_ERROR_LIMIT;
+        case FRAME.fence:
+          return FENCE_BYTES;
         default:
           return -1;
       }
@@ -511,6 +517,17 @@ export class PeerLink {
       }
       case FRAME.pong:
         return;
+      case FRAME.fence: {
+        let fence: Fence;
+        try {
+          fence = decodeFence(frame.payload);
+        } catch (error) {
+          this.streamEnded(generation, new Error(`peer ${this.id} sent an unreadable fence: ${describeFailure(error)}`));
+          return;
+        }
+        this.onFence(fence);
+        return;
+      }
       case FRAME.error: {
         const text = frame.payload.toString('utf8');
         const reply = readErrorReply(0, text);
@@ -529,6 +546,24 @@ export class PeerLink {
       default:
         this.streamEnded(generation, new Error(`peer ${this.id} sent an unexpected frame type ${frame.type}`));
     }
+  }
+
+  /**
+   * The peer hands leadership off (stream-frames.ts): it refuses each propose it handles from its
+   * fence to our fence-ack. Those written after the first fence.callsHandled calls of this stream
+   * are therefore certain not to be appended there, and are settled now as refused (no_leader),
+   * for the node to take them to the next leader without waiting out the peer's own refusal,
+   * which a busy old leader may send only milliseconds later (its late reply finds no call and is
+   * dropped). The ack leaves in the next write, after every call written so far.
+   */
+  private onFence(fence: Fence): void {
+    for (const call of this.inflight.values()) {
+      if (!call.fenceable || call.ordinal <= fence.callsHandled) continue;
+      this.inflight.delete(call.id);
+      call.settle({ kind: 'notSent', error: new ClientError('no_leader', `not proposed: ${this.id} is handing off leadership`) });
+    }
+    this.fenceAcks.push(fence.fence);
+    this.flush();
   }
 
   /** The open stream ended or failed. Reopens at once if it was healthy (or when told to);
@@ -623,6 +658,11 @@ export class PeerLink {
     }
     const parts: Uint8Array[] = [];
     let bytes = 0;
+    for (const fence of this.fenceAcks.splice(0)) {
+      const frame = encodeFenceAck(fence);
+      parts.push(frame);
+      bytes += frame.byteLength;
+    }
     while (this.queue.length > 0) {
       const batch = this.queue.takeBatch(this.options.maxBatchMessages, this.options.maxBatchBytes);
       const frame = frameEncoded(batch);
@@ -641,6 +681,7 @@ export class PeerLink {
         continue;
       }
       call.written = true;
+      call.ordinal = ++this.callsWritten;
       this.inflight.set(call.id, call);
       parts.push(frame);
       bytes += frame.byteLength;

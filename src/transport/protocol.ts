@@ -12,14 +12,26 @@ export const TARGET_HEADER = 'raftlet-to';
  * receiver checks that the client certificate names that member's host (sender.ts). */
 export const SENDER_HEADER = 'raftlet-from';
 /**
- * Optional parts of the protocol a stream's server accepts, announced in its 200 response to the
- * stream request, comma-separated. A client uses such a part only on a stream whose server named
- * it, so members of different releases keep talking during a rolling upgrade without a version bump
- * (an unknown name is ignored; a missing header means none).
- * - `propose-bytes`: propose calls whose body is the encoded command (stream-frames.ts, kind 5).
+ * Optional parts of the protocol, comma-separated: a stream's server announces what it accepts in
+ * its 200 response to the stream request, and the client what it accepts in the request. Each end
+ * uses such a part only with a peer that named it, so members of different releases keep talking
+ * during a rolling upgrade without a version bump (an unknown name is ignored; a missing header
+ * means none).
+ * - `propose-bytes` (server): propose calls whose body is the encoded command (stream-frames.ts, kind 5).
+ * - `call-fence` (client): fence frames, answered with a fence-ack (stream-frames.ts).
  */
 export const FEATURES_HEADER = 'raftlet-features';
 export const FEATURE_PROPOSE_BYTES = 'propose-bytes';
+export const FEATURE_CALL_FENCE = 'call-fence';
+
+const NO_FEATURES: ReadonlySet<string> = new Set();
+
+/** The names in a FEATURES_HEADER (none for a missing header). */
+export function parseFeatures(header: string | string[] | undefined): ReadonlySet<string> {
+  if (header === undefined) return NO_FEATURES;
+  const text = Array.isArray(header) ? header.join(',') : header;
+  return new Set(text.split(',').map((name) => name.trim()).filter((name) => name !== ''));
+}
 
 export const ROUTE_PREFIX = `/raft/v${PROTOCOL_VERSION}`;
 export const ROUTES = {

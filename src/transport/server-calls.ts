@@ -41,6 +41,10 @@ export interface PeerHandlers {
   /** A member opened a stream to this node, so its process is up (it may have just restarted);
    * what it returns is called when that stream ends. */
   onPeerStream?(sender: NodeId): (() => void) | void;
+  /** A member stream that accepts fences opened; fence() refuses the propose calls the stream has
+   * not handled yet, until the member acknowledges (stream-frames.ts). What it returns is called
+   * when that stream ends. */
+  onCallStream?(fence: () => void): () => void;
 }
 
 export interface CallAnswer {

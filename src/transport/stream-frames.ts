@@ -2,8 +2,8 @@
 // direction of a peer pair whose body, and whose response body, are sequences of frames
 //   <length u32 big-endian> <type u8> <payload: length - 1 bytes>
 // The length comes first so a reader can refuse an oversized frame before buffering it.
-//   client -> server: messages (a Raft messages frame of codec.ts), call, ping
-//   server -> client: reply, pong, error (fatal: the server closes the stream after it)
+//   client -> server: messages (a Raft messages frame of codec.ts), call, ping, fence-ack
+//   server -> client: reply, pong, error (fatal: the server closes the stream after it), fence
 // Calls are forwarded client requests (propose, read index, transfer, status) with the JSON bodies
 // of forwarding.ts, tagged with an id the reply carries back, so many travel in one write and
 // their answers come back in any order. A call payload is
@@ -14,10 +14,21 @@
 // server announced `propose-bytes` in the Raftlet-Features response header (protocol.ts), so a
 // member of an older release, which would refuse the kind and close the stream, never sees it
 // (rolling upgrades). Replies are <id u32> <HTTP status u16> <JSON text> for every kind.
+//
+// A fence lets a leader that hands off leadership say which forwarded writes it will never append,
+// before their replies arrive (sent only to a client that announced `call-fence`, protocol.ts):
+//   fence      <fence number u32> <calls handled, f64>: the server has handled that many call
+//              frames of this stream (every one of them proposed or refused by now), and refuses
+//              every propose call it handles from here on (503 no_leader) until the fence-ack of
+//              this number. Frames of a stream are handled in order, so each propose the client
+//              wrote after that many calls, and before its fence-ack, is certain not to be appended
+//              here: the client may send those writes elsewhere at once.
+//   fence-ack  <fence number u32>: written after every call the client had written when the fence
+//              arrived; propose calls after it run as usual again.
 import { Buffer } from 'node:buffer';
 import { WireError } from './wire.ts';
 
-export const FRAME = { messages: 1, call: 2, reply: 3, ping: 4, pong: 5, error: 6 } as const;
+export const FRAME = { messages: 1, call: 2, reply: 3, ping: 4, pong: 5, error: 6, fence: 7, fenceAck: 8 } as const;
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];
 
 export const CALL_KIND = { propose: 1, readIndex: 2, transfer: 3, status: 4 } as const;
@@ -99,6 +110,41 @@ export function decodeCall(payload: Buffer): DecodedCall {
   const kind = CALL_KIND_BY_TAG.get(payload[4]);
   if (kind === undefined) throw new WireError('call.kind', `unknown call kind ${payload[4]}`);
   return { id, kind, json: payload.toString('utf8', 5) };
+}
+
+/** Payload sizes of the fence frames. */
+export const FENCE_BYTES = 12;
+export const FENCE_ACK_BYTES = 4;
+
+export interface Fence {
+  readonly fence: number;
+  readonly callsHandled: number;
+}
+
+export function encodeFence(fence: number, callsHandled: number): Buffer {
+  if (!Number.isSafeInteger(callsHandled) || callsHandled < 0) throw new WireError('fence.callsHandled', `expected a whole number >= 0, got ${callsHandled}`);
+  const out = encodeFrame(FRAME.fence, Buffer.alloc(FENCE_BYTES));
+  out.writeUInt32BE(fence, HEADER_BYTES);
+  out.writeDoubleBE(callsHandled, HEADER_BYTES + 4);
+  return out;
+}
+
+export function decodeFence(payload: Buffer): Fence {
+  if (payload.byteLength !== FENCE_BYTES) throw new WireError('fence', `expected ${FENCE_BYTES} bytes, got ${payload.byteLength}`);
+  const callsHandled = payload.readDoubleBE(4);
+  if (!Number.isSafeInteger(callsHandled) || callsHandled < 0) throw new WireError('fence.callsHandled', `expected a whole number >= 0, got ${callsHandled}`);
+  return { fence: payload.readUInt32BE(0), callsHandled };
+}
+
+export function encodeFenceAck(fence: number): Buffer {
+  const out = encodeFrame(FRAME.fenceAck, Buffer.alloc(FENCE_ACK_BYTES));
+  out.writeUInt32BE(fence, HEADER_BYTES);
+  return out;
+}
+
+export function decodeFenceAck(payload: Buffer): number {
+  if (payload.byteLength !== FENCE_ACK_BYTES) throw new WireError('fenceAck', `expected ${FENCE_ACK_BYTES} bytes, got ${payload.byteLength}`);
+  return payload.readUInt32BE(0);
 }
 
 export function encodeReply(id: number, status: number, json: string): Buffer {

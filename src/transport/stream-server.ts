@@ -6,10 +6,10 @@ import type { NodeId } from '../raft/types.ts';
 import { encodeError } from './forwarding.ts';
 import type { ErrorCode } from './protocol.ts';
 import { Deadlines } from '../util/deadlines.ts';
-import { FEATURE_PROPOSE_BYTES, FEATURES_HEADER, STREAM_CONTENT_TYPE } from './protocol.ts';
+import { FEATURE_CALL_FENCE, FEATURE_PROPOSE_BYTES, FEATURES_HEADER, parseFeatures, STREAM_CONTENT_TYPE } from './protocol.ts';
 import { foreignMessage } from './sender.ts';
-import { errorText, prepareCall, prepareProposeBytes, receivedMessages, type CallAnswer, type OverrunTimer, type PeerHandlers, type PreparedCall } from './server-calls.ts';
-import { decodeCall, encodeFrame, encodeReply, FRAME, FrameReader, FrameTooLarge, type Frame } from './stream-frames.ts';
+import { errorAnswer, errorText, prepareCall, prepareProposeBytes, receivedMessages, type CallAnswer, type OverrunTimer, type PeerHandlers, type PreparedCall } from './server-calls.ts';
+import { decodeCall, decodeFenceAck, encodeFence, encodeFrame, encodeReply, FENCE_ACK_BYTES, FRAME, FrameReader, FrameTooLarge, MAX_CALL_ID, type Frame } from './stream-frames.ts';
 import { writeUncorked } from './uncorked.ts';
 
 export interface StreamContext {
@@ -40,6 +40,13 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   // only at their next retry (the first vote it asks for after a hand-off would wait for a
   // connection); and how long each member has been in contact orders the transfer targets.
   const streamEnded = ctx.sender === null ? undefined : ctx.handlers.onPeerStream?.(ctx.sender);
+  // Fences (stream-frames.ts), for a client that accepts them: callsHandled counts every call frame
+  // handled, in the order written; fenced is the number of the fence whose ack is awaited (0: none),
+  // and while it is set, propose calls are refused, not run.
+  const fenceable = parseFeatures(req.headers[FEATURES_HEADER]).has(FEATURE_CALL_FENCE) && ctx.handlers.onCallStream !== undefined;
+  let callsHandled = 0;
+  let lastFence = 0;
+  let fenced = 0;
   const reader = new FrameReader((type) => {
     switch (type) {
       case FRAME.messages:
@@ -48,6 +55,8 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
         return ctx.requestLimitBytes;
       case FRAME.ping:
         return 0;
+      case FRAME.fenceAck:
+        return fenceable ? FENCE_ACK_BYTES : -1;
       default:
         return -1;
     }
@@ -162,6 +171,11 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
       return;
     }
     callsRunning++;
+    callsHandled++;
+    if (fenced !== 0 && (call.kind === 'proposeBytes' || call.kind === 'propose')) {
+      reply(call.id, errorAnswer('no_leader', 'not proposed: this member is handing off leadership'));
+      return;
+    }
     let prepared: PreparedCall;
     if (call.kind === 'proposeBytes') {
       prepared = prepareProposeBytes(call.timeoutMs, call.command, ctx.handlers, ctx.maxTimeoutMs);
@@ -195,6 +209,18 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
       case FRAME.ping:
         send(encodeFrame(FRAME.pong, null));
         return;
+      case FRAME.fenceAck: {
+        let acked: number;
+        try {
+          acked = decodeFenceAck(frame.payload);
+        } catch (error) {
+          fatal('bad_request', `malformed fence-ack frame: ${errorText(error)}`);
+          return;
+        }
+        // An older fence's ack changes nothing: the newest one's is still on its way.
+        if (acked === fenced) fenced = 0;
+        return;
+      }
       default:
         fatal('bad_request', `unexpected frame type ${frame.type}`);
     }
@@ -224,9 +250,20 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
     ended = true;
     finishIfDone();
   });
+  // The node fences every member stream when it hands leadership off: each propose it has not
+  // handled yet is refused, so the member may take it to the new leader without awaiting the reply.
+  const fence = (): void => {
+    if (closed) return;
+    lastFence = lastFence >= MAX_CALL_ID ? 1 : lastFence + 1;
+    fenced = lastFence;
+    send(encodeFence(lastFence, callsHandled));
+    flush();
+  };
+  const unfence = fenceable ? ctx.handlers.onCallStream?.(fence) : undefined;
   req.on('close', () => {
     closed = true;
     backlog.length = 0;
     streamEnded?.();
+    unfence?.();
   });
 }
