@@ -66,6 +66,8 @@ interface FencedServer {
   block(): void;
   unblock(): void;
   readonly held: (() => void)[];
+  /** After a test: nothing stalled or held, the client closed, the records cleared. */
+  reset(client: PeerClient): Promise<void>;
 }
 
 async function fencedServer(): Promise<FencedServer> {
@@ -85,7 +87,7 @@ async function fencedServer(): Promise<FencedServer> {
       },
     },
   });
-  return {
+  const s: FencedServer = {
     server,
     r,
     fences,
@@ -105,7 +107,15 @@ async function fencedServer(): Promise<FencedServer> {
       release = null;
       go?.();
     },
+    reset: async (client) => {
+      s.unblock();
+      s.answerAll();
+      await client.close();
+      r.proposals.length = 0;
+      r.batches.length = 0;
+    },
   };
+  return s;
 }
 
 type Outcome = { kind: 'ok' } | { kind: 'released' } | { kind: 'other'; message: string };
@@ -161,11 +171,7 @@ describe('fences on a member stream', () => {
       assert.deepEqual(a.outcome, { kind: 'ok' });
       assert.deepEqual(d.outcome, { kind: 'ok' });
     } finally {
-      s.unblock();
-      s.answerAll();
-      await client.close();
-      s.r.proposals.length = 0;
-      s.r.batches.length = 0;
+      await s.reset(client);
     }
   });
 
@@ -254,11 +260,7 @@ describe('fences on a member stream', () => {
             }
           }
         } finally {
-          s.unblock();
-          s.answerAll();
-          await client.close();
-          s.r.proposals.length = 0;
-          s.r.batches.length = 0;
+          await s.reset(client);
         }
       }),
       { numRuns: 25 },
