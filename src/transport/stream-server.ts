@@ -41,12 +41,12 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   // connection); and how long each member has been in contact orders the transfer targets.
   const streamEnded = ctx.sender === null ? undefined : ctx.handlers.onPeerStream?.(ctx.sender);
   // Fences (stream-frames.ts), for a client that accepts them: callsHandled counts every call frame
-  // handled, in the order written; fenced is the number of the fence whose ack is awaited (0: none),
-  // and while it is set, propose calls are refused, not run.
+  // handled, in the order written; while the ack of the newest fence (lastFence) is awaited,
+  // propose calls are refused, not run.
   const fenceable = parseFeatures(req.headers[FEATURES_HEADER]).has(FEATURE_CALL_FENCE) && ctx.handlers.onCallStream !== undefined;
   let callsHandled = 0;
   let lastFence = 0;
-  let fenced = 0;
+  let awaitingAck = false;
   const reader = new FrameReader((type) => {
     switch (type) {
       case FRAME.messages:
@@ -172,7 +172,7 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
     }
     callsRunning++;
     callsHandled++;
-    if (fenced !== 0 && (call.kind === 'proposeBytes' || call.kind === 'propose')) {
+    if (awaitingAck && (call.kind === 'proposeBytes' || call.kind === 'propose')) {
       reply(call.id, errorAnswer('no_leader', 'not proposed: this member is handing off leadership'));
       return;
     }
@@ -218,7 +218,7 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
           return;
         }
         // An older fence's ack changes nothing: the newest one's is still on its way.
-        if (acked === fenced) fenced = 0;
+        if (acked === lastFence) awaitingAck = false;
         return;
       }
       default:
@@ -255,7 +255,7 @@ export function serveStream(req: IncomingMessage, res: ServerResponse, ctx: Stre
   const fence = (): void => {
     if (closed) return;
     lastFence = lastFence >= MAX_CALL_ID ? 1 : lastFence + 1;
-    fenced = lastFence;
+    awaitingAck = true;
     send(encodeFence(lastFence, callsHandled));
     flush();
   };
