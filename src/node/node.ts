@@ -158,6 +158,9 @@ export class RaftNode implements ClientOps {
   private readonly inboundStreams = new Map<NodeId, object>();
   /** How to fence each member stream that accepts fences (onCallStream). */
   private readonly callStreams = new Set<() => void>();
+  /** How often the transport reported each peer's process gone (peerDead): a transfer that sees
+   * its target's count rise knows the target will not campaign. */
+  private readonly deathReports = new Map<NodeId, number>();
   /** Proposals this node made as leader, by index: settled when that index is applied. Several may
    * wait on one index (this node lost office and proposed there again in a later term); the entry
    * that commits there decides all of them. */
@@ -568,10 +571,12 @@ export class RaftNode implements ClientOps {
   /**
    * The transport saw peer's process go away: a connection to it closed and a new one was refused
    * (never a timeout). If it is our leader we campaign now instead of waiting out the election
-   * timeout (Raft.reportPeerDead).
+   * timeout; if it is the target of our transfer, the transfer ends now (Raft.reportPeerDead, and
+   * awaitTransfer for a stopping leader, which has already stepped down).
    */
   peerDead(peer: NodeId): void {
     if (this.stopped) return;
+    this.deathReports.set(peer, (this.deathReports.get(peer) ?? 0) + 1);
     const following = this.raft.currentRole === 'follower' && this.raft.currentLeader === peer;
     const before = this.electionState();
     this.guard(() => this.raft.reportPeerDead(peer));
@@ -919,8 +924,9 @@ export class RaftNode implements ClientOps {
     // wins, with its first entry, instead of a round trip to this busy node later.
     for (const fence of this.callStreams) fence();
     const target = res.to;
+    const deathsBefore = this.deathReports.get(target) ?? 0;
     try {
-      const moved = await this.awaitTransfer(target, deadlineMs);
+      const moved = await this.awaitTransfer(target, deadlineMs, deathsBefore);
       for (const h of this.hooks) h.onLeadershipTransfer?.({ reason, from: this.id, to: moved.leader, term: moved.term, ok: true });
       return moved;
     } catch (err) {
@@ -929,19 +935,28 @@ export class RaftNode implements ClientOps {
     }
   }
 
-  private async awaitTransfer(target: NodeId, deadlineMs: number): Promise<{ leader: NodeId; term: number }> {
+  /**
+   * Until another member leads. A stopping leader has stepped down with its TimeoutNow (its vote
+   * went with it), so the core cannot give that transfer up: if the target's process is reported
+   * gone meanwhile, nobody will win that term soon, and the wait ends now rather than at the
+   * deadline (with every member stopping at once, as `raftlet local` or a StatefulSet deleted with
+   * parallel pod management does, it used to last two election timeouts).
+   */
+  private async awaitTransfer(target: NodeId, deadlineMs: number, deathsBefore: number): Promise<{ leader: NodeId; term: number }> {
     const done = (): boolean => {
       const leader = this.raft.currentLeader;
       return leader !== null && leader !== this.id;
     };
     const aborted = (): boolean => this.raft.currentRole === 'leader' && this.raft.status().transferee === null;
+    const targetGone = (): boolean => (this.deathReports.get(target) ?? 0) > deathsBefore;
     try {
-      await this.waiters.until(() => done() || aborted(), deadlineMs);
+      await this.waiters.until(() => done() || aborted() || targetGone(), deadlineMs);
     } catch {
       throw new ClientError('timeout', `leadership transfer to ${target} did not finish in time`);
     }
-    if (!done()) throw new ClientError('timeout', `leadership transfer to ${target} was aborted after an election timeout`);
-    return { leader: this.raft.currentLeader as NodeId, term: this.raft.currentTerm };
+    if (done()) return { leader: this.raft.currentLeader as NodeId, term: this.raft.currentTerm };
+    if (targetGone()) throw new ClientError('unavailable', `leadership transfer to ${target} failed: its process is gone (connection refused)`);
+    throw new ClientError('timeout', `leadership transfer to ${target} was aborted after an election timeout`);
   }
 
   private learnCommit(index: number, term: number): void {

@@ -253,8 +253,17 @@ export class Raft {
    * no longer holds it back from granting the pre-vote and vote of a follower that saw the same;
    * one that did not see it still drops them. Safety does not depend on this report: a false one
    * costs an election, nothing more (but it does void the lease the leader counted on).
+   *
+   * A leader told that the target of its transfer died gives the transfer up now (§3.10) instead of
+   * refusing proposals for the rest of an election timeout: a dead target cannot campaign, and if
+   * the report was false and its TimeoutNow was already out, the target may still win, which is
+   * what a transfer given up after its timeout allows as well.
    */
   reportPeerDead(peer: NodeId): void {
+    if (this.role === 'leader' && peer === this.transferee) {
+      this.abortTransfer();
+      return;
+    }
     if (this.role !== 'follower' || peer !== this.leader) return;
     this.deathReport = { leader: peer, term: this.term, inFlightTicks: this.heartbeatTicks };
     if (!this.promotable()) return;
@@ -953,11 +962,8 @@ export class Raft {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    if (this.transferee !== null && ++this.transferElapsed >= this.electionTicks) {
-      // Thesis §3.10: give up after an election timeout and take proposals again.
-      this.events.push({ kind: 'transferAborted', to: this.transferee, term: this.term });
-      this.transferee = null;
-    }
+    // Thesis §3.10: give up after an election timeout and take proposals again.
+    if (this.transferee !== null && ++this.transferElapsed >= this.electionTicks) this.abortTransfer();
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
       if (this.checkQuorum && !this.quorumActive()) {
@@ -1049,6 +1055,12 @@ export class Raft {
       if (round > confirmed) break;
       this.roundSentAt.delete(round);
     }
+  }
+
+  private abortTransfer(): void {
+    if (this.transferee === null) return;
+    this.events.push({ kind: 'transferAborted', to: this.transferee, term: this.term });
+    this.transferee = null;
   }
 
   private sendTimeoutNow(to: NodeId): void {

@@ -342,10 +342,15 @@ export async function runNode(settings: Settings): Promise<ExitCode> {
     // update) and run its code for the first time. So until the successor has committed an entry of
     // its own term here, this member does nothing but Raft, at full priority: the rest of the
     // shutdown (logging, the API drain) waits. Then it steps back (yield-cpu.ts) so its shutdown
-    // takes no CPU from the new leader. A hand-off that failed leaves it leader: it goes on at once.
+    // takes no CPU from the new leader. A hand-off that failed goes on at once: this member still
+    // leads, or it stepped down for a target whose process is gone and no successor is coming.
     if (ledAtStop) {
       const successor = node.successorCommitted(steadyNow() + 2 * settings.electionTimeoutMs).catch(() => undefined);
-      await Promise.race([successor, handedOver.then(() => (node.raftStatus().role === 'leader' ? undefined : successor))]);
+      const successorKnown = (): boolean => {
+        const leader = node.raftStatus().leader;
+        return leader !== null && leader !== node.id;
+      };
+      await Promise.race([successor, handedOver.then(() => (successorKnown() ? successor : undefined))]);
       yieldCpu();
     }
     logger.info({ signal }, 'stopping');

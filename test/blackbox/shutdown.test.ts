@@ -51,4 +51,26 @@ describe('SIGTERM', () => {
     assert.match(c.logText(follower), /"msg":"stopped"/);
     await c.stopAll();
   });
+
+  test('a leader whose hand-off target dies does not wait for it: it exits 0 well inside the hand-off deadline', async () => {
+    // Both followers frozen, so the TimeoutNow (and the leader's vote with it) reaches no one; then
+    // both killed. Waiting the hand-off out would take two election timeouts (10 s); the leader
+    // sees the target's process gone (connection closed, a new one refused) and stops. The bound
+    // below is one election timeout after the kill, far above the milliseconds this takes.
+    const c = await clusters.start({ nodes: 3, name: 'sigterm-target-dies', heartbeatMs: 100, electionTimeoutMs: ELECTION_TIMEOUT_MS });
+    const leader = await c.waitForLeader({ timeoutMs: 60_000 });
+    await c.putOk(leader.node, 'before', 'kept');
+    const followers = c.ordinals.filter((n) => n !== leader.node);
+    for (const f of followers) c.sigstop(f);
+    const exitCode = c.sigterm(leader.node, 4 * ELECTION_TIMEOUT_MS);
+    await waitUntil('the leader to step down for its hand-off', () => c.logText(leader.node).includes('voting for the member it hands leadership to'));
+    const killedAt = Date.now();
+    await Promise.all(followers.map((f) => c.kill9(f)));
+    assert.equal(await exitCode, 0, 'the leader exits 0');
+    const tookMs = Date.now() - killedAt;
+    assert.ok(tookMs < ELECTION_TIMEOUT_MS, `exited ${tookMs} ms after its target was killed`);
+    assert.match(c.logText(leader.node), /leadership hand-off failed; stopping anyway/);
+    assert.match(c.logText(leader.node), /its process is gone \(connection refused\)/);
+    await c.stopAll();
+  });
 });

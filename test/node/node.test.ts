@@ -522,3 +522,41 @@ test('successorCommitted does not count the commits this node makes as leader: i
   assert.ok(leading.settled() && leading.error() instanceof Error, 'its own commits do not count');
   await h.node.stop();
 });
+
+test('a stopping leader whose transfer target is reported gone stops waiting for it at once', async () => {
+  const h = startNode('n1', THREE);
+  const term = await elect(h);
+  const matchIndex = h.node.raftStatus().lastLogIndex;
+  h.node.onMessages([{ kind: 'appendResponse', from: 'n2', to: 'n1', term, success: true, matchIndex, rejectedIndex: 0, conflictIndex: 0, conflictTerm: 0, lastLogIndex: matchIndex }]);
+  await h.clock.settle();
+  const handOff = watch(h.node.transferLeadership('n2', h.clock.now() + 60_000, 'shutdown'));
+  await h.clock.settle();
+  assert.deepEqual(h.peers.take((m) => m.kind === 'timeoutNow').map((m) => m.to), ['n2']);
+  assert.equal(h.node.raftStatus().role, 'follower', 'it stepped down and voted for n2 with its TimeoutNow');
+  h.node.peerDead('n3');
+  await h.clock.settle();
+  assert.equal(handOff.settled(), false, 'another member gone does not end the wait');
+  h.node.peerDead('n2');
+  await h.clock.settle();
+  assert.ok(handOff.settled(), 'no wait for the deadline, a minute away');
+  const err = clientError(handOff.error());
+  assert.equal(err.code, 'unavailable');
+  assert.match(err.message, /n2 failed: its process is gone/);
+  await h.node.stop();
+});
+
+test('a leader whose transfer target is reported gone before TimeoutNow leads on and takes writes again', async () => {
+  const h = startNode('n1', THREE);
+  await elect(h);
+  // n2 has not acknowledged the no-op: the leader catches it up before any TimeoutNow.
+  const handOff = watch(h.node.transferLeadership('n2', h.clock.now() + 60_000));
+  await h.clock.settle();
+  assert.equal(h.node.raftStatus().transferee, 'n2');
+  h.node.peerDead('n2');
+  await h.clock.settle();
+  assert.equal(clientError(handOff.error()).code, 'unavailable');
+  assert.equal(h.node.raftStatus().role, 'leader');
+  assert.equal(h.node.raftStatus().transferee, null);
+  assert.equal(h.peers.take((m) => m.kind === 'timeoutNow').length, 0);
+  await h.node.stop();
+});

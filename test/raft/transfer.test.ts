@@ -174,3 +174,27 @@ test('thesis §3.10 a stopping leader whose TimeoutNow is lost leaves the cluste
   net.announceCommit(leader.id);
   for (const id of IDS) assert.deepEqual(net.node(id).state, ['after'], `${id} applied the write of the new leader`);
 });
+
+test('thesis §3.10 a leader told that its transfer target died gives the transfer up at once and takes proposals again', () => {
+  const net = Network.bootstrap(IDS);
+  net.elect('n1');
+  net.isolate('n3'); // n3 lags behind: no TimeoutNow yet, the leader is still catching it up
+  net.propose('n1', 'a');
+  net.deliverAll();
+  net.raft('n1').transferLeadership('n3');
+  net.process('n1');
+  assert.equal(net.propose('n1', 'refused').ok, false, 'refused while the transfer runs');
+  net.raft('n1').reportPeerDead('n2'); // not the target: nothing changes
+  net.process('n1');
+  assert.equal(net.raft('n1').status().transferee, 'n3');
+  net.crash('n3');
+  net.raft('n1').reportPeerDead('n3');
+  net.process('n1');
+  assert.equal(net.raft('n1').status().transferee, null, 'given up without waiting an election timeout');
+  assert.deepEqual(net.node('n1').eventsOf('transferAborted').map((e) => e.to), ['n3']);
+  assert.equal(net.raft('n1').currentRole, 'leader', 'still leading with n2');
+  assert.equal(net.propose('n1', 'b').ok, true);
+  net.deliverAll();
+  net.announceCommit('n1');
+  assert.deepEqual(net.node('n2').state, ['a', 'b']);
+});

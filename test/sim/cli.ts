@@ -44,6 +44,7 @@ let elections = 0;
 let deadSignals = 0;
 let falseDeadSignals = 0;
 let aboutLeader = 0;
+let aboutTransferee = 0;
 const deadSignalsOn = !values['no-dead-signals'];
 for (let seed = first; seed < first + count; seed++) {
   const maxUncommittedBytes = values.budget !== undefined ? int('budget', values.budget) : undefined;
@@ -53,6 +54,7 @@ for (let seed = first; seed < first + count; seed++) {
   deadSignals += result.stats.deadSignals;
   falseDeadSignals += result.stats.falseDeadSignals;
   aboutLeader += result.stats.deadSignalsAboutLeader;
+  aboutTransferee += result.stats.deadSignalsAboutTransferee;
   if (result.stats.livenessTicks > maxLiveness) {
     maxLiveness = result.stats.livenessTicks;
     slowestSeed = seed;
@@ -71,6 +73,6 @@ for (let seed = first; seed < first + count; seed++) {
 }
 const minutes = (performance.now() - started) / 60000;
 console.log(`${nodes} nodes, ${steps} steps per seed, ${steps_} steps, ${Math.round(count / minutes)} seeds/min, slowest recovery ${maxLiveness} ticks (seed ${slowestSeed})`);
-console.log(`${elections} elections; dead-peer reports: ${deadSignals} (${falseDeadSignals} false), ${aboutLeader} of them to a follower of the reported peer`);
+console.log(`${elections} elections; dead-peer reports: ${deadSignals} (${falseDeadSignals} false), ${aboutLeader} of them to a follower of the reported peer, ${aboutTransferee} to a leader transferring to it`);
 console.log(`${count} seeds, ${violations} violations`);
 process.exitCode = violations > 0 ? 1 : 0;

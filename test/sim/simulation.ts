@@ -49,6 +49,8 @@ export interface SimStats {
   falseDeadSignals: number;
   /** Reports that reached a follower of the reported peer (the ones that start an election). */
   deadSignalsAboutLeader: number;
+  /** Reports that reached a leader transferring to the reported peer (the ones that end a transfer). */
+  deadSignalsAboutTransferee: number;
 }
 
 export interface SimResult {
@@ -153,6 +155,7 @@ class Simulation {
     deadSignals: 0,
     falseDeadSignals: 0,
     deadSignalsAboutLeader: 0,
+    deadSignalsAboutTransferee: 0,
   };
   private readonly opts: SimOptions;
   private readonly rng: Rng;
@@ -655,6 +658,7 @@ class Simulation {
     this.stats.deadSignals++;
     if (!real) this.stats.falseDeadSignals++;
     if (node.raft.currentRole === 'follower' && node.raft.currentLeader === peer) this.stats.deadSignalsAboutLeader++;
+    if (node.raft.currentRole === 'leader' && node.raft.status().transferee === peer) this.stats.deadSignalsAboutTransferee++;
     this.log(`${id} told ${peer} is dead${real ? '' : ' (false)'}`);
     if (!real) this.voidLeases(peer, subject.raft?.currentTerm ?? subject.disk.hardState.term);
     node.raft.reportPeerDead(peer);
