@@ -42,7 +42,7 @@ const USAGE = `Usage: node bench/run.ts [options]   (npm run bench -- [options])
   --runs N           failover runs per signal and system (default 7)
   --only WHAT        writes or failover (default both)
   --skip-etcd        do not run the etcd reference cluster
-  --no-follower      skip the extra raftlet run that writes through a follower
+  --no-follower      skip the extra runs that write through a follower (raftlet's, and etcd's for reference)
   --source           run the nodes from src/ through Node's type stripping instead of a compiled copy
                      (tsc into a temp dir, as the image runs it; the default), for comparison
   --node-flags=FLAGS extra Node flags for every raftlet node, e.g. --node-flags="--max-semi-space-size=2"
@@ -207,14 +207,20 @@ async function writePhase(options: Options, bin: string, cores: number, errors: 
       }
     }
     if (options.follower) {
+      // etcd's own follower path is measured too, for reference: the row judges raftlet's follower
+      // path against raftlet's leader path, and etcd's ratio says what forwarding costs a system
+      // that does it inside Raft (MsgProp). Both clusters then have taken the same runs when their
+      // memory is read.
       const clients = Math.max(...options.clients);
-      const leader = await waitStable(raftlet, 30_000);
-      const follower = (leader + 1) % CLUSTER_SIZE;
-      log(`raftlet: ${clients} clients through a follower (${raftlet.memberId(follower)}) for ${options.seconds} s`);
-      const result = await runLoad(raftlet, {
-        clients, seconds: options.seconds, warmupSeconds: options.warmupSeconds, valueBytes: VALUE_BYTES, keys: KEYS, target: follower,
-      }, cores);
-      writes.push({ system: 'raftlet', via: 'follower', clients, ...result });
+      for (const cluster of etcd === null ? [raftlet] : [raftlet, etcd]) {
+        const leader = await waitStable(cluster, 30_000);
+        const follower = (leader + 1) % CLUSTER_SIZE;
+        log(`${cluster.system}: ${clients} clients through a follower (${memberName(cluster, follower)}) for ${options.seconds} s`);
+        const result = await runLoad(cluster, {
+          clients, seconds: options.seconds, warmupSeconds: options.warmupSeconds, valueBytes: VALUE_BYTES, keys: KEYS, target: follower,
+        }, cores);
+        writes.push({ system: cluster.system, via: 'follower', clients, ...result });
+      }
     }
     memory.push(...memoryRows(raftlet, 'after writes'));
     if (etcd !== null) memory.push(...memoryRows(etcd, 'after writes'));
