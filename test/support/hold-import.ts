@@ -20,12 +20,12 @@ delete process.env.RAFTLET_TEST_HOLD_MARKER;
 delete process.env.RAFTLET_TEST_HOLD_MS;
 
 if (name !== undefined && name !== '' && marker !== undefined && marker !== '') {
-  const target = new RegExp(`/(?:src|dist)/${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.[jt]s$`);
+  const targets = [`/src/${name}.ts`, `/dist/${name}.js`];
   let held = false;
   registerHooks({
     resolve(specifier, context, nextResolve) {
       const resolved = nextResolve(specifier, context);
-      if (!held && target.test(resolved.url)) {
+      if (!held && targets.some((t) => resolved.url.endsWith(t))) {
         held = true;
         writeFileSync(marker, `${process.pid}\n`);
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, holdMs);
