@@ -9,14 +9,13 @@
 // known step (the stretch is too short to aim at from outside). With the signal caught only once
 // the node runs (as before), neither of the two messages can appear.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { clusterHooks, describeExit, RAFTLET_BIN, REPO_ROOT, type Cluster, type ExitInfo } from '../support/cluster.ts';
+import { clusterHooks, describeExit, GiveUp, waitUntil, type Cluster, type ExitInfo } from '../support/cluster.ts';
 import { commandLine } from '../support/proc.ts';
 
 /** The bin's line when the signal came before it re-executed itself. */
@@ -64,42 +63,30 @@ async function signalDuringStart(c: Cluster, node: number, due: (log: string) =>
   return { exit, log: latestLog(c, node), reExecuted };
 }
 
-/** Starts the member's `raftlet run` with the hold hook on its bin's import of run/stop-signals,
- * sends SIGTERM once the hook says the bin is there, and waits for the exit. */
+/** Starts the member with the hold hook on its bin's import of run/stop-signals, sends SIGTERM once
+ * the hook says the bin is there, and waits for the exit. */
 async function signalWhileTheBinHolds(c: Cluster, node: number): Promise<{ exit: ExitInfo; output: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'raftlet-hold-'));
   const marker = path.join(dir, 'held');
-  const spec = c.spec(node);
-  const child = spawn(process.execPath, [RAFTLET_BIN, 'run'], {
-    cwd: REPO_ROOT,
-    env: {
-      ...spec.env,
-      NODE_OPTIONS: [spec.env.NODE_OPTIONS, `--import=${HOLD_HOOK}`].filter((o) => o !== undefined && o !== '').join(' '),
-      RAFTLET_TEST_HOLD_MODULE: 'run/stop-signals',
-      RAFTLET_TEST_HOLD_MARKER: marker,
-      RAFTLET_TEST_HOLD_MS: String(HOLD_MS),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  let ended: ExitInfo | null = null;
-  void exited.then((info) => (ended = info));
   try {
-    const deadline = Date.now() + 30_000;
-    while (!existsSync(marker)) {
-      assert.ok(ended === null, `the process ended before the bin loaded run/stop-signals: ${describeExit(ended!)}:\n${output}`);
-      assert.ok(Date.now() < deadline, `the bin did not load run/stop-signals within 30 s:\n${output}`);
-      await delay(2);
-    }
-    child.kill('SIGTERM');
-    const exit = await Promise.race([exited, delay(20_000).then(() => null)]);
-    assert.ok(exit !== null, `no exit within 20 s of the signal:\n${output}`);
-    return { exit, output };
+    const own = c.spec(node).env.NODE_OPTIONS;
+    await c.start(node, {
+      wait: 'none',
+      env: {
+        NODE_OPTIONS: [own, `--import=${HOLD_HOOK}`].filter((o) => o !== undefined && o !== '').join(' '),
+        RAFTLET_TEST_HOLD_MODULE: 'run/stop-signals',
+        RAFTLET_TEST_HOLD_MARKER: marker,
+        RAFTLET_TEST_HOLD_MS: String(HOLD_MS),
+      },
+    });
+    await waitUntil('the bin to load run/stop-signals', () => {
+      if (!c.isLive(node)) throw new GiveUp(`the process ended before the bin loaded run/stop-signals:\n${latestLog(c, node)}`);
+      return existsSync(marker);
+    }, { timeoutMs: 30_000, intervalMs: 2 });
+    process.kill(c.pid(node), 'SIGTERM');
+    const exit = await c.waitExit(node, 20_000);
+    return { exit, output: latestLog(c, node) };
   } finally {
-    if (ended === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 }

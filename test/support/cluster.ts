@@ -345,13 +345,15 @@ export class Cluster {
   // ---- lifecycle ----
 
   /** Starts the node's process (first start or restart, same data dir and ports). Waits until its
-   * client API answers unless wait is 'none'; a process that exits instead fails with its log. */
-  async start(node: number, options: { wait?: 'up' | 'none'; args?: readonly string[] } = {}): Promise<void> {
+   * client API answers unless wait is 'none'; a process that exits instead fails with its log. env:
+   * variables for this start only, over the node's own (e.g. a test hook in NODE_OPTIONS). */
+  async start(node: number, options: { wait?: 'up' | 'none'; args?: readonly string[]; env?: Readonly<Record<string, string>> } = {}): Promise<void> {
     if (this.stopped) throw new Error(`${this.name} was stopped`);
     const spec = this.spec(node);
     const previous = this.running.get(node);
     if (previous?.running) throw new Error(`${spec.id} is still running (pid ${previous.pid}); stop it first`);
-    const started = new RunningNode(spec, options.args ?? [], this.options.launchPrefix?.(node) ?? [], this.options.bin);
+    const launched = options.env === undefined ? spec : { ...spec, env: { ...spec.env, ...options.env } };
+    const started = new RunningNode(launched, options.args ?? [], this.options.launchPrefix?.(node) ?? [], this.options.bin);
     this.running.set(node, started);
     if (options.wait === 'none') return;
     await waitUntil(`${spec.id} to answer GET /v1/status`, async () => {
